@@ -1,0 +1,1 @@
+"""Benchmarks: each runs linkcert side by side with the peer and reports ratios."""

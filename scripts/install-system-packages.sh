@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages linkcert's demo and tests run against, when they are missing:
+# pebble (a local ACME CA). Later parts add what they need here.
+set -euo pipefail
+wanted=(pebble)
+missing=()
+for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null

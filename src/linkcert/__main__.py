@@ -1,0 +1,3 @@
+from linkcert.cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""The `linkcert` command line.
+
+Each concept registers its commands from its own module; this module only assembles them and
+turns any unexpected error into a clear message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from linkcert.cli import check as _check  # noqa: F401  (registers `linkcert check`)
+from linkcert.cli.app import app
+
+
+def main() -> None:
+    """Entry point of the `linkcert` script."""
+    try:
+        app(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["app", "main", "typer"]
