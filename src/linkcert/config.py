@@ -1,0 +1,224 @@
+"""Settings: one typed object, read from a TOML file, `LINKCERT_<NAME>` variables and flags.
+
+Precedence, lowest first: built-in defaults, the TOML file (`--config FILE` or `LINKCERT_CONFIG`),
+environment variables, command-line overrides. Every value is validated at start-up so that a
+bad setting stops the process with a message naming it, not a failure hours later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+ENV_PREFIX = "LINKCERT_"
+SECRET_FIELDS = ("master_key", "tracking_key", "acme_eab_hmac_key")
+
+KeyType = Literal["ec256", "rsa2048", "rsa3072"]
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it and says what it takes."""
+
+
+def parse_host_port(value: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """Split `HOST:PORT`, `[V6]:PORT` or (with a default port) a bare host."""
+    text = value.strip()
+    host: str
+    port_text: str | None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"{value!r}: missing ']' after an IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{value!r}: expected ':PORT' after ']'")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, None  # a bare host, or an IPv6 address without a port
+    if not host:
+        raise ValueError(f"{value!r}: the host is empty")
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{value!r}: expected HOST:PORT")
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _listen(value: str) -> str:
+    parse_host_port(value)
+    return value
+
+
+class Settings(BaseModel):
+    """Every setting linkcert reads. Field names map to `LINKCERT_<NAME>` in upper case."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    # ACME
+    acme_directory_url: str = LETS_ENCRYPT_DIRECTORY
+    acme_ca_bundle: Path | None = None
+    acme_contact_email: str | None = None
+    acme_eab_kid: str | None = None
+    acme_eab_hmac_key: SecretStr | None = None
+    acme_profile: str | None = None
+    key_type: KeyType = "ec256"
+    # DNS
+    nameservers: tuple[str, ...] = ()
+    dns_timeout: float = Field(default=3.0, gt=0, le=60)
+    cname_targets: tuple[str, ...] = ()
+    edge_addresses: tuple[str, ...] = ()
+    ca_domains: tuple[str, ...] = ("letsencrypt.org",)
+    allow_test_domains: bool = False
+    platform_domains: tuple[str, ...] = ()
+    # Listeners
+    http_listen: str = "0.0.0.0:80"
+    https_listen: str = "0.0.0.0:443"
+    api_listen: str = "127.0.0.1:8080"
+    # Secrets
+    master_key: SecretStr | None = None
+    master_key_file: Path | None = None
+    tracking_key: SecretStr | None = None
+    # Worker
+    worker_concurrency: int = Field(default=32, ge=1, le=1000)
+    acme_orders_per_second: float = Field(default=0.0, ge=0)
+
+    _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
+
+    @field_validator(
+        "nameservers",
+        "cname_targets",
+        "edge_addresses",
+        "ca_domains",
+        "platform_domains",
+        mode="before",
+    )
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        # Environment variables give lists as comma-separated text.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("nameservers")
+    @classmethod
+    def _check_nameservers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            parse_host_port(item, default_port=53)
+        return value
+
+    @field_validator("tracking_key")
+    @classmethod
+    def _check_tracking_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be a secret of at least 32 characters")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'linkcert.sqlite3'}"
+
+    def master_key_text(self) -> str | None:
+        """The master key setting, from `master_key` or the file `master_key_file`."""
+        if self.master_key is not None:
+            return self.master_key.get_secret_value()
+        if self.master_key_file is not None:
+            try:
+                return self.master_key_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"master_key_file: cannot read {self.master_key_file}: {exc.strerror}"
+                ) from None
+        return None
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets replaced by a mask."""
+        data = self.model_dump(mode="json")
+        for name in SECRET_FIELDS:
+            if data.get(name):
+                data[name] = "********"
+        data["database_url"] = _mask_url_password(self.effective_database_url)
+        return data
+
+
+def _mask_url_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:********@{host}"
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    known = set(Settings.model_fields)
+    found: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in known:
+                found[name] = value
+    return found
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # Accept both a flat file and one with a [linkcert] table.
+    section = data.get("linkcert", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [linkcert] must be a table")
+    return section
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from file, environment and overrides, or raise ConfigError."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    file_path = config_file or (
+        Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None
+    )
+    if file_path is not None:
+        values.update(_from_file(file_path))
+    values.update(_from_environment(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "is not a linkcert setting"
+        lines.append(f"{name} (LINKCERT_{name.upper()}): {message}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,32 @@
+"""Persistence: SQLAlchemy models, Alembic migrations, engines for SQLite and PostgreSQL."""
+
+from linkcert.store.db import Store, StoreError
+from linkcert.store.models import (
+    Account,
+    AcmeAccount,
+    Base,
+    Certificate,
+    Challenge,
+    Click,
+    Domain,
+    Event,
+    Link,
+    Order,
+    utcnow,
+)
+
+__all__ = [
+    "Account",
+    "AcmeAccount",
+    "Base",
+    "Certificate",
+    "Challenge",
+    "Click",
+    "Domain",
+    "Event",
+    "Link",
+    "Order",
+    "Store",
+    "StoreError",
+    "utcnow",
+]

@@ -1,0 +1,220 @@
+"""The tables linkcert keeps. Everything the worker and the edge know lives here.
+
+Data flows one way: the API writes accounts and domains; the worker moves a domain through its
+states, writing orders, challenges, certificates and events; the edge reads certificates and
+challenges. Times are stored and returned as timezone-aware UTC on every engine.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always aware UTC in Python, whatever the engine keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        # SQLite keeps text; drop the offset so that comparisons sort as text correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+class Account(Base):
+    """A customer account of the email platform."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    contact_emails: Mapped[list[Any]] = mapped_column(default=list)
+    tracking_domain_id: Mapped[int | None] = mapped_column(
+        ForeignKey("domains.id", use_alter=True, name="fk_accounts_tracking_domain"),
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tracking_domain: Mapped[Domain | None] = relationship(foreign_keys=[tracking_domain_id])
+
+
+class Domain(Base):
+    """A link tracking domain and where it stands: its DNS state and certificate state.
+
+    The two states are kept apart on purpose: "your DNS is wrong" and "your certificate is
+    being issued" are different facts, and the customer needs to see both.
+    """
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)  # ASCII (A-label) form
+    unicode_name: Mapped[str] = mapped_column(String(253))
+    registrable: Mapped[str] = mapped_column(String(253), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="customer")  # customer | brand
+    # Whether linkcert should keep this domain secured (false once an account moves away).
+    wanted: Mapped[bool] = mapped_column(Boolean, default=True)
+    dns_state: Mapped[str] = mapped_column(String(32), default="pending")
+    cert_state: Mapped[str] = mapped_column(String(32), default="none")
+    problems: Mapped[list[Any]] = mapped_column(default=list)
+    # The worker's schedule: when to look at this domain next, and why it waits.
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failure_class: Mapped[str | None] = mapped_column(String(32))
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    current_certificate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificates.id", use_alter=True, name="fk_domains_current_certificate"),
+    )
+    dns_checked_at: Mapped[datetime | None] = mapped_column()
+    moved_since: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account | None] = relationship(foreign_keys=[account_id])
+    current_certificate: Mapped[Certificate | None] = relationship(
+        foreign_keys=[current_certificate_id]
+    )
+
+    __table_args__ = (Index("ix_domains_due", "next_attempt_at"),)
+
+
+class Certificate(Base):
+    """An issued (or uploaded) certificate with its encrypted private key."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"), index=True)
+    chain_pem: Mapped[str] = mapped_column(Text)
+    key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)  # erased on delete
+    serial: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(400))
+    not_before: Mapped[datetime] = mapped_column()
+    not_after: Mapped[datetime] = mapped_column(index=True)
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    source: Mapped[str] = mapped_column(String(16), default="acme")  # acme | upload
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class AcmeAccount(Base):
+    """The one ACME account linkcert uses for all customers, per CA directory."""
+
+    __tablename__ = "acme_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    directory_url: Mapped[str] = mapped_column(String(500), unique=True)
+    uri: Mapped[str | None] = mapped_column(String(500))
+    key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    contact: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Order(Base):
+    """An ACME order, kept step by step so that a restarted worker resumes it."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"), index=True)
+    acme_account_id: Mapped[int] = mapped_column(ForeignKey("acme_accounts.id"))
+    url: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(32), default="new")
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    csr_pem: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class Challenge(Base):
+    """An HTTP-01 answer any edge process can serve: token -> key authorization."""
+
+    __tablename__ = "challenges"
+
+    token: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key_authorization: Mapped[str] = mapped_column(String(512))
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """The append-only history of a domain: every state change with its reason."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(64))
+    dns_state: Mapped[str] = mapped_column(String(32))
+    cert_state: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_events_domain_at", "domain_id", "id"),)
+
+
+class Link(Base):
+    """A tracked link; its token carries the id and destination, signed."""
+
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"), index=True)
+    destination: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Click(Base):
+    """A recorded click or open, written in batches by the edge."""
+
+    __tablename__ = "clicks"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253))
+    link_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(8), default="click")
+    at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (Index("ix_clicks_link", "link_id"),)

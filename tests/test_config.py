@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from linkcert.config import ConfigError, load_settings, parse_host_port
+
+
+def test_defaults_and_environment(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "LINKCERT_DATA_DIR": str(tmp_path),
+            "LINKCERT_NAMESERVERS": "127.0.0.1:5353, [::1]:53",
+            "LINKCERT_CNAME_TARGETS": "track.platform.example",
+            "LINKCERT_ALLOW_TEST_DOMAINS": "true",
+            "UNRELATED": "x",
+        }
+    )
+    assert settings.nameservers == ("127.0.0.1:5353", "[::1]:53")
+    assert settings.cname_targets == ("track.platform.example",)
+    assert settings.allow_test_domains is True
+    assert settings.effective_database_url == f"sqlite:///{tmp_path / 'linkcert.sqlite3'}"
+
+
+def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "linkcert.toml"
+    config.write_text('[linkcert]\napi_listen = "127.0.0.1:1"\nhttp_listen = "127.0.0.1:2"\n')
+    settings = load_settings(
+        config_file=config,
+        environ={"LINKCERT_HTTP_LISTEN": "127.0.0.1:3"},
+        overrides={"https_listen": "127.0.0.1:4", "api_listen": None},
+    )
+    assert settings.api_listen == "127.0.0.1:1"
+    assert settings.http_listen == "127.0.0.1:3"
+    assert settings.https_listen == "127.0.0.1:4"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"LINKCERT_HTTP_LISTEN": "nope"}, "http_listen"),
+        ({"LINKCERT_NAMESERVERS": "1.2.3.4:99999"}, "nameservers"),
+        ({"LINKCERT_TRACKING_KEY": "short"}, "tracking_key"),
+        ({"LINKCERT_WORKER_CONCURRENCY": "0"}, "worker_concurrency"),
+        ({"LINKCERT_KEY_TYPE": "dsa"}, "key_type"),
+    ],
+)
+def test_invalid_settings_name_themselves(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.upper()):
+        load_settings(environ=environ)
+
+
+def test_unknown_file_keys_and_bad_toml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match="not a linkcert setting"):
+        load_settings(config_file=bad, environ={})
+    bad.write_text("this is = = not toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config_file=bad, environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "missing.toml", environ={})
+
+
+def test_masked_hides_secrets() -> None:
+    settings = load_settings(
+        environ={
+            "LINKCERT_MASTER_KEY": "k:secretsecret",
+            "LINKCERT_TRACKING_KEY": "t" * 40,
+            "LINKCERT_DATABASE_URL": "postgresql://lc:hunter2@db/linkcert",
+        }
+    )
+    shown = str(settings.masked())
+    assert "secretsecret" not in shown and "t" * 40 not in shown and "hunter2" not in shown
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:53", ("127.0.0.1", 53)), ("[::1]:5353", ("::1", 5353)), ("::1", ("::1", 53))],
+)
+def test_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text, default_port=53) == expected
