@@ -1,8 +1,25 @@
-"""The Typer application every command module attaches to."""
+"""The Typer application every command module attaches to, and what commands share.
+
+Commands read the same settings (`--config FILE`, `LINKCERT_<NAME>` variables) and report
+problems as one plain line on stderr with a stable exit code: 0 done, 1 the answer is "no"
+(for example a domain that is not ready), 2 bad input, usage or configuration.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
 import typer
+from rich.console import Console
+from sqlalchemy.exc import OperationalError
+
+from linkcert.config import ConfigError, Settings, load_settings
+from linkcert.store import Store, StoreError
 
 app = typer.Typer(
     name="linkcert",
@@ -12,7 +29,65 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_USAGE = 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+_config_file: Path | None = None
+
 
 @app.callback()
-def _root() -> None:
+def _root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML settings file (or LINKCERT_CONFIG)."),
+    ] = None,
+) -> None:
     """Automatic HTTPS for customers' link tracking domains."""
+    global _config_file
+    _config_file = config
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one plain line on stderr and exit with `code`."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def settings(**overrides: Any) -> Settings:
+    """The effective settings, or a clean exit 2 naming the bad one."""
+    try:
+        return load_settings(_config_file, overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextmanager
+def user_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Turn the listed exception types into a clean error line and exit 2."""
+    try:
+        yield
+    except kinds as exc:
+        fail(str(exc))
+
+
+def open_store(current: Settings) -> Store:
+    """The store, migrated on SQLite (one machine), checked on PostgreSQL (fleet: `migrate`)."""
+    try:
+        store = Store(current.effective_database_url)
+        if store.dialect == "sqlite":
+            store.migrate()
+        elif not store.schema_is_current():
+            fail("the database schema is not current: run `linkcert migrate` first")
+    except StoreError as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        fail(f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}")
+    return store

@@ -1,0 +1,58 @@
+"""Operator commands: settings, master keys, migrations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from linkcert.cli.app import app, console, fail, print_json, settings, user_errors
+from linkcert.keys import MasterKeyError, MasterKeys, generate_master_key
+from linkcert.store import Store, StoreError
+
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+keys_app = typer.Typer(help="Master keys that encrypt private keys at rest.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings, secrets masked."""
+    print_json(settings().masked())
+
+
+@keys_app.command("generate")
+def keys_generate(
+    key_id: Annotated[
+        str | None, typer.Option("--id", help="Key id (default: a timestamp).")
+    ] = None,
+) -> None:
+    """Print a fresh master key in the form LINKCERT_MASTER_KEY takes."""
+    with user_errors(MasterKeyError):
+        typer.echo(generate_master_key(key_id))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored private key under the first (current) master key."""
+    from linkcert.keystore import rotate_all
+
+    current = settings()
+    with user_errors(MasterKeyError, StoreError):
+        keys = MasterKeys.parse(current.master_key_text())
+        store = Store(current.effective_database_url)
+        changed = rotate_all(store, keys)
+    console.print(f"re-encrypted {changed} private keys under master key {keys.current_id!r}")
+
+
+@app.command("migrate")
+def migrate() -> None:
+    """Create or upgrade the database schema (run once per release in fleet mode)."""
+    current = settings()
+    try:
+        store = Store(current.effective_database_url)
+        store.migrate()
+    except StoreError as exc:
+        fail(str(exc))
+    console.print("database schema is up to date")

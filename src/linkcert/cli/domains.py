@@ -1,0 +1,146 @@
+"""Commands for scripts and operators: accounts and their link tracking domains."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from linkcert.cli.app import EXIT_NO, app, console, fail, open_store, print_json, settings
+from linkcert.domains import (
+    Conflict,
+    DomainStatus,
+    NotFound,
+    create_account,
+    domain_events,
+    domain_status,
+    list_domains,
+    set_tracking_domain,
+)
+from linkcert.names import DomainNameError, NamePolicy
+from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
+
+account_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
+domain_app = typer.Typer(help="Link tracking domains.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+app.add_typer(domain_app, name="domain")
+
+FINAL_CERT_STATES = {CertState.ACTIVE, CertState.REVOKED}
+
+
+@account_app.command("create")
+def account_create(
+    name: str,
+    email: Annotated[list[str] | None, typer.Option("--email", help="Contact address.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a customer account."""
+    store = open_store(settings())
+    try:
+        account = create_account(store, name, email or [])
+    except (ValueError, Conflict) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({"id": account.id, "name": account.name, "emails": account.contact_emails})
+    else:
+        console.print(f"account {account.name!r} created (id {account.id})")
+
+
+@domain_app.command("set")
+def domain_set(
+    account: Annotated[str, typer.Argument(help="Account name or id.")],
+    domain: Annotated[str, typer.Argument(help="The link tracking domain.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Set an account's link tracking domain; linkcert secures it in the background."""
+    current = settings()
+    store = open_store(current)
+    policy = NamePolicy(current.allow_test_domains, current.platform_domains)
+    try:
+        saved = set_tracking_domain(store, account, domain, policy)
+    except DomainNameError as exc:
+        fail(exc.message)
+    except (NotFound, Conflict) as exc:
+        fail(str(exc))
+    status = domain_status(store, saved.name)
+    if as_json:
+        print_json(status.to_json())
+    else:
+        console.print(
+            f"{status.unicode_name} saved for account {status.account!r}; securing it now"
+        )
+
+
+def _show(status: DomainStatus) -> None:
+    console.print(f"[bold]{status.unicode_name}[/]  (account {status.account or '-'})")
+    console.print(
+        f"  DNS:         {DNS_STATE_TEXT.get(DnsState(status.dns_state), status.dns_state)}"
+    )
+    console.print(
+        f"  Certificate: {CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)}"
+    )
+    if status.not_after:
+        console.print(f"  Expires:     {status.not_after:%Y-%m-%d %H:%M} UTC  ({status.issuer})")
+    if status.next_attempt_at:
+        console.print(f"  Next check:  {status.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
+    for problem in status.problems:
+        console.print(f"  [yellow]problem:[/] {problem.get('message', '')}")
+        if problem.get("fix"):
+            console.print(f"    fix: {problem['fix']}")
+
+
+@domain_app.command("status")
+def domain_status_cmd(
+    domain: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Wait up to SECONDS for the domain to be secured.")
+    ] = 0.0,
+    events: Annotated[bool, typer.Option("--events", help="Include the event timeline.")] = False,
+) -> None:
+    """Show where a domain stands. With --wait, exit 1 unless it is secured in time."""
+    store = open_store(settings())
+    try:
+        status = domain_status(store, domain)
+        if wait > 0:
+            deadline = time.monotonic() + wait
+            with console.status(f"waiting for {status.unicode_name}…") as spinner:
+                while status.cert_state not in FINAL_CERT_STATES and time.monotonic() < deadline:
+                    time.sleep(0.25)
+                    status = domain_status(store, domain)
+                    spinner.update(
+                        f"{status.unicode_name}: DNS {status.dns_state}, "
+                        f"certificate {status.cert_state}"
+                    )
+    except NotFound as exc:
+        fail(str(exc))
+    if as_json:
+        data = status.to_json()
+        if events:
+            data["events"] = domain_events(store, domain)
+        print_json(data)
+    else:
+        _show(status)
+        if events:
+            for event in domain_events(store, domain):
+                console.print(f"  {event['at']}  {event['kind']:<16} {event['message']}")
+    if wait > 0 and status.cert_state != CertState.ACTIVE:
+        raise typer.Exit(EXIT_NO)
+
+
+@domain_app.command("list")
+def domain_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List every domain with its DNS and certificate state."""
+    statuses = list_domains(open_store(settings()))
+    if as_json:
+        print_json([s.to_json() for s in statuses])
+        return
+    table = Table("domain", "account", "DNS", "certificate", "expires")
+    for s in statuses:
+        expires = f"{s.not_after:%Y-%m-%d}" if s.not_after else "-"
+        table.add_row(s.unicode_name, s.account or "-", s.dns_state, s.cert_state, expires)
+    console.print(table)

@@ -1,0 +1,73 @@
+"""Row leases: two workers never work on the same domain at once.
+
+A worker claims due domains by writing its id and a lease expiry on their rows. On PostgreSQL
+the candidates are selected `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint sets
+without waiting on each other; on SQLite the database serializes writers. A lease that expires
+(its worker died) makes the domain claimable again, and the next worker resumes its order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+
+from linkcert.store import Domain, Store
+
+DEFAULT_LEASE = timedelta(minutes=5)
+
+
+def claim_due(
+    store: Store, worker_id: str, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
+) -> list[int]:
+    """Lease up to `limit` domains whose next attempt is due; return their ids."""
+    free = or_(Domain.lease_until.is_(None), Domain.lease_until < now)
+    with store.session() as session:
+        candidates = (
+            select(Domain.id)
+            .where(Domain.next_attempt_at <= now, free)
+            .order_by(Domain.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(session.scalars(candidates))
+        if not ids:
+            return []
+        claimed = session.execute(
+            update(Domain)
+            .where(Domain.id.in_(ids), free)
+            .values(lease_owner=worker_id, lease_until=now + lease)
+            .returning(Domain.id)
+        )
+        return [row[0] for row in claimed]
+
+
+def extend(store: Store, worker_id: str, domain_id: int, until: datetime) -> bool:
+    """Extend our lease; False when it was lost (expired and taken by another worker)."""
+    with store.session() as session:
+        result = session.execute(
+            update(Domain)
+            .where(Domain.id == domain_id, Domain.lease_owner == worker_id)
+            .values(lease_until=until)
+            .returning(Domain.id)
+        )
+        return result.first() is not None
+
+
+def release(store: Store, worker_id: str, domain_id: int) -> None:
+    with store.session() as session:
+        session.execute(
+            update(Domain)
+            .where(Domain.id == domain_id, Domain.lease_owner == worker_id)
+            .values(lease_owner=None, lease_until=None)
+        )
+
+
+def next_due(store: Store, now: datetime) -> datetime | None:
+    """The earliest scheduled attempt among unleased domains (for the worker's sleep)."""
+    with store.session() as session:
+        free = or_(Domain.lease_until.is_(None), Domain.lease_until < now)
+        value: datetime | None = session.scalar(
+            select(func.min(Domain.next_attempt_at)).where(free)
+        )
+        return value
