@@ -47,16 +47,26 @@ def retry_delay(
     return timedelta(seconds=delay)
 
 
+def renewal_window(not_before: datetime, not_after: datetime) -> tuple[datetime, datetime]:
+    """Without ARI: renew when a third of the lifetime remains (half under 10 days).
+
+    The window opens a twentieth of the lifetime before that point so that certificates
+    issued together do not all renew at the same moment.
+    """
+    lifetime = not_after - not_before
+    remaining_fraction = 0.5 if lifetime < timedelta(days=10) else 1 / 3
+    latest = not_after - lifetime * remaining_fraction
+    return latest - lifetime * 0.05, latest
+
+
 def renewal_time(
     not_before: datetime, not_after: datetime, rng: random.Random | None = None
 ) -> datetime:
-    """When to renew without ARI: a third of the lifetime left (half under 10 days), jittered.
-
-    The jitter moves the time earlier by up to a twentieth of the lifetime so that certificates
-    issued together do not all renew at the same moment.
-    """
+    """A random time inside the renewal window."""
     rand = rng or random
-    lifetime = not_after - not_before
-    remaining_fraction = 0.5 if lifetime < timedelta(days=10) else 1 / 3
-    target = not_after - lifetime * remaining_fraction
-    return target - lifetime * rand.uniform(0, 0.05)
+    earliest, latest = renewal_window(not_before, not_after)
+    return earliest + (latest - earliest) * rand.uniform(0, 1)
+
+
+def renewal_due(not_before: datetime, not_after: datetime, now: datetime) -> bool:
+    return now >= renewal_window(not_before, not_after)[0]
