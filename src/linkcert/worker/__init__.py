@@ -1,0 +1,1 @@
+"""The lifecycle worker: DNS checks, orders, renewals, scheduled per domain."""
