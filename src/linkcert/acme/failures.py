@@ -138,6 +138,8 @@ def translate(
                 f"{action}: the CA is rate limiting (HTTP 429); try again later",
                 retry_after=retry_after,
             )
+        if status < 400:
+            return _not_acme(action, origin)
         return AcmeRejected(f"{action}: the CA answered HTTP {status} without an explanation")
     if isinstance(error, DeserializationError | ValueError | KeyError):
         return _not_acme(action, origin)
