@@ -11,7 +11,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from linkcert.acme.certs import ChainError, make_csr, parse_chain, serial_hex, verify_chain
+from linkcert.acme.certs import (
+    ChainError,
+    ari_certificate_id,
+    make_csr,
+    parse_chain,
+    serial_hex,
+    verify_chain,
+)
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -210,3 +217,28 @@ def test_text_without_certificates_is_refused() -> None:
         parse_chain("no certificate here")
     with pytest.raises(ChainError):
         verify_chain("", ec_key(), DOMAIN)
+
+
+def test_ari_identifier_follows_the_rfc_example() -> None:
+    # The worked example of RFC 9773 (ARI): this key identifier and serial.
+    key = ec_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
+    key_identifier = bytes.fromhex("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(0x87654321)
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + DAY)
+        .add_extension(x509.AuthorityKeyIdentifier(key_identifier, None, None), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    assert ari_certificate_id(leaf) == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+    assert ari_certificate_id(pem(leaf)) == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+
+
+def test_ari_identifier_needs_an_authority_key_identifier(ca: Hierarchy) -> None:
+    with pytest.raises(ValueError, match="authority key identifier"):
+        ari_certificate_id(ca.leaf(ec_key()))

@@ -28,6 +28,7 @@ from linkcert.acme import (
     ChallengeFailed,
     Http01Challenge,
     OrderInfo,
+    ari_certificate_id,
     make_csr,
     verify_chain,
 )
@@ -331,6 +332,35 @@ async def test_client_works_from_asyncio_to_thread(
     )
     for domain, chain in zip(domains, chains, strict=True):
         verify_chain(chain, keys[domain], domain)
+
+
+def test_renewal_order_on_a_ca_without_ari(
+    client: AcmeClient, acme_http_responder: ChallengeResponder
+) -> None:
+    domain = fresh_domain()
+    first_key = new_certificate_key()
+    first = obtain(client, acme_http_responder, domain, first_key)
+    assert client.renewal_window(first) is None  # Pebble 2.4 has no ARI
+    renewal = client.new_order(domain, replaces=ari_certificate_id(first))
+    for challenge in client.http01_challenges(renewal):
+        acme_http_responder.publish(challenge)
+        client.answer(challenge)
+    key = new_certificate_key()
+    verify_chain(client.finalize(renewal, make_csr(key, domain)), key, domain)
+
+
+def test_short_certificate_validity_is_honoured(
+    pebble_factory: PebbleFactory, acme_http_responder: ChallengeResponder
+) -> None:
+    brief = pebble_factory(certificate_validity_seconds=600)
+    domain = fresh_domain()
+    key = new_certificate_key()
+    with AcmeClient(brief.acme_settings(), AccountKey.generate()) as acme:
+        orders_before = brief.orders_created()
+        chain = obtain(acme, acme_http_responder, domain, key)
+    assert brief.orders_created() == orders_before + 1
+    info = verify_chain(chain, key, domain, brief.root_pem())
+    assert 590 <= info.lifetime.total_seconds() <= 610
 
 
 def test_revoke_marks_the_certificate_revoked(

@@ -5,7 +5,14 @@ order, challenges) and can resume from any of them after a restart.
 """
 
 from linkcert.acme.account_key import AccountKey, AccountKeyKind
-from linkcert.acme.certs import ChainError, ChainInfo, make_csr, parse_chain, verify_chain
+from linkcert.acme.certs import (
+    ChainError,
+    ChainInfo,
+    ari_certificate_id,
+    make_csr,
+    parse_chain,
+    verify_chain,
+)
 from linkcert.acme.client import AcmeClient
 from linkcert.acme.errors import (
     AcmeError,
@@ -16,7 +23,7 @@ from linkcert.acme.errors import (
     ChallengeFailed,
     OrderInvalid,
 )
-from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo
+from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
 from linkcert.acme.settings import (
     LETS_ENCRYPT_DIRECTORY,
@@ -43,7 +50,9 @@ __all__ = [
     "Http01Challenge",
     "OrderInfo",
     "OrderInvalid",
+    "RenewalWindow",
     "RevocationReason",
+    "ari_certificate_id",
     "make_csr",
     "parse_chain",
     "verify_chain",

@@ -7,6 +7,7 @@ domain, so it is refused here with the reason.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import itertools
 from dataclasses import dataclass
@@ -146,6 +147,28 @@ def serial_hex(certificate: x509.Certificate) -> str:
     """The serial as lowercase hex without `0x`, as CAs' status pages and ARI write it."""
     text = format(certificate.serial_number, "x")
     return text if len(text) % 2 == 0 else "0" + text
+
+
+def ari_certificate_id(certificate: x509.Certificate | str | bytes) -> str:
+    """The RFC 9773 (ARI) identifier of a certificate: what `renewalInfo/<id>` and an order's
+    `replaces` field name it by (base64url of the issuer key identifier, a dot, base64url of
+    the DER serial)."""
+    leaf = parse_chain(certificate)[0] if isinstance(certificate, str | bytes) else certificate
+    try:
+        identifier = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        raise ValueError("the certificate has no authority key identifier") from None
+    key_id = identifier.value.key_identifier
+    if key_id is None:
+        raise ValueError("the certificate's authority key identifier has no key identifier")
+    serial = leaf.serial_number
+    # DER INTEGER content: big-endian two's complement, so one more bit for the sign.
+    serial_bytes = serial.to_bytes((serial.bit_length() + 8) // 8, "big", signed=True)
+    return f"{_b64url(key_id)}.{_b64url(serial_bytes)}"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _public_key_bytes(holder: x509.Certificate | CertificatePrivateKey) -> bytes:

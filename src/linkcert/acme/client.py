@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -27,8 +27,10 @@ from acme import errors as acme_errors
 from cryptography import x509
 from josepy.errors import DeserializationError
 from josepy.interfaces import JSONDeSerializable
+from josepy.json_util import field as field_of_json
 
 from linkcert.acme.account_key import AccountKey
+from linkcert.acme.certs import ari_certificate_id
 from linkcert.acme.errors import (
     AcmeError,
     AcmeRejected,
@@ -38,7 +40,7 @@ from linkcert.acme.errors import (
 )
 from linkcert.acme.failures import problem_code, problem_detail, translate
 from linkcert.acme.network import RetryingNetwork
-from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo
+from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
 from linkcert.acme.settings import AcmeSettings
 
@@ -80,7 +82,7 @@ class _ThreadSession:
 
     network: RetryingNetwork
     protocol: acme_client.ClientV2 | None = None
-    account_uri: str | None = field(default=None)
+    account_uri: str | None = None
 
 
 class AcmeClient:
@@ -98,6 +100,10 @@ class AcmeClient:
         self._key = account_key
         self._account_uri = account_uri
         self._lock = threading.Lock()
+        # Held while registering lazily, so that many threads starting at once make one account
+        # request, and while fetching the directory, which every thread then shares.
+        self._register_lock = threading.Lock()
+        self._directory_lock = threading.Lock()
         self._directory: messages.Directory | None = None
         self._local = threading.local()
         self._networks: list[RetryingNetwork] = []
@@ -174,23 +180,30 @@ class AcmeClient:
 
     def _require_account(self) -> None:
         if self._account_uri is None:
-            self.register()
+            with self._register_lock:
+                if self._account_uri is None:
+                    self.register()
 
     # -- orders --------------------------------------------------------------------------------
 
-    def new_order(self, domain: str, *, profile: str | None = None) -> OrderInfo:
+    def new_order(
+        self, domain: str, *, profile: str | None = None, replaces: str | None = None
+    ) -> OrderInfo:
         """Ask the CA for a certificate for `domain` (ASCII / A-label form).
 
         `profile` names one of the CA's certificate profiles (e.g. Let's Encrypt's
-        "shortlived"); None lets the CA choose.
+        "shortlived"); None lets the CA choose. `replaces` is the ARI identifier
+        (`certs.ari_certificate_id`) of the certificate this order renews: CAs with ARI exempt
+        such renewals from rate limits. It is left out for CAs without ARI.
         """
         domain = _ascii_domain(domain)
         self._require_account()
         with self._step(f"creating an order for {domain}") as session:
             protocol = self._protocol(session)
-            request = messages.NewOrder(
+            request = _NewOrder(
                 identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=domain)],
                 profile=profile,
+                replaces=replaces if _offers(protocol.directory, "renewalInfo") else None,
             )
             response = self._post(session, protocol.directory["newOrder"], request)
             order = _order_info(response.headers["Location"], response)
@@ -380,6 +393,29 @@ class AcmeClient:
             detail=order.error,
         )
 
+    # -- renewal information -------------------------------------------------------------------
+
+    def renewal_window(self, cert_pem: str | bytes) -> RenewalWindow | None:
+        """The CA's suggested renewal window for a certificate, or None if the CA has no ARI.
+
+        Without ARI, renew when a third of the certificate's lifetime remains.
+        """
+        certificate_id = ari_certificate_id(cert_pem)
+        with self._step("fetching renewal information") as session:
+            directory = self._protocol(session).directory
+            if not _offers(directory, "renewalInfo"):
+                return None
+            base = str(directory["renewalInfo"]).rstrip("/")
+            response = session.network.get(f"{base}/{certificate_id}")
+            document = response.json()
+            window = messages.RenewalInfo.from_json(document).suggested_window
+            return RenewalWindow(
+                start=window.start,
+                end=window.end,
+                explanation_url=document.get("explanationURL"),
+                check_again_after=session.network.last_retry_after(),
+            )
+
     # -- revocation ----------------------------------------------------------------------------
 
     def revoke(
@@ -470,7 +506,7 @@ class AcmeClient:
         return session.protocol
 
     def _load_directory(self, session: _ThreadSession) -> messages.Directory:
-        with self._lock:
+        with self._directory_lock:
             if self._directory is None:
                 self._directory = acme_client.ClientV2.get_directory(
                     self.settings.directory_url, session.network
@@ -498,6 +534,20 @@ class AcmeClient:
             )
         pause = self.settings.poll_interval if retry_after is None else retry_after
         time.sleep(min(pause, remaining))
+
+
+class _NewOrder(messages.NewOrder):
+    """A newOrder request that can name the certificate it replaces (RFC 9773 section 5)."""
+
+    replaces: str | None = field_of_json("replaces", omitempty=True)
+
+
+def _offers(directory: messages.Directory, resource: str) -> bool:
+    try:
+        directory[resource]
+    except KeyError:
+        return False
+    return True
 
 
 def _ascii_domain(domain: str) -> str:

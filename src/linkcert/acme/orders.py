@@ -120,3 +120,17 @@ class Http01Challenge:
             authorization_status=AcmeStatus(data["authorization_status"]),
             status=AcmeStatus(data["status"]),
         )
+
+
+@dataclass(frozen=True)
+class RenewalWindow:
+    """When the CA suggests renewing a certificate (RFC 9773, ACME Renewal Information).
+
+    Renew at a random time between `start` and `end`; ask again after `check_again_after`
+    seconds (the CA's Retry-After) in case the window moves, e.g. after a mass revocation.
+    """
+
+    start: datetime.datetime
+    end: datetime.datetime
+    explanation_url: str | None = None
+    check_again_after: float | None = None

@@ -185,6 +185,10 @@ class PebbleServer:
         options.update(overrides)
         return AcmeSettings(**options)
 
+    def orders_created(self) -> int:
+        """How many orders this Pebble has created so far, read from its log."""
+        return self.read_log().count("Added order ")
+
     def read_log(self) -> str:
         """Everything Pebble printed so far (its log also records each order and validation)."""
         if not self.log_path.exists():

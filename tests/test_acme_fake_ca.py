@@ -1,11 +1,13 @@
-"""How the client sorts a CA's failures, against a scripted fake CA (Pebble never fails so).
+"""The client against a scripted fake CA, for what Pebble 2.4 never does.
 
-The fake speaks just enough ACME over plain HTTP for `register()`: a directory, nonces, and a
-newAccount endpoint whose answers each test scripts.
+How failures are sorted (rate limits, 5xx, badNonce, refusals), and ACME Renewal Information
+(Pebble 2.4 has no ARI). The fake speaks just enough ACME over plain HTTP: a directory, nonces,
+and endpoints whose answers each test scripts.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import email.utils
 import json
@@ -19,6 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from linkcert.acme import (
     AccountKey,
@@ -27,6 +33,7 @@ from linkcert.acme import (
     AcmeRejected,
     AcmeSettings,
     AcmeUnavailable,
+    ari_certificate_id,
 )
 from linkcert.acme.network import retry_after_seconds
 
@@ -49,6 +56,7 @@ class FakeCA:
 
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
+        self.payloads: dict[str, list[Any]] = {}
         self._script: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -74,9 +82,11 @@ class FakeCA:
         with self._lock:
             self._script[request] = list(replies)
 
-    def next_reply(self, request: str) -> Reply:
+    def next_reply(self, request: str, body: bytes) -> Reply:
         with self._lock:
             self.hits[request] += 1
+            if body:
+                self.payloads.setdefault(request, []).append(_jws_payload(body))
             replies = self._script.get(request)
             if not replies:
                 return Reply(404, {"type": PROBLEM + "malformed", "detail": "no such resource"})
@@ -88,9 +98,8 @@ class FakeCA:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                if length:
-                    self.rfile.read(length)
-                reply = ca.next_reply(f"{self.command} {self.path}")
+                sent = self.rfile.read(length) if length else b""
+                reply = ca.next_reply(f"{self.command} {self.path}", sent)
                 if isinstance(reply.body, str):
                     body, content_type = reply.body.encode(), "text/html"
                 elif reply.body is not None:
@@ -126,6 +135,13 @@ class FakeCA:
     def __exit__(self, *exc_info: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def _jws_payload(body: bytes) -> Any:
+    encoded = json.loads(body)["payload"]
+    if not encoded:
+        return None  # POST-as-GET
+    return json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
 
 
 @pytest.fixture
@@ -257,3 +273,82 @@ def test_settings_refuse_half_an_external_account_binding() -> None:
         AcmeSettings(eab_kid="kid-1")
     with pytest.raises(ValueError, match="base64url"):
         AcmeSettings(eab_kid="kid-1", eab_hmac_key="not base64!")
+
+
+def certificate_with_key_identifier() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "links.example.com")])
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=89))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return leaf.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def offer_renewal_info(ca: FakeCA) -> None:
+    base = ca.url("")
+    ca.script("GET /directory", Reply(200, {
+        "newNonce": f"{base}/nonce",
+        "newAccount": f"{base}/account",
+        "newOrder": f"{base}/order",
+        "revokeCert": f"{base}/revoke",
+        "renewalInfo": f"{base}/renewal-info",
+    }))  # fmt: skip
+
+
+def test_renewal_window_comes_from_the_cas_renewal_info(fake_ca: FakeCA) -> None:
+    offer_renewal_info(fake_ca)
+    cert_pem = certificate_with_key_identifier()
+    fake_ca.script(
+        f"GET /renewal-info/{ari_certificate_id(cert_pem)}",
+        Reply(
+            200,
+            {
+                "suggestedWindow": {"start": "2026-02-01T00:00:00Z", "end": "2026-02-03T00:00:00Z"},
+                "explanationURL": "https://ca.test/why",
+            },
+            {"Retry-After": "21600"},
+        ),
+    )
+    window = client_of(fake_ca).renewal_window(cert_pem)
+    assert window is not None
+    assert window.start == datetime.datetime(2026, 2, 1, tzinfo=datetime.UTC)
+    assert window.end == datetime.datetime(2026, 2, 3, tzinfo=datetime.UTC)
+    assert window.explanation_url == "https://ca.test/why"
+    assert window.check_again_after == 21600
+
+
+def test_renewal_window_is_none_without_ari(fake_ca: FakeCA) -> None:
+    assert client_of(fake_ca).renewal_window(certificate_with_key_identifier()) is None
+
+
+def test_renewal_order_names_the_certificate_it_replaces_only_when_the_ca_has_ari(
+    fake_ca: FakeCA,
+) -> None:
+    order = {
+        "status": "pending",
+        "identifiers": [{"type": "dns", "value": "links.example.com"}],
+        "authorizations": [fake_ca.url("/authz/1")],
+        "finalize": fake_ca.url("/order/1/finalize"),
+    }
+    fake_ca.script("POST /order", Reply(201, order, {"Location": fake_ca.url("/order/1")}))
+    replaced = ari_certificate_id(certificate_with_key_identifier())
+
+    client_of(fake_ca).new_order("links.example.com", replaces=replaced)
+    assert "replaces" not in fake_ca.payloads["POST /order"][-1]
+
+    offer_renewal_info(fake_ca)
+    info = client_of(fake_ca).new_order("links.example.com", replaces=replaced)
+    assert fake_ca.payloads["POST /order"][-1]["replaces"] == replaced
+    assert fake_ca.payloads["POST /order"][-1]["identifiers"] == order["identifiers"]
+    assert info.url == fake_ca.url("/order/1")
