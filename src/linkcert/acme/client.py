@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,7 +107,8 @@ class AcmeClient:
         self._directory_lock = threading.Lock()
         self._directory: messages.Directory | None = None
         self._local = threading.local()
-        self._networks: list[RetryingNetwork] = []
+        # Weak, so that a network goes (and closes its connections) with the thread it served.
+        self._networks: weakref.WeakSet[RetryingNetwork] = weakref.WeakSet()
 
     @property
     def account_uri(self) -> str | None:
@@ -447,7 +449,7 @@ class AcmeClient:
     def close(self) -> None:
         """Close the connections of every thread that used this client."""
         with self._lock:
-            networks, self._networks = self._networks, []
+            networks = list(self._networks)
         for network in networks:
             network.session.close()
 
@@ -486,7 +488,7 @@ class AcmeClient:
         if session is None:
             network = RetryingNetwork(self._key.jwk, self._key.algorithm, self.settings)
             with self._lock:
-                self._networks.append(network)
+                self._networks.add(network)
             session = _ThreadSession(network)
             self._local.session = session
         return session

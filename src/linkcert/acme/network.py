@@ -12,6 +12,7 @@ client gives each thread its own `RetryingNetwork`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import logging
@@ -38,7 +39,7 @@ class RetryingNetwork(acme_client.ClientNetwork):
     error came from; the library's exceptions do not carry them.
     """
 
-    def __init__(self, key: JWK, algorithm: JWASignature, settings: AcmeSettings):
+    def __init__(self, key: JWK, algorithm: JWASignature, settings: AcmeSettings) -> None:
         super().__init__(key=key, alg=algorithm, user_agent=settings.user_agent)
         if settings.ca_bundle is not None:
             # requests takes either a bool or the path of a PEM bundle for `verify`; the
@@ -78,6 +79,7 @@ class RetryingNetwork(acme_client.ClientNetwork):
                     bad_nonces += 1
                     if bad_nonces < self._bad_nonce_attempts:
                         log.debug("the CA rejected a nonce; signing the request again")
+                        self._keep_nonce_of_last_response()
                         continue
                     raise
                 if not self.server_failed():
@@ -103,6 +105,14 @@ class RetryingNetwork(acme_client.ClientNetwork):
             pause = self._retry_pause * 2 ** (failures - 1)
             log.debug("ACME request failed (%d so far); trying again in %.1f s", failures, pause)
             time.sleep(pause)
+
+    def _keep_nonce_of_last_response(self) -> None:
+        # An error response carries a fresh nonce too (RFC 8555 section 6.5); using it saves
+        # a newNonce round trip. The library only keeps nonces of successful responses.
+        response = self.last_response
+        if response is not None and self.REPLAY_NONCE_HEADER in response.headers:
+            with contextlib.suppress(acme_errors.NonceError):
+                self._add_nonce(response)
 
     def server_failed(self) -> bool:
         """Whether the last response was a 5xx (the CA's own failure)."""
