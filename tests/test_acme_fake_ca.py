@@ -352,3 +352,9 @@ def test_renewal_order_names_the_certificate_it_replaces_only_when_the_ca_has_ar
     assert fake_ca.payloads["POST /order"][-1]["replaces"] == replaced
     assert fake_ca.payloads["POST /order"][-1]["identifiers"] == order["identifiers"]
     assert info.url == fake_ca.url("/order/1")
+
+
+def test_unicode_names_are_refused_before_any_request(fake_ca: FakeCA) -> None:
+    with pytest.raises(ValueError, match="A-label"):
+        client_of(fake_ca).new_order("bücher.example")
+    assert sum(fake_ca.hits.values()) == 0

@@ -188,6 +188,13 @@ def test_answering_a_challenge_again_after_validation_is_harmless(
     client.answer(challenge)
 
 
+def test_loading_an_unknown_order_is_rejected(client: AcmeClient, pebble: PebbleServer) -> None:
+    missing = pebble.directory_url.replace("/dir", "/my-order/no-such-order")
+    with pytest.raises(AcmeRejected) as rejected:
+        client.load_order(missing)
+    assert missing in str(rejected.value)
+
+
 def test_finalize_waits_for_validation_of_an_answered_order(
     client: AcmeClient, acme_http_responder: ChallengeResponder
 ) -> None:

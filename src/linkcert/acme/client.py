@@ -36,6 +36,7 @@ from linkcert.acme.errors import (
     AcmeError,
     AcmeRejected,
     AcmeTimeout,
+    AcmeUnavailable,
     ChallengeFailed,
     OrderInvalid,
 )
@@ -333,8 +334,8 @@ class AcmeClient:
                 case AcmeStatus.PENDING:
                     remaining = max(0.0, deadline - time.monotonic())
                     self.wait_for_authorizations(current, timeout=remaining)
-                    current, retry_after = self._reload(order, action)
-                    continue
+                    # The CA may take a moment to mark the order ready: look again after a pause.
+                    retry_after = None
                 case AcmeStatus.INVALID:
                     raise self._order_failure(current)
                 case AcmeStatus.PROCESSING | AcmeStatus.VALID:
@@ -372,8 +373,9 @@ class AcmeClient:
         with self._step(f"downloading the certificate for {order.domain}") as session:
             chain = self._post_as_get(session, order.certificate_url).text
         if "-----BEGIN CERTIFICATE-----" not in chain:
-            raise AcmeRejected(
-                f"downloading the certificate for {order.domain}: the CA sent no PEM certificate"
+            raise AcmeUnavailable(
+                f"downloading the certificate for {order.domain}: the CA sent no PEM "
+                "certificate; try again later"
             )
         log.info("ACME certificate issued for %s (order %s)", order.domain, order.url)
         return chain
