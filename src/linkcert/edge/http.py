@@ -18,7 +18,7 @@ import ssl
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -99,6 +99,35 @@ _Queued = _Request | bytes
 class HttpConnection(asyncio.Protocol):
     """Serves one TCP connection; with `secure` it speaks TLS first."""
 
+    # Slots keep tens of thousands of open connections small.
+    __slots__ = (
+        "_body_bytes",
+        "_close_after_output",
+        "_done",
+        "_head_bytes",
+        "_head_raw_bytes",
+        "_host",
+        "_hosts_seen",
+        "_hub",
+        "_in_head",
+        "_in_message",
+        "_linger",
+        "_lingering",
+        "_messages_begun",
+        "_out",
+        "_parser",
+        "_queue",
+        "_read_paused",
+        "_secure",
+        "_target",
+        "_tls",
+        "_tls_name",
+        "_transport",
+        "_waiting",
+        "_write_paused",
+        "deadline",
+    )
+
     def __init__(self, hub: ConnectionHub, *, secure: bool) -> None:
         self._hub = hub
         self._secure = secure
@@ -131,11 +160,11 @@ class HttpConnection(asyncio.Protocol):
     # Connection life ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         hub = self._hub
         hub.connections.add(self)
         hub.counters.connections_accepted += 1
-        self._transport = transport
+        # uvloop's transports do not derive from asyncio's classes, but behave alike.
+        self._transport = cast(asyncio.Transport, transport)
         if self._secure:
             self._tls = TlsSession(hub.tls_context)
             self.deadline = hub.now + hub.limits.handshake_timeout
