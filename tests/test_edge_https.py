@@ -185,3 +185,16 @@ async def test_tls_1_1_is_refused() -> None:
             )
         assert env.edge.counters.handshakes_completed == 0
         assert env.edge.counters.handshakes_failed["protocol_version"] == 1
+
+
+async def test_client_leaving_during_the_handshake_is_counted() -> None:
+    async with running_edge(sweep_interval=0.05) as env:
+        _, writer = await asyncio.open_connection("127.0.0.1", env.https_port)
+        writer.write(b"\x16\x03\x01")
+        await close_writer(writer)
+        for _ in range(100):
+            if env.edge.open_connections == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert env.edge.counters.handshakes_failed["client_closed"] == 1
+        assert env.edge.open_connections == 0

@@ -138,7 +138,12 @@ class CertificateCache:
         return len(self._stored)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower().rstrip(".") in self._stored
+        if not isinstance(name, str):
+            return False
+        try:
+            return normalize_name(name) in self._stored
+        except ValueError:
+            return False
 
     @property
     def contexts_cached(self) -> int:

@@ -194,6 +194,11 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self._lingering:
             return None  # the client has closed its side after reading the error: close
+        tls = self._tls
+        if tls is not None and not tls.established and not self._done:
+            self._hub.counters.handshakes_failed["client_closed"] += 1
+            self._done = True
+            return None
         # The client will send nothing more: answer what is owed, then close.
         self._finish(b"")
         return True
@@ -229,7 +234,11 @@ class HttpConnection(asyncio.Protocol):
         if self._tls is not None and not self._tls.established:
             self._done = True
             transport.abort()
-        elif not (self._in_message or self._waiting is not None or self._queue):
+        elif self._waiting is not None or self._queue:
+            pass  # the last queued answer closes the connection
+        elif self._done:
+            transport.close()  # already closing, or lingering after an error
+        elif not self._in_message:
             self._finish(b"")
 
     def abort(self) -> None:
