@@ -339,3 +339,68 @@ def test_an_edge_needs_a_listener() -> None:
             click_sink=lambda clicks: None,
             settings=EdgeSettings(),
         )
+
+
+async def test_error_after_a_waiting_request_comes_after_its_answer() -> None:
+    release = asyncio.Event()
+
+    async def slow_lookup(token: str) -> str | None:
+        await release.wait()
+        return "slow.thumb"
+
+    async with running_edge(challenge_lookup=slow_lookup) as env:
+        reader, writer = await env.open_http()
+        try:
+            writer.write(
+                get("/.well-known/acme-challenge/slow", DOMAIN)
+                + get("/healthz", DOMAIN)
+                + b"NOT HTTP AT ALL\r\n\r\n"
+            )
+            await asyncio.sleep(0.05)
+            release.set()
+            answers = [await read_response(reader) for _ in range(3)]
+            assert await read_until_closed(reader) == b""
+        finally:
+            await close_writer(writer)
+        assert [a.status for a in answers] == [200, 200, 400]
+        assert answers[0].body == b"slow.thumb"
+
+
+async def test_upgrade_requests_are_answered_then_closed() -> None:
+    async with running_edge() as env:
+        reader, writer = await env.open_http()
+        try:
+            writer.write(
+                get("/healthz", DOMAIN, extra="Connection: Upgrade\r\nUpgrade: websocket\r\n")
+            )
+            response = await read_response(reader)
+            assert await read_until_closed(reader) == b""
+        finally:
+            await close_writer(writer)
+        assert response.status == 200
+
+
+async def test_client_half_close_still_gets_its_answers() -> None:
+    async with running_edge() as env:
+        token = env.token(DOMAIN, 2)
+        reader, writer = await env.open_http()
+        try:
+            writer.write(get(f"/c/{token}", DOMAIN) + get("/healthz", DOMAIN))
+            writer.write_eof()
+            first, second = await read_response(reader), await read_response(reader)
+            assert await read_until_closed(reader) == b""
+        finally:
+            await close_writer(writer)
+        assert (first.status, second.status) == (302, 200)
+
+
+async def test_shutdown_closes_idle_tls_connections_cleanly() -> None:
+    async with running_edge() as env:
+        env.add_domain(DOMAIN)
+        reader, writer = await env.open_https(DOMAIN)
+        writer.write(get("/healthz", DOMAIN))
+        assert (await read_response(reader)).status == 200
+        await env.edge.aclose()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # close_notify, not a reset
+        await close_writer(writer)
+        assert env.edge.open_connections == 0
