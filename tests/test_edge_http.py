@@ -404,3 +404,22 @@ async def test_shutdown_closes_idle_tls_connections_cleanly() -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""  # close_notify, not a reset
         await close_writer(writer)
         assert env.edge.open_connections == 0
+
+
+async def test_a_port_in_use_fails_start_with_the_os_error() -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        edge = Edge(
+            tracking_key=b"k" * 32,
+            certificates=CertificateCache(),
+            challenge_lookup=_no_challenge,
+            click_sink=lambda clicks: None,
+            settings=EdgeSettings(http="127.0.0.1:0", https=f"127.0.0.1:{taken.getsockname()[1]}"),
+        )
+        with pytest.raises(OSError):
+            await edge.start()
+        with pytest.raises(RuntimeError, match="create a new one"):
+            await edge.start()
+        await edge.aclose()
+    finally:
+        taken.close()

@@ -114,11 +114,15 @@ class Edge:
                 if spec is None:
                     continue
                 sock = open_listener(spec, reuse_port=settings.reuse_port, backlog=settings.backlog)
-                server = await loop.create_server(
-                    functools.partial(HttpConnection, self._hub, secure=secure),
-                    sock=sock,
-                    backlog=settings.backlog,
-                )
+                try:
+                    server = await loop.create_server(
+                        functools.partial(HttpConnection, self._hub, secure=secure),
+                        sock=sock,
+                        backlog=settings.backlog,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
                 self._servers.append(server)
                 port = _port_of(sock)
                 if secure:
