@@ -1,0 +1,266 @@
+"""Quick loopback figures for the edge, for guidance while developing it.
+
+    python -m bench.edge_micro                      # keep-alive requests/s, then TLS handshakes/s
+    python -m bench.edge_micro --only requests --seconds 10 --server-loop uvloop
+
+The edge runs in a child process (one core), the client in this one (the other core), both on
+127.0.0.1. Requests are tracked-link clicks (`GET /c/<token>`, verified and recorded); the
+handshakes are full TLS handshakes (no resumption) with SNI. Each run stops by itself after
+`--seconds`. The numbers drift on a shared machine: the side-by-side with Caddy comes later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import functools
+import os
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
+
+DOMAIN = "bench.example.test"
+SECRET = "bench-secret-" + "x" * 40
+
+
+def _self_signed(name: str) -> tuple[bytes, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+# The server side -------------------------------------------------------------------------
+
+
+async def _serve() -> None:
+    from linkcert.edge import CertificateCache, Edge, EdgeSettings
+    from linkcert.tracking import Click, tracking_key_from_secret
+
+    certificates = CertificateCache()
+    chain, key = _self_signed(DOMAIN)
+    certificates.put(DOMAIN, chain, key, 1)
+    clicks = 0
+
+    def count(batch: Sequence[Click]) -> None:
+        nonlocal clicks
+        clicks += len(batch)
+
+    async def no_challenge(token: str) -> str | None:
+        return None
+
+    edge = Edge(
+        tracking_key=tracking_key_from_secret(SECRET),
+        certificates=certificates,
+        challenge_lookup=no_challenge,
+        click_sink=count,
+        settings=EdgeSettings(http="127.0.0.1:0", https="127.0.0.1:0"),
+    )
+    await edge.start()
+    print(edge.http_port, edge.https_port, flush=True)
+    # Serve until the parent closes our stdin.
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    await edge.aclose()
+    print(f"clicks delivered to the sink: {clicks}", file=sys.stderr)
+
+
+class _Server:
+    def __init__(self, loop_name: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.edge_micro", "--serve", "--server-loop", loop_name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        http_port, https_port = self.process.stdout.readline().split()
+        self.http_port, self.https_port = int(http_port), int(https_port)
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+# The client side -------------------------------------------------------------------------
+
+
+class _KeepAliveClient(asyncio.Protocol):
+    """Sends one request, waits for its response, sends the next; counts responses."""
+
+    def __init__(
+        self, request: bytes, depth: int, stop_at: float, done: asyncio.Future[int]
+    ) -> None:
+        self.request = request
+        self.depth = depth
+        self.stop_at = stop_at
+        self.done = done
+        self.buffer = b""
+        self.answered = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request * self.depth)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        # Each response here is a bodiless 302, so a blank line ends one.
+        finished = self.buffer.count(b"\r\n\r\n")
+        if not finished:
+            return
+        self.buffer = self.buffer[self.buffer.rfind(b"\r\n\r\n") + 4 :]
+        self.answered += finished
+        assert self.transport is not None
+        if time.monotonic() < self.stop_at:
+            self.transport.write(self.request * finished)
+        elif not self.done.done() and self.answered % self.depth == 0:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(self.answered)
+
+
+async def _requests_per_second(
+    port: int, connections: int, depth: int, seconds: float
+) -> tuple[int, float]:
+    from linkcert.tracking import make_token, tracking_key_from_secret
+
+    token = make_token(
+        tracking_key_from_secret(SECRET), DOMAIN, 123456, "https://shop.example/spring-sale?c=1"
+    )
+    request = (
+        f"GET /c/{token} HTTP/1.1\r\nHost: {DOMAIN}\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    stop_at = started + seconds
+    futures = []
+    for _ in range(connections):
+        done: asyncio.Future[int] = loop.create_future()
+        futures.append(done)
+        await loop.create_connection(
+            functools.partial(_KeepAliveClient, request, depth, stop_at, done), "127.0.0.1", port
+        )
+    counts = await asyncio.wait_for(asyncio.gather(*futures), seconds + 30)
+    return sum(counts), time.monotonic() - started
+
+
+async def _handshakes_per_second(port: int, concurrency: int, seconds: float) -> tuple[int, float]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # measure the server's work, not certificate checks
+    context.set_alpn_protocols(["http/1.1"])
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    stop_at = started + seconds
+    completed = 0
+
+    async def worker() -> None:
+        nonlocal completed
+        while time.monotonic() < stop_at:
+            # A fresh connection with no session to resume: a full handshake each time.
+            transport, _ = await loop.create_connection(
+                asyncio.Protocol, "127.0.0.1", port, ssl=context, server_hostname=DOMAIN
+            )
+            completed += 1
+            transport.abort()
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), seconds + 30)
+    return completed, time.monotonic() - started
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--depth", type=int, default=1, help="requests in flight per connection")
+    parser.add_argument("--handshake-concurrency", type=int, default=16)
+    parser.add_argument("--only", choices=["requests", "handshakes"])
+    parser.add_argument("--server-loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.serve:
+        _run_loop(args.server_loop, _serve)
+        return
+
+    server = _Server(args.server_loop)
+    try:
+        if args.only in (None, "requests"):
+            cpu_before = server.cpu_seconds()
+            count, elapsed = _run_loop(
+                "uvloop",
+                lambda: _requests_per_second(
+                    server.http_port, args.connections, args.depth, args.seconds
+                ),
+            )
+            cpu = server.cpu_seconds() - cpu_before
+            print(
+                f"keep-alive requests ({args.server_loop} server, {args.connections} connections,"
+                f" depth {args.depth}): {count / elapsed:,.0f}/s; server used {cpu:.1f} CPU-s,"
+                f" {count / max(cpu, 1e-9):,.0f} requests per server CPU-second"
+            )
+        if args.only in (None, "handshakes"):
+            cpu_before = server.cpu_seconds()
+            count, elapsed = _run_loop(
+                "uvloop",
+                lambda: _handshakes_per_second(
+                    server.https_port, args.handshake_concurrency, args.seconds
+                ),
+            )
+            cpu = server.cpu_seconds() - cpu_before
+            print(
+                f"full TLS handshakes ({args.server_loop} server, ECDSA P-256,"
+                f" {args.handshake_concurrency} at once): {count / elapsed:,.0f}/s;"
+                f" server used {cpu:.1f} CPU-s,"
+                f" {count / max(cpu, 1e-9):,.0f} handshakes per server CPU-second"
+            )
+    finally:
+        server.stop()
+
+
+def _run_loop(loop_name: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    import uvloop
+
+    factory = uvloop.new_event_loop if loop_name == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The edge: serves customers' tracking domains over HTTP and HTTPS.
+
+edge = Edge(
+    tracking_key=tracking_key_from_secret(settings.tracking_key),
+    certificates=cache,           # CertificateCache, filled from the store
+    challenge_lookup=lookup,      # async token -> key authorization | None
+    click_sink=sink,              # batches of Click, sync or async
+    settings=EdgeSettings(http="0.0.0.0:80", https="0.0.0.0:443"),
+)
+await edge.start()
+...
+await edge.aclose()
+"""
+
+from linkcert.edge.certs import CertificateCache, DomainContext, UnusableCertificate
+from linkcert.edge.counters import EdgeCounters
+from linkcert.edge.listen import ListenSpec
+from linkcert.edge.pem import PemError
+from linkcert.edge.routes import ChallengeLookup
+from linkcert.edge.server import Edge, EdgeSettings
+
+__all__ = [
+    "CertificateCache",
+    "ChallengeLookup",
+    "DomainContext",
+    "Edge",
+    "EdgeCounters",
+    "EdgeSettings",
+    "ListenSpec",
+    "PemError",
+    "UnusableCertificate",
+]

@@ -1,0 +1,190 @@
+"""The certificates the edge serves, kept compactly, with SSL contexts built on demand.
+
+The integrator fills the cache (`put`, `remove`) from the store. Holding a ready SSLContext for
+each of 100,000 domains would cost gigabytes and minutes at start-up, so the cache keeps DER
+bytes (intermediates shared between domains) and builds a domain's context on its first
+handshake, keeping the most recently used ones in a bounded LRU.
+
+Not thread-safe: call it from the event loop thread that runs the edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections import OrderedDict
+
+from linkcert.edge import pem, tlsconfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONTEXTS = 4096  # about 20 KiB of OpenSSL memory each
+
+
+class DomainContext(ssl.SSLContext):
+    """A server context holding one domain's certificate, labelled with that domain."""
+
+    domain: str
+    version: int
+
+
+class UnusableCertificate(Exception):
+    """The stored PEMs for a domain could not be loaded (say, the key does not match)."""
+
+
+class _Stored:
+    """One domain's certificate as DER; `intermediates` are shared with other domains."""
+
+    __slots__ = ("intermediates", "key_der", "key_label", "leaf", "version")
+
+    def __init__(
+        self,
+        version: int,
+        leaf: bytes,
+        intermediates: tuple[bytes, ...],
+        key_label: str,
+        key_der: bytes,
+    ) -> None:
+        self.version = version
+        self.leaf = leaf
+        self.intermediates = intermediates
+        self.key_label = key_label
+        self.key_der = key_der
+
+    def same_content(self, other: _Stored) -> bool:
+        return (
+            self.leaf == other.leaf
+            and self.intermediates == other.intermediates
+            and self.key_der == other.key_der
+        )
+
+    def chain_and_key_pem(self) -> bytes:
+        parts = [pem.to_pem(pem.CERTIFICATE, self.leaf)]
+        parts.extend(pem.to_pem(pem.CERTIFICATE, der) for der in self.intermediates)
+        parts.append(pem.to_pem(self.key_label, self.key_der))
+        return b"".join(parts)
+
+
+class _Failed:
+    """A remembered load failure, so a broken certificate costs one attempt per version."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def normalize_name(name: str) -> str:
+    """Lowercase ASCII without a trailing dot: the one spelling the cache and SNI compare."""
+    if not name.isascii() or not name.strip("."):
+        raise ValueError(f"certificate name {name!r} must be a non-empty ASCII (A-label) name")
+    name = name.lower()
+    return name[:-1] if name.endswith(".") else name
+
+
+class CertificateCache:
+    """Domain name → certificate chain and key, with lazily built, LRU-bounded SSL contexts."""
+
+    def __init__(self, *, max_contexts: int = DEFAULT_MAX_CONTEXTS) -> None:
+        if max_contexts < 1:
+            raise ValueError("max_contexts must be at least 1")
+        self._max_contexts = max_contexts
+        self._stored: dict[str, _Stored] = {}
+        self._contexts: OrderedDict[str, DomainContext | _Failed] = OrderedDict()
+        # Every domain issued by the same CA carries the same intermediate: keep one copy.
+        self._shared_intermediates: dict[bytes, bytes] = {}
+        self.contexts_built = 0
+        self.context_failures = 0
+
+    def put(self, name: str, chain_pem: bytes, key_pem: bytes, version: int) -> None:
+        """Serve `chain_pem` (leaf first) and `key_pem` for `name` from the next handshake on.
+
+        `version` is the integrator's label for this content (the store's row version): it is
+        reported by `version()` and in logs. Raises ValueError (pem.PemError) when the PEMs are
+        not one or more certificates and exactly one unencrypted private key.
+        """
+        name = normalize_name(name)
+        certificates = pem.certificates_from_pem(chain_pem)
+        key_label, key_der = pem.private_key_from_pem(key_pem)
+        intermediates = tuple(
+            self._shared_intermediates.setdefault(der, der) for der in certificates[1:]
+        )
+        stored = _Stored(version, certificates[0], intermediates, key_label, key_der)
+        previous = self._stored.get(name)
+        self._stored[name] = stored
+        if previous is None or not stored.same_content(previous):
+            self._contexts.pop(name, None)
+        else:
+            context = self._contexts.get(name)
+            if isinstance(context, DomainContext):
+                context.version = version
+
+    def remove(self, name: str) -> bool:
+        """Stop serving `name`; returns whether it was there. Live connections are not cut."""
+        name = normalize_name(name)
+        self._contexts.pop(name, None)
+        return self._stored.pop(name, None) is not None
+
+    def names(self) -> list[str]:
+        """The names currently served, in no particular order."""
+        return list(self._stored)
+
+    def version(self, name: str) -> int | None:
+        """The version last put for `name`, or None if it is not served."""
+        stored = self._stored.get(normalize_name(name))
+        return None if stored is None else stored.version
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            return normalize_name(name) in self._stored
+        except ValueError:
+            return False
+
+    @property
+    def contexts_cached(self) -> int:
+        return len(self._contexts)
+
+    def context_for(self, name: str) -> DomainContext | None:
+        """The SSL context for `name` (lowercase ASCII), building it if needed.
+
+        Returns None for a name that is not served; raises UnusableCertificate if its PEMs do
+        not load.
+        """
+        cached = self._contexts.get(name)
+        if cached is not None:
+            self._contexts.move_to_end(name)
+            if isinstance(cached, _Failed):
+                raise UnusableCertificate(cached.message)
+            return cached
+        stored = self._stored.get(name)
+        if stored is None:
+            return None
+        built: DomainContext | _Failed
+        try:
+            built = self._build(name, stored)
+            self.contexts_built += 1
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            self.context_failures += 1
+            message = f"certificate for {name} (version {stored.version}) does not load: {exc}"
+            logger.error(message, extra={"domain": name, "cert_version": stored.version})
+            built = _Failed(message)
+        self._contexts[name] = built
+        if len(self._contexts) > self._max_contexts:
+            self._contexts.popitem(last=False)
+        if isinstance(built, _Failed):
+            raise UnusableCertificate(built.message)
+        return built
+
+    @staticmethod
+    def _build(name: str, stored: _Stored) -> DomainContext:
+        context = DomainContext(ssl.PROTOCOL_TLS_SERVER)
+        tlsconfig.configure(context)
+        tlsconfig.load_chain_from_memory(context, stored.chain_and_key_pem())
+        context.domain = name
+        context.version = stored.version
+        return context

@@ -1,0 +1,523 @@
+"""One client connection: TLS if secure, HTTP/1.x parsing with httptools, limits, keep-alive,
+pipelining.
+
+Requests on a connection are answered strictly in order. Nearly all are answered synchronously
+inside `data_received`, and every response produced for one read goes out in a single write. A
+request that has to wait (an ACME challenge lookup) makes later pipelined requests queue behind
+it, and reading pauses until it is answered, so the queue is never longer than one read.
+
+Timeouts are deadlines that the server's sweeper checks once a second: keeping them costs a few
+attribute writes per request instead of a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httptools
+
+from linkcert.edge import responses
+from linkcert.edge.counters import EdgeCounters
+from linkcert.edge.responses import Response
+from linkcert.edge.routes import Router, host_from_header
+from linkcert.edge.tls import count_handshake_error
+from linkcert.edge.tlssession import TlsSession
+
+logger = logging.getLogger(__name__)
+
+_NEVER = float("inf")
+_LINGER_SECONDS = 2.0
+_PAUSED_FOR_WRITING = 1
+_PAUSED_FOR_WAITING = 2
+
+
+@dataclass(slots=True)
+class Limits:
+    max_header_bytes: int
+    max_body_bytes: int
+    idle_timeout: float
+    request_timeout: float
+    handshake_timeout: float
+
+
+class ConnectionHub:
+    """What every connection shares: routing, counters, limits and the set of live ones."""
+
+    def __init__(
+        self,
+        router: Router,
+        counters: EdgeCounters,
+        limits: Limits,
+        tls_context: ssl.SSLContext,
+    ) -> None:
+        self.router = router
+        self.counters = counters
+        self.limits = limits
+        self.tls_context = tls_context
+        self.connections: set[HttpConnection] = set()
+        self.draining = False
+        self.now = 0.0  # a coarse clock, refreshed by the sweeper
+        self.all_closed = asyncio.Event()
+
+    def forget(self, connection: HttpConnection) -> None:
+        self.connections.discard(connection)
+        if self.draining and not self.connections:
+            self.all_closed.set()
+
+
+class _Rejected(Exception):
+    """Raised inside a parser callback to stop reading a request that breaks a limit."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class _Request:
+    __slots__ = ("host", "http10", "keep_alive", "method", "target")
+
+    def __init__(
+        self, method: bytes, target: bytes, host: str | None, keep_alive: bool, http10: bool
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.host = host
+        self.keep_alive = keep_alive
+        self.http10 = http10
+
+
+# Queued behind a waiting request: another request, or the final bytes before closing.
+_Queued = _Request | bytes
+
+
+class HttpConnection(asyncio.Protocol):
+    """Serves one TCP connection; with `secure` it speaks TLS first."""
+
+    # Slots keep tens of thousands of open connections small.
+    __slots__ = (
+        "_body_bytes",
+        "_close_after_output",
+        "_done",
+        "_head_bytes",
+        "_head_raw_bytes",
+        "_host",
+        "_hosts_seen",
+        "_hub",
+        "_in_head",
+        "_in_message",
+        "_linger",
+        "_lingering",
+        "_messages_begun",
+        "_out",
+        "_parser",
+        "_queue",
+        "_read_paused",
+        "_secure",
+        "_target",
+        "_tls",
+        "_tls_name",
+        "_transport",
+        "_waiting",
+        "_write_paused",
+        "deadline",
+    )
+
+    def __init__(self, hub: ConnectionHub, *, secure: bool) -> None:
+        self._hub = hub
+        self._secure = secure
+        self._transport: asyncio.Transport | None = None
+        self._tls: TlsSession | None = None
+        self._tls_name: str | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self.deadline = _NEVER
+        # The request being read.
+        self._in_message = False
+        self._in_head = False
+        self._messages_begun = 0
+        self._target = b""
+        self._host: bytes | None = None
+        self._hosts_seen = 0
+        self._head_bytes = 0
+        self._head_raw_bytes = 0
+        self._body_bytes = 0
+        # Answering.
+        self._out: list[bytes] | None = None
+        self._close_after_output = False
+        self._linger = False
+        self._lingering = False
+        self._queue: deque[_Queued] = deque()
+        self._waiting: asyncio.Task[None] | None = None
+        self._done = False  # no further request will be answered
+        self._read_paused = 0
+        self._write_paused = False
+
+    # Connection life ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        hub = self._hub
+        hub.connections.add(self)
+        hub.counters.connections_accepted += 1
+        # uvloop's transports do not derive from asyncio's classes, but behave alike.
+        self._transport = cast(asyncio.Transport, transport)
+        if self._secure:
+            self._tls = TlsSession(hub.tls_context)
+            self.deadline = hub.now + hub.limits.handshake_timeout
+        else:
+            self.deadline = hub.now + hub.limits.idle_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._tls is not None and not self._tls.established and not self._done:
+            self._hub.counters.handshakes_failed["client_closed"] += 1
+        self._done = True
+        self.deadline = _NEVER
+        if self._waiting is not None:
+            self._waiting.cancel()
+        self._hub.forget(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading(_PAUSED_FOR_WRITING)
+        # A client that stops reading gets as long as an idle one to start again.
+        self.deadline = self._hub.now + self._hub.limits.idle_timeout
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._resume_reading(_PAUSED_FOR_WRITING)
+        self._set_idle_deadline()
+
+    def eof_received(self) -> bool | None:
+        if self._lingering:
+            return None  # the client has closed its side after reading the error: close
+        tls = self._tls
+        if tls is not None and not tls.established and not self._done:
+            self._hub.counters.handshakes_failed["client_closed"] += 1
+            self._done = True
+            return None
+        # The client will send nothing more: answer what is owed, then close.
+        self._finish(b"")
+        return True
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the sweeper: close a connection that has idled or stalled too long."""
+        transport = self._transport
+        if now < self.deadline or transport is None or self._waiting is not None:
+            return
+        self.deadline = _NEVER
+        tls = self._tls
+        if tls is not None and not tls.established:
+            self._hub.counters.handshakes_failed["timeout"] += 1
+            self._done = True
+            transport.abort()
+        elif self._write_paused:
+            self._done = True
+            transport.abort()
+        elif self._in_message and not self._done:
+            self._hub.counters.request_timeouts += 1
+            self._count_status(408)
+            self._finish(responses.render_error_and_close(responses.REQUEST_TIMEOUT))
+        else:
+            # Idle, or lingering after an error response.
+            self._done = True
+            transport.close()
+
+    def begin_drain(self) -> None:
+        """Server shutdown: close now if idle, else after answering what was already sent."""
+        transport = self._transport
+        if transport is None:
+            return
+        if self._tls is not None and not self._tls.established:
+            self._done = True
+            transport.abort()
+        elif self._waiting is not None or self._queue:
+            pass  # the last queued answer closes the connection
+        elif self._done:
+            transport.close()  # already closing, or lingering after an error
+        elif not self._in_message:
+            self._finish(b"")
+
+    def abort(self) -> None:
+        self._done = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    # Reading -----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._done:
+            return
+        self._out = []
+        tls = self._tls
+        if tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                if tls.peer_closed and not self._done:
+                    self.eof_received()
+                self._flush()
+                return
+        was_in_head = self._in_head
+        messages_begun = self._messages_begun
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if self._done:
+                pass
+            elif isinstance(cause, _Rejected):
+                self._reject(cause.response)
+            else:
+                logger.error("unexpected error while reading a request", exc_info=cause)
+                self._reject(responses.INTERNAL_ERROR)
+        except httptools.HttpParserUpgrade:
+            # The request itself was answered; other protocols are not spoken here.
+            self._finish(b"")
+        except httptools.HttpParserError:
+            # After a response that closes the connection, llhttp refuses any further bytes:
+            # that is expected, not the client's fault.
+            if not self._done:
+                self._reject(responses.BAD_REQUEST)
+        else:
+            if was_in_head and self._in_head and self._messages_begun == messages_begun:
+                # This whole read was part of one request head: count it even though the parser
+                # has not yet handed over the header it is in the middle of.
+                self._head_raw_bytes += len(data)
+                if self._head_raw_bytes > self._hub.limits.max_header_bytes:
+                    self._reject(responses.HEADERS_TOO_LARGE)
+        if tls is not None and tls.peer_closed and not self._done:
+            self.eof_received()
+        self._flush()
+
+    def _decrypt(self, data: bytes) -> bytes:
+        tls = self._tls
+        assert tls is not None
+        was_established = tls.established
+        try:
+            plaintext = tls.receive(data)
+        except ssl.SSLError as exc:
+            if not tls.established:
+                count_handshake_error(self._hub.counters, exc)
+            # Send the alert OpenSSL prepared, then close.
+            self._done = True
+            self._close_after_output = True
+            return b""
+        if not was_established and tls.established:
+            self._hub.counters.handshakes_completed += 1
+            self._tls_name = tls.server_name
+            self.deadline = self._hub.now + self._hub.limits.idle_timeout
+        return plaintext
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._in_head = True
+        self._messages_begun += 1
+        self._target = b""
+        self._host = None
+        self._hosts_seen = 0
+        self._head_bytes = 0
+        self._head_raw_bytes = 0
+        self._body_bytes = 0
+        self.deadline = self._hub.now + self._hub.limits.request_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        self._head_bytes += len(url)
+        if self._head_bytes > self._hub.limits.max_header_bytes:
+            raise _Rejected(responses.HEADERS_TOO_LARGE)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._hub.limits.max_header_bytes:
+            raise _Rejected(responses.HEADERS_TOO_LARGE)
+        if len(name) == 4 and name.lower() == b"host":
+            self._host = value
+            self._hosts_seen += 1
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self._hub.limits.max_body_bytes:
+            raise _Rejected(responses.BODY_TOO_LARGE)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        if self._done:
+            return
+        parser = self._parser
+        http10 = parser.get_http_version() == "1.0"
+        raw_host = self._host
+        host = None if raw_host is None else host_from_header(raw_host)
+        if self._hosts_seen > 1 or (host is None and not http10):
+            # HTTP/1.1 requires exactly one Host header.
+            self._reject(responses.BAD_REQUEST if self._hosts_seen > 1 else responses.MISSING_HOST)
+            return
+        if host is None:
+            host = self._tls_name
+        request = _Request(
+            parser.get_method(), self._target, host, parser.should_keep_alive(), http10
+        )
+        if self._waiting is not None or self._queue:
+            self._queue.append(request)
+        else:
+            self._answer(request)
+            self._set_idle_deadline()
+
+    # Answering ---------------------------------------------------------------------------
+
+    def _answer(self, request: _Request) -> None:
+        hub = self._hub
+        hub.counters.requests += 1
+        try:
+            result = hub.router.route(request.method, request.target, request.host, self._tls_name)
+        except Exception:
+            logger.exception("unexpected error while answering a request")
+            result = responses.INTERNAL_ERROR
+        if isinstance(result, Response):
+            self._respond(request, result)
+        else:
+            self._waiting = asyncio.get_running_loop().create_task(
+                self._answer_when_ready(request, result)
+            )
+            self._pause_reading(_PAUSED_FOR_WAITING)
+            self.deadline = _NEVER  # the lookup has its own timeout
+
+    def _respond(self, request: _Request, response: Response) -> None:
+        keep_alive = request.keep_alive and not self._hub.draining
+        self._count_status(response.status)
+        self._emit(
+            responses.render(
+                response,
+                head_only=request.method == b"HEAD",
+                keep_alive=keep_alive,
+                http10=request.http10,
+            )
+        )
+        if not keep_alive:
+            self._stop_after_output()
+
+    async def _answer_when_ready(
+        self, request: _Request, pending: Coroutine[Any, Any, Response]
+    ) -> None:
+        try:
+            response = await pending
+        except Exception:
+            logger.exception("unexpected error while answering a request")
+            response = responses.INTERNAL_ERROR
+        self._waiting = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._out = []
+        self._respond(request, response)
+        # Answer what was pipelined behind it, until another request has to wait.
+        while self._queue and self._waiting is None:
+            queued = self._queue.popleft()
+            if isinstance(queued, bytes):
+                self._finish(queued)
+            else:
+                self._answer(queued)
+        self._flush()
+        if self._waiting is None:
+            self._resume_reading(_PAUSED_FOR_WAITING)
+            self._set_idle_deadline()
+
+    def _reject(self, response: Response) -> None:
+        """Answer a request that cannot be read to its end, then close.
+
+        The client may still be sending it. Closing a socket with unread input makes the kernel
+        reset the connection, which can destroy the response before the client reads it, so
+        the edge half-closes and discards input for a moment first.
+        """
+        self._hub.counters.bad_requests += 1
+        self._count_status(response.status)
+        self._linger = True
+        self._finish(responses.render_error_and_close(response))
+
+    def _finish(self, last: bytes) -> None:
+        """Send `last` after anything still owed, then close; answer nothing more."""
+        self._done = True
+        if self._waiting is not None or self._queue:
+            self._queue.append(last)
+            return
+        if last:
+            self._emit(last)
+        self._stop_after_output()
+
+    def _emit(self, data: bytes) -> None:
+        if self._out is not None:
+            self._out.append(data)
+        else:
+            self._flush_now(data)
+
+    def _stop_after_output(self) -> None:
+        self._done = True
+        self._queue.clear()
+        self._close_after_output = True
+        if self._out is None:
+            self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        self._out = None
+        if out:
+            self._flush_now(out[0] if len(out) == 1 else b"".join(out))
+        elif self._tls is not None or self._close_after_output:
+            self._flush_now(b"")
+
+    def _flush_now(self, plaintext: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        closing = self._close_after_output
+        tls = self._tls
+        if tls is not None:
+            if plaintext:
+                tls.send(plaintext)
+            if closing and tls.established:
+                tls.close_notify()
+            wire = tls.take_output()
+        else:
+            wire = plaintext
+        if wire:
+            transport.write(wire)
+        if closing:
+            self._close_after_output = False
+            if self._linger and transport.can_write_eof():
+                transport.write_eof()
+                self._lingering = True
+                self.deadline = self._hub.now + _LINGER_SECONDS
+            else:
+                self.deadline = _NEVER
+                transport.close()
+
+    # Flow control and deadlines ------------------------------------------------------------
+
+    def _pause_reading(self, reason: int) -> None:
+        if not self._read_paused and self._transport is not None:
+            self._transport.pause_reading()
+        self._read_paused |= reason
+
+    def _resume_reading(self, reason: int) -> None:
+        if not self._read_paused & reason:
+            return
+        self._read_paused &= ~reason
+        transport = self._transport
+        if not self._read_paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def _set_idle_deadline(self) -> None:
+        if self._waiting is not None or self._write_paused or self._done:
+            return
+        limits = self._hub.limits
+        # A request read while an earlier one waited gets its full time from now.
+        timeout = limits.request_timeout if self._in_message else limits.idle_timeout
+        self.deadline = self._hub.now + timeout
+
+    def _count_status(self, status: int) -> None:
+        self._hub.counters.responses_by_status[status] += 1

@@ -1,0 +1,168 @@
+"""What the edge answers: tracked links, the open pixel, ACME HTTP-01 challenges, health.
+
+`Router.route` answers synchronously whenever it can (everything but ACME challenges, which
+need a store read): a tracked link is verified from the token alone and its click is queued
+without waiting for the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from linkcert.edge import responses
+from linkcert.edge.counters import EdgeCounters
+from linkcert.edge.responses import Response
+from linkcert.tracking import Click, ClickRecorder, InvalidToken, TrackedKind, read_token
+
+logger = logging.getLogger(__name__)
+
+ChallengeLookup = Callable[[str], Awaitable[str | None]]
+"""Returns the key authorization for an HTTP-01 token, or None when there is no such token."""
+
+RouteResult = Response | Coroutine[Any, Any, Response]
+
+_CLICK_PREFIX = b"/c/"
+_OPEN_PREFIX = b"/o/"
+_CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
+_HEALTH_PATH = b"/healthz"
+_READ_METHODS = (b"GET", b"HEAD")
+# ACME tokens are base64url; anything else cannot be one, and is not worth a store read.
+_ACME_TOKEN = re.compile(rb"[A-Za-z0-9_-]{1,255}")
+_MAX_KEY_AUTHORIZATION_CHARS = 1024
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        tracking_key: bytes,
+        recorder: ClickRecorder,
+        challenge_lookup: ChallengeLookup,
+        challenge_timeout: float,
+        counters: EdgeCounters,
+    ) -> None:
+        self._key = tracking_key
+        self._recorder = recorder
+        self._challenge_lookup = challenge_lookup
+        self._challenge_timeout = challenge_timeout
+        self._counters = counters
+
+    def route(
+        self, method: bytes, target: bytes, host: str | None, tls_name: str | None
+    ) -> RouteResult:
+        """Answer one request.
+
+        `host` is the request's host name (lowercase, no port) or None; `tls_name` is the SNI
+        name on HTTPS and None on plain HTTP. `target` is the raw request target.
+        """
+        if not target.startswith(b"/"):
+            target, host = _split_absolute_form(target, host)
+            if not target:
+                return responses.BAD_REQUEST
+        query = target.find(b"?")
+        path = target if query < 0 else target[:query]
+
+        if path.startswith(_CLICK_PREFIX) or path.startswith(_OPEN_PREFIX):
+            known = True
+        else:
+            known = path.startswith(_CHALLENGE_PREFIX) or path == _HEALTH_PATH
+            if not known:
+                return responses.NOT_FOUND
+        if method not in _READ_METHODS:
+            return responses.METHOD_NOT_ALLOWED
+        if tls_name is not None and host is not None and host != tls_name:
+            return responses.MISDIRECTED
+
+        if path.startswith(_CLICK_PREFIX):
+            return self._tracked(path[3:], host, method, is_open=False)
+        if path.startswith(_OPEN_PREFIX):
+            return self._tracked(path[3:], host, method, is_open=True)
+        if path == _HEALTH_PATH:
+            return responses.HEALTHY
+        token = path[len(_CHALLENGE_PREFIX) :]
+        if not _ACME_TOKEN.fullmatch(token):
+            return responses.NOT_FOUND
+        return self._challenge(token.decode("ascii"))
+
+    def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
+        if host is None:
+            return responses.MISSING_HOST
+        try:
+            link = read_token(self._key, host, token.decode("latin-1"))
+        except InvalidToken:
+            self._counters.invalid_tokens += 1
+            return responses.LINK_NOT_VALID
+        # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
+        if method == b"GET":
+            kind: TrackedKind = "open" if is_open else "click"
+            recorded = self._recorder.record(Click(host, link.link_id, kind, datetime.now(UTC)))
+            if not recorded:
+                self._counters.clicks_dropped += 1
+            elif is_open:
+                self._counters.opens_recorded += 1
+            else:
+                self._counters.clicks_recorded += 1
+        if is_open:
+            return responses.OPEN_PIXEL
+        return responses.redirect(link.destination.encode("ascii"))
+
+    async def _challenge(self, token: str) -> Response:
+        try:
+            async with asyncio.timeout(self._challenge_timeout):
+                key_authorization = await self._challenge_lookup(token)
+        except Exception as exc:
+            self._counters.challenge_lookup_failures += 1
+            logger.error(
+                "ACME challenge lookup failed (%s: %s)",
+                type(exc).__name__,
+                exc,
+                extra={"error": type(exc).__name__},
+            )
+            return responses.UNAVAILABLE
+        if key_authorization is None:
+            return responses.NOT_FOUND
+        if (
+            not key_authorization.isascii()
+            or not key_authorization.isprintable()
+            or len(key_authorization) > _MAX_KEY_AUTHORIZATION_CHARS
+        ):
+            self._counters.challenge_lookup_failures += 1
+            logger.error("ACME challenge lookup returned something that is not a key authorization")
+            return responses.INTERNAL_ERROR
+        self._counters.challenges_served += 1
+        return responses.key_authorization(key_authorization.encode("ascii"))
+
+
+def _split_absolute_form(target: bytes, host: str | None) -> tuple[bytes, str | None]:
+    """`http://host/path` as sent to proxies: HTTP/1.1 says the host in it wins over Host."""
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://"):
+        rest = target[7:]
+    elif lowered.startswith(b"https://"):
+        rest = target[8:]
+    else:
+        return b"", host
+    slash = rest.find(b"/")
+    authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+    return path, host_from_header(authority)
+
+
+def host_from_header(value: bytes) -> str | None:
+    """The host name of a Host header: lowercase, without port or trailing dot; None if empty."""
+    value = value.strip()
+    if value.startswith(b"["):
+        end = value.find(b"]")
+        host = value[: end + 1] if end > 0 else value
+    else:
+        colon = value.rfind(b":")
+        host = value if colon < 0 else value[:colon]
+    if host.endswith(b"."):
+        host = host[:-1]
+    if not host:
+        return None
+    return host.lower().decode("latin-1")

@@ -1,0 +1,195 @@
+"""The edge server: an HTTP and an HTTPS listener sharing one router and one click recorder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import socket
+from dataclasses import dataclass
+from types import TracebackType
+
+from linkcert.edge.certs import CertificateCache
+from linkcert.edge.counters import EdgeCounters
+from linkcert.edge.http import ConnectionHub, HttpConnection, Limits
+from linkcert.edge.listen import ListenSpec, open_listener
+from linkcert.edge.routes import ChallengeLookup, Router
+from linkcert.edge.tls import SniSelector
+from linkcert.tracking import ClickRecorder, ClickSink
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """Where the edge listens and the limits it enforces. Times are in seconds."""
+
+    http: ListenSpec | None = None
+    https: ListenSpec | None = None
+    reuse_port: bool = False  # for `host:port` specs: let several processes share the port
+    backlog: int = 1024
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 1024
+    idle_timeout: float = 60.0
+    request_timeout: float = 10.0
+    handshake_timeout: float = 10.0
+    challenge_timeout: float = 5.0
+    shutdown_timeout: float = 10.0
+    sweep_interval: float = 1.0  # how often deadlines are checked: the timeouts' resolution
+    click_batch_size: int = 500
+    click_batch_delay: float = 1.0
+    max_pending_clicks: int = 100_000
+    click_retry_initial: float = 0.5
+    click_retry_max: float = 30.0
+    click_close_timeout: float = 30.0
+
+
+class Edge:
+    """Serves tracked links and ACME challenges for every customer domain.
+
+    It knows no database: certificates come from `certificates` (filled by the integrator),
+    challenge answers from `challenge_lookup`, and clicks go to `click_sink` in batches.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracking_key: bytes,
+        certificates: CertificateCache,
+        challenge_lookup: ChallengeLookup,
+        click_sink: ClickSink,
+        settings: EdgeSettings | None = None,
+    ) -> None:
+        self.settings = settings = settings or EdgeSettings()
+        if settings.http is None and settings.https is None:
+            raise ValueError("EdgeSettings needs an http or an https listen address (or both)")
+        self.certificates = certificates
+        self.counters = EdgeCounters()
+        self.clicks = ClickRecorder(
+            click_sink,
+            max_batch=settings.click_batch_size,
+            max_delay=settings.click_batch_delay,
+            max_pending=settings.max_pending_clicks,
+            retry_initial=settings.click_retry_initial,
+            retry_max=settings.click_retry_max,
+            close_timeout=settings.click_close_timeout,
+        )
+        router = Router(
+            tracking_key=tracking_key,
+            recorder=self.clicks,
+            challenge_lookup=challenge_lookup,
+            challenge_timeout=settings.challenge_timeout,
+            counters=self.counters,
+        )
+        limits = Limits(
+            max_header_bytes=settings.max_header_bytes,
+            max_body_bytes=settings.max_body_bytes,
+            idle_timeout=settings.idle_timeout,
+            request_timeout=settings.request_timeout,
+            handshake_timeout=settings.handshake_timeout,
+        )
+        self._sni = SniSelector(certificates, self.counters)
+        self._hub = ConnectionHub(router, self.counters, limits, self._sni.context)
+        self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self.http_port: int | None = None
+        self.https_port: int | None = None
+        self._state = "new"
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._hub.connections)
+
+    async def start(self) -> None:
+        """Bind the listeners and start serving. `http_port`/`https_port` then hold the ports."""
+        if self._state != "new":
+            raise RuntimeError(f"this Edge is {self._state}; create a new one to start again")
+        self._state = "starting"
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        self._hub.now = loop.time()
+        try:
+            for spec, secure in ((settings.http, False), (settings.https, True)):
+                if spec is None:
+                    continue
+                sock = open_listener(spec, reuse_port=settings.reuse_port, backlog=settings.backlog)
+                try:
+                    server = await loop.create_server(
+                        functools.partial(HttpConnection, self._hub, secure=secure),
+                        sock=sock,
+                        backlog=settings.backlog,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+                self._servers.append(server)
+                port = _port_of(sock)
+                if secure:
+                    self.https_port = port
+                else:
+                    self.http_port = port
+        except BaseException:
+            for server in self._servers:
+                server.close()
+            self._state = "closed"
+            raise
+        self._sweeper = loop.create_task(self._sweep(), name="edge-sweeper")
+        self._state = "serving"
+        logger.info(
+            "edge serving",
+            extra={"http_port": self.http_port, "https_port": self.https_port},
+        )
+
+    async def aclose(self) -> None:
+        """Stop gracefully: stop accepting, let requests in progress finish (up to
+        `shutdown_timeout`), close idle connections, then deliver every recorded click."""
+        if self._state in ("closing", "closed"):
+            return
+        self._state = "closing"
+        hub = self._hub
+        for server in self._servers:
+            server.close()
+        hub.draining = True
+        for connection in list(hub.connections):
+            connection.begin_drain()
+        if hub.connections:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.shutdown_timeout):
+                    await hub.all_closed.wait()
+        for connection in list(hub.connections):
+            connection.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        await self.clicks.aclose()
+        self._state = "closed"
+
+    async def __aenter__(self) -> Edge:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        hub = self._hub
+        interval = self.settings.sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = hub.now = loop.time()
+            for connection in list(hub.connections):
+                connection.check_deadline(now)
+
+
+def _port_of(sock: socket.socket) -> int:
+    port: int = sock.getsockname()[1]
+    return port

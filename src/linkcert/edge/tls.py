@@ -1,0 +1,72 @@
+"""TLS termination: the listener's context picks each domain's certificate by SNI.
+
+The listener's own context holds no certificate at all. A handshake only completes when the SNI
+callback has switched it to the context of a name in the cache, so an unknown name or a client
+without SNI gets a fatal alert, never some other domain's certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from linkcert.edge import tlsconfig
+from linkcert.edge.certs import CertificateCache, UnusableCertificate
+from linkcert.edge.counters import EdgeCounters
+
+logger = logging.getLogger(__name__)
+
+# OpenSSL's reason when an SNI callback ends the handshake: already counted by the callback.
+_REFUSED_BY_CALLBACK = "CALLBACK_FAILED"
+_REASONS_BY_OPENSSL_REASON = {
+    "HTTP_REQUEST": "not_tls",
+    "WRONG_VERSION_NUMBER": "not_tls",
+    "UNSUPPORTED_PROTOCOL": "protocol_version",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol_version",
+    "NO_SHARED_CIPHER": "no_shared_cipher",
+    "NO_SHARED_GROUPS": "no_shared_cipher",
+}
+
+
+class SniSelector:
+    """Owns the listener's SSLContext and its SNI callback."""
+
+    def __init__(self, certificates: CertificateCache, counters: EdgeCounters) -> None:
+        self._certificates = certificates
+        self._counters = counters
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tlsconfig.configure(self.context)
+        self.context.sni_callback = self._select
+
+    def _select(self, connection: ssl.SSLObject, server_name: str, _: ssl.SSLContext) -> int | None:
+        # Typeshed says str, but OpenSSL calls this without a name when the client sent none.
+        failures = self._counters.handshakes_failed
+        if not server_name:
+            failures["no_sni"] += 1
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
+        name = server_name.lower()
+        if name.endswith("."):
+            name = name[:-1]
+        try:
+            context = self._certificates.context_for(name)
+        except UnusableCertificate:
+            failures["certificate_unusable"] += 1  # logged once by the cache
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        except Exception:
+            # An exception escaping here would only reach sys.unraisablehook.
+            failures["other"] += 1
+            logger.exception("choosing a certificate failed", extra={"domain": name})
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        if context is None:
+            failures["unknown_name"] += 1
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        connection.context = context
+        return None
+
+
+def count_handshake_error(counters: EdgeCounters, exc: ssl.SSLError) -> None:
+    """Count a handshake OpenSSL refused, by a stable reason word, unless the SNI callback
+    refused it (and counted it) already."""
+    openssl_reason = exc.reason or ""
+    if openssl_reason != _REFUSED_BY_CALLBACK:
+        counters.handshakes_failed[_REASONS_BY_OPENSSL_REASON.get(openssl_reason, "other")] += 1

@@ -1,0 +1,241 @@
+"""Signed tracking tokens: the path segment of `https://DOMAIN/c/<token>`.
+
+A token carries everything the edge needs to redirect without a database read: the link id and
+the destination URL, signed with HMAC-SHA256 over the payload and the tracking domain. Binding the
+domain into the tag means a link minted for one customer's domain does not redirect on another's.
+
+Layout before base64url (no padding):
+
+    version (1 byte) | link id (unsigned LEB128 varint) | destination (ASCII) | tag (16 bytes)
+
+The tag is the first 16 bytes of HMAC-SHA256(key, domain + NUL + payload), where the payload is
+everything before the tag. NUL cannot occur in a domain name, so the split is unambiguous.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+TOKEN_VERSION = 1
+TAG_BYTES = 16
+MAX_DESTINATION_CHARS = 2048
+MAX_LINK_ID = 2**63 - 1  # fits a signed 64-bit database column
+MIN_SECRET_CHARS = 32
+TRACKING_KEY_SETTING = "LINKCERT_TRACKING_KEY"
+
+_VERSION_BYTE = bytes([TOKEN_VERSION])
+_MAX_VARINT_BYTES = 9  # 63 bits at 7 bits a byte
+_MIN_KEY_BYTES = 16
+# Version byte, the shortest varint, the shortest accepted URL ("http://a"), the tag.
+_MIN_RAW_BYTES = 1 + 1 + len("http://a") + TAG_BYTES
+_MAX_RAW_BYTES = 1 + _MAX_VARINT_BYTES + MAX_DESTINATION_CHARS + TAG_BYTES
+# Base64 without padding: four characters per three bytes, rounded up.
+MAX_TOKEN_CHARS = (_MAX_RAW_BYTES * 4 + 2) // 3
+_MIN_TOKEN_CHARS = (_MIN_RAW_BYTES * 4 + 2) // 3
+_KEY_DERIVATION_LABEL = b"linkcert tracking token key v1\x00"
+
+TrackedKind = Literal["click", "open"]
+_PATH_PREFIX: dict[TrackedKind, str] = {"click": "/c/", "open": "/o/"}
+
+
+class InvalidToken(ValueError):
+    """The token was not minted by this platform for this domain, or was damaged on the way.
+
+    `reason` is a short stable word for counters ("malformed", "signature", "payload"); the
+    message never contains the token itself.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"tracking token is not valid ({reason})")
+        self.reason = reason
+
+
+class InvalidDestination(ValueError):
+    """A destination URL that a tracked link may not point to; the message says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedLink:
+    """What a valid token says: which link was followed and where it goes."""
+
+    link_id: int
+    destination: str
+
+
+def tracking_key_from_secret(secret: str) -> bytes:
+    """Derive the 32-byte HMAC key from the operator's secret setting.
+
+    The derivation keeps the raw secret out of the HMAC so the same setting could later seed
+    other keys without them being related.
+    """
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"{TRACKING_KEY_SETTING} must be at least {MIN_SECRET_CHARS} characters long "
+            f"(it has {len(secret)}); generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
+    return hashlib.sha256(_KEY_DERIVATION_LABEL + secret.encode("utf-8")).digest()
+
+
+def check_destination(url: str) -> str:
+    """Return `url` unchanged if a tracked link may redirect to it, else raise InvalidDestination.
+
+    Accepted: absolute http or https URLs of at most 2,048 printable ASCII characters, with a
+    host and without credentials. Non-ASCII text and spaces must be percent-encoded first (and
+    an internationalized host given in its punycode form), so the URL is sent to browsers exactly
+    as the customer wrote it.
+    """
+    if not isinstance(url, str):
+        raise InvalidDestination(f"destination must be a string, not {type(url).__name__}")
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    if len(url) > MAX_DESTINATION_CHARS:
+        raise InvalidDestination(
+            f"destination URL is {len(url):,} characters long; the limit is "
+            f"{MAX_DESTINATION_CHARS:,}: shorten it ({shown!r})"
+        )
+    if not url.isascii():
+        raise InvalidDestination(
+            "destination URL contains non-ASCII characters: percent-encode them and give an "
+            f"internationalized host in its punycode (xn--) form ({shown!r})"
+        )
+    for position, char in enumerate(url):
+        if char <= " " or char == "\x7f":
+            raise InvalidDestination(
+                f"destination URL contains a space or control character at position {position}: "
+                f"percent-encode it ({shown!r})"
+            )
+        if char == "\\":
+            raise InvalidDestination(
+                f"destination URL contains a backslash at position {position}, which browsers "
+                f"read as '/': percent-encode it as %5C ({shown!r})"
+            )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise InvalidDestination(f"destination URL cannot be parsed: {exc} ({shown!r})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidDestination(f"destination URL must start with http:// or https:// ({shown!r})")
+    if "@" in parts.netloc:
+        raise InvalidDestination(
+            f"destination URL must not contain credentials (user:password@) ({shown!r})"
+        )
+    if not parts.hostname:
+        raise InvalidDestination(f"destination URL has no host ({shown!r})")
+    return url
+
+
+def make_token(key: bytes, domain: str, link_id: int, destination: str) -> str:
+    """Mint the token for `link_id` on the tracking `domain` (ASCII form, as in the Host header).
+
+    Raises InvalidDestination for a destination that `check_destination` refuses and ValueError
+    for an out-of-range link id, a non-ASCII domain or a key shorter than 16 bytes.
+    """
+    _check_key(key)
+    if isinstance(link_id, bool) or not isinstance(link_id, int):
+        raise ValueError(f"link_id must be an int, not {type(link_id).__name__}")
+    if not 0 <= link_id <= MAX_LINK_ID:
+        raise ValueError(f"link_id must be between 0 and {MAX_LINK_ID}, not {link_id}")
+    domain_bytes = _domain_bytes(domain)
+    if domain_bytes is None:
+        raise ValueError(
+            f"tracking domain {domain!r} must be given in ASCII (A-label, xn--) form, non-empty"
+        )
+    payload = _VERSION_BYTE + _encode_varint(link_id) + check_destination(destination).encode()
+    raw = payload + _tag(key, domain_bytes, payload)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def read_token(key: bytes, domain: str, token: str) -> TrackedLink:
+    """Verify `token` for `domain` and return its link; raise InvalidToken for anything else.
+
+    Only InvalidToken escapes for any string input: the edge feeds it whatever a client sent.
+    """
+    if not isinstance(token, str) or not _MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
+        raise InvalidToken("malformed")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, binascii.Error):
+        raise InvalidToken("malformed") from None
+    # The decoder skips characters outside the alphabet and ignores stray low bits; insisting
+    # on the canonical spelling makes every token have exactly one accepted form.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != token.encode("ascii"):
+        raise InvalidToken("malformed")
+    domain_bytes = _domain_bytes(domain) if isinstance(domain, str) else None
+    if domain_bytes is None:
+        raise InvalidToken("signature")
+    payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
+    if not hmac.compare_digest(tag, _tag(key, domain_bytes, payload)):
+        raise InvalidToken("signature")
+    return _decode_payload(payload)
+
+
+def tracked_url(domain: str, token: str, kind: TrackedKind = "click") -> str:
+    """The URL to put in an email: `https://DOMAIN/c/<token>` or, for the open pixel, `/o/`."""
+    return f"https://{domain}{_PATH_PREFIX[kind]}{token}"
+
+
+def _decode_payload(payload: bytes) -> TrackedLink:
+    # Only reached with a valid tag, so a failure here means a token from a newer minting code
+    # (another version byte) or a bug; either way it is not a link this reader can follow.
+    if len(payload) < 3 or payload[0] != TOKEN_VERSION:
+        raise InvalidToken("payload")
+    link_id = 0
+    shift = 0
+    position = 1
+    while True:
+        if position >= len(payload) or position > _MAX_VARINT_BYTES:
+            raise InvalidToken("payload")
+        byte = payload[position]
+        link_id |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            break
+        shift += 7
+    destination_bytes = payload[position:]
+    if link_id > MAX_LINK_ID or not destination_bytes.isascii():
+        raise InvalidToken("payload")
+    destination = destination_bytes.decode("ascii")
+    # The destination goes into a Location header: refuse anything that could split it.
+    if not destination.isprintable() or " " in destination:
+        raise InvalidToken("payload")
+    return TrackedLink(link_id, destination)
+
+
+def _tag(key: bytes, domain_bytes: bytes, payload: bytes) -> bytes:
+    return hmac.digest(key, domain_bytes + b"\x00" + payload, "sha256")[:TAG_BYTES]
+
+
+def _domain_bytes(domain: str) -> bytes | None:
+    """Lowercase ASCII without a trailing dot, as both minting and reading must agree on."""
+    if not domain.isascii():
+        return None
+    normalized = domain.lower()
+    if normalized.endswith("."):
+        normalized = normalized[:-1]
+    if not normalized or "\x00" in normalized:
+        return None
+    return normalized.encode("ascii")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes) or len(key) < _MIN_KEY_BYTES:
+        raise ValueError(
+            "the tracking key must be at least 16 bytes; derive it with "
+            f"tracking_key_from_secret() from {TRACKING_KEY_SETTING}"
+        )

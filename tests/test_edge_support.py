@@ -1,0 +1,303 @@
+"""Helpers for the edge tests: a throwaway CA, per-domain certificates, a small HTTP client.
+
+The module's own tests check the helpers, so a broken helper fails here and not as a puzzling
+edge failure elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from linkcert.edge import CertificateCache, ChallengeLookup, Edge, EdgeSettings
+from linkcert.tracking import Click, ClickSink, make_token, tracking_key_from_secret
+
+_ONE_DAY = datetime.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    chain_pem: bytes
+    key_pem: bytes
+    serial: int
+
+
+@dataclass
+class TestAuthority:
+    """A CA that exists for one test run, with an intermediate like a public CA's."""
+
+    __test__ = False  # not a test class, despite the name
+
+    root_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    intermediate_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    _serial: int = 1000
+
+    def __post_init__(self) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        root_name = _name("linkcert test root")
+        self.root = (
+            x509.CertificateBuilder()
+            .subject_name(root_name)
+            .issuer_name(root_name)
+            .public_key(self.root_key.public_key())
+            .serial_number(1)
+            .not_valid_before(now - _ONE_DAY)
+            .not_valid_after(now + 30 * _ONE_DAY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .sign(self.root_key, hashes.SHA256())
+        )
+        self.intermediate = (
+            x509.CertificateBuilder()
+            .subject_name(_name("linkcert test intermediate"))
+            .issuer_name(root_name)
+            .public_key(self.intermediate_key.public_key())
+            .serial_number(2)
+            .not_valid_before(now - _ONE_DAY)
+            .not_valid_after(now + 30 * _ONE_DAY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .sign(self.root_key, hashes.SHA256())
+        )
+
+    @property
+    def root_pem(self) -> str:
+        return self.root.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def issue(self, *names: str) -> IssuedCertificate:
+        """A leaf for `names` (SANs), with its chain (leaf, intermediate) and its key."""
+        self._serial += 1
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(_name(names[0]))
+            .issuer_name(self.intermediate.subject)
+            .public_key(key.public_key())
+            .serial_number(self._serial)
+            .not_valid_before(now - _ONE_DAY)
+            .not_valid_after(now + 7 * _ONE_DAY)
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(name) for name in names]),
+                critical=False,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+            .sign(self.intermediate_key, hashes.SHA256())
+        )
+        chain = b"".join(
+            cert.public_bytes(serialization.Encoding.PEM) for cert in (leaf, self.intermediate)
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return IssuedCertificate(chain, key_pem, self._serial)
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts only this CA."""
+        context = ssl.create_default_context(cadata=self.root_pem)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+async def read_response(reader: asyncio.StreamReader, *, head: bool = False) -> HttpResponse:
+    """One response from `reader`; the body is read by Content-Length (none for HEAD)."""
+    raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = raw_head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = 0 if head else int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
+    return HttpResponse(status, headers, body)
+
+
+def get(path: str, host: str | None, *, extra: str = "", method: str = "GET") -> bytes:
+    """A minimal HTTP/1.1 request."""
+    host_line = f"Host: {host}\r\n" if host is not None else ""
+    return f"{method} {path} HTTP/1.1\r\n{host_line}{extra}\r\n".encode("latin-1")
+
+
+async def exchange(
+    port: int,
+    request: bytes,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    head: bool = False,
+) -> HttpResponse:
+    """Open a connection, send one request, read one response, close."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ssl_context, server_hostname=server_hostname
+    )
+    try:
+        writer.write(request)
+        return await read_response(reader, head=head)
+    finally:
+        await close_writer(writer)
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes (tolerating a reset after the close)."""
+    chunks = []
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), 5):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+def test_authority_issues_chains_the_ca_verifies() -> None:
+    authority = TestAuthority()
+    issued = authority.issue("a.example.test", "www.a.example.test")
+    certs = x509.load_pem_x509_certificates(issued.chain_pem)
+    assert len(certs) == 2
+    san = certs[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["a.example.test", "www.a.example.test"]
+    certs[0].verify_directly_issued_by(authority.intermediate)
+    authority.intermediate.verify_directly_issued_by(authority.root)
+
+
+def test_request_helper_writes_host_only_when_given() -> None:
+    assert get("/x", "h.test") == b"GET /x HTTP/1.1\r\nHost: h.test\r\n\r\n"
+    assert get("/x", None, method="HEAD") == b"HEAD /x HTTP/1.1\r\n\r\n"
+
+
+@dataclass
+class EdgeUnderTest:
+    """A running edge on loopback ports, with the fakes its interfaces are wired to."""
+
+    edge: Edge
+    authority: TestAuthority
+    certificates: CertificateCache
+    key: bytes
+    clicks: list[Click]
+    challenges: dict[str, str]
+
+    @property
+    def http_port(self) -> int:
+        assert self.edge.http_port is not None
+        return self.edge.http_port
+
+    @property
+    def https_port(self) -> int:
+        assert self.edge.https_port is not None
+        return self.edge.https_port
+
+    def add_domain(self, name: str, version: int = 1) -> IssuedCertificate:
+        issued = self.authority.issue(name)
+        self.certificates.put(name, issued.chain_pem, issued.key_pem, version)
+        return issued
+
+    def token(
+        self, domain: str, link_id: int = 1, destination: str = "https://shop.example/p?q=1"
+    ) -> str:
+        return make_token(self.key, domain, link_id, destination)
+
+    async def http(self, request: bytes, *, head: bool = False) -> HttpResponse:
+        return await exchange(self.http_port, request, head=head)
+
+    async def https(self, name: str, request: bytes, *, head: bool = False) -> HttpResponse:
+        return await exchange(
+            self.https_port,
+            request,
+            ssl_context=self.authority.client_context(),
+            server_hostname=name,
+            head=head,
+        )
+
+    async def open_http(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.http_port)
+
+    async def open_https(self, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(
+            "127.0.0.1",
+            self.https_port,
+            ssl=self.authority.client_context(),
+            server_hostname=name,
+        )
+
+
+@contextlib.asynccontextmanager
+async def running_edge(
+    *,
+    sink: ClickSink | None = None,
+    challenge_lookup: ChallengeLookup | None = None,
+    **settings: Any,
+) -> AsyncIterator[EdgeUnderTest]:
+    """An edge with HTTP and HTTPS listeners on 127.0.0.1, closed (and flushed) on exit."""
+    clicks: list[Click] = []
+    challenges: dict[str, str] = {}
+
+    async def lookup(token: str) -> str | None:
+        return challenges.get(token)
+
+    certificates = CertificateCache()
+    key = tracking_key_from_secret("test-secret-" + "x" * 32)
+    edge = Edge(
+        tracking_key=key,
+        certificates=certificates,
+        challenge_lookup=challenge_lookup or lookup,
+        click_sink=sink if sink is not None else clicks.extend,
+        settings=EdgeSettings(http="127.0.0.1:0", https="127.0.0.1:0", **settings),
+    )
+    await edge.start()
+    try:
+        yield EdgeUnderTest(edge, TestAuthority(), certificates, key, clicks, challenges)
+    finally:
+        await edge.aclose()
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        await writer.wait_closed()
