@@ -1,0 +1,1 @@
+"""DNS readiness of a link tracking domain: a CNAME to the platform, CAA allowing the CA."""
