@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
+
+pytest_plugins = ["tests.fixtures_pebble"]
 
 PG_URL = os.environ.get(
     "LINKCERT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -75,3 +78,10 @@ def store(db_url: str) -> Iterator[Store]:
         yield db
     finally:
         db.close()
+
+
+@pytest.fixture
+def dns_server() -> Iterator[LocalDNSServer]:
+    """A started LocalDNSServer on 127.0.0.1 (a free port), empty, stopped after the test."""
+    with LocalDNSServer() as server:
+        yield server

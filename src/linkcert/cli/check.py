@@ -1,14 +1,165 @@
-"""`linkcert check DOMAIN`: the DNS readiness check (placeholder until it lands)."""
+"""`linkcert check DOMAIN`: is the domain's DNS ready for a certificate?
+
+Exit status: 0 ready, 1 not ready (the output says why and what to change), 2 bad input or
+usage. Errors go to stderr as one clear line, never as a traceback.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Annotated, NoReturn
+
 import typer
+from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 
 from linkcert.cli.app import app
+from linkcert.dns.caa_lookup import CaaFinding
+from linkcert.dns.check import DEFAULT_CA_DOMAINS, CheckConfig, CheckResult, State, check_domain
+from linkcert.dns.problems import ca_label
+from linkcert.dns.resolver import DEFAULT_TIMEOUT, ResolverConfigError
+from linkcert.names import NamePolicy
+
+EXIT_READY, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
+
+_VERDICTS = {
+    State.OK: "is ready for a certificate",
+    State.POINTS_ELSEWHERE: "is not ready: it does not point to us",
+    State.CAA_BLOCKED: "is not ready: its CAA records block the certificate authority",
+    State.DNS_ERROR: "is not ready: a DNS lookup failed (this may pass; check again later)",
+    State.INVALID: "is not a domain name we accept",
+}
 
 
 @app.command()
-def check(domain: str) -> None:
-    """Check whether DOMAIN can get a certificate: CNAME and CAA."""
-    typer.echo(f"not implemented yet: {domain}", err=True)
-    raise typer.Exit(2)
+def check(
+    domain: Annotated[
+        str,
+        typer.Argument(metavar="DOMAIN", help="The link tracking domain, e.g. links.example.com"),
+    ],
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            metavar="HOST",
+            help="A platform tracking host the CNAME must reach (repeat for several; required).",
+        ),
+    ] = None,
+    edge_address: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--edge-address",
+            metavar="IP",
+            help="An edge address; a name whose A/AAAA are exactly these also passes (repeat).",
+        ),
+    ] = None,
+    ca_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ca-domain",
+            metavar="DOMAIN",
+            help="A CA's CAA issuer domain (repeat; the first decides). Default: letsencrypt.org.",
+        ),
+    ] = None,
+    account_uri: Annotated[
+        str | None,
+        typer.Option("--account-uri", metavar="URI", help="Our ACME account URI, for accounturi."),
+    ] = None,
+    challenge_method: Annotated[
+        str,
+        typer.Option("--challenge-method", metavar="METHOD", help="For validationmethods."),
+    ] = "http-01",
+    nameserver: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--nameserver",
+            metavar="HOST[:PORT]",
+            help="A DNS server to ask, IPv6 as [ADDR]:PORT (repeat). Default: the system's.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="SECONDS", help="Per-query DNS timeout.")
+    ] = DEFAULT_TIMEOUT,
+    allow_test_domains: Annotated[
+        bool,
+        typer.Option("--allow-test-domains", help="Accept reserved test names (example.com, ...)."),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of text.")
+    ] = False,
+) -> None:
+    """Check whether DOMAIN can get a certificate: its CNAME, and the CAA records that apply."""
+    if not target:
+        _usage_error("give the platform tracking host the CNAME must reach with --target HOST")
+    try:
+        config = CheckConfig(
+            cname_targets=tuple(target),
+            edge_addresses=tuple(edge_address or ()),
+            ca_domains=tuple(ca_domain or DEFAULT_CA_DOMAINS),
+            account_uri=account_uri,
+            challenge_method=challenge_method,
+            name_policy=NamePolicy(allow_test_domains=allow_test_domains),
+            nameservers=tuple(nameserver or ()),
+            timeout=timeout,
+        )
+        result = asyncio.run(check_domain(domain, config))
+    except (ValueError, ResolverConfigError) as error:
+        _usage_error(str(error))
+    except Exception as error:  # a bug: still say it plainly rather than dump a traceback
+        _usage_error(f"unexpected {type(error).__name__}: {error} (please report this)")
+    if result.state is State.INVALID:
+        _usage_error("; ".join(problem.message for problem in result.problems))
+    if json_output:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        _print_report(result, Console(highlight=False))
+    raise typer.Exit(EXIT_READY if result.ready else EXIT_NOT_READY)
+
+
+def _usage_error(message: str) -> NoReturn:
+    typer.echo(f"linkcert check: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _print_report(result: CheckResult, console: Console) -> None:
+    mark, style = ("✓", "bold green") if result.ready else ("✗", "bold red")
+    console.print(Text.assemble((f"{mark} {result.domain}", style), f" {_VERDICTS[result.state]}"))
+    findings = Table.grid(padding=(0, 2))
+    findings.add_column(style="bold", no_wrap=True)
+    findings.add_column(no_wrap=True)
+    findings.add_column()
+    if result.cname is not None:
+        findings.add_row("CNAME", _ok_or_not(result.cname.ok), result.cname.found)
+    if result.caa is not None:
+        findings.add_row("CAA", _ok_or_not(result.caa.permits), _caa_summary(result.caa))
+    console.print(Padding(findings, (1, 0, 0, 2), expand=False))
+    for problem in result.problems:
+        console.print(Text.assemble(("\nProblem ", "bold"), f"[{problem.code}]"))
+        console.print(Padding(Text(problem.message), (0, 0, 0, 2), expand=False))
+        console.print(
+            Padding(Text.assemble(("Fix: ", "bold"), problem.fix), (0, 0, 0, 2), expand=False)
+        )
+
+
+def _ok_or_not(ok: bool) -> Text:
+    return Text("ok", style="green") if ok else Text("no", style="red")
+
+
+def _caa_summary(finding: CaaFinding) -> str:
+    if finding.failure is not None:
+        return (
+            f"could not read the CAA records of {finding.failure.name} ({finding.failure.detail})"
+        )
+    relevant = finding.relevant
+    if relevant is None or relevant.name is None:
+        found = "no CAA records up to the top-level domain: any CA may issue"
+    else:
+        place = relevant.name
+        if relevant.owner != relevant.name:
+            place = f"{relevant.name} (alias of {relevant.owner})"
+        found = "\n".join([f"records at {place}:", *finding.records])
+    allowed = ", ".join(ca_label(ca) for ca in finding.permitted_cas) or "none of ours"
+    return f"{found}\nallowed: {allowed}"

@@ -1,0 +1,130 @@
+"""`linkcert check`: exit codes 0/1/2, human output, JSON shape, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from linkcert.cli import app
+from linkcert.localdns import LocalDNSServer
+
+NAME = "links.example.com"
+TARGET = "track.platform.example"
+
+
+def run(server: LocalDNSServer, *args: str) -> tuple[int, str, str]:
+    arguments = [
+        "check",
+        *args,
+        "--nameserver",
+        server.nameserver,
+        "--target",
+        TARGET,
+        "--allow-test-domains",
+    ]
+    result = CliRunner().invoke(app, arguments)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_ready_exits_0(dns_server: LocalDNSServer) -> None:
+    dns_server.add(NAME, "CNAME", TARGET)
+    code, out, err = run(dns_server, NAME)
+    assert (code, err) == (0, "")
+    assert f"✓ {NAME} is ready for a certificate" in out
+    assert f"CNAME {NAME} → {TARGET}" in out
+    assert "any CA may issue" in out
+
+
+def test_not_ready_exits_1_and_says_what_to_add(dns_server: LocalDNSServer) -> None:
+    dns_server.add(NAME, "CNAME", TARGET)
+    dns_server.add("example.com", "CAA", '0 issue "digicert.com"')
+    code, out, _ = run(dns_server, NAME)
+    assert code == 1
+    flat = " ".join(out.split())
+    assert "its CAA records block the certificate authority" in flat
+    assert 'example.com. CAA 0 issue "digicert.com"' in flat
+    assert 'Fix: Add this record: example.com. CAA 0 issue "letsencrypt.org"' in flat
+    assert "[caa_not_authorized]" in flat
+
+
+def test_json_output(dns_server: LocalDNSServer) -> None:
+    dns_server.add(NAME, "CNAME", "elsewhere.example.net")
+    code, out, _ = run(dns_server, "LINKS.example.com.", "--json")
+    assert code == 1
+    document = json.loads(out)
+    assert document["domain"] == NAME
+    assert document["ready"] is False
+    assert set(document["cname"]) >= {"ok", "chain", "found"}
+    assert document["cname"]["chain"] == [NAME, "elsewhere.example.net"]
+    assert set(document["caa"]) >= {"permits", "permitted_cas", "relevant_name", "records"}
+    assert document["caa"]["permits"] is True
+    assert document["caa"]["relevant_name"] is None
+    assert [problem["code"] for problem in document["problems"]] == ["cname_points_elsewhere"]
+    assert set(document["problems"][0]) == {"code", "message", "fix"}
+
+
+def test_options_reach_the_check(dns_server: LocalDNSServer) -> None:
+    dns_server.add("example.com", "A", "192.0.2.10")
+    dns_server.add("example.com", "CAA", '0 issue "pki.goog"')
+    code, out, _ = run(
+        dns_server,
+        "example.com",
+        "--edge-address",
+        "192.0.2.10",
+        "--ca-domain",
+        "pki.goog",
+        "--ca-domain",
+        "letsencrypt.org",
+        "--json",
+    )
+    document = json.loads(out)
+    assert code == 0
+    assert document["cname"]["ok"] is True
+    assert document["caa"]["permitted_cas"] == ["pki.goog"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bad..name"], "not a valid domain name"),
+        (["ok.example.com", "--nameserver", "dns.example.com"], "is not an IP address"),
+        (["ok.example.com", "--nameserver", "127.0.0.1:99999"], "from 1 to 65535"),
+        (["ok.example.com", "--edge-address", "300.1.1.1"], "not an IP address"),
+        (["ok.example.com", "--timeout", "0"], "positive"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(
+    dns_server: LocalDNSServer, args: list[str], message: str
+) -> None:
+    code, out, err = run(dns_server, *args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("linkcert check: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_missing_target_exits_2() -> None:
+    result = CliRunner().invoke(app, ["check", NAME, "--nameserver", "127.0.0.1:53"])
+    assert result.exit_code == 2
+    assert "--target HOST" in result.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    assert CliRunner().invoke(app, ["check"]).exit_code == 2
+    assert CliRunner().invoke(app, ["check", NAME, "--no-such-option"]).exit_code == 2
+
+
+def test_real_entry_point_never_prints_a_traceback(dns_server: LocalDNSServer) -> None:
+    dns_server.add(NAME, "CNAME", TARGET)
+    command = [sys.executable, "-m", "linkcert", "check", "--target", TARGET]
+    command += ["--nameserver", dns_server.nameserver, "--allow-test-domains"]
+    ready = subprocess.run([*command, NAME, "--json"], capture_output=True, text=True)
+    assert ready.returncode == 0, ready.stderr
+    assert json.loads(ready.stdout)["ready"] is True
+    bad = subprocess.run([*command, "not a name"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and bad.stderr.startswith("linkcert check: ")
