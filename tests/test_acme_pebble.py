@@ -34,7 +34,6 @@ from linkcert.acme import (
 )
 from linkcert.testbed import ChallengeResponder, PebbleServer, new_eab_hmac_key
 
-pytest_plugins = ["tests.fixtures_pebble"]
 pytestmark = pytest.mark.pebble
 
 PebbleFactory = Callable[..., PebbleServer]

@@ -92,7 +92,7 @@ class Settings(BaseModel):
     tracking_key: SecretStr | None = None
     # Worker
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
-    acme_orders_per_second: float = Field(default=0.0, ge=0)
+    worker_lease_seconds: float = Field(default=300.0, ge=1, le=86400)
 
     _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
 

@@ -22,6 +22,27 @@ def cert_key_context(domain_name: str) -> str:
     return f"cert-key:{domain_name}"
 
 
+def check_master_key(store: Store, keys: MasterKeys) -> None:
+    """Raise DecryptionError unless the configured master keys open what is stored.
+
+    Run at start-up: a wrong key must stop the process with a clear message, not surface
+    later as certificates that silently fail to load.
+    """
+    with store.session() as session:
+        account = session.scalar(select(AcmeAccount).limit(1))
+        if account is not None:
+            keys.decrypt(account.key_encrypted, account_key_context(account.directory_url))
+        row = session.execute(
+            select(Certificate.key_encrypted, Domain.name)
+            .join(Domain, Domain.id == Certificate.domain_id)
+            .where(Certificate.key_encrypted.is_not(None))
+            .order_by(Certificate.id.desc())
+            .limit(1)
+        ).first()
+        if row is not None and row[0] is not None:
+            keys.decrypt(row[0], cert_key_context(row[1]))
+
+
 def rotate_all(store: Store, keys: MasterKeys, batch: int = 500) -> int:
     """Re-encrypt every stored key not yet under the current master key; return the count."""
     changed = 0

@@ -70,6 +70,7 @@ class Worker:
         concurrency: int = 32,
         poll_interval: float = 1.0,
         worker_id: str | None = None,
+        lease: timedelta = leases.DEFAULT_LEASE,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -79,6 +80,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
+        self.lease = lease
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 
@@ -123,7 +125,7 @@ class Worker:
         if room <= 0:
             return 0
         ids = await asyncio.to_thread(
-            leases.claim_due, self.store, self.worker_id, self.clock(), room
+            leases.claim_due, self.store, self.worker_id, self.clock(), room, self.lease
         )
         for domain_id in ids:
             task = asyncio.create_task(self._pass(domain_id))

@@ -1,0 +1,1 @@
+"""Assembly: how the store feeds the edge, and the processes that run it all."""

@@ -1,0 +1,50 @@
+"""The worker's view of the DNS readiness check."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from linkcert.config import Settings
+from linkcert.dns.check import CheckConfig, State, check_domain
+from linkcert.dns.resolver import Resolver
+from linkcert.names import NamePolicy
+from linkcert.states import DnsState
+from linkcert.worker.lifecycle import DnsCheck, DnsVerdict
+
+_STATES = {
+    State.OK: DnsState.OK,
+    State.POINTS_ELSEWHERE: DnsState.POINTS_ELSEWHERE,
+    State.CAA_BLOCKED: DnsState.CAA_BLOCKED,
+    State.DNS_ERROR: DnsState.DNS_ERROR,
+    State.INVALID: DnsState.DNS_ERROR,
+}
+
+
+def check_config(settings: Settings) -> CheckConfig:
+    return CheckConfig(
+        cname_targets=settings.cname_targets,
+        edge_addresses=settings.edge_addresses,
+        ca_domains=settings.ca_domains,
+        name_policy=NamePolicy(settings.allow_test_domains, settings.platform_domains),
+        nameservers=settings.nameservers,
+        timeout=settings.dns_timeout,
+    )
+
+
+def make_dns_check(settings: Settings, account_uri: Callable[[], str | None]) -> DnsCheck:
+    """A DNS check for the worker, judging CAA `accounturi` against our registered account.
+
+    Its cache is short: a customer who has just fixed a record expects the next re-check (a
+    few seconds later) to see it.
+    """
+    base = check_config(settings)
+    resolver = Resolver(base.nameservers, timeout=base.timeout, max_cache_ttl=5, negative_ttl=2)
+
+    async def dns_check(name: str) -> DnsVerdict:
+        config = replace(base, account_uri=account_uri())
+        result = await check_domain(name, config, resolver)
+        problems = [{"code": p.code, "message": p.message, "fix": p.fix} for p in result.problems]
+        return DnsVerdict(_STATES[result.state], problems)
+
+    return dns_check

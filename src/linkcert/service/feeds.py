@@ -1,0 +1,160 @@
+"""What the edge reads from the store and writes back, without knowing about the database.
+
+The edge keeps certificates in memory and never touches the database on its hot path. This
+module fills its cache (a full pass at start, then new certificates as they appear, with a
+periodic full pass that also drops removed ones), answers HTTP-01 tokens from the store so any
+edge process can answer for any worker, and writes recorded clicks in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+
+from linkcert.edge.certs import CertificateCache
+from linkcert.keys import DecryptionError, MasterKeys
+from linkcert.keystore import cert_key_context
+from linkcert.store import Certificate, Challenge, Domain, Store, utcnow
+from linkcert.store import Click as ClickRow
+from linkcert.tracking import Click
+
+log = logging.getLogger("linkcert.feeds")
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    name: str
+    chain_pem: bytes
+    key_pem: bytes
+    version: int
+
+
+@dataclass
+class SyncResult:
+    loaded: int = 0
+    removed: int = 0
+    failed: int = 0
+
+
+class StoreFeeds:
+    """The store-backed side of one edge process."""
+
+    def __init__(self, store: Store, keys: MasterKeys, cache: CertificateCache) -> None:
+        self.store = store
+        self.keys = keys
+        self.cache = cache
+
+    # --- certificates ------------------------------------------------------------------------
+
+    def _served(self) -> dict[str, int]:
+        """Every domain that should be served now, with its current certificate's id."""
+        now = utcnow()
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Domain.name, Certificate.id)
+                .join(Certificate, Certificate.id == Domain.current_certificate_id)
+                .where(Certificate.not_after > now, Certificate.revoked_at.is_(None))
+            ).all()
+        return {name: cert_id for name, cert_id in rows}
+
+    def _fetch(self, wanted: dict[str, int]) -> list[_Loaded]:
+        """Read and decrypt the given certificates (name -> certificate id), in a thread."""
+        loaded: list[_Loaded] = []
+        ids = list(wanted.values())
+        for start in range(0, len(ids), 500):
+            with self.store.session() as session:
+                rows = session.execute(
+                    select(Domain.name, Certificate)
+                    .join(Certificate, Certificate.domain_id == Domain.id)
+                    .where(Certificate.id.in_(ids[start : start + 500]))
+                ).all()
+            for name, cert in rows:
+                if cert.key_encrypted is None:
+                    continue
+                try:
+                    key_pem = self.keys.decrypt(cert.key_encrypted, cert_key_context(name))
+                except DecryptionError as exc:
+                    log.error("cannot load the certificate of %s: %s", name, exc)
+                    continue
+                loaded.append(_Loaded(name, cert.chain_pem.encode("ascii"), key_pem, cert.id))
+        return loaded
+
+    def _changes(self, known: dict[str, int | None]) -> tuple[list[_Loaded], list[str]]:
+        """What differs between the store and `known` (the cache's versions), in a thread."""
+        served = self._served()
+        stale = {n: v for n, v in served.items() if known.get(n) != v}
+        return self._fetch(stale) if stale else [], [n for n in known if n not in served]
+
+    def _apply(self, loaded: list[_Loaded], removed: list[str]) -> SyncResult:
+        # The cache belongs to the event loop: only this step, on the loop, changes it.
+        result = SyncResult(removed=len(removed))
+        for item in loaded:
+            try:
+                self.cache.put(item.name, item.chain_pem, item.key_pem, item.version)
+                result.loaded += 1
+            except ValueError as exc:
+                result.failed += 1
+                log.error("cannot serve the certificate of %s: %s", item.name, exc)
+        for name in removed:
+            self.cache.remove(name)
+        return result
+
+    async def sync(self) -> SyncResult:
+        """Make the cache hold exactly what the store says should be served now."""
+        known = {name: self.cache.version(name) for name in self.cache.names()}
+        loaded, removed = await asyncio.to_thread(self._changes, known)
+        return self._apply(loaded, removed)
+
+    async def refresh_domain(self, name: str) -> None:
+        """Load one domain's current certificate now (a worker in this process just stored it)."""
+
+        def fetch() -> list[_Loaded]:
+            with self.store.session() as session:
+                cert_id = session.scalar(
+                    select(Domain.current_certificate_id).where(Domain.name == name)
+                )
+            return self._fetch({name: cert_id}) if cert_id is not None else []
+
+        self._apply(await asyncio.to_thread(fetch), [])
+
+    async def keep_in_sync(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        """Follow the store until `stop`: cheap version checks every `interval` seconds.
+
+        Each pass compares certificate ids only; a certificate is decrypted when it is new or
+        replaced. A store that is briefly unreachable leaves the cache serving as it was.
+        """
+        while not stop.is_set():
+            try:
+                await self.sync()
+            except Exception as exc:
+                log.warning("certificate sync failed, serving from memory: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    # --- challenges and clicks ---------------------------------------------------------------
+
+    async def challenge(self, token: str) -> str | None:
+        return await asyncio.to_thread(self._challenge, token)
+
+    def _challenge(self, token: str) -> str | None:
+        with self.store.session() as session:
+            row = session.get(Challenge, token)
+            return row.key_authorization if row is not None else None
+
+    async def save_clicks(self, clicks: Sequence[Click]) -> None:
+        await asyncio.to_thread(self._save_clicks, list(clicks))
+
+    def _save_clicks(self, clicks: list[Click]) -> None:
+        if not clicks:
+            return
+        rows = [
+            {"domain": c.domain, "link_id": c.link_id, "kind": str(c.kind), "at": c.at}
+            for c in clicks
+        ]
+        with self.store.session() as session:
+            session.execute(insert(ClickRow), rows)

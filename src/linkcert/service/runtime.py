@@ -1,0 +1,176 @@
+"""One linkcert process: any of the worker, the edge and the API, sharing one store.
+
+`linkcert serve` runs all three; fleet mode runs them as separate processes on PostgreSQL.
+Start-up checks every secret and setting first, so a bad one stops the process at once with
+a message naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import uvicorn
+
+from linkcert.config import ConfigError, Settings, parse_host_port
+from linkcert.edge import CertificateCache, Edge, EdgeSettings
+from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
+from linkcert.keystore import check_master_key
+from linkcert.service.acme_account import AccountProvider
+from linkcert.service.dnscheck import make_dns_check
+from linkcert.service.feeds import StoreFeeds
+from linkcert.store import Store
+from linkcert.tracking import tracking_key_from_secret
+from linkcert.worker.issuance import Issuer
+from linkcert.worker.lifecycle import Worker
+
+log = logging.getLogger("linkcert")
+
+
+@dataclass(frozen=True)
+class Roles:
+    worker: bool = True
+    edge: bool = True
+    api: bool = True
+
+
+def master_keys(settings: Settings) -> MasterKeys:
+    try:
+        return MasterKeys.parse(settings.master_key_text())
+    except MasterKeyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def tracking_key(settings: Settings) -> bytes:
+    if settings.tracking_key is None:
+        raise ConfigError(
+            "no tracking key: set LINKCERT_TRACKING_KEY to a secret of at least 32 characters"
+        )
+    try:
+        return tracking_key_from_secret(settings.tracking_key.get_secret_value())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class Runtime:
+    """Starts and stops the parts of one process in the right order."""
+
+    def __init__(self, settings: Settings, roles: Roles = Roles(), store: Store | None = None):
+        self.settings = settings
+        self.roles = roles
+        self.keys = master_keys(settings)
+        self.tracking_key = tracking_key(settings)
+        self.store = store or Store(settings.effective_database_url)
+        self.stop_event = asyncio.Event()
+        self.cache = CertificateCache()
+        self.feeds = StoreFeeds(self.store, self.keys, self.cache)
+        self.accounts = AccountProvider(self.store, self.keys, settings)
+        self.worker: Worker | None = None
+        self.edge: Edge | None = None
+        self.api_server: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # ACME and database calls run in threads; orders run concurrently, so make room.
+        workers = max(32, self.settings.worker_concurrency * 2)
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=workers))
+        if self.store.dialect == "sqlite":
+            await asyncio.to_thread(self.store.migrate)
+        elif not await asyncio.to_thread(self.store.schema_is_current):
+            raise ConfigError("the database schema is not current: run `linkcert migrate` first")
+        try:
+            await asyncio.to_thread(check_master_key, self.store, self.keys)
+        except DecryptionError as exc:
+            raise ConfigError(
+                f"the master key does not open the keys in the database ({exc}); "
+                "set LINKCERT_MASTER_KEY to the key they were stored with"
+            ) from None
+        if self.roles.edge:
+            await self._start_edge()
+        if self.roles.worker:
+            self._start_worker()
+        if self.roles.api:
+            await self._start_api()
+
+    async def _start_edge(self) -> None:
+        await self.feeds.sync()
+        self.edge = Edge(
+            tracking_key=self.tracking_key,
+            certificates=self.cache,
+            challenge_lookup=self.feeds.challenge,
+            click_sink=self.feeds.save_clicks,
+            settings=EdgeSettings(http=self.settings.http_listen, https=self.settings.https_listen),
+        )
+        await self.edge.start()
+        self._spawn(self.feeds.keep_in_sync(self.stop_event))
+
+    def _start_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def certificate_stored(name: str) -> None:
+            # Called from a worker thread: serve the new certificate in this process at once.
+            if self.edge is not None:
+                asyncio.run_coroutine_threadsafe(self.feeds.refresh_domain(name), loop)
+
+        issuer = Issuer(
+            self.store,
+            self.keys,
+            self.accounts,
+            key_type=self.settings.key_type,
+            profile=self.settings.acme_profile,
+            on_certificate=certificate_stored,
+        )
+        self.worker = Worker(
+            self.store,
+            make_dns_check(self.settings, lambda: self.accounts.account_uri),
+            issuer.obtain,
+            concurrency=self.settings.worker_concurrency,
+            lease=timedelta(seconds=self.settings.worker_lease_seconds),
+        )
+        self._spawn(self.worker.run(self.stop_event))
+
+    async def _start_api(self) -> None:
+        from linkcert.api import create_app  # type: ignore[import-not-found]
+
+        host, port = parse_host_port(self.settings.api_listen)
+        app = create_app(self.store, self.settings, wake=self.wake)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self.api_server = uvicorn.Server(config)
+        self._spawn(self.api_server.serve())
+        while not self.api_server.started:
+            await asyncio.sleep(0.01)
+
+    def wake(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    @property
+    def api_port(self) -> int | None:
+        if self.api_server is None or not self.api_server.servers:
+            return None
+        port: int = self.api_server.servers[0].sockets[0].getsockname()[1]
+        return port
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    async def aclose(self) -> None:
+        """Stop in order: no new work, let running passes finish, flush clicks, close."""
+        self.stop_event.set()
+        if self.api_server is not None:
+            self.api_server.should_exit = True
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.edge is not None:
+            await self.edge.aclose()
+        self.store.close()
+
+    async def run_until_stopped(self) -> None:
+        await self.start()
+        await self.stop_event.wait()

@@ -1,0 +1,118 @@
+"""Helpers for end-to-end tests: a loopback platform (DNS + Pebble) and TLS clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from linkcert.config import Settings
+from linkcert.domains import domain_status
+from linkcert.keys import generate_master_key
+from linkcert.localdns import LocalDNSServer
+from linkcert.store import Store
+from linkcert.testbed.pebble import PebbleServer
+
+EDGE_TARGET = "edge.platform.test"
+TRACKING_SECRET = "t" * 48
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Platform:
+    """The loopback world a test runs linkcert in."""
+
+    dns: LocalDNSServer
+    pebble: PebbleServer
+    http_port: int
+    master_key: str
+
+    def settings(self, db_url: str, data_dir: Path, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": data_dir,
+            "database_url": db_url,
+            "acme_directory_url": self.pebble.directory_url,
+            "acme_ca_bundle": Path(self.pebble.ca_bundle_path),
+            "nameservers": (self.dns.nameserver,),
+            "cname_targets": (EDGE_TARGET,),
+            "allow_test_domains": True,
+            "http_listen": f"127.0.0.1:{self.http_port}",
+            "https_listen": "127.0.0.1:0",
+            "api_listen": "127.0.0.1:0",
+            "master_key": self.master_key,
+            "tracking_key": TRACKING_SECRET,
+            "dns_timeout": 1.0,
+        }
+        values.update(overrides)
+        return Settings.model_validate(values)
+
+    def point(self, domain: str) -> None:
+        """Create the customer's CNAME to the platform."""
+        self.dns.add(domain, "CNAME", EDGE_TARGET + ".")
+
+
+def start_platform(workdir: Path, **pebble_options: Any) -> Platform:
+    dns = LocalDNSServer().start()
+    dns.add(EDGE_TARGET, "A", "127.0.0.1")
+    http_port = free_port()
+    pebble = PebbleServer(
+        http_port=http_port, dns_server=dns.nameserver, workdir=workdir, **pebble_options
+    ).start()
+    return Platform(dns, pebble, http_port, generate_master_key("test"))
+
+
+async def wait_for(
+    predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+async def wait_until_secured(store: Store, domain: str, timeout: float = 60.0) -> None:
+    def secured() -> bool:
+        status = domain_status(store, domain)
+        return status.cert_state == "active"
+
+    try:
+        await wait_for(secured, timeout)
+    except AssertionError:
+        status = domain_status(store, domain)
+        raise AssertionError(f"{domain} not secured in time: {status}") from None
+
+
+def https_get(
+    port: int, server_name: str, path: str, root_pem: str, host: str | None = None
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One HTTPS GET trusting only `root_pem`; returns status, headers, peer certificate."""
+    context = ssl.create_default_context(cadata=root_pem)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        peer = tls.getpeercert()
+        request = f"GET {path} HTTP/1.1\r\nHost: {host or server_name}\r\nConnection: close\r\n\r\n"
+        tls.sendall(request.encode("ascii"))
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    headers = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, peer or {}
