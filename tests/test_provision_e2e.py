@@ -114,3 +114,24 @@ async def test_dns_fixed_later_is_secured_without_any_action(
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 1
     store.close()
+
+
+async def test_unknown_profile_is_a_clear_error(platform: Platform, tmp_path: Path) -> None:
+    # The packaged Pebble lists no profiles, so any profile is unknown to it.
+    db_url = f"sqlite:///{tmp_path}/linkcert.sqlite3"
+    store = Store(db_url)
+    settings = platform.settings(db_url, tmp_path, acme_profile="shortlived")
+    runtime = Runtime(settings, ROLES, store=store)
+    await runtime.start()
+    domain = "links.profiled.test"
+    platform.point(domain)
+    try:
+        create_account(store, "profiled")
+        set_tracking_domain(store, "profiled", domain, POLICY)
+        runtime.wake()
+        await wait_for(lambda: domain_status(store, domain).cert_state == "failed")
+        problem = domain_status(store, domain).problems[0]
+        assert "shortlived" in problem["message"] and "LINKCERT_ACME_PROFILE" in problem["message"]
+    finally:
+        await runtime.aclose()
+    store.close()

@@ -397,6 +397,20 @@ class AcmeClient:
             detail=order.error,
         )
 
+    # -- directory -----------------------------------------------------------------------------
+
+    def profiles(self) -> dict[str, str]:
+        """The certificate profiles the CA offers (name -> description); empty if none."""
+        with self._step("reading the CA's directory") as session:
+            meta = self._protocol(session).directory.meta
+            offered = getattr(meta, "profiles", None) or {}
+            return {str(name): str(text) for name, text in dict(offered).items()}
+
+    def offers_renewal_info(self) -> bool:
+        """Whether the CA has ACME Renewal Information (RFC 9773)."""
+        with self._step("reading the CA's directory") as session:
+            return _offers(self._protocol(session).directory, "renewalInfo")
+
     # -- renewal information -------------------------------------------------------------------
 
     def renewal_window(self, cert_pem: str | bytes) -> RenewalWindow | None:

@@ -14,10 +14,15 @@ from sqlalchemy.exc import IntegrityError
 
 from linkcert.acme import AcmeClient, AcmeSettings
 from linkcert.acme.account_key import AccountKey
+from linkcert.acme.errors import AcmeRejected
 from linkcert.config import Settings
 from linkcert.keys import MasterKeys
 from linkcert.keystore import account_key_context
 from linkcert.store import AcmeAccount, Store, utcnow
+
+
+class ProfileError(AcmeRejected):
+    """The configured certificate profile is not one the CA offers."""
 
 
 def acme_settings(settings: Settings) -> AcmeSettings:
@@ -38,6 +43,8 @@ class AccountProvider:
         self.store = store
         self.keys = keys
         self.settings = acme_settings(settings)
+        self.profile = settings.acme_profile
+        self._profile_checked = False
         self._lock = threading.Lock()
         self._client: AcmeClient | None = None
         self._account_id: int | None = None
@@ -51,10 +58,25 @@ class AccountProvider:
         with self._lock:
             if self._client is None or self._account_id is None:
                 self._client, self._account_id = self._load_or_create()
+            if not self._profile_checked:
+                self._check_profile(self._client)
+                self._profile_checked = True
             if self._client.account_uri is None:
                 uri = self._client.register()
                 self._save_uri(self._account_id, uri)
             return self._client, self._account_id
+
+    def _check_profile(self, client: AcmeClient) -> None:
+        """An unknown profile is a configuration error, said once, before any order."""
+        if self.profile is None:
+            return
+        offered = client.profiles()
+        if self.profile not in offered:
+            choices = ", ".join(sorted(offered)) or "none (the CA has no profiles)"
+            raise ProfileError(
+                f"acme_profile (LINKCERT_ACME_PROFILE): the CA does not offer the profile "
+                f"{self.profile!r}; it offers {choices}"
+            )
 
     def _load_or_create(self) -> tuple[AcmeClient, int]:
         directory = self.settings.directory_url
