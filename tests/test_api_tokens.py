@@ -65,21 +65,21 @@ def test_use_is_recorded_about_once_a_minute(store: Store) -> None:
         assert session.get(ApiToken, row.id).last_used_at > used  # type: ignore[union-attr, operator]
 
 
-@pytest.mark.parametrize(
-    ("presented", "reason"),
-    [
-        ("", "malformed"),
-        ("lct_short", "malformed"),
-        ("Bearer lct_" + "a" * 43, "malformed"),
-        ("lct_" + "a" * 42 + "!", "malformed"),
-        ("lct_" + "a" * 43, "unknown"),
-    ],
-)
-def test_bad_tokens_are_refused(store: Store, presented: str, reason: str) -> None:
+BAD_TOKENS = [
+    ("", "malformed"),
+    ("lct_short", "malformed"),
+    ("Bearer lct_" + "a" * 43, "malformed"),
+    ("lct_" + "a" * 42 + "!", "malformed"),
+    ("lct_" + "a" * 43, "unknown"),
+]
+
+
+def test_bad_tokens_are_refused(store: Store) -> None:
     create_token(store, None, "ops")
-    with pytest.raises(AuthenticationError) as caught:
-        authenticate(store, presented)
-    assert caught.value.reason == reason
+    for presented, reason in BAD_TOKENS:
+        with pytest.raises(AuthenticationError) as caught:
+            authenticate(store, presented)
+        assert caught.value.reason == reason, presented
 
 
 def test_a_revoked_token_stops_working(store: Store) -> None:
