@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 
 import pytest
@@ -10,14 +11,17 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, update
+from typer.testing import CliRunner, Result
 
 from linkcert.auth import (
+    TOKEN_PATTERN,
     AuthenticationError,
     authenticate,
     create_token,
     list_tokens,
     revoke_token,
 )
+from linkcert.cli import app
 from linkcert.domains import NotFound, create_account
 from linkcert.store import ApiToken, Base, Store, utcnow
 from linkcert.store.db import alembic_config
@@ -132,3 +136,53 @@ def test_times_are_aware_utc(store: Store) -> None:
         assert again is not None
         assert again.created_at.tzinfo is not None
         assert abs(again.created_at - utcnow()) < timedelta(minutes=1)
+
+
+# --- the `linkcert token` commands ------------------------------------------------------------
+
+
+def run(store: Store, *args: str) -> Result:
+    return CliRunner().invoke(app, list(args), env={"LINKCERT_DATABASE_URL": store.url})
+
+
+def test_cli_makes_lists_and_revokes_tokens(store: Store) -> None:
+    create_account(store, "shop")
+    made = run(store, "token", "create", "--account", "shop", "--name", "sync")
+    assert made.exit_code == 0, made.output
+    plain = made.stdout.strip()
+    assert TOKEN_PATTERN.fullmatch(plain)
+    assert "not shown again" in made.stderr
+    assert authenticate(store, plain).account_id is not None
+
+    ops = run(store, "token", "create", "--operator", "--json")
+    assert ops.exit_code == 0, ops.output
+    data = json.loads(ops.stdout)
+    assert data["operator"] is True and data["name"] == "operator"
+    assert authenticate(store, data["token"]).is_operator
+
+    listed = run(store, "token", "list", "--json")
+    rows = json.loads(listed.stdout)
+    assert [(r["name"], r["account"]) for r in rows] == [("sync", "shop"), ("operator", None)]
+    assert all("token" not in r and r["prefix"] for r in rows)
+    table = run(store, "token", "list")
+    assert table.exit_code == 0 and "sync" in table.stdout and plain not in table.stdout
+
+    revoked = run(store, "token", "revoke", str(rows[0]["id"]))
+    assert revoked.exit_code == 0, revoked.output
+    with pytest.raises(AuthenticationError):
+        authenticate(store, plain)
+
+
+def test_cli_refuses_unclear_requests(store: Store) -> None:
+    create_account(store, "shop")
+    for args in (
+        ["token", "create"],
+        ["token", "create", "--account", "shop", "--operator"],
+        ["token", "create", "--account", "nobody"],
+        ["token", "list", "--account", "nobody"],
+        ["token", "revoke", "999"],
+    ):
+        result = run(store, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "error:" in result.stderr, args
+    assert list_tokens(store) == []
