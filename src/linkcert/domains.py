@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from linkcert.names import NamePolicy, validate
 from linkcert.states import CertState, DnsState, FailureClass
@@ -276,7 +276,11 @@ def list_accounts(store: Store, *, after_id: int = 0, limit: int = 100) -> list[
     """Accounts in id order, `limit` at a time, starting after the id `after_id`."""
     with store.session() as session:
         accounts = session.scalars(
-            select(Account).where(Account.id > after_id).order_by(Account.id).limit(limit)
+            select(Account)
+            .where(Account.id > after_id)
+            .order_by(Account.id)
+            .limit(limit)
+            .options(selectinload(Account.tracking_domain))
         ).all()
         return [summary_of(a) for a in accounts]
 
@@ -290,7 +294,15 @@ def find_domains(
     limit: int = 100,
 ) -> list[DomainStatus]:
     """Domains in name order, optionally in one DNS and/or certificate state, after `after`."""
-    query = select(Domain).where(Domain.name > after).order_by(Domain.name).limit(limit)
+    # Loading accounts and certificates up front lets status_of() find them without a query
+    # per domain.
+    query = (
+        select(Domain)
+        .where(Domain.name > after)
+        .order_by(Domain.name)
+        .limit(limit)
+        .options(selectinload(Domain.account), selectinload(Domain.current_certificate))
+    )
     if dns_state is not None:
         query = query.where(Domain.dns_state == dns_state)
     if cert_state is not None:
