@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from linkcert.names import NamePolicy, validate
-from linkcert.states import CertState, DnsState
+from linkcert.states import CertState, DnsState, FailureClass
 from linkcert.store import Account, Certificate, Domain, Event, Store, utcnow
 
 
@@ -25,6 +25,18 @@ class NotFound(LookupError):
 
 class Conflict(Exception):
     """The change would clash with another account's data."""
+
+
+class NoTrackingDomain(NotFound):
+    """The account exists but has no link tracking domain (any more)."""
+
+
+class TooEarly(Exception):
+    """Retrying now would go against what the CA asked for; `not_before` says when it may."""
+
+    def __init__(self, message: str, not_before: datetime) -> None:
+        super().__init__(message)
+        self.not_before = not_before
 
 
 def record_event(
@@ -222,3 +234,171 @@ def domain_events(store: Store, name: str, limit: int = 100) -> list[dict[str, A
             }
             for e in reversed(rows)
         ]
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    """One view of an account for the API and the CLI."""
+
+    id: int
+    name: str
+    contact_emails: list[str]
+    tracking_domain: str | None
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "contact_emails": self.contact_emails,
+            "tracking_domain": self.tracking_domain,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def summary_of(account: Account) -> AccountSummary:
+    domain = account.tracking_domain
+    return AccountSummary(
+        id=account.id,
+        name=account.name,
+        contact_emails=list(account.contact_emails or []),
+        tracking_domain=domain.name if domain else None,
+        created_at=account.created_at,
+    )
+
+
+def account_summary(store: Store, account_ref: str | int) -> AccountSummary:
+    with store.session() as session:
+        return summary_of(find_account(session, account_ref))
+
+
+def list_accounts(store: Store, *, after_id: int = 0, limit: int = 100) -> list[AccountSummary]:
+    """Accounts in id order, `limit` at a time, starting after the id `after_id`."""
+    with store.session() as session:
+        accounts = session.scalars(
+            select(Account)
+            .where(Account.id > after_id)
+            .order_by(Account.id)
+            .limit(limit)
+            .options(selectinload(Account.tracking_domain))
+        ).all()
+        return [summary_of(a) for a in accounts]
+
+
+def find_domains(
+    store: Store,
+    *,
+    dns_state: str | None = None,
+    cert_state: str | None = None,
+    after: str = "",
+    limit: int = 100,
+) -> list[DomainStatus]:
+    """Domains in name order, optionally in one DNS and/or certificate state, after `after`."""
+    # Loading accounts and certificates up front lets status_of() find them without a query
+    # per domain.
+    query = (
+        select(Domain)
+        .where(Domain.name > after)
+        .order_by(Domain.name)
+        .limit(limit)
+        .options(selectinload(Domain.account), selectinload(Domain.current_certificate))
+    )
+    if dns_state is not None:
+        query = query.where(Domain.dns_state == dns_state)
+    if cert_state is not None:
+        query = query.where(Domain.cert_state == cert_state)
+    with store.session() as session:
+        return [status_of(session, d) for d in session.scalars(query).all()]
+
+
+def domain_status_for(store: Store, name: str, account_id: int | None) -> DomainStatus:
+    """The status of `name` as the account `account_id` may see it (None: any domain).
+
+    Another account's domain is reported exactly like a missing one, so that an account
+    cannot learn which names other accounts use by asking.
+    """
+    with store.session() as session:
+        try:
+            domain = get_domain(session, name)
+        except NotFound:
+            domain = None
+        if domain is None or (account_id is not None and domain.account_id != account_id):
+            raise NotFound(f"no domain {name!r}")
+        return status_of(session, domain)
+
+
+def tracking_domain_of(session: Session, account_ref: str | int) -> Domain:
+    """The account's link tracking domain, or NoTrackingDomain (NotFound for no account)."""
+    account = find_account(session, account_ref)
+    if account.tracking_domain is None:
+        raise NoTrackingDomain(f"account {account.name!r} has no link tracking domain")
+    return account.tracking_domain
+
+
+def tracking_domain_status(store: Store, account_ref: str | int) -> DomainStatus:
+    with store.session() as session:
+        return status_of(session, tracking_domain_of(session, account_ref))
+
+
+def save_tracking_domain(
+    store: Store, account_ref: str | int, name: str, policy: NamePolicy
+) -> tuple[Domain, bool]:
+    """set_tracking_domain() for callers that repeat themselves; also says whether it changed.
+
+    Saving the domain the account already has changes nothing: a client that re-sends its
+    settings every few minutes must not reset the worker's back-off each time.
+    """
+    valid = validate(name, policy)
+    with store.session() as session:
+        current = find_account(session, account_ref).tracking_domain
+        if current is not None and current.name == valid.ascii and current.wanted:
+            return current, False
+    return set_tracking_domain(store, account_ref, name, policy), True
+
+
+def remove_tracking_domain(store: Store, account_ref: str | int) -> DomainStatus:
+    """Detach the account's link tracking domain.
+
+    The domain is no longer renewed, but it is not revoked or forgotten: its certificate keeps
+    serving the links of emails already sent until it expires, and it stays the account's, so
+    that no other account can take the name over while those links are out there.
+    """
+    with store.session() as session:
+        account = find_account(session, account_ref)
+        domain = tracking_domain_of(session, account.id)
+        account.tracking_domain_id = None
+        domain.wanted = False
+        record_event(
+            session,
+            domain,
+            "detached",
+            f"{domain.unicode_name} is no longer the account's link tracking domain and will "
+            "not be renewed; its current certificate serves until it expires.",
+        )
+        session.flush()
+        return status_of(session, domain)
+
+
+def retry_now(store: Store, name: str) -> DomainStatus:
+    """Make the domain due now, so the worker checks DNS and retries issuance at once.
+
+    A CA that rate-limited us is obeyed: until the time it gave, this raises TooEarly.
+    """
+    now = utcnow()
+    with store.session() as session:
+        domain = get_domain(session, name)
+        if not domain.wanted:
+            raise Conflict(
+                f"{domain.unicode_name} is not being secured any more; save it as the link "
+                "tracking domain again to resume."
+            )
+        due = domain.next_attempt_at
+        if domain.failure_class == FailureClass.RATE_LIMITED and due is not None and due > now:
+            raise TooEarly(
+                f"The certificate authority asked us to wait before trying {domain.unicode_name} "
+                f"again; the next attempt is at {due:%Y-%m-%d %H:%M:%S} UTC.",
+                due,
+            )
+        domain.next_attempt_at = now
+        record_event(session, domain, "retry_requested", "A retry was requested; trying now.")
+        return status_of(session, domain)

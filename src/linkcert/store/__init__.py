@@ -4,6 +4,7 @@ from linkcert.store.db import Store, StoreError
 from linkcert.store.models import (
     Account,
     AcmeAccount,
+    ApiToken,
     Base,
     Certificate,
     Challenge,
@@ -18,6 +19,7 @@ from linkcert.store.models import (
 __all__ = [
     "Account",
     "AcmeAccount",
+    "ApiToken",
     "Base",
     "Certificate",
     "Challenge",

@@ -218,3 +218,22 @@ class Click(Base):
     at: Mapped[datetime] = mapped_column()
 
     __table_args__ = (Index("ix_clicks_link", "link_id"),)
+
+
+class ApiToken(Base):
+    """A bearer token for the REST API: one account's, or an operator's (no account).
+
+    Only the SHA-256 of the token is kept; the token itself is shown once, when it is made.
+    The prefix is there so that people can tell their tokens apart in a listing.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()

@@ -1,0 +1,263 @@
+"""Errors as RFC 9457 problem documents, so that every client reads them the same way.
+
+Each kind of problem has a stable `type` URI under PROBLEM_BASE and a fixed `title`; `detail`
+explains this occurrence, `code` (where known) is a finer stable identifier, such as the rule a
+domain name breaks, and `fix` says what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+PROBLEM_BASE = "https://linkcert.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# slug -> title. The slugs are part of the API: clients branch on them.
+TITLES: dict[str, str] = {
+    "unauthenticated": "Authentication required",
+    "invalid-token": "Invalid API token",
+    "operator-only": "Operator token required",
+    "not-found": "Not found",
+    "no-tracking-domain": "No link tracking domain",
+    "method-not-allowed": "Method not allowed",
+    "malformed-json": "Malformed JSON",
+    "unsupported-media-type": "Unsupported media type",
+    "validation-error": "Invalid request",
+    "invalid-domain": "Invalid domain name",
+    "invalid-account": "Invalid account",
+    "unknown-account": "Unknown account",
+    "conflict": "Conflict",
+    "domain-detached": "Domain detached",
+    "retry-too-early": "Retry not allowed yet",
+    "request-too-large": "Request too large",
+    "rate-limited": "Too many requests",
+    "internal-error": "Internal error",
+    "http-error": "HTTP error",
+}
+
+BEARER_CHALLENGE = 'Bearer realm="linkcert"'
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, as linkcert sends it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str | None = None
+    fix: str | None = None
+
+
+class ProblemError(Exception):
+    """Raise this anywhere in a request to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        code: str | None = None,
+        fix: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        if slug not in TITLES:
+            raise ValueError(f"unknown problem type {slug!r}: add it to TITLES")
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.code = code
+        self.fix = fix
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def body(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": TITLES[self.slug],
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.code is not None:
+            document["code"] = self.code
+        if self.fix is not None:
+            document["fix"] = self.fix
+        document.update(self.extra)
+        return document
+
+    def response(self) -> Response:
+        return JSONResponse(
+            self.body(),
+            status_code=self.status,
+            headers=self.headers,
+            media_type=PROBLEM_MEDIA_TYPE,
+        )
+
+
+# --- the problems that several endpoints share --------------------------------------------
+
+
+def not_found(detail: str, fix: str | None = None) -> ProblemError:
+    return ProblemError(404, "not-found", detail, fix=fix)
+
+
+def operator_only() -> ProblemError:
+    return ProblemError(
+        403,
+        "operator-only",
+        "This endpoint needs an operator token; account tokens can't use it.",
+        fix="Use a token made with `linkcert token create --operator`.",
+    )
+
+
+def unauthenticated(detail: str) -> ProblemError:
+    return ProblemError(
+        401,
+        "unauthenticated",
+        detail,
+        fix="Send `Authorization: Bearer <token>` with a token from `linkcert token create`.",
+        headers={"WWW-Authenticate": BEARER_CHALLENGE},
+    )
+
+
+def invalid_token(reason: str, detail: str) -> ProblemError:
+    return ProblemError(
+        401,
+        "invalid-token",
+        detail,
+        code=reason,
+        fix="Ask your platform operator for a new API token.",
+        headers={"WWW-Authenticate": BEARER_CHALLENGE + ', error="invalid_token"'},
+    )
+
+
+# --- turning framework errors into problems ---------------------------------------------
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def problem_for_validation(request: Request, exc: RequestValidationError) -> ProblemError:
+    """A clear problem for a request FastAPI could not parse or validate.
+
+    The submitted values are never echoed back: they may be large, binary or secret.
+    """
+    errors = list(exc.errors())
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return ProblemError(
+            400,
+            "malformed-json",
+            "The request body is not valid JSON.",
+            fix='Send a JSON object, such as {"domain": "links.example.com"}.',
+        )
+    whole_body = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
+    if whole_body:
+        content_type = request.headers.get("content-type", "")
+        if whole_body[0].get("type") == "missing":
+            return ProblemError(
+                422,
+                "validation-error",
+                "This request needs a JSON body.",
+                fix="Send a JSON object with `Content-Type: application/json`.",
+            )
+        if not _is_json(content_type):
+            return ProblemError(
+                415,
+                "unsupported-media-type",
+                f"The request body must be JSON, not {content_type or 'untyped data'}.",
+                fix="Send a JSON object with `Content-Type: application/json`.",
+            )
+    listed = [
+        {"location": _location(e.get("loc", ())), "message": e.get("msg", ""), "type": e["type"]}
+        for e in errors
+    ]
+    first = listed[0] if listed else {"location": "request", "message": "invalid"}
+    more = f" (and {len(listed) - 1} more)" if len(listed) > 1 else ""
+    return ProblemError(
+        422,
+        "validation-error",
+        f"{first['location']}: {first['message']}{more}",
+        fix="Check the request against the API reference at /docs.",
+        extra={"errors": listed},
+    )
+
+
+def problem_for_http_error(request: Request, exc: StarletteHTTPException) -> ProblemError:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        return ProblemError(
+            404,
+            "not-found",
+            f"There is no endpoint at {request.url.path}.",
+            fix="See /docs for the endpoints of this API.",
+            headers=headers,
+        )
+    if exc.status_code == 405:
+        allowed = headers.get("allow") or headers.get("Allow") or ""
+        return ProblemError(
+            405,
+            "method-not-allowed",
+            f"{request.method} is not allowed on {request.url.path}.",
+            fix=f"Use one of: {allowed}." if allowed else None,
+            headers=headers,
+        )
+    return ProblemError(exc.status_code, "http-error", str(exc.detail), headers=headers)
+
+
+async def _on_problem(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return exc.response()
+
+
+async def _on_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return problem_for_validation(request, exc).response()
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem_for_http_error(request, exc).response()
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the problems an endpoint can answer with."""
+    described = {
+        400: "The body is not valid JSON.",
+        401: "No token, or a malformed, unknown or revoked one.",
+        403: "The endpoint needs an operator token.",
+        404: "No such resource, or one of another account.",
+        409: "The change clashes with the current state.",
+        413: "The request body is too large.",
+        415: "The body is not JSON.",
+        422: "The request is invalid; `errors` lists each problem.",
+        429: "Too many requests for this token; see Retry-After.",
+    }
+    return {
+        status: {"model": Problem, "description": described.get(status, "A problem.")}
+        for status in statuses
+    }

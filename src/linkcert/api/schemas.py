@@ -1,0 +1,158 @@
+"""The shapes of request and response bodies, which also make the OpenAPI document.
+
+Request bodies are strict (no "5" for 5, no "yes" for true) and refuse unknown fields, so a
+typo in a field name is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from linkcert.domains import AccountSummary, DomainStatus
+from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
+from linkcert.store import ApiToken
+
+# Ids are 32-bit integer columns; a larger number could only fail in the database.
+MAX_ID = 2_147_483_647
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AccountIn(_Input):
+    name: str = Field(min_length=1, max_length=200, examples=["Example Shop"])
+    contact_emails: list[Annotated[str, Field(max_length=320)]] = Field(
+        default_factory=list, max_length=20, examples=[["ops@shop.example"]]
+    )
+
+
+class AccountOut(BaseModel):
+    id: int
+    name: str
+    contact_emails: list[str]
+    tracking_domain: str | None = Field(description="ASCII form of the link tracking domain.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, summary: AccountSummary) -> AccountOut:
+        return cls.model_validate(summary.to_json())
+
+
+class AccountList(BaseModel):
+    items: list[AccountOut]
+    next: str | None = Field(description="The URL of the next page, or null on the last one.")
+
+
+class TrackingDomainIn(_Input):
+    domain: str = Field(examples=["links.shop.example"])
+
+
+class DomainStatusOut(BaseModel):
+    domain: str = Field(description="ASCII (A-label) form.")
+    unicode_name: str
+    account: str | None = Field(description="Name of the owning account.")
+    dns_state: str = Field(description=f"One of: {', '.join(DnsState)}.")
+    dns_state_text: str = Field(description="The DNS state in words, for customers.")
+    cert_state: str = Field(description=f"One of: {', '.join(CertState)}.")
+    cert_state_text: str = Field(description="The certificate state in words, for customers.")
+    problems: list[dict[str, str]] = Field(
+        description="What stops the domain from being secured: code, message and fix."
+    )
+    issuer: str | None
+    not_before: datetime | None
+    not_after: datetime | None
+    next_attempt_at: datetime | None
+    failure_class: str | None
+    wanted: bool = Field(description="False once detached: it is no longer renewed.")
+
+    @classmethod
+    def of(cls, status: DomainStatus) -> DomainStatusOut:
+        data = status.to_json()
+        # States the worker may add later still come out, as their own name.
+        data["dns_state_text"] = _state_text(DNS_STATE_TEXT, DnsState, status.dns_state)
+        data["cert_state_text"] = _state_text(CERT_STATE_TEXT, CertState, status.cert_state)
+        return cls.model_validate(data)
+
+
+def _state_text(texts: dict[Any, str], kind: type[DnsState] | type[CertState], value: str) -> str:
+    try:
+        return texts[kind(value)]
+    except (ValueError, KeyError):
+        return value
+
+
+class DomainList(BaseModel):
+    items: list[DomainStatusOut]
+    next: str | None = Field(description="The URL of the next page, or null on the last one.")
+
+
+class EventOut(BaseModel):
+    at: datetime
+    kind: str
+    dns_state: str
+    cert_state: str
+    message: str
+    detail: dict[str, Any]
+
+
+class EventList(BaseModel):
+    domain: str
+    items: list[EventOut] = Field(description="Oldest first; the most recent `limit` events.")
+
+
+class TokenIn(_Input):
+    name: str = Field(min_length=1, max_length=200, examples=["billing integration"])
+    account_id: Id | None = Field(default=None, description="The account the token acts for.")
+    operator: bool = Field(default=False, description="True for an operator token.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TokenIn:
+        # Asking for exactly one of the two keeps a forgotten account_id from quietly
+        # turning into an all-powerful operator token.
+        if (self.account_id is None) == (not self.operator):
+            raise ValueError('give either "account_id" or "operator": true, not both or neither')
+        return self
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str = Field(description="The first characters of the token, to recognise it.")
+    account_id: int | None
+    operator: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiToken) -> TokenOut:
+        return cls(
+            id=row.id,
+            name=row.name,
+            prefix=row.prefix,
+            account_id=row.account_id,
+            operator=row.account_id is None,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The token itself. It is shown this once and not kept.")
+
+
+class TokenRef(BaseModel):
+    id: int
+    name: str
+
+
+class MeOut(BaseModel):
+    kind: Literal["operator", "account"]
+    account: AccountOut | None
+    token: TokenRef

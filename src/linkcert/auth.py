@@ -1,0 +1,132 @@
+"""API tokens: making, revoking and checking the bearer tokens of the REST API.
+
+A token is `lct_` followed by 43 base64url characters (32 random bytes). It is shown once,
+when it is made; the store keeps only its SHA-256. A plain hash is enough here: the token is
+256 random bits, so there is nothing to guess that a slow hash would protect.
+
+A token belongs to one account, or to no account: then it is an operator token, which may do
+everything, including making accounts and other tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from linkcert.domains import NotFound, find_account
+from linkcert.store import ApiToken, Store, utcnow
+
+TOKEN_PREFIX = "lct_"  # noqa: S105  (a marker, not a secret)
+TOKEN_PATTERN = re.compile(r"lct_[A-Za-z0-9_-]{43}")
+LISTED_PREFIX_CHARS = 8
+
+# Writing last_used_at on every request would turn every read into a write; once a minute is
+# precise enough to tell which tokens are still in use.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+class AuthenticationError(Exception):
+    """The token is missing, malformed, unknown or revoked; `reason` says which."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts for: an account (account_id set) or an operator (None)."""
+
+    account_id: int | None
+    is_operator: bool
+    token_id: int
+    token_name: str
+
+    def may_see_account(self, account_id: int) -> bool:
+        return self.is_operator or self.account_id == account_id
+
+
+def hash_token(plain: str) -> str:
+    return hashlib.sha256(plain.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_token(store: Store, account_ref: str | int | None, name: str) -> tuple[str, ApiToken]:
+    """Make a token for the account `account_ref`, or an operator token when it is None.
+
+    Returns the token itself (show it once, it is not kept) and its stored row.
+    """
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValueError("a token name takes 1 to 200 characters")
+    plain = new_token()
+    with store.session() as session:
+        account_id = None if account_ref is None else find_account(session, account_ref).id
+        row = ApiToken(
+            account_id=account_id,
+            name=name,
+            token_hash=hash_token(plain),
+            prefix=plain[:LISTED_PREFIX_CHARS],
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        return plain, row
+
+
+def revoke_token(store: Store, token_id: int) -> ApiToken:
+    """Revoke a token for good. Revoking it again changes nothing."""
+    with store.session() as session:
+        row = session.get(ApiToken, token_id)
+        if row is None:
+            raise NotFound(f"no API token with id {token_id}")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+        return row
+
+
+def list_tokens(store: Store, account_ref: str | int | None = None) -> list[ApiToken]:
+    """Every token, or those of one account, oldest first."""
+    with store.session() as session:
+        query = select(ApiToken).order_by(ApiToken.id)
+        if account_ref is not None:
+            query = query.where(ApiToken.account_id == find_account(session, account_ref).id)
+        return list(session.scalars(query).all())
+
+
+def authenticate(store: Store, plain: str) -> Principal:
+    """The principal a token acts for, or AuthenticationError."""
+    if not TOKEN_PATTERN.fullmatch(plain):
+        raise AuthenticationError(
+            "malformed", "That is not a linkcert API token: they look like lct_ and 43 characters."
+        )
+    digest = hash_token(plain)
+    now = utcnow()
+    with store.session() as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+        # The index finds the row; comparing again in constant time keeps the decision itself
+        # from depending on how much of the hash matched.
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            raise AuthenticationError("unknown", "This API token is not known.")
+        if row.revoked_at is not None:
+            raise AuthenticationError(
+                "revoked", f"This API token was revoked on {row.revoked_at:%Y-%m-%d}."
+            )
+        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
+            session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+        return Principal(
+            account_id=row.account_id,
+            is_operator=row.account_id is None,
+            token_id=row.id,
+            token_name=row.name,
+        )
