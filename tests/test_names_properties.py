@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import idna
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from linkcert.names import DomainName, DomainNameError, NamePolicy, validate
@@ -36,7 +36,9 @@ NAME_LIKE = st.builds(
     st.sampled_from(["", ".", "。"]),
 )
 
-SETTINGS = settings(max_examples=300, deadline=None)
+SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much]
+)
 
 
 def check_valid_result(result: DomainName, policy: NamePolicy) -> None:

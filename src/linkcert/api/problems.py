@@ -37,6 +37,8 @@ TITLES: dict[str, str] = {
     "conflict": "Conflict",
     "domain-detached": "Domain detached",
     "retry-too-early": "Retry not allowed yet",
+    "invalid-destination": "Invalid link destination",
+    "tracking-unavailable": "Tracked links are not configured",
     "request-too-large": "Request too large",
     "rate-limited": "Too many requests",
     "internal-error": "Internal error",

@@ -54,6 +54,10 @@ def serve(
     asyncio.run(main())
 
 
+def _say(message: str) -> None:
+    console.print(message, soft_wrap=True, highlight=False, markup=False)
+
+
 @app.command()
 def demo(
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its state.")] = Path(
@@ -69,7 +73,7 @@ def demo(
     logging.basicConfig(level=logging.WARNING)
 
     async def main() -> None:
-        task = asyncio.ensure_future(run_demo(data_dir, once=once, report=console.print))
+        task = asyncio.ensure_future(run_demo(data_dir, once=once, report=_say))
         await _until_signal(task)
 
     try:

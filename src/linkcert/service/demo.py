@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from linkcert.auth import create_token
 from linkcert.config import Settings
 from linkcert.domains import create_account, domain_status, set_tracking_domain
 from linkcert.keys import generate_master_key
@@ -58,6 +59,9 @@ class DemoInfo:
     ca_root: Path
     tracked_url: str
     cert_state: str
+    account_id: int
+    api_token: str
+    serving: bool = True
 
     def instructions(self) -> str:
         https_url = self.tracked_url.replace(self.domain, f"{self.domain}:{self.https_port}", 1)
@@ -74,8 +78,16 @@ class DemoInfo:
             f"  curl -i --resolve {self.domain}:{self.http_port}:127.0.0.1 '{http_url}'",
         ]
         if self.api_port:
-            lines += ["", f"API and its documentation: http://127.0.0.1:{self.api_port}/docs"]
-        lines += ["", "Press Ctrl-C to stop."]
+            api = f"http://127.0.0.1:{self.api_port}"
+            lines += [
+                "",
+                f"API documentation: {api}/docs",
+                "The demo account's status through the API:",
+                f"  curl -s -H 'Authorization: Bearer {self.api_token}' "
+                f"{api}/api/v1/accounts/{self.account_id}/tracking-domain",
+            ]
+        if self.serving:
+            lines += ["", "Press Ctrl-C to stop."]
         return "\n".join(lines)
 
 
@@ -121,6 +133,7 @@ async def run_demo(
             await runtime.start()
             try:
                 info = await _provision(runtime, store, settings, ca_root, report, wait_seconds)
+                info.serving = not once
                 report(info.instructions())
                 if not once:
                     await runtime.stop_event.wait()
@@ -139,9 +152,11 @@ async def _provision(
 ) -> DemoInfo:
     policy = NamePolicy(allow_test_domains=True)
     with store.session() as session:
-        exists = session.scalar(select(Account.id).where(Account.name == DEMO_ACCOUNT))
-    if exists is None:
-        create_account(store, DEMO_ACCOUNT, ["owner@demo-shop.test"])
+        account_id = session.scalar(select(Account.id).where(Account.name == DEMO_ACCOUNT))
+    if account_id is None:
+        account_id = create_account(store, DEMO_ACCOUNT, ["owner@demo-shop.test"]).id
+    # A fresh token each run: tokens are stored hashed, so an old one cannot be shown again.
+    api_token, _ = create_token(store, account_id, "demo")
     set_tracking_domain(store, DEMO_ACCOUNT, DEMO_DOMAIN, policy)
     runtime.wake()
     report(f"saved {DEMO_DOMAIN} for account {DEMO_ACCOUNT!r}; securing it…")
@@ -162,5 +177,7 @@ async def _provision(
         api_port=runtime.api_port,
         ca_root=ca_root,
         tracked_url=link.url,
+        account_id=account_id,
+        api_token=api_token,
         cert_state="secured" if status.cert_state == "active" else status.cert_state,
     )

@@ -136,7 +136,7 @@ class Runtime:
         self._spawn(self.worker.run(self.stop_event))
 
     async def _start_api(self) -> None:
-        from linkcert.api import create_app  # type: ignore[import-not-found]
+        from linkcert.api import create_app
 
         host, port = parse_host_port(self.settings.api_listen)
         app = create_app(self.store, self.settings, wake=self.wake)
