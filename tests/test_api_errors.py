@@ -181,7 +181,7 @@ class LinkIn(BaseModel):
 def links_router() -> APIRouter:
     router = APIRouter()
 
-    @router.post("/links", status_code=201)
+    @router.post("/example-links", status_code=201)
     def create_link(
         body: LinkIn, who: CurrentPrincipal, context: ApiContextDep
     ) -> dict[str, object]:
@@ -207,19 +207,19 @@ def extended(world: World) -> FastAPI:
 async def test_an_added_router_shares_auth_and_errors(extended: FastAPI, world: World) -> None:
     api = client(extended)
     body = {"account_id": world.a_id, "destination": "https://shop.test/"}
-    made = await api.post("/api/v1/links", json=body, headers=bearer(world.a_token))
+    made = await api.post("/api/v1/example-links", json=body, headers=bearer(world.a_token))
     assert made.status_code == 201 and made.json()["account_id"] == world.a_id
-    assert_problem(await api.post("/api/v1/links", json=body), 401, "unauthenticated")
-    foreign = await api.post("/api/v1/links", json=body, headers=bearer(world.b_token))
+    assert_problem(await api.post("/api/v1/example-links", json=body), 401, "unauthenticated")
+    foreign = await api.post("/api/v1/example-links", json=body, headers=bearer(world.b_token))
     assert_problem(foreign, 404, "not-found")
     bad = {**body, "destination": "ftp://x"}
     assert_problem(
-        await api.post("/api/v1/links", json=bad, headers=bearer(world.a_token)),
+        await api.post("/api/v1/example-links", json=bad, headers=bearer(world.a_token)),
         422,
         "validation-error",
     )
     schema = (await api.get("/openapi.json")).json()
-    assert "/api/v1/links" in schema["paths"]
+    assert "/api/v1/example-links" in schema["paths"]
 
 
 async def test_crashes_answer_an_opaque_500_and_are_logged(
@@ -250,6 +250,7 @@ EXPECTED = {
     "/api/v1/domains/{name}": {"get"},
     "/api/v1/tokens": {"post"},
     "/api/v1/tokens/{token_id}": {"delete"},
+    "/api/v1/links": {"post"},
 }
 
 
