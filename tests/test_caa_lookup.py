@@ -126,6 +126,8 @@ async def test_malformed_caa_data_is_a_lookup_failure(dns_server: LocalDNSServer
     dns_server.add(NAME, "CAA", r"\# 3 000963")
     found = await find_relevant_set(resolver_for(dns_server, timeout=0.2), NAME)
     assert isinstance(found, CaaLookupFailure)
+    assert (found.name, found.outcome) == (NAME, Outcome.SERVFAIL)
+    assert "cannot be parsed" in found.detail
 
 
 async def test_a_thousand_records_come_over_tcp(dns_server: LocalDNSServer) -> None:

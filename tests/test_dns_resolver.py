@@ -107,19 +107,29 @@ async def test_servfail_is_retried_once(dns_server: LocalDNSServer) -> None:
     assert dns_server.query_count == 2
 
 
-async def test_timeout_is_retried_once(dns_server: LocalDNSServer) -> None:
+async def test_timeout_is_retried_once_over_tcp(dns_server: LocalDNSServer) -> None:
     dns_server.set_timeout("links.example.com")
     lookup = await resolver_for(dns_server, timeout=0.2).lookup("links.example.com", "A")
     assert lookup.outcome is Outcome.TIMEOUT
     assert lookup.detail == "no answer within 0.2 s"
-    assert dns_server.query_count == 2
+    assert (dns_server.query_count, dns_server.tcp_query_count) == (2, 1)
+
+
+async def test_unparsable_answer_is_a_failure_that_says_so(dns_server: LocalDNSServer) -> None:
+    # A CAA record whose tag length runs past its end: over UDP dnspython ignores such an
+    # answer and times out; the retry over TCP tells what is wrong.
+    dns_server.add("links.example.com", "CAA", r"\# 3 000963")
+    lookup = await resolver_for(dns_server, timeout=0.2).lookup("links.example.com", "CAA")
+    assert lookup.outcome is Outcome.SERVFAIL
+    assert lookup.detail.startswith(f"{dns_server.nameserver} sent an answer that cannot be parsed")
 
 
 async def test_unreachable_server_is_a_failure_not_an_answer() -> None:
     with LocalDNSServer() as server:
         address = server.nameserver
     lookup = await Resolver([address], timeout=0.2).lookup("links.example.com", "A")
-    assert lookup.failed
+    assert lookup.outcome is Outcome.SERVFAIL
+    assert f"{address} could not be reached" in lookup.detail
 
 
 async def test_loops_and_long_chains_are_broken_chains(dns_server: LocalDNSServer) -> None:
