@@ -11,7 +11,7 @@ LE = "letsencrypt.org"
 ACCOUNT = "https://acme-v02.api.letsencrypt.org/acme/acct/123"
 
 
-def caa(flags: int, tag: str, value: str | bytes, owner: str = "example.com") -> CaaProperty:
+def caa(flags: int, tag: str, value: str | bytes, owner: str = "exmpl.com") -> CaaProperty:
     raw = value.encode() if isinstance(value, str) else value
     return CaaProperty(owner, flags, tag.encode(), raw)
 
@@ -39,7 +39,7 @@ def test_issue_naming_another_ca_forbids_and_names_the_record() -> None:
         Reason.NOT_AUTHORIZED,
         (record,),
     )
-    assert record.to_zone() == 'example.com. CAA 0 issue "digicert.com"'
+    assert record.to_zone() == 'exmpl.com. CAA 0 issue "digicert.com"'
 
 
 def test_several_issue_records_add_up() -> None:
@@ -57,7 +57,7 @@ def test_semicolon_forbids_everyone_but_adds_up_with_others() -> None:
 def test_tags_are_case_insensitive() -> None:
     assert evaluate((caa(0, "IsSuE", LE),), LE).permitted
     assert not evaluate((caa(0, "ISSUE", "digicert.com"),), LE).permitted
-    assert evaluate((caa(0, "IODEF", "mailto:x@example.com"),), LE).permitted
+    assert evaluate((caa(0, "IODEF", "mailto:x@exmpl.com"),), LE).permitted
 
 
 def test_critical_unknown_tag_forbids_even_with_an_issue_for_us() -> None:
@@ -134,22 +134,20 @@ def test_unknown_parameters_are_ignored() -> None:
 
 
 def test_issue_record_text() -> None:
-    assert issue_record("links.example.com", LE) == (
-        'links.example.com. CAA 0 issue "letsencrypt.org"'
-    )
-    assert issue_record("example.com", LE, "accounturi=u") == (
-        'example.com. CAA 0 issue "letsencrypt.org; accounturi=u"'
+    assert issue_record("links.exmpl.com", LE) == ('links.exmpl.com. CAA 0 issue "letsencrypt.org"')
+    assert issue_record("exmpl.com", LE, "accounturi=u") == (
+        'exmpl.com. CAA 0 issue "letsencrypt.org; accounturi=u"'
     )
 
 
 def test_odd_bytes_are_escaped_in_zone_text() -> None:
     record = caa(0, "issue", b'say "hi"\\\x00\xff')
-    assert record.to_zone() == 'example.com. CAA 0 issue "say \\"hi\\"\\\\\\000\\255"'
+    assert record.to_zone() == 'exmpl.com. CAA 0 issue "say \\"hi\\"\\\\\\000\\255"'
 
 
 _PROPERTY = st.builds(
     CaaProperty,
-    st.just("example.com"),
+    st.just("exmpl.com"),
     st.integers(0, 255),
     st.one_of(st.sampled_from([b"issue", b"ISSUE", b"iodef", b"issuewild", b"x"]), st.binary()),
     st.binary(max_size=60),
@@ -163,4 +161,4 @@ def test_evaluation_never_raises_and_forbids_with_a_reason(
     decision = evaluate(properties, LE, account_uri=account)
     assert decision.permitted or decision.deciding
     for prop in properties:
-        assert prop.to_zone().startswith("example.com. CAA ")
+        assert prop.to_zone().startswith("exmpl.com. CAA ")

@@ -10,7 +10,7 @@ from linkcert.dns import CheckConfig, CheckResult, Resolver, State, check_domain
 from linkcert.localdns import LocalDNSServer
 from linkcert.names import NamePolicy
 
-NAME = "links.example.com"
+NAME = "links.exmpl.com"
 TARGET = "track.platform.example"
 ACCOUNT = "https://acme-v02.api.letsencrypt.org/acme/acct/7"
 
@@ -37,24 +37,24 @@ def codes(result: CheckResult) -> list[str]:
 
 async def test_ready(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    result = await check(dns_server, "Links.Example.COM.")
+    result = await check(dns_server, "Links.Exmpl.COM.")
     assert (result.ready, result.state, result.problems) == (True, State.OK, ())
     assert result.domain == NAME
-    # The A lookup and the CAA climb: the name, example.com and com.
+    # The A lookup and the CAA climb: the name, exmpl.com and com.
     assert dns_server.query_count == 4
 
 
 async def test_caa_permitting_us_is_ready(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    dns_server.add("example.com", "CAA", '0 issue "letsencrypt.org"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "letsencrypt.org"')
     result = await check(dns_server)
     assert result.ready
-    assert result.caa is not None and result.caa.relevant_name == "example.com"
+    assert result.caa is not None and result.caa.relevant_name == "exmpl.com"
 
 
 async def test_caa_blocked_names_the_record_and_the_fix(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    dns_server.add("example.com", "CAA", '0 issue "digicert.com"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "digicert.com"')
     result = await check(dns_server)
     assert (result.ready, result.state, codes(result)) == (
         False,
@@ -62,9 +62,9 @@ async def test_caa_blocked_names_the_record_and_the_fix(dns_server: LocalDNSServ
         ["caa_not_authorized"],
     )
     problem = result.problems[0]
-    assert 'example.com. CAA 0 issue "digicert.com"' in problem.message
+    assert 'exmpl.com. CAA 0 issue "digicert.com"' in problem.message
     assert "digicert.com, not Let's Encrypt" in problem.message
-    assert 'example.com. CAA 0 issue "letsencrypt.org"' in problem.fix
+    assert 'exmpl.com. CAA 0 issue "letsencrypt.org"' in problem.fix
 
 
 async def test_caa_at_the_name_itself(dns_server: LocalDNSServer) -> None:
@@ -73,7 +73,7 @@ async def test_caa_at_the_name_itself(dns_server: LocalDNSServer) -> None:
     result = await check(dns_server)
     assert codes(result) == ["caa_not_authorized"]
     assert "forbid every certificate authority" in result.problems[0].message
-    assert 'links.example.com. CAA 0 issue "letsencrypt.org"' in result.problems[0].fix
+    assert 'links.exmpl.com. CAA 0 issue "letsencrypt.org"' in result.problems[0].fix
 
 
 async def test_caa_of_the_platform_target_is_our_problem(dns_server: LocalDNSServer) -> None:
@@ -86,44 +86,44 @@ async def test_caa_of_the_platform_target_is_our_problem(dns_server: LocalDNSSer
 
 
 async def test_caa_behind_a_dname(dns_server: LocalDNSServer) -> None:
-    dns_server.add("example.com", "DNAME", "example.net")
-    dns_server.add("links.example.net", "A", "192.0.2.10")
-    dns_server.add("links.example.net", "CAA", '0 issue "digicert.com"')
+    dns_server.add("exmpl.com", "DNAME", "exmpl.net")
+    dns_server.add("links.exmpl.net", "A", "192.0.2.10")
+    dns_server.add("links.exmpl.net", "CAA", '0 issue "digicert.com"')
     result = await check(dns_server)
     assert result.cname is not None and result.cname.ok  # through the DNAME, to our edge
     assert (result.state, codes(result)) == (State.CAA_BLOCKED, ["caa_not_authorized"])
     problem = result.problems[0]
-    assert "links.example.com is an alias of links.example.net" in problem.message
-    assert 'links.example.net. CAA 0 issue "letsencrypt.org"' in problem.fix
+    assert "links.exmpl.com is an alias of links.exmpl.net" in problem.message
+    assert 'links.exmpl.net. CAA 0 issue "letsencrypt.org"' in problem.fix
 
 
 async def test_caa_of_the_dname_targets_parent_does_not_apply(
     dns_server: LocalDNSServer,
 ) -> None:
-    dns_server.add("example.com", "DNAME", "example.net")
-    dns_server.add("links.example.net", "CNAME", TARGET)
-    dns_server.add("example.net", "CAA", '0 issue "digicert.com"')
-    # The climb goes up links.example.com's parents, not links.example.net's.
+    dns_server.add("exmpl.com", "DNAME", "exmpl.net")
+    dns_server.add("links.exmpl.net", "CNAME", TARGET)
+    dns_server.add("exmpl.net", "CAA", '0 issue "digicert.com"')
+    # The climb goes up links.exmpl.com's parents, not links.exmpl.net's.
     assert (await check(dns_server)).ready
 
 
 async def test_critical_tag(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    dns_server.add("example.com", "CAA", '0 issue "letsencrypt.org"')
-    dns_server.add("example.com", "CAA", '128 tbs "unknown"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "letsencrypt.org"')
+    dns_server.add("exmpl.com", "CAA", '128 tbs "unknown"')
     result = await check(dns_server)
     assert codes(result) == ["caa_critical_tag"]
-    assert 'example.com. CAA 128 tbs "unknown"' in result.problems[0].message
+    assert 'exmpl.com. CAA 128 tbs "unknown"' in result.problems[0].message
 
 
 async def test_account_and_method_restrictions(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    dns_server.add("example.com", "CAA", '0 issue "letsencrypt.org; accounturi=https://x/1"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "letsencrypt.org; accounturi=https://x/1"')
     result = await check(dns_server, account_uri=ACCOUNT)
     assert codes(result) == ["caa_account_mismatch"]
     assert f'issue "letsencrypt.org; accounturi={ACCOUNT}"' in result.problems[0].fix
-    dns_server.remove("example.com", "CAA")
-    dns_server.add("example.com", "CAA", '0 issue "letsencrypt.org; validationmethods=dns-01"')
+    dns_server.remove("exmpl.com", "CAA")
+    dns_server.add("exmpl.com", "CAA", '0 issue "letsencrypt.org; validationmethods=dns-01"')
     result = await check(dns_server)
     assert codes(result) == ["caa_validation_method"]
     assert 'issue "letsencrypt.org; validationmethods=dns-01,http-01"' in result.problems[0].fix
@@ -131,14 +131,14 @@ async def test_account_and_method_restrictions(dns_server: LocalDNSServer) -> No
 
 async def test_malformed_value_meant_for_us(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    dns_server.add("example.com", "CAA", '0 issue "letsencrypt.org; accounturi"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "letsencrypt.org; accounturi"')
     result = await check(dns_server)
     assert codes(result) == ["caa_malformed"]
 
 
 async def test_points_elsewhere_comes_before_caa(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", "shop.cdn.example")
-    dns_server.add("example.com", "CAA", '0 issue "digicert.com"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "digicert.com"')
     result = await check(dns_server)
     assert result.state is State.POINTS_ELSEWHERE
     assert codes(result) == ["cname_points_elsewhere", "caa_not_authorized"]
@@ -160,20 +160,20 @@ async def test_cname_problem_codes(dns_server: LocalDNSServer, setup: str, code:
     elif setup == "cdn":
         dns_server.add(NAME, "A", "104.16.0.1")
     elif setup == "loop":
-        dns_server.add(NAME, "CNAME", "b.example.com")
-        dns_server.add("b.example.com", "CNAME", NAME)
+        dns_server.add(NAME, "CNAME", "b.exmpl.com")
+        dns_server.add("b.exmpl.com", "CNAME", NAME)
     result = await check(dns_server)
     assert (result.state, codes(result)) == (State.POINTS_ELSEWHERE, [code])
 
 
 async def test_apex_flattened_to_the_edge_is_ready(dns_server: LocalDNSServer) -> None:
-    dns_server.add("example.com", "A", "192.0.2.10")
-    assert (await check(dns_server, "example.com")).ready
+    dns_server.add("exmpl.com", "A", "192.0.2.10")
+    assert (await check(dns_server, "exmpl.com")).ready
 
 
 async def test_dns_errors(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    dns_server.set_servfail("example.com", "CAA")
+    dns_server.set_servfail("exmpl.com", "CAA")
     result = await check(dns_server)
     assert (result.state, codes(result)) == (State.DNS_ERROR, ["caa_lookup_failed"])
     assert result.caa is not None and not result.caa.permits
@@ -185,7 +185,7 @@ async def test_dns_errors(dns_server: LocalDNSServer) -> None:
 
 async def test_caa_refusal_outranks_a_failed_cname_lookup(dns_server: LocalDNSServer) -> None:
     dns_server.set_servfail(NAME, "A")
-    dns_server.add("example.com", "CAA", '0 issue "digicert.com"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "digicert.com"')
     result = await check(dns_server)
     assert (result.state, codes(result)) == (
         State.CAA_BLOCKED,
@@ -194,7 +194,7 @@ async def test_caa_refusal_outranks_a_failed_cname_lookup(dns_server: LocalDNSSe
 
 
 async def test_invalid_name(dns_server: LocalDNSServer) -> None:
-    result = await check(dns_server, "bad..example.com")
+    result = await check(dns_server, "bad..exmpl.com")
     assert (result.state, result.ready, result.cname, result.caa) == (
         State.INVALID,
         False,
@@ -207,7 +207,7 @@ async def test_invalid_name(dns_server: LocalDNSServer) -> None:
 
 async def test_several_cas_readiness_follows_the_first(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    dns_server.add("example.com", "CAA", '0 issue "pki.goog"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "pki.goog"')
     result = await check(dns_server, ca_domains=("letsencrypt.org", "pki.goog"))
     assert not result.ready
     assert result.caa is not None and result.caa.permitted_cas == ("pki.goog",)
@@ -228,7 +228,7 @@ async def test_shared_resolver_caches_across_names(dns_server: LocalDNSServer) -
 
 async def test_json_shape(dns_server: LocalDNSServer) -> None:
     dns_server.add(NAME, "CNAME", TARGET)
-    dns_server.add("example.com", "CAA", '0 issue "digicert.com"')
+    dns_server.add("exmpl.com", "CAA", '0 issue "digicert.com"')
     document = (await check(dns_server)).to_json()
     json.dumps(document)  # serializable as is
     assert document["domain"] == NAME
@@ -239,8 +239,8 @@ async def test_json_shape(dns_server: LocalDNSServer) -> None:
     assert isinstance(document["cname"]["found"], str)
     assert document["caa"]["permits"] is False
     assert document["caa"]["permitted_cas"] == []
-    assert document["caa"]["relevant_name"] == "example.com"
-    assert document["caa"]["records"] == ['example.com. CAA 0 issue "digicert.com"']
+    assert document["caa"]["relevant_name"] == "exmpl.com"
+    assert document["caa"]["records"] == ['exmpl.com. CAA 0 issue "digicert.com"']
     assert [set(p) for p in document["problems"]] == [{"code", "message", "fix"}]
 
 

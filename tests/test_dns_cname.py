@@ -6,7 +6,7 @@ from linkcert.dns.cname import CnameStatus, check_cname
 from linkcert.dns.resolver import MAX_ALIAS_HOPS, Resolver
 from linkcert.localdns import LocalDNSServer
 
-NAME = "links.example.com"
+NAME = "links.exmpl.com"
 TARGET = "track.platform.example"
 EDGES = ("192.0.2.10", "2001:db8::10")
 
@@ -32,11 +32,11 @@ async def test_direct_cname_to_the_target(dns_server: LocalDNSServer) -> None:
 
 
 async def test_chain_through_other_names_to_a_target(dns_server: LocalDNSServer) -> None:
-    dns_server.add(NAME, "CNAME", "links.example.net")
-    dns_server.add("links.example.net", "CNAME", "TRACK2.platform.example.")
+    dns_server.add(NAME, "CNAME", "links.exmpl.net")
+    dns_server.add("links.exmpl.net", "CNAME", "TRACK2.platform.example.")
     status, chain, _ = await cname_of(dns_server)
     assert status is CnameStatus.REACHES_TARGET
-    assert chain == (NAME, "links.example.net", "track2.platform.example")
+    assert chain == (NAME, "links.exmpl.net", "track2.platform.example")
 
 
 async def test_target_that_does_not_resolve_still_counts(dns_server: LocalDNSServer) -> None:
@@ -69,24 +69,24 @@ async def test_nodata(dns_server: LocalDNSServer) -> None:
     status, _, _ = await cname_of(dns_server)
     assert status is CnameStatus.NO_RECORD
     dns_server.clear()
-    dns_server.add("deeper.links.example.com", "A", "192.0.2.1")  # NAME is an empty non-terminal
+    dns_server.add("deeper.links.exmpl.com", "A", "192.0.2.1")  # NAME is an empty non-terminal
     status, _, _ = await cname_of(dns_server)
     assert status is CnameStatus.NO_RECORD
 
 
 async def test_loop(dns_server: LocalDNSServer) -> None:
-    dns_server.add(NAME, "CNAME", "b.example.com")
-    dns_server.add("b.example.com", "CNAME", NAME)
+    dns_server.add(NAME, "CNAME", "b.exmpl.com")
+    dns_server.add("b.exmpl.com", "CNAME", NAME)
     status, chain, found = await cname_of(dns_server)
-    assert (status, chain) == (CnameStatus.LOOP, (NAME, "b.example.com", NAME))
-    assert found == f"CNAME loop {NAME} → b.example.com → {NAME}"
+    assert (status, chain) == (CnameStatus.LOOP, (NAME, "b.exmpl.com", NAME))
+    assert found == f"CNAME loop {NAME} → b.exmpl.com → {NAME}"
 
 
 async def test_too_long_chain(dns_server: LocalDNSServer) -> None:
-    dns_server.add(NAME, "CNAME", "hop1.example.com")
+    dns_server.add(NAME, "CNAME", "hop1.exmpl.com")
     for hop in range(1, MAX_ALIAS_HOPS + 2):
-        dns_server.add(f"hop{hop}.example.com", "CNAME", f"hop{hop + 1}.example.com")
-    dns_server.add(f"hop{MAX_ALIAS_HOPS + 2}.example.com", "CNAME", TARGET)
+        dns_server.add(f"hop{hop}.exmpl.com", "CNAME", f"hop{hop + 1}.exmpl.com")
+    dns_server.add(f"hop{MAX_ALIAS_HOPS + 2}.exmpl.com", "CNAME", TARGET)
     status, _, _ = await cname_of(dns_server)
     assert status is CnameStatus.TOO_LONG
 
@@ -106,25 +106,25 @@ async def test_timeout(dns_server: LocalDNSServer) -> None:
 
 
 async def test_apex_with_exactly_the_edge_addresses(dns_server: LocalDNSServer) -> None:
-    dns_server.add("example.com", "A", "192.0.2.10")
-    dns_server.add("example.com", "AAAA", "2001:db8:0::10")
-    status, _, found = await cname_of(dns_server, "example.com")
+    dns_server.add("exmpl.com", "A", "192.0.2.10")
+    dns_server.add("exmpl.com", "AAAA", "2001:db8:0::10")
+    status, _, found = await cname_of(dns_server, "exmpl.com")
     assert status is CnameStatus.EDGE_ADDRESSES
     assert found == "addresses 192.0.2.10, 2001:db8::10 (the platform's edge)"
 
 
 async def test_apex_with_only_some_edge_addresses(dns_server: LocalDNSServer) -> None:
-    dns_server.add("example.com", "A", "192.0.2.10")
-    status, _, found = await cname_of(dns_server, "example.com")
+    dns_server.add("exmpl.com", "A", "192.0.2.10")
+    status, _, found = await cname_of(dns_server, "exmpl.com")
     assert status is CnameStatus.OTHER_ADDRESSES
     assert found == "addresses 192.0.2.10"
 
 
 async def test_apex_behind_a_cdn(dns_server: LocalDNSServer) -> None:
-    dns_server.add("example.com", "A", "104.16.0.1")
-    dns_server.add("example.com", "A", "192.0.2.10")
-    dns_server.add("example.com", "AAAA", "2001:db8::10")
-    status, _, found = await cname_of(dns_server, "example.com")
+    dns_server.add("exmpl.com", "A", "104.16.0.1")
+    dns_server.add("exmpl.com", "A", "192.0.2.10")
+    dns_server.add("exmpl.com", "AAAA", "2001:db8::10")
+    status, _, found = await cname_of(dns_server, "exmpl.com")
     assert status is CnameStatus.OTHER_ADDRESSES
     assert found == "addresses 104.16.0.1, 192.0.2.10, 2001:db8::10"
 
@@ -132,8 +132,8 @@ async def test_apex_behind_a_cdn(dns_server: LocalDNSServer) -> None:
 async def test_addresses_are_not_enough_without_edge_addresses(
     dns_server: LocalDNSServer,
 ) -> None:
-    dns_server.add("example.com", "A", "192.0.2.10")
-    status, _, _ = await cname_of(dns_server, "example.com", edges=())
+    dns_server.add("exmpl.com", "A", "192.0.2.10")
+    status, _, _ = await cname_of(dns_server, "exmpl.com", edges=())
     assert status is CnameStatus.OTHER_ADDRESSES
 
 
@@ -146,11 +146,11 @@ async def test_ipv6_only_name_is_described(dns_server: LocalDNSServer) -> None:
 async def test_aaaa_failure_matters_only_when_it_could_change_the_verdict(
     dns_server: LocalDNSServer,
 ) -> None:
-    dns_server.add("example.com", "A", "192.0.2.10")
-    dns_server.set_servfail("example.com", "AAAA")
-    status, _, _ = await cname_of(dns_server, "example.com")
+    dns_server.add("exmpl.com", "A", "192.0.2.10")
+    dns_server.set_servfail("exmpl.com", "AAAA")
+    status, _, _ = await cname_of(dns_server, "exmpl.com")
     assert status is CnameStatus.SERVFAIL
-    dns_server.add("other.example.com", "A", "198.51.100.1")
-    dns_server.set_servfail("other.example.com", "AAAA")
-    status, _, _ = await cname_of(dns_server, "other.example.com")
+    dns_server.add("other.exmpl.com", "A", "198.51.100.1")
+    dns_server.set_servfail("other.exmpl.com", "AAAA")
+    status, _, _ = await cname_of(dns_server, "other.exmpl.com")
     assert status is CnameStatus.OTHER_ADDRESSES

@@ -47,10 +47,10 @@ def test_answers_records_it_holds(dns_server: LocalDNSServer) -> None:
 
 
 def test_cname_chain_is_followed_and_returned_whole(dns_server: LocalDNSServer) -> None:
-    dns_server.add("links.example.com", "CNAME", "alias.example.net")
-    dns_server.add("alias.example.net", "CNAME", "track.platform.example")
+    dns_server.add("links.exmpl.com", "CNAME", "alias.exmpl.net")
+    dns_server.add("alias.exmpl.net", "CNAME", "track.platform.example")
     dns_server.add("track.platform.example", "A", "192.0.2.10")
-    response = ask(dns_server, "links.example.com")
+    response = ask(dns_server, "links.exmpl.com")
     assert [rrset.rdtype for rrset in response.answer] == [
         dns.rdatatype.CNAME,
         dns.rdatatype.CNAME,
@@ -60,16 +60,16 @@ def test_cname_chain_is_followed_and_returned_whole(dns_server: LocalDNSServer) 
 
 
 def test_cname_query_returns_the_cname_itself(dns_server: LocalDNSServer) -> None:
-    dns_server.add("links.example.com", "CNAME", "track.platform.example")
+    dns_server.add("links.exmpl.com", "CNAME", "track.platform.example")
     dns_server.add("track.platform.example", "A", "192.0.2.10")
-    response = ask(dns_server, "links.example.com", "CNAME")
-    assert answer_text(response) == ["links.example.com. 300 IN CNAME track.platform.example."]
+    response = ask(dns_server, "links.exmpl.com", "CNAME")
+    assert answer_text(response) == ["links.exmpl.com. 300 IN CNAME track.platform.example."]
 
 
 def test_cname_loop_returns_the_loop_and_stops(dns_server: LocalDNSServer) -> None:
-    dns_server.add("a.example.com", "CNAME", "b.example.com")
-    dns_server.add("b.example.com", "CNAME", "a.example.com")
-    response = ask(dns_server, "a.example.com")
+    dns_server.add("a.exmpl.com", "CNAME", "b.exmpl.com")
+    dns_server.add("b.exmpl.com", "CNAME", "a.exmpl.com")
+    response = ask(dns_server, "a.exmpl.com")
     assert response.rcode() == dns.rcode.NOERROR
     assert len(response.answer) == 2
 
@@ -89,62 +89,62 @@ def test_dname_synthesizes_a_cname(dns_server: LocalDNSServer) -> None:
 
 
 def test_nxdomain_only_when_nothing_is_at_or_below(dns_server: LocalDNSServer) -> None:
-    dns_server.add("deep.links.example.com", "A", "192.0.2.1")
-    assert ask(dns_server, "nothing.example.com").rcode() == dns.rcode.NXDOMAIN
-    empty_non_terminal = ask(dns_server, "links.example.com")
+    dns_server.add("deep.links.exmpl.com", "A", "192.0.2.1")
+    assert ask(dns_server, "nothing.exmpl.com").rcode() == dns.rcode.NXDOMAIN
+    empty_non_terminal = ask(dns_server, "links.exmpl.com")
     assert empty_non_terminal.rcode() == dns.rcode.NOERROR
     assert empty_non_terminal.answer == []
     assert ask(dns_server, "com", "CAA").rcode() == dns.rcode.NOERROR
 
 
 def test_nodata_for_a_missing_type(dns_server: LocalDNSServer) -> None:
-    dns_server.add("links.example.com", "A", "192.0.2.1")
-    response = ask(dns_server, "links.example.com", "AAAA")
+    dns_server.add("links.exmpl.com", "A", "192.0.2.1")
+    response = ask(dns_server, "links.exmpl.com", "AAAA")
     assert (response.rcode(), response.answer) == (dns.rcode.NOERROR, [])
 
 
 def test_negative_answers_carry_the_zone_soa(dns_server: LocalDNSServer) -> None:
     dns_server.load_zone(
-        "@ 3600 SOA ns.example.com. admin.example.com. 1 7200 900 1209600 60\nwww A 192.0.2.1",
-        "example.com",
+        "@ 3600 SOA ns.exmpl.com. admin.exmpl.com. 1 7200 900 1209600 60\nwww A 192.0.2.1",
+        "exmpl.com",
     )
-    response = ask(dns_server, "missing.example.com")
+    response = ask(dns_server, "missing.exmpl.com")
     assert response.rcode() == dns.rcode.NXDOMAIN
     assert [rrset.rdtype for rrset in response.authority] == [dns.rdatatype.SOA]
 
 
 def test_servfail_and_timeout_per_name_and_type(dns_server: LocalDNSServer) -> None:
-    dns_server.add("links.example.com", "A", "192.0.2.1")
-    dns_server.set_servfail("links.example.com", "CAA")
-    assert ask(dns_server, "links.example.com", "CAA").rcode() == dns.rcode.SERVFAIL
-    assert ask(dns_server, "links.example.com", "A").rcode() == dns.rcode.NOERROR
-    dns_server.set_timeout("slow.example.com")
+    dns_server.add("links.exmpl.com", "A", "192.0.2.1")
+    dns_server.set_servfail("links.exmpl.com", "CAA")
+    assert ask(dns_server, "links.exmpl.com", "CAA").rcode() == dns.rcode.SERVFAIL
+    assert ask(dns_server, "links.exmpl.com", "A").rcode() == dns.rcode.NOERROR
+    dns_server.set_timeout("slow.exmpl.com")
     with pytest.raises(dns.exception.Timeout):
         dns.query.udp(
-            dns.message.make_query("slow.example.com", "A"),
+            dns.message.make_query("slow.exmpl.com", "A"),
             dns_server.address[0],
             port=dns_server.address[1],
             timeout=0.2,
         )
     dns_server.clear_failures()
-    assert ask(dns_server, "links.example.com", "CAA").rcode() == dns.rcode.NOERROR
+    assert ask(dns_server, "links.exmpl.com", "CAA").rcode() == dns.rcode.NOERROR
 
 
 def test_failure_met_in_the_middle_of_a_chain(dns_server: LocalDNSServer) -> None:
-    dns_server.add("links.example.com", "CNAME", "broken.example.net")
-    dns_server.set_servfail("broken.example.net")
-    assert ask(dns_server, "links.example.com").rcode() == dns.rcode.SERVFAIL
+    dns_server.add("links.exmpl.com", "CNAME", "broken.exmpl.net")
+    dns_server.set_servfail("broken.exmpl.net")
+    assert ask(dns_server, "links.exmpl.com").rcode() == dns.rcode.SERVFAIL
 
 
 def test_caa_with_any_flags_tags_and_raw_values(dns_server: LocalDNSServer) -> None:
-    dns_server.add("example.com", "CAA", '128 tbs "unknown"')
-    dns_server.add("example.com", "CAA", '0 IsSuE "letsencrypt.org; accounturi=x"')
-    dns_server.add("example.com", "CAA", r"\# 8 0005 6973737565 ff")  # 0 issue "\255"
-    lines = answer_text(ask(dns_server, "example.com", "CAA"))
+    dns_server.add("exmpl.com", "CAA", '128 tbs "unknown"')
+    dns_server.add("exmpl.com", "CAA", '0 IsSuE "letsencrypt.org; accounturi=x"')
+    dns_server.add("exmpl.com", "CAA", r"\# 8 0005 6973737565 ff")  # 0 issue "\255"
+    lines = answer_text(ask(dns_server, "exmpl.com", "CAA"))
     assert lines == [
-        'example.com. 300 IN CAA 128 tbs "unknown"',
-        'example.com. 300 IN CAA 0 IsSuE "letsencrypt.org; accounturi=x"',
-        'example.com. 300 IN CAA 0 issue "\\255"',
+        'exmpl.com. 300 IN CAA 128 tbs "unknown"',
+        'exmpl.com. 300 IN CAA 0 IsSuE "letsencrypt.org; accounturi=x"',
+        'exmpl.com. 300 IN CAA 0 issue "\\255"',
     ]
 
 
@@ -152,24 +152,24 @@ def test_big_answers_are_truncated_over_udp_and_whole_over_tcp(
     dns_server: LocalDNSServer,
 ) -> None:
     for i in range(40):
-        dns_server.add("big.example.com", "CAA", f'0 issue "ca-number-{i}.example"')
-    classic = ask(dns_server, "big.example.com", "CAA")
+        dns_server.add("big.exmpl.com", "CAA", f'0 issue "ca-number-{i}.example"')
+    classic = ask(dns_server, "big.exmpl.com", "CAA")
     assert classic.flags & dns.flags.TC and classic.answer == []
     # Forty records fit in 4096 bytes: a client announcing that size gets them over UDP.
-    roomy = ask(dns_server, "big.example.com", "CAA", payload=4096)
+    roomy = ask(dns_server, "big.exmpl.com", "CAA", payload=4096)
     assert not roomy.flags & dns.flags.TC and len(roomy.answer[0]) == 40
-    over_tcp = ask(dns_server, "big.example.com", "CAA", tcp=True)
+    over_tcp = ask(dns_server, "big.exmpl.com", "CAA", tcp=True)
     assert len(over_tcp.answer[0]) == 40
     assert dns_server.tcp_query_count == 1
 
 
 def test_tcp_connection_serves_several_queries(dns_server: LocalDNSServer) -> None:
-    dns_server.add("a.example.com", "A", "192.0.2.1")
+    dns_server.add("a.exmpl.com", "A", "192.0.2.1")
     with socket.create_connection(dns_server.address, timeout=2) as connection:
         for _ in range(3):
-            dns.query.send_tcp(connection, dns.message.make_query("a.example.com", "A"))
+            dns.query.send_tcp(connection, dns.message.make_query("a.exmpl.com", "A"))
             response, _ = dns.query.receive_tcp(connection)
-            assert answer_text(response) == ["a.example.com. 300 IN A 192.0.2.1"]
+            assert answer_text(response) == ["a.exmpl.com. 300 IN A 192.0.2.1"]
 
 
 def test_garbage_gets_formerr_or_silence(dns_server: LocalDNSServer) -> None:
@@ -182,31 +182,31 @@ def test_garbage_gets_formerr_or_silence(dns_server: LocalDNSServer) -> None:
 
 
 def test_records_change_at_runtime(dns_server: LocalDNSServer) -> None:
-    dns_server.add("links.example.com", "CNAME", "old.example.net")
-    dns_server.add("links.example.com", "CNAME", "track.platform.example")  # replaces
-    assert answer_text(ask(dns_server, "links.example.com", "CNAME")) == [
-        "links.example.com. 300 IN CNAME track.platform.example."
+    dns_server.add("links.exmpl.com", "CNAME", "old.exmpl.net")
+    dns_server.add("links.exmpl.com", "CNAME", "track.platform.example")  # replaces
+    assert answer_text(ask(dns_server, "links.exmpl.com", "CNAME")) == [
+        "links.exmpl.com. 300 IN CNAME track.platform.example."
     ]
-    dns_server.remove("links.example.com")
-    assert ask(dns_server, "links.example.com").rcode() == dns.rcode.NXDOMAIN
-    dns_server.add("links.example.com", "A", "192.0.2.1")
+    dns_server.remove("links.exmpl.com")
+    assert ask(dns_server, "links.exmpl.com").rcode() == dns.rcode.NXDOMAIN
+    dns_server.add("links.exmpl.com", "A", "192.0.2.1")
     dns_server.clear()
-    assert ask(dns_server, "links.example.com").rcode() == dns.rcode.NXDOMAIN
+    assert ask(dns_server, "links.exmpl.com").rcode() == dns.rcode.NXDOMAIN
 
 
 def test_cname_beside_other_data_is_refused(dns_server: LocalDNSServer) -> None:
-    dns_server.add("links.example.com", "A", "192.0.2.1")
+    dns_server.add("links.exmpl.com", "A", "192.0.2.1")
     with pytest.raises(ValueError, match="CNAME and other records"):
-        dns_server.add("links.example.com", "CNAME", "track.platform.example")
+        dns_server.add("links.exmpl.com", "CNAME", "track.platform.example")
 
 
 def test_bad_record_data_is_refused_clearly(dns_server: LocalDNSServer) -> None:
     with pytest.raises(ValueError, match="cannot parse A data"):
-        dns_server.add("x.example.com", "A", "not-an-address")
+        dns_server.add("x.exmpl.com", "A", "not-an-address")
     with pytest.raises(ValueError, match="unknown record type"):
-        dns_server.add("x.example.com", "NOPE", "1")
+        dns_server.add("x.exmpl.com", "NOPE", "1")
     with pytest.raises(ValueError, match="3 bytes, not 4"):
-        dns_server.add("x.example.com", "CAA", r"\# 4 000102")
+        dns_server.add("x.exmpl.com", "CAA", r"\# 4 000102")
 
 
 def test_load_zone(dns_server: LocalDNSServer) -> None:
@@ -216,20 +216,20 @@ def test_load_zone(dns_server: LocalDNSServer) -> None:
             $TTL 120
             @        CAA   0 issue "letsencrypt.org"
             links    CNAME track.platform.example.
-            $ORIGIN sub.example.com.
+            $ORIGIN sub.exmpl.com.
             www 30   A     192.0.2.7
             """
         ),
-        "example.com",
+        "exmpl.com",
     )
-    assert answer_text(ask(dns_server, "example.com", "CAA")) == [
-        'example.com. 120 IN CAA 0 issue "letsencrypt.org"'
+    assert answer_text(ask(dns_server, "exmpl.com", "CAA")) == [
+        'exmpl.com. 120 IN CAA 0 issue "letsencrypt.org"'
     ]
-    assert answer_text(ask(dns_server, "www.sub.example.com")) == [
-        "www.sub.example.com. 30 IN A 192.0.2.7"
+    assert answer_text(ask(dns_server, "www.sub.exmpl.com")) == [
+        "www.sub.exmpl.com. 30 IN A 192.0.2.7"
     ]
     with pytest.raises(ValueError, match="outside"):
-        dns_server.load_zone("www.other.example. A 192.0.2.8", "example.com")
+        dns_server.load_zone("www.other.example. A 192.0.2.8", "exmpl.com")
 
 
 def test_query_count_and_address(dns_server: LocalDNSServer) -> None:
@@ -237,8 +237,8 @@ def test_query_count_and_address(dns_server: LocalDNSServer) -> None:
     assert host == "127.0.0.1" and port > 0
     assert dns_server.nameserver == f"127.0.0.1:{port}"
     dns_server.reset_query_count()
-    ask(dns_server, "a.example.com")
-    ask(dns_server, "b.example.com", tcp=True)
+    ask(dns_server, "a.exmpl.com")
+    ask(dns_server, "b.exmpl.com", tcp=True)
     assert (dns_server.query_count, dns_server.tcp_query_count) == (2, 1)
 
 
@@ -261,10 +261,10 @@ def test_ipv6_loopback() -> None:
     except OSError:
         pytest.skip("no IPv6 loopback on this machine")
     with server:
-        server.add("links.example.com", "AAAA", "2001:db8::1")
+        server.add("links.exmpl.com", "AAAA", "2001:db8::1")
         assert server.nameserver.startswith("[::1]:")
-        assert answer_text(ask(server, "links.example.com", "AAAA")) == [
-            "links.example.com. 300 IN AAAA 2001:db8::1"
+        assert answer_text(ask(server, "links.exmpl.com", "AAAA")) == [
+            "links.exmpl.com. 300 IN AAAA 2001:db8::1"
         ]
 
 
@@ -274,15 +274,15 @@ def test_concurrent_changes_and_queries(dns_server: LocalDNSServer) -> None:
     def writer() -> None:
         try:
             for i in range(200):
-                dns_server.add(f"n{i}.example.com", "A", "192.0.2.1")
-                dns_server.remove(f"n{i - 1}.example.com")
+                dns_server.add(f"n{i}.exmpl.com", "A", "192.0.2.1")
+                dns_server.remove(f"n{i - 1}.exmpl.com")
         except BaseException as error:  # pragma: no cover - reported below
             errors.append(error)
 
     thread = threading.Thread(target=writer)
     thread.start()
     for i in range(200):
-        assert ask(dns_server, f"n{i}.example.com").rcode() in (
+        assert ask(dns_server, f"n{i}.exmpl.com").rcode() in (
             dns.rcode.NOERROR,
             dns.rcode.NXDOMAIN,
         )

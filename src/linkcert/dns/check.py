@@ -18,7 +18,6 @@ import dns.exception
 import dns.name
 
 from linkcert import names
-from linkcert.dns._names_fallback import minimal_normalize
 from linkcert.dns.caa_lookup import CaaFinding, check_caa
 from linkcert.dns.cname import CnameFinding, CnameStatus, check_cname
 from linkcert.dns.problems import Problem, caa_problems, cname_problems
@@ -175,10 +174,7 @@ def _same_failure(cname: CnameFinding, caa: CaaFinding, domain: str) -> bool:
 
 
 def _validated(name: str, policy: names.NamePolicy) -> names.DomainName:
-    try:
-        return names.validate(name, policy)
-    except NotImplementedError:  # TEMPORARY, remove at merge: names.validate is not in yet
-        return minimal_normalize(name)
+    return names.validate(name, policy)
 
 
 def _host_name(text: str, what: str) -> str:

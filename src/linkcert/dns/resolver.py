@@ -208,19 +208,25 @@ class Resolver:
         self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
     ) -> Lookup:
         lookup, ttl = await self._ask(qname, rdtype)
-        if lookup.outcome in (Outcome.SERVFAIL, Outcome.TIMEOUT):
-            # Servers fail transiently often enough that one failure is not yet an answer.
+        # Servers fail transiently often enough that one failure is not yet an answer. A UDP
+        # timeout is retried over TCP: it gets through where UDP is filtered, and it shows an
+        # answer that cannot be parsed (over UDP, dnspython drops those and waits on).
+        if lookup.outcome is Outcome.SERVFAIL:
             lookup, ttl = await self._ask(qname, rdtype)
+        elif lookup.outcome is Outcome.TIMEOUT:
+            lookup, ttl = await self._ask(qname, rdtype, over_tcp=True)
         if not lookup.failed:
             self._cache.put((qname, int(rdtype)), lookup, min(ttl, self._max_cache_ttl))
         return lookup
 
     async def _ask(
-        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
+        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, over_tcp: bool = False
     ) -> tuple[Lookup, float]:
         name, rtype = _text(qname), dns.rdatatype.to_text(rdtype)
         try:
-            answer = await self._stub.resolve(qname, rdtype, raise_on_no_answer=False, search=False)
+            answer = await self._stub.resolve(
+                qname, rdtype, tcp=over_tcp, raise_on_no_answer=False, search=False
+            )
         except dns.resolver.NXDOMAIN as error:
             response = error.kwargs.get("responses", {}).get(qname)
             if response is None:
@@ -277,12 +283,7 @@ class Resolver:
             if isinstance(error, dns.message.ChainTooLong) and response is not None:
                 # dnspython refuses long chains outright; read the chain to say loop or length.
                 return self._read_response(qname, rdtype, response)
-            if isinstance(error, str):
-                details.append(f"{_server_text(server)} answered {error}")
-            else:
-                details.append(
-                    f"{_server_text(server)} gave an unusable answer ({_describe(error)})"
-                )
+            details.append(f"{_server_text(server)} {_failure_text(error)}")
         detail = "; ".join(details) or "every nameserver failed"
         return Lookup(name, rtype, Outcome.SERVFAIL, detail=detail), 0
 
@@ -378,6 +379,17 @@ def _server_text(server: object) -> str:
     """dnspython names servers "Do53:HOST@PORT"; say HOST:PORT like everything else here."""
     match = re.fullmatch(r"Do53:(.+)@(\d+)", str(server))
     return str(Nameserver(match[1], int(match[2]))) if match else str(server)
+
+
+def _failure_text(error: object) -> str:
+    """What went wrong with one server, as the end of a sentence that starts with its address."""
+    if isinstance(error, str):  # dnspython gives the rcode's name for unwanted rcodes
+        return f"answered {error}"
+    if isinstance(error, dns.exception.FormError | EOFError):
+        return f"sent an answer that cannot be parsed ({_describe(error)})"
+    if isinstance(error, OSError):
+        return f"could not be reached ({_describe(error)})"
+    return f"gave an unusable answer ({_describe(error)})"
 
 
 def _describe(error: object) -> str:
