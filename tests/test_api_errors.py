@@ -247,7 +247,7 @@ EXPECTED = {
     "/api/v1/accounts/{account_id}/tracking-domain/events": {"get"},
     "/api/v1/accounts/{account_id}/tracking-domain/retry": {"post"},
     "/api/v1/domains": {"get"},
-    "/api/v1/domains/{name}": {"get"},
+    "/api/v1/domains/{name}": {"get", "delete"},
     "/api/v1/tokens": {"post"},
     "/api/v1/tokens/{token_id}": {"delete"},
     "/api/v1/links": {"post"},

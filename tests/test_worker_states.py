@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from linkcert.states import CertState, DnsState, FailureClass
-from linkcert.store import Domain, Event, Store
+from linkcert.store import Certificate, Domain, Event, Store
 from linkcert.worker import leases
-from linkcert.worker.lifecycle import DnsVerdict, IssuanceFailure, Worker
+from linkcert.worker.lifecycle import DnsVerdict, IssuanceFailure, LifecyclePolicy, Worker
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -115,3 +115,109 @@ async def test_unwanted_domains_are_parked(store: Store) -> None:
     with store.session() as session:
         domain = session.get(Domain, domain_id)
         assert domain is not None and domain.next_attempt_at is None
+
+
+def add_secured_domain(store: Store, name: str, lifetime: timedelta, renew_at: datetime) -> int:
+    domain_id = add_domain(store, name)
+    with store.session() as session:
+        domain = session.get(Domain, domain_id)
+        assert domain is not None
+        cert = Certificate(
+            domain_id=domain_id,
+            chain_pem="-",
+            key_encrypted=b"-",
+            serial="01",
+            issuer="Test CA",
+            not_before=NOW,
+            not_after=NOW + lifetime,
+            fingerprint_sha256="0" * 64,
+            renew_at=renew_at,
+            ari_next_check_at=NOW + timedelta(days=365),
+        )
+        session.add(cert)
+        session.flush()
+        domain.current_certificate_id = cert.id
+        domain.cert_state = CertState.ACTIVE
+        domain.dns_state = DnsState.OK
+    return domain_id
+
+
+def state_of(store: Store, domain_id: int) -> Domain:
+    with store.session() as session:
+        domain = session.get(Domain, domain_id)
+        assert domain is not None
+        session.expunge(domain)
+        return domain
+
+
+async def test_moved_then_back_then_moved_for_good(store: Store) -> None:
+    clock = Clock()
+    verdict = {"now": DnsVerdict(DnsState.OK)}
+    renewals: list[int] = []
+
+    async def dns_check(_: str) -> DnsVerdict:
+        return verdict["now"]
+
+    async def obtain(domain_id: int) -> None:
+        renewals.append(domain_id)
+
+    domain_id = add_secured_domain(
+        store, "m.shop.test", timedelta(days=90), renew_at=NOW + timedelta(days=60)
+    )
+    policy = LifecyclePolicy(release_after=timedelta(days=7))
+    worker = Worker(store, dns_check, obtain, clock=clock, policy=policy)
+
+    verdict["now"] = DnsVerdict(DnsState.POINTS_ELSEWHERE, [{"code": "c", "message": "m"}])
+    await worker.run_until_idle()
+    moved = state_of(store, domain_id)
+    assert moved.dns_state == DnsState.MOVED and moved.cert_state == CertState.ACTIVE
+    assert moved.moved_since == NOW and moved.wanted
+
+    verdict["now"] = DnsVerdict(DnsState.OK)
+    clock.now = moved.next_attempt_at or NOW
+    await worker.run_until_idle()
+    back = state_of(store, domain_id)
+    assert back.dns_state == DnsState.OK and back.moved_since is None
+
+    verdict["now"] = DnsVerdict(DnsState.POINTS_ELSEWHERE, [{"code": "c", "message": "m"}])
+    clock.now = back.next_attempt_at or NOW
+    for _ in range(400):  # bounded: hourly re-checks for a week
+        await worker.run_until_idle()
+        current = state_of(store, domain_id)
+        if not current.wanted or current.next_attempt_at is None:
+            break
+        clock.now = current.next_attempt_at
+    released = state_of(store, domain_id)
+    assert not released.wanted and released.next_attempt_at is None
+    assert renewals == []  # never renewed while pointing elsewhere
+    with store.session() as session:
+        kinds = session.scalars(
+            select(Event.kind).where(Event.domain_id == domain_id).order_by(Event.id)
+        ).all()
+    assert kinds == ["moved", "dns_back", "moved", "released"]
+
+
+async def test_failing_renewal_becomes_expiring_then_expired(store: Store) -> None:
+    clock = Clock()
+
+    async def dns_check(_: str) -> DnsVerdict:
+        return DnsVerdict(DnsState.OK)
+
+    async def obtain(_: int) -> None:
+        raise IssuanceFailure(FailureClass.CA_UNAVAILABLE, "The CA did not answer.")
+
+    lifetime = timedelta(days=6)
+    domain_id = add_secured_domain(store, "e.shop.test", lifetime, renew_at=NOW + timedelta(days=3))
+    worker = Worker(store, dns_check, obtain, clock=clock)
+    seen = []
+    clock.now = NOW + timedelta(days=3)
+    for _ in range(50):
+        await worker.run_until_idle()
+        current = state_of(store, domain_id)
+        seen.append(current.cert_state)
+        if current.cert_state == CertState.EXPIRED or current.next_attempt_at is None:
+            break
+        clock.now = current.next_attempt_at
+    # A quarter of a 6-day lifetime is the warning time for this short certificate.
+    assert CertState.EXPIRING in seen and seen[-1] == CertState.EXPIRED
+    assert seen.index(CertState.EXPIRING) > 0  # not expiring the moment renewal is due

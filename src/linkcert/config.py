@@ -93,6 +93,11 @@ class Settings(BaseModel):
     # Worker
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
     worker_lease_seconds: float = Field(default=300.0, ge=1, le=86400)
+    # Lifecycle timing
+    renewal_min_margin_hours: float = Field(default=48.0, ge=0)
+    dns_recheck_hours: float = Field(default=6.0, gt=0)
+    moved_release_days: float = Field(default=7.0, gt=0)
+    expiry_warning_days: float = Field(default=7.0, gt=0)
 
     _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
 

@@ -379,6 +379,33 @@ def remove_tracking_domain(store: Store, account_ref: str | int) -> DomainStatus
         return status_of(session, domain)
 
 
+def delete_domain(store: Store, name: str) -> DomainStatus:
+    """Queue the domain for deletion: the worker revokes its certificate and erases its keys.
+
+    Links on the domain stop working once the certificate is revoked; this is for domains
+    whose owner is gone, not for a change of tracking domain (see remove_tracking_domain).
+    """
+    with store.session() as session:
+        domain = get_domain(session, name)
+        if domain.deleted_at is not None:
+            return status_of(session, domain)
+        domain.delete_requested = True
+        domain.wanted = False
+        domain.next_attempt_at = utcnow()
+        for account in session.scalars(
+            select(Account).where(Account.tracking_domain_id == domain.id)
+        ):
+            account.tracking_domain_id = None
+        record_event(
+            session,
+            domain,
+            "delete_requested",
+            "Deletion requested: the certificate will be revoked and its key erased.",
+        )
+        session.flush()
+        return status_of(session, domain)
+
+
 def retry_now(store: Store, name: str) -> DomainStatus:
     """Make the domain due now, so the worker checks DNS and retries issuance at once.
 

@@ -14,6 +14,7 @@ from linkcert.domains import (
     DomainStatus,
     NotFound,
     create_account,
+    delete_domain,
     domain_events,
     domain_status,
     list_domains,
@@ -144,3 +145,25 @@ def domain_list(
         expires = f"{s.not_after:%Y-%m-%d}" if s.not_after else "-"
         table.add_row(s.unicode_name, s.account or "-", s.dns_state, s.cert_state, expires)
     console.print(table)
+
+
+@domain_app.command("delete")
+def domain_delete(
+    domain: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Delete a domain: revoke its certificate and erase its keys (links stop working)."""
+    store = open_store(settings())
+    if not yes and not typer.confirm(
+        f"Revoke the certificate of {domain} and erase its keys? Its links stop working."
+    ):
+        raise typer.Exit(EXIT_NO)
+    try:
+        status = delete_domain(store, domain)
+    except NotFound as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(status.to_json())
+    else:
+        console.print(f"{status.unicode_name} will be deleted by the worker in a moment")

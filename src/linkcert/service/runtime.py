@@ -27,7 +27,7 @@ from linkcert.service.feeds import StoreFeeds
 from linkcert.store import Store
 from linkcert.tracking import tracking_key_from_secret
 from linkcert.worker.issuance import Issuer
-from linkcert.worker.lifecycle import Worker
+from linkcert.worker.lifecycle import LifecyclePolicy, Worker
 
 log = logging.getLogger("linkcert")
 
@@ -125,11 +125,20 @@ class Runtime:
             key_type=self.settings.key_type,
             profile=self.settings.acme_profile,
             on_certificate=certificate_stored,
+            min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
+        )
+        policy = LifecyclePolicy(
+            dns_recheck=timedelta(hours=self.settings.dns_recheck_hours),
+            release_after=timedelta(days=self.settings.moved_release_days),
+            expiry_warning=timedelta(days=self.settings.expiry_warning_days),
         )
         self.worker = Worker(
             self.store,
             make_dns_check(self.settings, lambda: self.accounts.account_uri),
             issuer.obtain,
+            refresh=issuer.refresh_renewal,
+            remove=issuer.delete,
+            policy=policy,
             concurrency=self.settings.worker_concurrency,
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
         )

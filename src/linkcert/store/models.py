@@ -103,6 +103,9 @@ class Domain(Base):
     )
     dns_checked_at: Mapped[datetime | None] = mapped_column()
     moved_since: Mapped[datetime | None] = mapped_column()
+    # An operator asked to delete the domain: revoke its certificate, erase its keys.
+    delete_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -132,6 +135,9 @@ class Certificate(Base):
     source: Mapped[str] = mapped_column(String(16), default="acme")  # acme | upload
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
+    # When to renew: chosen once in the CA's ARI window, or by the share of lifetime left.
+    renew_at: Mapped[datetime | None] = mapped_column()
+    ari_next_check_at: Mapped[datetime | None] = mapped_column()
 
 
 class AcmeAccount(Base):
@@ -158,7 +164,7 @@ class Order(Base):
     url: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(32), default="new")
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)  # erased on delete
     csr_pem: Mapped[str] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

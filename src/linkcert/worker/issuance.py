@@ -13,11 +13,12 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, select
 
-from linkcert.acme.certs import ChainError, ChainInfo, make_csr, verify_chain
+from linkcert.acme.certs import ChainError, ChainInfo, ari_certificate_id, make_csr, verify_chain
 from linkcert.acme.errors import (
     AcmeError,
     AcmeRateLimited,
@@ -26,13 +27,15 @@ from linkcert.acme.errors import (
     ChallengeFailed,
     OrderInvalid,
 )
-from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo
+from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
+from linkcert.acme.revocation import RevocationReason
 from linkcert.domains import record_event
 from linkcert.keys import MasterKeys, generate_private_key, private_key_from_pem, private_key_to_pem
 from linkcert.keystore import cert_key_context
 from linkcert.states import CertState, FailureClass
 from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
 from linkcert.worker.lifecycle import IssuanceFailure
+from linkcert.worker.schedule import ari_recheck_delay, plan_renewal
 
 log = logging.getLogger("linkcert.worker.issuance")
 
@@ -50,6 +53,9 @@ class OrderingClient(Protocol):
     def answer(self, challenge: Http01Challenge) -> None: ...
     def wait_for_authorizations(self, order: OrderInfo, timeout: float | None = None) -> None: ...
     def finalize(self, order: OrderInfo, csr_pem: bytes, timeout: float | None = None) -> str: ...
+    def offers_renewal_info(self) -> bool: ...
+    def renewal_window(self, cert_pem: str | bytes) -> RenewalWindow | None: ...
+    def revoke(self, cert_pem: str | bytes, reason: RevocationReason = ...) -> None: ...
 
 
 class AccountSource(Protocol):
@@ -68,6 +74,7 @@ class _Work:
     key_pem: bytes
     csr_pem: bytes
     renewing: bool
+    current_chain: str | None
 
 
 class Issuer:
@@ -83,6 +90,7 @@ class Issuer:
         profile: str | None = None,
         trusted_roots_pem: bytes | None = None,
         validation_timeout: float = 120.0,
+        min_margin: timedelta = timedelta(hours=48),
         on_certificate: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
@@ -92,6 +100,7 @@ class Issuer:
         self.profile = profile
         self.trusted_roots_pem = trusted_roots_pem
         self.validation_timeout = validation_timeout
+        self.min_margin = min_margin
         self.on_certificate = on_certificate
         self._lock = threading.Lock()
 
@@ -121,13 +130,116 @@ class Issuer:
         except AcmeError as exc:
             raise IssuanceFailure(FailureClass.CA_UNAVAILABLE, _explain(exc)) from None
 
+    async def refresh_renewal(self, domain_id: int) -> None:
+        """Ask the CA's renewal information again; move the renewal earlier if it says so."""
+        await self._run(domain_id, self._refresh_renewal)
+
+    async def delete(self, domain_id: int) -> None:
+        """Revoke the domain's certificates (cessationOfOperation) and erase every key."""
+        await self._run(domain_id, self._delete)
+
+    async def _run(self, domain_id: int, step: Callable[[int], None]) -> None:
+        try:
+            await asyncio.to_thread(step, domain_id)
+        except AcmeRateLimited as exc:
+            raise IssuanceFailure(
+                FailureClass.RATE_LIMITED, _explain(exc), exc.retry_after
+            ) from None
+        except AcmeRejected as exc:
+            raise IssuanceFailure(FailureClass.CA_REJECTED, _explain(exc)) from None
+        except AcmeError as exc:
+            raise IssuanceFailure(
+                FailureClass.CA_UNAVAILABLE, _explain(exc), exc.retry_after
+            ) from None
+
+    def _refresh_renewal(self, domain_id: int) -> None:
+        client, _ = self.accounts.get()
+        with self.store.session() as session:
+            domain = session.get(Domain, domain_id)
+            cert = domain.current_certificate if domain is not None else None
+            if cert is None:
+                return
+            chain, cert_id = cert.chain_pem, cert.id
+        window = client.renewal_window(chain)
+        with self.store.session() as session:
+            cert = session.get(Certificate, cert_id)
+            if cert is None:
+                return
+            if window is None:
+                cert.ari_next_check_at = None  # the CA has no ARI: the lifetime rule applies
+                return
+            inside = cert.renew_at is not None and window.start <= cert.renew_at <= window.end
+            if not inside:
+                # The window moved (e.g. the CA plans a mass revocation): pick a new time in it.
+                cert.renew_at, _ = self._plan(cert.not_before, cert.not_after, window)
+                domain = session.get(Domain, domain_id)
+                if domain is not None:
+                    record_event(
+                        session,
+                        domain,
+                        "renewal_rescheduled",
+                        f"The CA suggests renewing between {window.start:%Y-%m-%d %H:%M} and "
+                        f"{window.end:%Y-%m-%d %H:%M} UTC.",
+                        explanation_url=window.explanation_url,
+                    )
+            cert.ari_next_check_at = utcnow() + ari_recheck_delay(window.check_again_after)
+
+    def _delete(self, domain_id: int) -> None:
+        with self.store.session() as session:
+            rows = session.scalars(
+                select(Certificate).where(
+                    Certificate.domain_id == domain_id,
+                    Certificate.revoked_at.is_(None),
+                    Certificate.source == "acme",
+                )
+            ).all()
+            live = [(c.id, c.chain_pem) for c in rows if c.not_after > utcnow()]
+        if live:
+            client, _ = self.accounts.get()
+            for cert_id, chain in live:
+                client.revoke(chain, RevocationReason.CESSATION_OF_OPERATION)
+                with self.store.session() as session:
+                    cert = session.get(Certificate, cert_id)
+                    if cert is not None:
+                        cert.revoked_at = utcnow()
+        now = utcnow()
+        with self.store.session() as session:
+            domain = session.get(Domain, domain_id)
+            if domain is None:
+                return
+            for cert in session.scalars(
+                select(Certificate).where(Certificate.domain_id == domain_id)
+            ):
+                cert.key_encrypted = None
+            for order in session.scalars(select(Order).where(Order.domain_id == domain_id)):
+                order.key_encrypted = None
+                if order.status in OPEN_ORDER_STATES:
+                    order.status = "abandoned"
+            session.execute(delete(Challenge).where(Challenge.domain_id == domain_id))
+            domain.current_certificate_id = None
+            domain.cert_state = CertState.REVOKED if live else CertState.NONE
+            domain.wanted = False
+            domain.delete_requested = False
+            domain.deleted_at = now
+            domain.next_attempt_at = None
+            record_event(
+                session,
+                domain,
+                "deleted",
+                "Deleted: the certificate was revoked and its private key erased."
+                if live
+                else "Deleted: private keys erased.",
+            )
+
     # --- the steps, each in a thread ---------------------------------------------------------
 
     def _obtain(self, domain_id: int) -> None:
         client, account_id = self.accounts.get()
         work = self._open_order(domain_id, account_id)
         if work.order_url is None:
-            info = client.new_order(work.domain, profile=self.profile)
+            info = client.new_order(
+                work.domain, profile=self.profile, replaces=self._replaces(client, work)
+            )
             self._save_order(work.order_id, info)
         else:
             info = client.load_order(work.order_url)
@@ -151,7 +263,8 @@ class Issuer:
             raise IssuanceFailure(
                 FailureClass.CA_REJECTED, f"The CA returned an unusable certificate: {exc}"
             ) from None
-        self._store_certificate(domain_id, work, chain_pem, facts)
+        window = self._ari_window(client, chain_pem)
+        self._store_certificate(domain_id, work, chain_pem, facts, window)
         if self.on_certificate is not None:
             self.on_certificate(work.domain)
 
@@ -160,7 +273,8 @@ class Issuer:
             domain = session.get(Domain, domain_id)
             if domain is None:
                 raise IssuanceFailure(FailureClass.INTERNAL, "the domain was removed")
-            renewing = domain.current_certificate_id is not None
+            current = domain.current_certificate
+            renewing = current is not None
             order = session.scalar(
                 select(Order)
                 .where(
@@ -199,13 +313,16 @@ class Issuer:
                     "Renewing the certificate." if renewing else "Requesting a certificate.",
                 )
             else:
+                if order.key_encrypted is None:
+                    raise IssuanceFailure(FailureClass.INTERNAL, "the order's key was erased")
                 key_pem = self.keys.decrypt(order.key_encrypted, context)
                 csr_pem = order.csr_pem.encode("ascii")
                 if order.url is not None:
                     record_event(
                         session, domain, "order_resumed", "Resuming the order.", order_url=order.url
                     )
-            return _Work(domain.name, order.id, order.url, key_pem, csr_pem, renewing)
+            chain = current.chain_pem if current is not None else None
+            return _Work(domain.name, order.id, order.url, key_pem, csr_pem, renewing, chain)
 
     def _save_order(self, order_id: int, info: OrderInfo) -> None:
         with self.store.session() as session:
@@ -240,8 +357,43 @@ class Issuer:
                 domain.cert_state = state
                 record_event(session, domain, "validated", "The domain was validated.")
 
+    @staticmethod
+    def _replaces(client: OrderingClient, work: _Work) -> str | None:
+        # A renewal names the certificate it replaces when the CA has ARI: such orders are
+        # exempt from the CA's rate limits.
+        if work.current_chain is None or not client.offers_renewal_info():
+            return None
+        return ari_certificate_id(work.current_chain)
+
+    @staticmethod
+    def _ari_window(client: OrderingClient, chain_pem: str) -> RenewalWindow | None:
+        try:
+            return client.renewal_window(chain_pem)
+        except AcmeError as exc:
+            log.warning("no renewal information for a new certificate: %s", exc)
+            return None
+
+    def _plan(
+        self, facts_before: datetime, facts_after: datetime, window: RenewalWindow | None
+    ) -> tuple[datetime, datetime | None]:
+        """The renewal time and, with ARI, when to ask the CA again."""
+        renew_at = plan_renewal(
+            facts_before,
+            facts_after,
+            (window.start, window.end) if window is not None else None,
+            self.min_margin,
+        )
+        if window is None:
+            return renew_at, None
+        return renew_at, utcnow() + ari_recheck_delay(window.check_again_after)
+
     def _store_certificate(
-        self, domain_id: int, work: _Work, chain_pem: str, facts: ChainInfo
+        self,
+        domain_id: int,
+        work: _Work,
+        chain_pem: str,
+        facts: ChainInfo,
+        window: RenewalWindow | None,
     ) -> None:
         now = utcnow()
         with self.store.session() as session:
@@ -261,6 +413,9 @@ class Issuer:
                 order_id=order.id,
                 source="acme",
                 created_at=now,
+            )
+            cert.renew_at, cert.ari_next_check_at = self._plan(
+                facts.not_before, facts.not_after, window
             )
             session.add(cert)
             session.flush()

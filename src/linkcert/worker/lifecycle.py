@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+
+from sqlalchemy.orm import Session
 
 from linkcert.domains import record_event
 from linkcert.states import CertState, DnsState, FailureClass
@@ -26,7 +27,35 @@ from linkcert.worker.schedule import dns_recheck_delay, renewal_due, renewal_tim
 
 log = logging.getLogger("linkcert.worker")
 
-DNS_DRIFT_RECHECK = timedelta(hours=6)
+MOVED_RECHECK = timedelta(hours=1)
+ARI_RETRY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class LifecyclePolicy:
+    """The operator's choices about timing (settings), with the defaults the CA advises."""
+
+    dns_recheck: timedelta = timedelta(hours=6)
+    release_after: timedelta = timedelta(days=7)
+    expiry_warning: timedelta = timedelta(days=7)
+
+
+def expiry_warning(not_before: datetime, not_after: datetime, policy: LifecyclePolicy) -> timedelta:
+    """How long before expiry an unrenewed certificate counts as expiring.
+
+    Never more than a quarter of the certificate's own lifetime, so that short-lived
+    certificates are not "expiring" from the day they are issued.
+    """
+    return min(policy.expiry_warning, (not_after - not_before) / 4)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    name: str
+    wanted: bool
+    delete_requested: bool
+    has_certificate: bool
+    ari_due: bool
 
 
 @dataclass(frozen=True)
@@ -50,7 +79,8 @@ class IssuanceFailure(Exception):
 
 
 DnsCheck = Callable[[str], Awaitable[DnsVerdict]]
-# Obtains and stores a certificate for the leased domain (by id); raises IssuanceFailure.
+# A step with the CA for the leased domain (by id): obtain or renew its certificate, refresh
+# its renewal information, or revoke and erase it. Raises IssuanceFailure.
 Obtain = Callable[[int], Awaitable[None]]
 
 
@@ -67,6 +97,9 @@ class Worker:
         dns_check: DnsCheck,
         obtain: Obtain,
         *,
+        refresh: Obtain | None = None,
+        remove: Obtain | None = None,
+        policy: LifecyclePolicy | None = None,
         concurrency: int = 32,
         poll_interval: float = 1.0,
         worker_id: str | None = None,
@@ -76,6 +109,9 @@ class Worker:
         self.store = store
         self.dns_check = dns_check
         self.obtain = obtain
+        self.refresh = refresh
+        self.remove = remove
+        self.policy = policy or LifecyclePolicy()
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.worker_id = worker_id or default_worker_id()
@@ -166,22 +202,42 @@ class Worker:
 
     async def process(self, domain_id: int) -> None:
         """One pass over a leased domain."""
-        snapshot = await asyncio.to_thread(self._load, domain_id)
-        if snapshot is None:
+        snap = await asyncio.to_thread(self._load, domain_id)
+        if snap is None:
             return
-        name, wanted, needs_cert = snapshot
-        if not wanted:
+        if snap.delete_requested:
+            await self._attempt(domain_id, self.remove, then=self._park)
+            return
+        if not snap.wanted:
             await asyncio.to_thread(self._park, domain_id)
             return
-        verdict = await self.dns_check(name)
+        verdict = await self.dns_check(snap.name)
         ready = await asyncio.to_thread(self._apply_dns, domain_id, verdict)
         if not ready:
             return
-        if not needs_cert:
+        if snap.has_certificate and snap.ari_due and self.refresh is not None:
+            try:
+                await self.refresh(domain_id)
+            except Exception as exc:
+                # Renewal information is advice: without it the planned time still stands.
+                log.warning("renewal information for %s unavailable: %s", snap.name, exc)
+                await asyncio.to_thread(self._postpone_ari, domain_id)
+        if not await asyncio.to_thread(self._needs_certificate, domain_id):
             await asyncio.to_thread(self._schedule_renewal, domain_id)
             return
+        await self._attempt(domain_id, self.obtain, then=self._schedule_renewal)
+
+    async def _attempt(
+        self,
+        domain_id: int,
+        step: Callable[[int], Awaitable[None]] | None,
+        then: Callable[[int], None],
+    ) -> None:
+        """Run a CA step; on failure schedule the retry its class calls for."""
+        if step is None:
+            return
         try:
-            await self.obtain(domain_id)
+            await step(domain_id)
         except IssuanceFailure as failure:
             await asyncio.to_thread(
                 self._schedule_failure,
@@ -191,28 +247,61 @@ class Worker:
                 failure.retry_after,
             )
             return
-        await asyncio.to_thread(self._schedule_renewal, domain_id)
+        await asyncio.to_thread(then, domain_id)
 
     # --- store steps (run in a thread) -------------------------------------------------------
 
-    def _load(self, domain_id: int) -> tuple[str, bool, bool] | None:
+    def _load(self, domain_id: int) -> _Snapshot | None:
+        now = self.clock()
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
             if domain is None or domain.lease_owner != self.worker_id:
                 return None
-            return domain.name, domain.wanted, self._needs_certificate(session, domain)
+            cert = domain.current_certificate
+            ari_due = cert is not None and (
+                cert.ari_next_check_at is None or cert.ari_next_check_at <= now
+            )
+            return _Snapshot(
+                name=domain.name,
+                wanted=domain.wanted,
+                delete_requested=domain.delete_requested,
+                has_certificate=cert is not None,
+                ari_due=ari_due,
+            )
 
-    def _needs_certificate(self, session: Any, domain: Domain) -> bool:
-        cert = domain.current_certificate
-        if cert is None:
-            return True
-        return renewal_due(cert.not_before, cert.not_after, self.clock())
-
-    def _park(self, domain_id: int) -> None:
+    def _needs_certificate(self, domain_id: int) -> bool:
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
-            if domain is not None:
+            if domain is None:
+                return False
+            cert = domain.current_certificate
+            if cert is None:
+                return True
+            now = self.clock()
+            if cert.renew_at is not None:
+                return now >= cert.renew_at
+            return renewal_due(cert.not_before, cert.not_after, now)
+
+    def _park(self, domain_id: int) -> None:
+        """No more renewals: look again only when the current certificate expires."""
+        now = self.clock()
+        with self.store.session() as session:
+            domain = session.get(Domain, domain_id)
+            if domain is None:
+                return
+            cert = domain.current_certificate
+            if cert is not None and cert.not_after > now:
+                domain.next_attempt_at = cert.not_after
+            else:
                 domain.next_attempt_at = None
+                if cert is not None:
+                    self._mark_expiry(session, domain, now)
+
+    def _postpone_ari(self, domain_id: int) -> None:
+        with self.store.session() as session:
+            domain = session.get(Domain, domain_id)
+            if domain is not None and domain.current_certificate is not None:
+                domain.current_certificate.ari_next_check_at = self.clock() + ARI_RETRY
 
     def _apply_dns(self, domain_id: int, verdict: DnsVerdict) -> bool:
         now = self.clock()
@@ -226,22 +315,84 @@ class Worker:
             if verdict.state == DnsState.OK:
                 domain.dns_state = DnsState.OK
                 domain.moved_since = None
-                if previous != DnsState.OK:
+                if previous == DnsState.MOVED:
+                    domain.attempts = 0
+                    record_event(
+                        session,
+                        domain,
+                        "dns_back",
+                        "The domain points to us again; renewals resume.",
+                    )
+                elif previous != DnsState.OK:
                     domain.attempts = 0
                     record_event(session, domain, "dns_ok", "DNS is set up correctly.")
                 return True
-            domain.dns_state = verdict.state
             domain.attempts += 1
+            secured_before = domain.current_certificate_id is not None and previous in (
+                DnsState.OK,
+                DnsState.MOVED,
+            )
+            if secured_before and verdict.state == DnsState.POINTS_ELSEWHERE:
+                return self._moved(session, domain, verdict, now)
+            domain.dns_state = verdict.state
             domain.failure_class = (
                 FailureClass.CAA_FORBIDS
                 if verdict.state == DnsState.CAA_BLOCKED
                 else FailureClass.DNS_NOT_READY
             )
             domain.next_attempt_at = now + dns_recheck_delay(domain.attempts)
+            if domain.current_certificate is not None:
+                self._mark_expiry(session, domain, now)
             if previous != verdict.state:
                 message = verdict.problems[0]["message"] if verdict.problems else verdict.state
                 record_event(session, domain, "dns_not_ready", message, problems=verdict.problems)
             return False
+
+    def _moved(self, session: Session, domain: Domain, verdict: DnsVerdict, now: datetime) -> bool:
+        """A secured domain whose DNS left us: stop renewing, keep serving, release later."""
+        if domain.dns_state != DnsState.MOVED:
+            domain.dns_state = DnsState.MOVED
+            domain.moved_since = now
+            message = (
+                "The domain no longer points to us: renewals stop, and the current certificate "
+                "keeps serving links until it expires."
+            )
+            record_event(session, domain, "moved", message, problems=verdict.problems)
+        moved_since = domain.moved_since or now
+        if now - moved_since >= self.policy.release_after:
+            domain.wanted = False
+            domain.next_attempt_at = None
+            record_event(
+                session,
+                domain,
+                "released",
+                f"Released after {self.policy.release_after.days} days without pointing to us.",
+            )
+            return False
+        domain.failure_class = FailureClass.DNS_NOT_READY
+        domain.next_attempt_at = now + min(dns_recheck_delay(domain.attempts), MOVED_RECHECK)
+        self._mark_expiry(session, domain, now)
+        return False
+
+    def _mark_expiry(self, session: Session, domain: Domain, now: datetime) -> None:
+        """Expired, or expiring soon with no successful renewal: say so, once."""
+        cert = domain.current_certificate
+        if cert is None or domain.cert_state in (CertState.REVOKED,):
+            return
+        if now >= cert.not_after:
+            state, kind = CertState.EXPIRED, "expired"
+            message = f"The certificate expired on {cert.not_after:%Y-%m-%d %H:%M} UTC."
+        elif cert.not_after - now <= expiry_warning(cert.not_before, cert.not_after, self.policy):
+            state, kind = CertState.EXPIRING, "expiring"
+            message = (
+                f"The certificate expires on {cert.not_after:%Y-%m-%d %H:%M} UTC and has not "
+                "been renewed yet."
+            )
+        else:
+            return
+        if domain.cert_state != state:
+            domain.cert_state = state
+            record_event(session, domain, kind, message)
 
     def _schedule_failure(
         self, domain_id: int, failure: FailureClass, message: str, retry_after: float | None
@@ -256,17 +407,20 @@ class Worker:
             domain.next_attempt_at = now + retry_delay(failure, domain.attempts, retry_after)
             if domain.current_certificate_id is None:
                 domain.cert_state = CertState.FAILED
+            else:
+                self._mark_expiry(session, domain, now)
             domain.problems = [{"code": failure.value, "message": message, "fix": ""}]
             record_event(
                 session,
                 domain,
-                "issuance_failed",
+                "issuance_failed" if failure != FailureClass.RATE_LIMITED else "waiting_for_budget",
                 message,
                 failure=failure.value,
                 next_attempt_at=domain.next_attempt_at.isoformat(),
             )
 
     def _schedule_renewal(self, domain_id: int) -> None:
+        now = self.clock()
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
             if domain is None or domain.current_certificate is None:
@@ -274,8 +428,11 @@ class Worker:
             cert = domain.current_certificate
             domain.attempts = 0
             domain.failure_class = None
-            # Look again at renewal time, and meanwhile re-check DNS now and then so that a
-            # domain whose DNS moved away is noticed before its renewal fails.
-            domain.next_attempt_at = min(
-                renewal_time(cert.not_before, cert.not_after), self.clock() + DNS_DRIFT_RECHECK
-            )
+            renew_at = cert.renew_at or renewal_time(cert.not_before, cert.not_after)
+            # Look again at renewal time; meanwhile ask the CA's renewal information and
+            # re-check DNS now and then, so that a domain whose DNS moved away is noticed
+            # before its renewal fails.
+            candidates = [renew_at, now + self.policy.dns_recheck]
+            if cert.ari_next_check_at is not None:
+                candidates.append(cert.ari_next_check_at)
+            domain.next_attempt_at = max(now, min(candidates))

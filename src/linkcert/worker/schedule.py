@@ -70,3 +70,31 @@ def renewal_time(
 
 def renewal_due(not_before: datetime, not_after: datetime, now: datetime) -> bool:
     return now >= renewal_window(not_before, not_after)[0]
+
+
+def plan_renewal(
+    not_before: datetime,
+    not_after: datetime,
+    ari_window: tuple[datetime, datetime] | None,
+    min_margin: timedelta,
+    rng: random.Random | None = None,
+) -> datetime:
+    """When to renew: a random time in the CA's ARI window, else by the lifetime rule.
+
+    Whatever the source, renewal happens at least `min_margin` before expiry (at most half
+    the lifetime, so a short-lived certificate still gets its first half of service).
+    """
+    if ari_window is not None:
+        start, end = ari_window
+        when = start + (end - start) * (rng or random).uniform(0, 1)
+    else:
+        when = renewal_time(not_before, not_after, rng)
+    latest = not_after - min(min_margin, (not_after - not_before) / 2)
+    return min(when, latest)
+
+
+def ari_recheck_delay(retry_after: float | None) -> timedelta:
+    """When to ask for renewal information again: the CA's Retry-After, but at least twice
+    a day and not more often than hourly."""
+    seconds = 6 * 3600.0 if retry_after is None else retry_after
+    return timedelta(seconds=min(max(seconds, 3600.0), 12 * 3600.0))

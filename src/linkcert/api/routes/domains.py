@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, status
 
 from linkcert.api.deps import ApiContextDep, CurrentPrincipal, OperatorPrincipal
 from linkcert.api.problems import not_found, problem_responses
 from linkcert.api.routes.paging import next_page
 from linkcert.api.schemas import DomainList, DomainStatusOut
-from linkcert.domains import NotFound, domain_status_for, find_domains
+from linkcert.domains import NotFound, delete_domain, domain_status_for, find_domains
 from linkcert.states import CertState, DnsState
 
 router = APIRouter(tags=["domains"])
@@ -53,3 +53,25 @@ def get_domain(
     except NotFound:
         raise not_found(f"There is no domain {name[:260]!r}.") from None
     return DomainStatusOut.of(status)
+
+
+@router.delete(
+    "/domains/{name}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(401, 403, 404, 422, 429),
+)
+def delete_domain_route(
+    name: Annotated[str, Path(max_length=1024, description="The domain, in any form.")],
+    _: OperatorPrincipal,
+    context: ApiContextDep,
+) -> DomainStatusOut:
+    """Delete a domain (operator): its certificate is revoked and its keys erased.
+
+    Answers at once; the worker talks to the CA. Links on the domain stop working.
+    """
+    try:
+        result = delete_domain(context.store, name)
+    except NotFound:
+        raise not_found(f"There is no domain {name[:260]!r}.") from None
+    context.wake_worker()
+    return DomainStatusOut.of(result)

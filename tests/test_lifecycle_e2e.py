@@ -1,0 +1,196 @@
+"""The certificate lifecycle against a real CA: renewal with the edge handing over, deletion.
+
+Pebble issues 24-second certificates here, so real renewals happen within the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from sqlalchemy import select
+
+from linkcert.domains import (
+    create_account,
+    delete_domain,
+    domain_events,
+    domain_status,
+    set_tracking_domain,
+)
+from linkcert.links import create_link
+from linkcert.names import NamePolicy
+from linkcert.service.runtime import Roles, Runtime
+from linkcert.store import Certificate, Domain, Order, Store
+from tests.e2e_support import Platform, https_get, start_platform, wait_for, wait_until_secured
+
+POLICY = NamePolicy(allow_test_domains=True)
+ROLES = Roles(api=False)
+LIFETIME = 24
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    world = start_platform(tmp_path_factory.mktemp("pebble"), certificate_validity_seconds=LIFETIME)
+    yield world
+    world.pebble.stop()
+    world.dns.stop()
+
+
+def served_serial(port: int, name: str, root: str) -> int:
+    """The serial of the certificate the edge presents for `name` (a full handshake)."""
+    context = ssl.create_default_context(cadata=root)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+class Handshakes(threading.Thread):
+    """Handshakes in a loop until stopped, recording failures and the serials served."""
+
+    def __init__(self, port: int, name: str, root: str) -> None:
+        super().__init__(daemon=True)
+        self.port, self.name, self.root = port, name, root
+        self.serials: list[int] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        for _ in range(100_000):  # bounded; stopped long before
+            if self.stop.is_set():
+                return
+            try:
+                self.serials.append(served_serial(self.port, self.name, self.root))
+            except (OSError, ssl.SSLError) as exc:
+                self.failures.append(repr(exc))
+            self.stop.wait(0.02)
+
+
+async def start(platform: Platform, tmp_path: Path, **settings: object) -> tuple[Runtime, Store]:
+    db_url = f"sqlite:///{tmp_path}/linkcert.sqlite3"
+    store = Store(db_url)
+    runtime = Runtime(platform.settings(db_url, tmp_path, **settings), ROLES, store=store)
+    await runtime.start()
+    return runtime, store
+
+
+async def test_renewal_hands_over_with_no_failed_handshake(
+    platform: Platform, tmp_path: Path
+) -> None:
+    runtime, store = await start(platform, tmp_path)
+    domain = "links.renewing.test"
+    platform.point(domain)
+    root = platform.pebble.root_pem()
+    try:
+        create_account(store, "renewing")
+        set_tracking_domain(store, "renewing", domain, POLICY)
+        runtime.wake()
+        await wait_until_secured(store, domain)
+        await wait_for(lambda: domain in runtime.cache)
+        assert runtime.edge is not None and runtime.edge.https_port
+        with store.session() as session:
+            first = session.scalars(select(Certificate)).one()
+            assert first.renew_at is not None
+            # Renewal is planned from the certificate's own dates: half of a short lifetime.
+            lifetime = first.not_after - first.not_before
+            assert first.renew_at <= first.not_after - lifetime / 2
+        watcher = Handshakes(runtime.edge.https_port, domain, root)
+        watcher.start()
+        try:
+            await wait_for(lambda: len(_certificates(store)) >= 2, timeout=LIFETIME * 2)
+            second = max(_certificates(store), key=lambda c: c.id)
+            await wait_for(lambda: int(second.serial, 16) in watcher.serials, timeout=10)
+        finally:
+            watcher.stop.set()
+            await asyncio.to_thread(watcher.join)
+        assert watcher.failures == []
+        assert int(first.serial, 16) in watcher.serials
+        kinds = [e["kind"] for e in domain_events(store, domain)]
+        assert "renewed" in kinds
+        assert domain_status(store, domain).cert_state == "active"
+    finally:
+        await runtime.aclose()
+    store.close()
+
+
+def _certificates(store: Store) -> list[Certificate]:
+    with store.session() as session:
+        return list(session.scalars(select(Certificate)))
+
+
+async def test_delete_revokes_and_erases_keys(platform: Platform, tmp_path: Path) -> None:
+    runtime, store = await start(platform, tmp_path)
+    domain = "links.leaving.test"
+    platform.point(domain)
+    try:
+        create_account(store, "leaving")
+        set_tracking_domain(store, "leaving", domain, POLICY)
+        runtime.wake()
+        await wait_until_secured(store, domain)
+        cert = _certificates(store)[0]
+        delete_domain(store, domain)
+        runtime.wake()
+        await wait_for(lambda: domain_status(store, domain).cert_state == "revoked")
+        await wait_for(lambda: domain not in runtime.cache, timeout=5)
+    finally:
+        await runtime.aclose()
+    status = platform.pebble.cert_status(cert.serial)
+    assert "revoked" in str(status).lower()
+    with store.session() as session:
+        assert all(c.key_encrypted is None for c in session.scalars(select(Certificate)))
+        assert all(o.key_encrypted is None for o in session.scalars(select(Order)))
+    store.close()
+
+
+async def test_changed_domain_keeps_serving_old_links(platform: Platform, tmp_path: Path) -> None:
+    runtime, store = await start(platform, tmp_path)
+    old, new = "links.before.test", "click.before.test"
+    platform.point(old)
+    platform.point(new)
+    root = platform.pebble.root_pem()
+    try:
+        create_account(store, "before")
+        set_tracking_domain(store, "before", old, POLICY)
+        runtime.wake()
+        await wait_until_secured(store, old)
+        link = create_link(store, runtime.tracking_key, old, "https://before.example.org/")
+        set_tracking_domain(store, "before", new, POLICY)
+        runtime.wake()
+        await wait_until_secured(store, new)
+        await wait_for(lambda: old in runtime.cache and new in runtime.cache)
+        assert runtime.edge is not None and runtime.edge.https_port
+        path = link.url.split(old, 1)[1]
+        status, headers, _ = await asyncio.to_thread(
+            https_get, runtime.edge.https_port, old, path, root
+        )
+        assert status == 302 and headers["location"] == "https://before.example.org/"
+        assert not domain_status(store, old).wanted
+
+        # When its renewal time comes, the old domain is parked instead of renewed: the
+        # worker only looks again when the certificate expires.
+        def parked() -> bool:
+            state = domain_status(store, old)
+            return state.next_attempt_at is None or (
+                state.not_after is not None and state.next_attempt_at >= state.not_after
+            )
+
+        await wait_for(parked, timeout=LIFETIME)
+        with store.session() as session:
+            old_certs = session.scalars(
+                select(Certificate)
+                .join(Domain, Domain.id == Certificate.domain_id)
+                .where(Domain.name == old)
+            ).all()
+        assert len(old_certs) == 1
+    finally:
+        await runtime.aclose()
+    store.close()
