@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from linkcert.links import create_link
 from linkcert.names import NamePolicy
 from linkcert.service.runtime import Roles, Runtime
 from linkcert.store import Certificate, Domain, Order, Store
+from tests.ari_support import RenewalInfoFront
 from tests.e2e_support import Platform, https_get, start_platform, wait_for, wait_until_secured
 
 POLICY = NamePolicy(allow_test_domains=True)
@@ -193,4 +195,66 @@ async def test_changed_domain_keeps_serving_old_links(platform: Platform, tmp_pa
         assert len(old_certs) == 1
     finally:
         await runtime.aclose()
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def long_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """Pebble with its default (years-long) certificates, so only ARI makes them renew."""
+    world = start_platform(tmp_path_factory.mktemp("pebble-long"))
+    yield world
+    world.pebble.stop()
+    world.dns.stop()
+
+
+async def test_ari_window_drives_renewal(long_lived: Platform, tmp_path: Path) -> None:
+    platform = long_lived
+    front = RenewalInfoFront(platform.pebble).start()
+    soon = datetime.now(UTC) + timedelta(seconds=4)
+    month = datetime.now(UTC) + timedelta(days=30)
+    first_seen: list[str] = []
+
+    def window(certificate_id: str) -> tuple[datetime, datetime]:
+        # The first certificate should be renewed soon; its successor has a month to go.
+        first_seen[:] = first_seen or [certificate_id]
+        if certificate_id == first_seen[0]:
+            return soon, soon + timedelta(seconds=1)
+        return month, month + timedelta(days=1)
+
+    front.window = window
+    runtime, store = await start(platform, tmp_path, acme_directory_url=front.directory_url)
+    domain = "links.ari.test"
+    platform.point(domain)
+    try:
+        create_account(store, "ari")
+        set_tracking_domain(store, "ari", domain, POLICY)
+        runtime.wake()
+        await wait_until_secured(store, domain)
+        first = _certificates(store)[0]
+        # Renewal is planned inside the CA's window, long before the lifetime rule would.
+        assert first.renew_at is not None and soon <= first.renew_at <= soon + timedelta(seconds=1)
+        assert first.ari_next_check_at is not None
+        assert front.requested  # asked for the new certificate's window
+        await wait_for(lambda: len(_certificates(store)) >= 2, timeout=30)
+        second = max(_certificates(store), key=lambda c: c.id)
+        assert second.renew_at is not None and second.renew_at >= month
+        assert len(_certificates(store)) == 2
+
+        # The CA moves the window (say, a mass revocation is coming): the next renewal
+        # information check picks a time inside the new window and says why.
+        later = datetime.now(UTC) + timedelta(hours=2)
+        front.window = lambda _: (later, later + timedelta(minutes=10))
+        assert runtime.issuer is not None
+        with store.session() as session:
+            row = session.scalars(select(Domain).where(Domain.name == domain)).one()
+            row_id = row.id
+        await runtime.issuer.refresh_renewal(row_id)
+        with store.session() as session:
+            refreshed = session.get(Certificate, second.id)
+            assert refreshed is not None and refreshed.renew_at is not None
+            assert later <= refreshed.renew_at <= later + timedelta(minutes=10)
+        assert "renewal_rescheduled" in [e["kind"] for e in domain_events(store, domain)]
+    finally:
+        await runtime.aclose()
+        front.stop()
     store.close()

@@ -71,6 +71,7 @@ class Runtime:
         self.feeds = StoreFeeds(self.store, self.keys, self.cache)
         self.accounts = AccountProvider(self.store, self.keys, settings)
         self.worker: Worker | None = None
+        self.issuer: Issuer | None = None
         self.edge: Edge | None = None
         self.api_server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,7 +119,7 @@ class Runtime:
             if self.edge is not None:
                 asyncio.run_coroutine_threadsafe(self.feeds.refresh_domain(name), loop)
 
-        issuer = Issuer(
+        issuer = self.issuer = Issuer(
             self.store,
             self.keys,
             self.accounts,
