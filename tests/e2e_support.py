@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from linkcert.config import Settings
 from linkcert.domains import domain_status
 from linkcert.keys import generate_master_key
@@ -116,3 +118,15 @@ def https_get(
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, peer or {}
+
+
+def served_serial(port: int, name: str, root: str) -> int:
+    """The serial of the certificate the edge presents for `name` (a full handshake)."""
+    context = ssl.create_default_context(cadata=root)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number

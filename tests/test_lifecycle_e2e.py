@@ -6,7 +6,6 @@ Pebble issues 24-second certificates here, so real renewals happen within the te
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -14,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from sqlalchemy import select
 
 from linkcert.domains import (
@@ -26,10 +24,18 @@ from linkcert.domains import (
 )
 from linkcert.links import create_link
 from linkcert.names import NamePolicy
-from linkcert.service.runtime import Roles, Runtime
+from linkcert.service.roles import Roles
+from linkcert.service.runtime import Runtime
 from linkcert.store import Certificate, Domain, Order, Store
 from tests.ari_support import RenewalInfoFront
-from tests.e2e_support import Platform, https_get, start_platform, wait_for, wait_until_secured
+from tests.e2e_support import (
+    Platform,
+    https_get,
+    served_serial,
+    start_platform,
+    wait_for,
+    wait_until_secured,
+)
 
 POLICY = NamePolicy(allow_test_domains=True)
 ROLES = Roles(api=False)
@@ -42,18 +48,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     yield world
     world.pebble.stop()
     world.dns.stop()
-
-
-def served_serial(port: int, name: str, root: str) -> int:
-    """The serial of the certificate the edge presents for `name` (a full handshake)."""
-    context = ssl.create_default_context(cadata=root)
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname=name) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
 
 
 class Handshakes(threading.Thread):

@@ -19,7 +19,8 @@ from linkcert.domains import create_account, domain_status, set_tracking_domain
 from linkcert.keys import generate_master_key
 from linkcert.links import create_link
 from linkcert.names import NamePolicy
-from linkcert.service.runtime import Roles, Runtime
+from linkcert.service.roles import Roles
+from linkcert.service.runtime import Runtime
 from linkcert.store import Click, Order, Store
 from tests.e2e_support import Platform, https_get, start_platform, wait_for, wait_until_secured
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from linkcert.names import NamePolicy, validate
 from linkcert.states import CertState, DnsState, FailureClass
 from linkcert.store import Account, Certificate, Domain, Event, Store, utcnow
+from linkcert.store.signals import WORK, announce
 
 
 class NotFound(LookupError):
@@ -123,6 +124,7 @@ def set_tracking_domain(
         domain.next_attempt_at = now
         domain.attempts = 0
         account.tracking_domain_id = domain.id
+        announce(session, WORK, str(domain.id))
         record_event(
             session, domain, "saved", f"{valid.unicode} was saved as link tracking domain."
         )
@@ -392,6 +394,7 @@ def delete_domain(store: Store, name: str) -> DomainStatus:
         domain.delete_requested = True
         domain.wanted = False
         domain.next_attempt_at = utcnow()
+        announce(session, WORK, str(domain.id))
         for account in session.scalars(
             select(Account).where(Account.tracking_domain_id == domain.id)
         ):
@@ -427,5 +430,6 @@ def retry_now(store: Store, name: str) -> DomainStatus:
                 due,
             )
         domain.next_attempt_at = now
+        announce(session, WORK, str(domain.id))
         record_event(session, domain, "retry_requested", "A retry was requested; trying now.")
         return status_of(session, domain)

@@ -51,6 +51,11 @@ def _root(
     _config_file = config
 
 
+def config_file() -> Path | None:
+    """The --config file given to this invocation, to pass on to child processes."""
+    return _config_file
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one plain line on stderr and exit with `code`."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
-from linkcert.cli.app import app, console, fail, settings
+from linkcert.cli.app import app, config_file, console, fail, settings
 from linkcert.config import ConfigError
+from linkcert.service.roles import Roles
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -30,17 +31,13 @@ async def _until_signal(main: asyncio.Future[Any]) -> None:
         await main
 
 
-@app.command()
-def serve(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Run the API, the worker and the edge in one process."""
+def _run(roles: Roles, verbose: bool) -> None:
     from linkcert.service.runtime import Runtime
 
     current = settings()
     _configure_logging(verbose)
     try:
-        runtime = Runtime(current)
+        runtime = Runtime(current, roles)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -51,7 +48,51 @@ def serve(
         finally:
             await runtime.aclose()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def serve(
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, max=64, help="Worker processes (fleet mode).")
+    ] = 0,
+    edges: Annotated[
+        int, typer.Option("--edges", min=0, max=64, help="Edge processes sharing the ports.")
+    ] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the API, the worker and the edge; with --workers/--edges, as supervised processes."""
+    if workers == 0 and edges == 0:
+        _run(Roles(), verbose)
+        return
+    from linkcert.service.fleet import Supervisor
+
+    current = settings()
+    _configure_logging(verbose)
+    if current.effective_database_url.startswith("sqlite"):
+        fail("several processes need PostgreSQL: set LINKCERT_DATABASE_URL (see docs/deploy.md)")
+    asyncio.run(Supervisor(workers, edges, api=True, config_file=config_file()).run())
+
+
+@app.command()
+def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run only the lifecycle worker (fleet mode: any number, on any machine)."""
+    _run(Roles(worker=True, edge=False, api=False), verbose)
+
+
+@app.command()
+def edge(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run only the edge; several on one machine share the ports (SO_REUSEPORT)."""
+    _run(Roles(worker=False, edge=True, api=False, share_ports=True), verbose)
+
+
+@app.command()
+def api(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run only the API."""
+    _run(Roles(worker=False, edge=False, api=True), verbose)
 
 
 def _say(message: str) -> None:

@@ -21,6 +21,7 @@ from linkcert.keys import DecryptionError, MasterKeys
 from linkcert.keystore import cert_key_context
 from linkcert.store import Certificate, Challenge, Domain, Store, utcnow
 from linkcert.store import Click as ClickRow
+from linkcert.store.signals import CERTIFICATES, listen
 from linkcert.tracking import Click
 
 log = logging.getLogger("linkcert.feeds")
@@ -111,30 +112,84 @@ class StoreFeeds:
         return self._apply(loaded, removed)
 
     async def refresh_domain(self, name: str) -> None:
-        """Load one domain's current certificate now (a worker in this process just stored it)."""
+        """Load (or drop) one domain's certificate now: a worker has just changed it."""
 
-        def fetch() -> list[_Loaded]:
+        def fetch() -> tuple[list[_Loaded], list[str]]:
+            now = utcnow()
             with self.store.session() as session:
                 cert_id = session.scalar(
-                    select(Domain.current_certificate_id).where(Domain.name == name)
+                    select(Certificate.id)
+                    .join(Domain, Domain.current_certificate_id == Certificate.id)
+                    .where(
+                        Domain.name == name,
+                        Certificate.not_after > now,
+                        Certificate.revoked_at.is_(None),
+                    )
                 )
-            return self._fetch({name: cert_id}) if cert_id is not None else []
+            if cert_id is None:
+                return [], [name]
+            return self._fetch({name: cert_id}), []
 
-        self._apply(await asyncio.to_thread(fetch), [])
+        loaded, removed = await asyncio.to_thread(fetch)
+        self._apply(loaded, [n for n in removed if n in self.cache])
 
-    async def keep_in_sync(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        """Follow the store until `stop`: cheap version checks every `interval` seconds.
+    def _newer_than(self, last_id: int) -> dict[str, int]:
+        """Current certificates stored after `last_id`: what a cheap incremental pass loads."""
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Domain.name, Certificate.id)
+                .join(Domain, Domain.current_certificate_id == Certificate.id)
+                .where(Certificate.id > last_id, Certificate.revoked_at.is_(None))
+            ).all()
+        return {name: cert_id for name, cert_id in rows}
 
-        Each pass compares certificate ids only; a certificate is decrypted when it is new or
-        replaced. A store that is briefly unreachable leaves the cache serving as it was.
+    async def keep_in_sync(
+        self, stop: asyncio.Event, interval: float = 1.0, full_every: float = 30.0
+    ) -> None:
+        """Follow the store until `stop`.
+
+        Every `interval` seconds a cheap query loads certificates stored since the last look;
+        every `full_every` seconds a full pass also drops removed and expired ones. On
+        PostgreSQL, workers announce each change, which is applied at once. A store that is
+        briefly unreachable leaves the cache serving what it has.
         """
-        while not stop.is_set():
-            try:
-                await self.sync()
-            except Exception as exc:
-                log.warning("certificate sync failed, serving from memory: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+        loop = asyncio.get_running_loop()
+        changed: asyncio.Queue[str] = asyncio.Queue()
+        listener = None
+        if self.store.dialect == "postgresql":
+            listener = asyncio.ensure_future(
+                listen(self.store.url, [CERTIFICATES], lambda _c, p: changed.put_nowait(p), stop)
+            )
+        last_full = -full_every
+        last_id = 0
+        try:
+            while not stop.is_set():
+                try:
+                    if loop.time() - last_full >= full_every:
+                        await self.sync()
+                        last_full = loop.time()
+                        versions = [self.cache.version(n) or 0 for n in self.cache.names()]
+                        last_id = max(versions, default=0)
+                    else:
+                        newer = await asyncio.to_thread(self._newer_than, last_id)
+                        if newer:
+                            self._apply(await asyncio.to_thread(self._fetch, newer), [])
+                            last_id = max(newer.values())
+                    while not changed.empty():
+                        name = changed.get_nowait()
+                        if name:
+                            await self.refresh_domain(name)
+                        else:  # reconnected: notifications may have been missed
+                            last_full = -full_every
+                except Exception as exc:
+                    log.warning("certificate sync failed, serving from memory: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(stop, changed), timeout=interval)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
 
     # --- challenges and clicks ---------------------------------------------------------------
 
@@ -158,3 +213,20 @@ class StoreFeeds:
         ]
         with self.store.session() as session:
             session.execute(insert(ClickRow), rows)
+
+
+async def _first(stop: asyncio.Event, changed: asyncio.Queue[str]) -> None:
+    """Return when `stop` is set or a change was announced (without taking it)."""
+    if not changed.empty():
+        return
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(_peek(changed))]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _peek(queue: asyncio.Queue[str]) -> None:
+    item = await queue.get()
+    queue.put_nowait(item)

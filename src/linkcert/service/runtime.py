@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -24,19 +23,13 @@ from linkcert.keystore import check_master_key
 from linkcert.service.acme_account import AccountProvider
 from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
+from linkcert.service.roles import Roles
 from linkcert.store import Store
 from linkcert.tracking import tracking_key_from_secret
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
 
 log = logging.getLogger("linkcert")
-
-
-@dataclass(frozen=True)
-class Roles:
-    worker: bool = True
-    edge: bool = True
-    api: bool = True
 
 
 def master_keys(settings: Settings) -> MasterKeys:
@@ -60,11 +53,14 @@ def tracking_key(settings: Settings) -> bytes:
 class Runtime:
     """Starts and stops the parts of one process in the right order."""
 
-    def __init__(self, settings: Settings, roles: Roles = Roles(), store: Store | None = None):
+    def __init__(
+        self, settings: Settings, roles: Roles | None = None, store: Store | None = None
+    ) -> None:
         self.settings = settings
-        self.roles = roles
+        self.roles = roles = roles or Roles()
         self.keys = master_keys(settings)
-        self.tracking_key = tracking_key(settings)
+        # Only the edge follows tracked links; the API mints them if a key is configured.
+        self.tracking_key = tracking_key(settings) if roles.edge else b""
         self.store = store or Store(settings.effective_database_url)
         self.stop_event = asyncio.Event()
         self.cache = CertificateCache()
@@ -106,7 +102,11 @@ class Runtime:
             certificates=self.cache,
             challenge_lookup=self.feeds.challenge,
             click_sink=self.feeds.save_clicks,
-            settings=EdgeSettings(http=self.settings.http_listen, https=self.settings.https_listen),
+            settings=EdgeSettings(
+                http=self.settings.http_listen,
+                https=self.settings.https_listen,
+                reuse_port=self.roles.share_ports,
+            ),
         )
         await self.edge.start()
         self._spawn(self.feeds.keep_in_sync(self.stop_event))

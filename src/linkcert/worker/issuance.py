@@ -34,12 +34,16 @@ from linkcert.keys import MasterKeys, generate_private_key, private_key_from_pem
 from linkcert.keystore import cert_key_context
 from linkcert.states import CertState, FailureClass
 from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
+from linkcert.store.signals import CERTIFICATES, announce
+from linkcert.worker import leases
 from linkcert.worker.lifecycle import IssuanceFailure
 from linkcert.worker.schedule import ari_recheck_delay, plan_renewal
 
 log = logging.getLogger("linkcert.worker.issuance")
 
-OPEN_ORDER_STATES = ("new", "pending", "ready", "processing")
+# An order is open until its certificate is stored or it is given up: the CA's "valid" alone
+# does not close it, since a worker may die between the CA issuing and the store recording it;
+# the next pass then resumes the order and downloads the certificate instead of ordering again.
 
 
 class OrderingClient(Protocol):
@@ -213,10 +217,12 @@ class Issuer:
                 cert.key_encrypted = None
             for order in session.scalars(select(Order).where(Order.domain_id == domain_id)):
                 order.key_encrypted = None
-                if order.status in OPEN_ORDER_STATES:
+                if order.finished_at is None:
                     order.status = "abandoned"
+                    order.finished_at = now
             session.execute(delete(Challenge).where(Challenge.domain_id == domain_id))
             domain.current_certificate_id = None
+            announce(session, CERTIFICATES, domain.name)
             domain.cert_state = CertState.REVOKED if live else CertState.NONE
             domain.wanted = False
             domain.delete_requested = False
@@ -237,6 +243,7 @@ class Issuer:
         client, account_id = self.accounts.get()
         work = self._open_order(domain_id, account_id)
         if work.order_url is None:
+            leases.check_held(self.store, domain_id)
             info = client.new_order(
                 work.domain, profile=self.profile, replaces=self._replaces(client, work)
             )
@@ -254,6 +261,7 @@ class Issuer:
                     client.answer(challenge)
             client.wait_for_authorizations(info, self.validation_timeout)
         self._set_cert_state(domain_id, work.renewing, CertState.PENDING_ISSUANCE)
+        leases.check_held(self.store, domain_id)
         chain_pem = client.finalize(info, work.csr_pem, self.validation_timeout)
         key = private_key_from_pem(work.key_pem)
         try:
@@ -280,7 +288,7 @@ class Issuer:
                 .where(
                     Order.domain_id == domain_id,
                     Order.acme_account_id == account_id,
-                    Order.status.in_(OPEN_ORDER_STATES),
+                    Order.finished_at.is_(None),
                 )
                 .order_by(Order.id.desc())
                 .limit(1)
@@ -397,9 +405,11 @@ class Issuer:
     ) -> None:
         now = utcnow()
         with self.store.session() as session:
+            # Locked, so that two workers finishing the same order (one whose lease ran out
+            # while it waited on the CA) store its certificate once.
+            order = session.get(Order, work.order_id, with_for_update=True)
             domain = session.get(Domain, domain_id)
-            order = session.get(Order, work.order_id)
-            if domain is None or order is None:
+            if domain is None or order is None or order.finished_at is not None:
                 return
             cert = Certificate(
                 domain_id=domain_id,
@@ -420,6 +430,7 @@ class Issuer:
             session.add(cert)
             session.flush()
             domain.current_certificate_id = cert.id
+            announce(session, CERTIFICATES, domain.name)
             domain.cert_state = CertState.ACTIVE
             domain.problems = []
             order.status = "valid"
@@ -438,7 +449,7 @@ class Issuer:
         with self.store.session() as session:
             order = session.scalar(
                 select(Order)
-                .where(Order.domain_id == domain_id, Order.status.in_(OPEN_ORDER_STATES))
+                .where(Order.domain_id == domain_id, Order.finished_at.is_(None))
                 .order_by(Order.id.desc())
                 .limit(1)
             )

@@ -8,6 +8,7 @@ without waiting on each other; on SQLite the database serializes writers. A leas
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -15,6 +16,15 @@ from sqlalchemy import func, or_, select, update
 from linkcert.store import Domain, Store
 
 DEFAULT_LEASE = timedelta(minutes=5)
+
+# The worker holding the lease of the domain being worked on, set by the worker for each pass.
+# asyncio.to_thread copies it into threads, so a step deep in issuance can check the lease
+# before a step that must happen once (placing or finalizing an order).
+HOLDER: ContextVar[str | None] = ContextVar("linkcert_lease_holder", default=None)
+
+
+class LeaseLost(Exception):
+    """Another worker took this domain over (our lease ran out): stop without a trace."""
 
 
 def claim_due(
@@ -72,3 +82,14 @@ def next_due(store: Store, now: datetime) -> datetime | None:
             select(func.min(Domain.next_attempt_at)).where(free)
         )
         return value
+
+
+def check_held(store: Store, domain_id: int) -> None:
+    """Raise LeaseLost unless the current pass's worker still holds the domain's lease."""
+    holder = HOLDER.get()
+    if holder is None:
+        return  # not running under a worker (tests, one-off calls)
+    with store.session() as session:
+        owner = session.scalar(select(Domain.lease_owner).where(Domain.id == domain_id))
+    if owner != holder:
+        raise LeaseLost(f"domain {domain_id} is now leased by {owner or 'nobody'}")

@@ -9,6 +9,7 @@ the earliest scheduled attempt, with a short poll as the safety net for other pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from linkcert.domains import record_event
 from linkcert.states import CertState, DnsState, FailureClass
-from linkcert.store import Domain, Store, utcnow
+from linkcert.store import Domain, Store, signals, utcnow
 from linkcert.worker import leases
 from linkcert.worker.schedule import dns_recheck_delay, renewal_due, renewal_time, retry_delay
 
@@ -127,6 +128,12 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; then let running passes finish."""
         log.info("worker started", extra={"worker_id": self.worker_id})
+        listener = None
+        if self.store.dialect == "postgresql":
+            # Saves in other processes (the API, a CLI) announce due work: start at once.
+            listener = asyncio.ensure_future(
+                signals.listen(self.store.url, [signals.WORK], lambda _c, _p: self.wake(), stop)
+            )
         try:
             while not stop.is_set():
                 try:
@@ -136,6 +143,9 @@ class Worker:
                     log.exception("worker tick failed; retrying")
                 await self._sleep(stop)
         finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
 
@@ -186,19 +196,45 @@ class Worker:
         raise TimeoutError("work was still running when the timeout passed")
 
     async def _pass(self, domain_id: int) -> None:
+        leases.HOLDER.set(self.worker_id)  # this task's context only
+        heartbeat = asyncio.ensure_future(self._keep_lease(domain_id))
         try:
             await self.process(domain_id)
+        except leases.LeaseLost as lost:
+            log.info("stopped work on a domain another worker took over: %s", lost)
+            return
         except Exception as exc:
             log.exception("unexpected error on domain %s", domain_id)
-            await asyncio.to_thread(
-                self._schedule_failure,
-                domain_id,
-                FailureClass.INTERNAL,
-                f"Internal error: {type(exc).__name__}",
-                None,
-            )
+            # The store itself may be what failed (PostgreSQL restarting): then the lease
+            # simply expires and the domain is taken up again, its order resumed.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self._schedule_failure,
+                    domain_id,
+                    FailureClass.INTERNAL,
+                    f"Internal error: {type(exc).__name__}",
+                    None,
+                )
         finally:
-            await asyncio.to_thread(leases.release, self.store, self.worker_id, domain_id)
+            heartbeat.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(leases.release, self.store, self.worker_id, domain_id)
+
+    async def _keep_lease(self, domain_id: int) -> None:
+        """Extend the lease while a pass runs, so a slow CA does not hand the domain to
+        another worker; the lease still runs out soon after this worker dies."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                kept = await asyncio.to_thread(
+                    leases.extend, self.store, self.worker_id, domain_id, self.clock() + self.lease
+                )
+            except Exception:
+                log.debug("lease on domain %s not extended yet; store unreachable", domain_id)
+                continue
+            if not kept:
+                log.warning("lease on domain %s was lost; another worker took over", domain_id)
+                return
 
     async def process(self, domain_id: int) -> None:
         """One pass over a leased domain."""

@@ -1,0 +1,67 @@
+"""Running linkcert's fleet processes (`linkcert worker`, `linkcert edge`) as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from linkcert.config import Settings
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a child process exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINKCERT_")}
+    for name in Settings.model_fields:
+        value: Any = getattr(settings, name)
+        if value is None or value == ():
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env["LINKCERT_" + name.upper()] = str(value)
+    env["LINKCERT_DATABASE_URL"] = settings.effective_database_url
+    env.update(extra)
+    return env
+
+
+class Process:
+    """One `linkcert ROLE` child with its output in a log file."""
+
+    def __init__(self, role: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "linkcert", role],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        """kill -9: no chance to clean up, as when a machine dies."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+        self._log.close()
+        return self.popen.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
