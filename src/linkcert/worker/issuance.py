@@ -33,6 +33,7 @@ from linkcert.keystore import cert_key_context
 from linkcert.states import CertState, FailureClass
 from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
 from linkcert.worker.lifecycle import IssuanceFailure
+from linkcert.worker.ratelimit import IssuanceBudget, RateLimiter
 
 log = logging.getLogger("linkcert.worker.issuance")
 
@@ -84,8 +85,12 @@ class Issuer:
         trusted_roots_pem: bytes | None = None,
         validation_timeout: float = 120.0,
         on_certificate: Callable[[str], None] | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
+        # The CA's rate limits, counted here before each new order; without a limiter (or with
+        # no limits configured) orders are placed uncounted.
+        self.budget = IssuanceBudget(rate_limiter or RateLimiter(store, {}))
         self.keys = keys
         self.accounts = accounts
         self.key_type = key_type
@@ -127,11 +132,32 @@ class Issuer:
         client, account_id = self.accounts.get()
         work = self._open_order(domain_id, account_id)
         if work.order_url is None:
-            info = client.new_order(work.domain, profile=self.profile)
+            # Only a new order is counted: a resumed one was counted when it was placed. An ARI
+            # renewal that sends `replaces` is not counted by the CA: it passes exempt=True.
+            charge = self.budget.before_new_order(domain_id, account_id, exempt=False)
+            try:
+                info = client.new_order(work.domain, profile=self.profile)
+            except AcmeError as exc:
+                self.budget.order_not_placed(charge, exc)
+                raise
             self._save_order(work.order_id, info)
         else:
+            charge = self.budget.resumed(account_id, work.domain)
             info = client.load_order(work.order_url)
             self._save_order(work.order_id, info)
+        try:
+            self._complete(client, domain_id, work, info)
+        except ChallengeFailed:
+            self.budget.validation_failed(charge)
+            raise
+        except (OrderInvalid, AcmeRejected):
+            self.budget.order_failed(charge)
+            raise
+
+    def _complete(
+        self, client: OrderingClient, domain_id: int, work: _Work, info: OrderInfo
+    ) -> None:
+        """Validate, finalize and store the certificate of a placed order."""
         if info.status is AcmeStatus.INVALID:
             raise OrderInvalid(info.error or "the CA marked the order invalid")
         if info.status is AcmeStatus.PENDING:
