@@ -3,8 +3,10 @@
 A CA such as Let's Encrypt meters requests with token buckets: a bucket holds up to `burst`
 tokens, each request takes one, and tokens come back at a steady rate. linkcert keeps its own
 copy of the buckets that concern it (table `rate_buckets`) and takes its tokens *before* asking
-the CA, so the CA never has to answer `rateLimited`. The copy lives in the database, so a
-restart does not refill it and every worker spends from the same budget.
+the CA, so that in normal operation the CA never has to answer `rateLimited`. The copy lives in
+the database, so a restart does not refill it and every worker spends from the same budget.
+(The CA may count more than linkcert sees, e.g. certificates others obtain for a customer's
+registered domain; its own refusal then still holds the domain back, as before.)
 
 Only the balance at `updated_at` is stored; what has flowed back since is computed on each
 read, capped at the burst. An order needs tokens from several buckets at once (orders per
@@ -28,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import requests
+from requests.exceptions import ConnectTimeout
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -290,7 +292,7 @@ class RateLimiter:
         return GRANTED
 
     def refund(self, requests: Sequence[BucketRequest], now: datetime | None = None) -> None:
-        """Give back the tokens of an operation the CA never counted (never up to the burst)."""
+        """Give back the tokens of an operation the CA never counted (never beyond the burst)."""
         self._adjust([r for r in requests if r.take], +1, now)
 
     def consume(self, requests: Sequence[BucketRequest], now: datetime | None = None) -> None:
@@ -540,7 +542,7 @@ def never_reached_the_ca(error: BaseException) -> bool:
         seen.add(id(current))
         # requests wraps urllib3's MaxRetryError, whose `reason` says why the connection failed;
         # ConnectTimeoutError covers refused connections and failed name lookups too.
-        if isinstance(current, ConnectTimeoutError | requests.exceptions.ConnectTimeout):
+        if isinstance(current, ConnectTimeoutError | ConnectTimeout):
             return True
         reason = getattr(current, "reason", None)
         if isinstance(reason, BaseException):
