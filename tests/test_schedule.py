@@ -22,8 +22,11 @@ def test_ca_backoff_follows_guidance_with_jitter() -> None:
 
 
 def test_retry_after_is_a_floor() -> None:
-    delay = retry_delay(FailureClass.RATE_LIMITED, 1, retry_after=7200, rng=random.Random(2))
+    delay = retry_delay(FailureClass.CA_UNAVAILABLE, 1, retry_after=7200, rng=random.Random(2))
     assert delay.total_seconds() == 7200
+    # Waiting for a rate-limit budget goes when the budget frees up, not after a back-off.
+    budget = retry_delay(FailureClass.RATE_LIMITED, 5, retry_after=30, rng=random.Random(2))
+    assert 30 <= budget.total_seconds() <= 33
 
 
 def test_renewal_uses_the_certificates_own_lifetime() -> None:

@@ -74,6 +74,11 @@ class Settings(BaseModel):
     acme_eab_hmac_key: SecretStr | None = None
     acme_profile: str | None = None
     key_type: KeyType = "ec256"
+    # CA rate limits counted by linkcert (docs/rate-limits.md). Unset: Let's Encrypt's published
+    # limits for its directories, none for other CAs. `acme_renewal_reserve` is the fraction of
+    # each bucket only renewals may spend.
+    acme_rate_limits: str | dict[str, str] | None = None
+    acme_renewal_reserve: float = Field(default=0.2, ge=0, lt=1)
     # DNS
     nameservers: tuple[str, ...] = ()
     dns_timeout: float = Field(default=3.0, gt=0, le=60)
@@ -121,6 +126,18 @@ class Settings(BaseModel):
     def _check_nameservers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
             parse_host_port(item, default_port=53)
+        return value
+
+    @field_validator("acme_rate_limits", mode="before")
+    @classmethod
+    def _check_rate_limits(cls, value: object) -> object:
+        # Imported here: the worker's modules load the database layer, which settings must not.
+        from linkcert.worker.ratelimit import parse_rate_limits
+
+        # Checked before the type, so that a table entry written as a number gets this
+        # message rather than one per member of the union.
+        if isinstance(value, str | dict):
+            parse_rate_limits(value)
         return value
 
     @field_validator("tracking_key")

@@ -425,7 +425,8 @@ def retry_now(store: Store, name: str) -> DomainStatus:
         due = domain.next_attempt_at
         if domain.failure_class == FailureClass.RATE_LIMITED and due is not None and due > now:
             raise TooEarly(
-                f"The certificate authority asked us to wait before trying {domain.unicode_name} "
+                "The certificate authority's request limits (or linkcert's own budget for them) "
+                f"call for a wait before trying {domain.unicode_name} "
                 f"again; the next attempt is at {due:%Y-%m-%d %H:%M:%S} UTC.",
                 due,
             )

@@ -28,6 +28,7 @@ from linkcert.store import Store
 from linkcert.tracking import tracking_key_from_secret
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
+from linkcert.worker.ratelimit import rate_limiter_for
 
 log = logging.getLogger("linkcert")
 
@@ -127,6 +128,7 @@ class Runtime:
             profile=self.settings.acme_profile,
             on_certificate=certificate_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
+            rate_limiter=rate_limiter_for(self.store, self.settings),
         )
         policy = LifecyclePolicy(
             dns_recheck=timedelta(hours=self.settings.dns_recheck_hours),

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -243,3 +244,20 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class RateBucket(Base):
+    """A token bucket of a CA rate limit, shared by every worker (see `worker/ratelimit.py`).
+
+    `tokens` is the balance at `updated_at`; what has flowed back since is computed when the
+    bucket is read. `burst` and `refill_seconds` are the limit it was last spent under, so that
+    its balance can be reported without the configuration.
+    """
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[datetime] = mapped_column()
+    burst: Mapped[float] = mapped_column(Double)
+    refill_seconds: Mapped[float] = mapped_column(Double)

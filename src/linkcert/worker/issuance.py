@@ -37,6 +37,7 @@ from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, announce
 from linkcert.worker import leases
 from linkcert.worker.lifecycle import IssuanceFailure
+from linkcert.worker.ratelimit import IssuanceBudget, RateLimiter
 from linkcert.worker.schedule import ari_recheck_delay, plan_renewal
 
 log = logging.getLogger("linkcert.worker.issuance")
@@ -96,8 +97,12 @@ class Issuer:
         validation_timeout: float = 120.0,
         min_margin: timedelta = timedelta(hours=48),
         on_certificate: Callable[[str], None] | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
+        # The CA's rate limits, counted here before each new order; without a limiter (or with
+        # no limits configured) orders are placed uncounted.
+        self.budget = IssuanceBudget(rate_limiter or RateLimiter(store, {}))
         self.keys = keys
         self.accounts = accounts
         self.key_type = key_type
@@ -236,6 +241,9 @@ class Issuer:
                 if live
                 else "Deleted: private keys erased.",
             )
+            name = domain.name
+        if self.on_certificate is not None:
+            self.on_certificate(name)  # so an edge in this process stops serving it at once
 
     # --- the steps, each in a thread ---------------------------------------------------------
 
@@ -244,13 +252,35 @@ class Issuer:
         work = self._open_order(domain_id, account_id)
         if work.order_url is None:
             leases.check_held(self.store, domain_id)
-            info = client.new_order(
-                work.domain, profile=self.profile, replaces=self._replaces(client, work)
+            # Only a new order is counted: a resumed one was counted when it was placed. An ARI
+            # renewal that sends `replaces` is exempt from the CA's limits, so from ours too.
+            replaces = self._replaces(client, work)
+            charge = self.budget.before_new_order(
+                domain_id, account_id, exempt=replaces is not None
             )
+            try:
+                info = client.new_order(work.domain, profile=self.profile, replaces=replaces)
+            except AcmeError as exc:
+                self.budget.order_not_placed(charge, exc)
+                raise
             self._save_order(work.order_id, info)
         else:
+            charge = self.budget.resumed(account_id, work.domain)
             info = client.load_order(work.order_url)
             self._save_order(work.order_id, info)
+        try:
+            self._complete(client, domain_id, work, info)
+        except ChallengeFailed:
+            self.budget.validation_failed(charge)
+            raise
+        except (OrderInvalid, AcmeRejected):
+            self.budget.order_failed(charge)
+            raise
+
+    def _complete(
+        self, client: OrderingClient, domain_id: int, work: _Work, info: OrderInfo
+    ) -> None:
+        """Validate, finalize and store the certificate of a placed order."""
         if info.status is AcmeStatus.INVALID:
             raise OrderInvalid(info.error or "the CA marked the order invalid")
         if info.status is AcmeStatus.PENDING:
