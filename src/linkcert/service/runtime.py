@@ -59,6 +59,12 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.roles = roles = roles or Roles()
+        if roles.worker and not (settings.cname_targets or settings.edge_addresses):
+            raise ConfigError(
+                "cname_targets (LINKCERT_CNAME_TARGETS): the worker needs the platform's "
+                "tracking host name(s) that customers point their CNAME at (or edge_addresses "
+                "for names flattened at the apex)"
+            )
         self.keys = master_keys(settings)
         # Only the edge follows tracked links; the API mints them if a key is configured.
         self.tracking_key = tracking_key(settings) if roles.edge else b""
