@@ -11,6 +11,8 @@ from sqlalchemy import select
 from linkcert.config import Settings
 from linkcert.notify import DeliveryRunner, NotificationKind, Notifier
 from linkcert.notify.delivery import senders_from_settings
+from linkcert.notify.jobs import NotificationView
+from linkcert.notify.messages import render_email
 from linkcert.states import FailureClass
 from linkcert.store import Domain, Store
 from linkcert.store.models import Delivery
@@ -196,3 +198,24 @@ async def test_an_smtp_server_that_is_down_is_retried_later(store: Store) -> Non
         assert row.status == "pending" and row.attempts == 1
         assert row.next_attempt_at is not None and row.next_attempt_at > T0
         assert row.last_error is not None and "refused" in row.last_error.lower()
+
+
+@pytest.mark.parametrize("kind", list(NotificationKind))
+def test_every_kind_reads_as_a_complete_message(kind: NotificationKind) -> None:
+    # The least a notification can carry: a name without a row, nothing else known.
+    view = NotificationView(
+        public_id="evt_0",
+        kind=kind.value,
+        domain="links.alpha.test",
+        account_id=None,
+        account_name=None,
+        message="",
+        data={},
+        created_at=T0,
+    )
+    text = render_email(view, T0)
+    assert "links.alpha.test" in text.subject
+    assert "What to do" in text.body or "What went wrong" in text.body
+    assert "Reference: evt_0." in text.body
+    assert "None" not in text.body and "{" not in text.body
+    assert all(len(line) <= 100 for line in text.body.splitlines())

@@ -12,7 +12,9 @@ from pydantic import SecretStr
 from sqlalchemy import inspect, select
 
 from linkcert.config import Settings
+from linkcert.domains import find_account
 from linkcert.notify import NotificationKind, Notifier
+from linkcert.notify import emit as emit_for_settings
 from linkcert.states import FailureClass
 from linkcert.store import Base, Domain, Store
 from linkcert.store.db import alembic_config
@@ -189,3 +191,23 @@ def test_migration_matches_the_model_and_goes_both_ways(store: Store) -> None:
     assert "notifications" not in tables and "deliveries" not in tables
     store.migrate()
     assert store.schema_is_current()
+
+
+def test_a_brand_request_for_a_name_without_a_row_yet(store: Store) -> None:
+    add_customer(store, "brandco", "links.brandco.test", ["c@brand.test"])
+    with store.session() as session:
+        account = find_account(session, "brandco")
+        notification = emit_for_settings(
+            session,
+            NotificationKind.BRAND_REQUESTED,
+            "links.brand-new.test",
+            message="Requested from the account page.",
+            details={"requested_by": "c@brand.test"},
+            settings=SETTINGS,
+            account=account,
+        )
+        assert notification is not None
+        assert notification.domain_id is None and notification.account_name == "brandco"
+        notification_id = notification.id
+    emails = {t for c, t in targets(store, notification_id) if c == "email"}
+    assert emails == {"noc@platform.test"}  # no deliverability_email: the operators

@@ -57,16 +57,23 @@ class _Facts:
         messages = [str(p["message"]) for p in self.problems if p.get("message")]
         if not messages and self.view.message:
             messages = [self.view.message]
-        return "\n".join(_bullet(m) for m in messages)
+        if not messages:
+            return ""
+        return "What went wrong:\n" + "\n".join(_bullet(m) for m in messages)
+
+    def customer_can_act(self) -> bool:
+        return any(p.get("fix") for p in self.problems) or (
+            bool(self.problems) and not is_platform_failure(self.data)
+        )
 
     def what_to_do(self) -> str:
         fixes = [str(p["fix"]) for p in self.problems if p.get("fix")]
         if fixes:
             return "What to do:\n" + "\n".join(_bullet(f) for f in fixes)
-        if is_platform_failure(self.data) or not self.problems:
-            return "What to do: nothing on your side. " + _wrap(
-                "The problem is at the certificate authority or on our side, and our "
-                "operators know about it."
+        if not self.customer_can_act():
+            return _wrap(
+                "What to do: nothing on your side. The problem is at the certificate "
+                "authority or on our side, and our operators know about it."
             )
         hint = _FAILURE_HINTS.get(str(self.data.get("failure")), _GENERIC_HINT)
         return "What to do:\n" + _bullet(hint.format(name=self.name))
@@ -74,10 +81,10 @@ class _Facts:
     def next_step(self) -> str:
         if self.next_attempt is None:
             return _wrap("linkcert keeps trying automatically and tells you when it succeeds.")
-        return _wrap(
-            f"linkcert tries again automatically on {_when(self.next_attempt, self.now)}; "
-            "you do not need to ask for it once the problem is fixed."
-        )
+        again = f"linkcert tries again automatically on {_when(self.next_attempt, self.now)}"
+        if not self.customer_can_act():
+            return _wrap(again + ".")
+        return _wrap(again + "; once the problem is fixed, you do not need to ask for anything.")
 
 
 def _secured(f: _Facts) -> tuple[str, list[str]]:
@@ -104,7 +111,7 @@ def _renewal_failed(f: _Facts) -> tuple[str, list[str]]:
         else ""
     )
     return f"Renewing the certificate of {f.name} failed", [
-        _wrap(f"linkcert could not renew the HTTPS certificate of {f.name}. What went wrong:"),
+        _wrap(f"linkcert could not renew the HTTPS certificate of {f.name}."),
         f.what_went_wrong(),
         _wrap(still_valid),
         f.what_to_do(),
@@ -146,7 +153,11 @@ def _expired(f: _Facts) -> tuple[str, list[str]]:
 
 
 def _moved(f: _Facts) -> tuple[str, list[str]]:
-    until = f" (the current certificate is valid until {f.expiry()})" if f.not_after else ""
+    until = (
+        f", and at the latest until the current certificate expires on {f.expiry()}"
+        if f.not_after
+        else ""
+    )
     return f"{f.name} no longer points to us", [
         _wrap(
             f"The DNS records of {f.name} no longer point to our service, so linkcert cannot "
@@ -193,11 +204,11 @@ def _revoked(f: _Facts) -> tuple[str, list[str]]:
     return f"The certificate of {f.name} was revoked", [
         _wrap(f"The HTTPS certificate of {f.name}{which} was revoked.{why} {f.view.message}"),
         _wrap(
-            "What to do: nothing. linkcert obtains a new certificate automatically."
+            "What to do: nothing. linkcert requests a new certificate automatically"
+            + (f", next on {_when(f.next_attempt, f.now)}." if f.next_attempt else ".")
             if wanted
             else "linkcert no longer secures this domain, so no new certificate is requested."
         ),
-        f.next_step() if wanted else "",
     ]
 
 

@@ -173,10 +173,11 @@ def emit(
     message: str,
     details: Mapping[str, Any] | None = None,
     settings: Settings,
+    account: Account | None = None,
 ) -> Notification | None:
     """`Notifier.emit()` for a caller that has the settings at hand rather than a Notifier."""
     return Notifier.from_settings(settings).emit(
-        session, kind, domain, message=message, details=details
+        session, kind, domain, message=message, details=details, account=account
     )
 
 
