@@ -7,12 +7,15 @@ import json
 import random
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from linkcert.config import Settings
+from linkcert.keys import generate_master_key
 from linkcert.notify import (
     DeliveryRunner,
     NotificationKind,
@@ -25,7 +28,8 @@ from linkcert.notify.delivery import DEFAULT_LEASE, Sender, claim_due, senders_f
 from linkcert.notify.jobs import Attempt, DeliveryJob
 from linkcert.notify.log import list_deliveries
 from linkcert.notify.webhooks import signature_header
-from linkcert.store import Domain, Store
+from linkcert.service.runtime import Roles, Runtime
+from linkcert.store import Domain, Store, utcnow
 from linkcert.store.models import Delivery
 from tests.notify_support import (
     SECRET,
@@ -300,3 +304,41 @@ async def test_two_delivery_loops_never_send_the_same_delivery_twice(postgres_ur
     finally:
         first.close()
         second.close()
+
+
+async def test_a_worker_process_sends_alerts_and_serves_metrics(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'linkcert.sqlite3'}"
+    store = Store(db_url)
+    store.migrate()
+    domain_id = add_customer(store, "alpha", "links.alpha.test", [])
+    with store.session() as session:
+        domain = session.get(Domain, domain_id)
+        assert domain is not None
+        domain.next_attempt_at = None  # the worker has nothing to do: no DNS lookups
+    with WebhookReceiver() as receiver:
+        settings = Settings(
+            database_url=db_url,
+            data_dir=tmp_path,
+            allow_test_domains=True,
+            cname_targets=("track.platform.test",),
+            nameservers=("127.0.0.1:9",),
+            master_key=SecretStr(generate_master_key("test")),
+            tracking_key=SecretStr("t" * 40),
+            webhook_urls=(receiver.url,),
+            webhook_secret=SecretStr(SECRET),
+            metrics_listen="127.0.0.1:0",
+        )
+        record(store, settings, Clock(utcnow()), domain_id, NotificationKind.SECURED)
+        runtime = Runtime(settings, Roles(worker=True, edge=False, api=False), store=store)
+        await runtime.start()
+        try:
+            async with asyncio.timeout(30):
+                while not receiver.requests:
+                    await asyncio.sleep(0.05)
+            assert runtime.metrics_listener is not None
+            async with httpx.AsyncClient(trust_env=False) as http:
+                page = await http.get(f"http://127.0.0.1:{runtime.metrics_listener.port}/metrics")
+        finally:
+            await runtime.aclose()
+    assert receiver.requests[0].verified
+    assert "linkcert_domains{" in page.text and "linkcert_delivery_attempts_total" in page.text
