@@ -251,6 +251,7 @@ EXPECTED = {
     "/api/v1/tokens": {"post"},
     "/api/v1/tokens/{token_id}": {"delete"},
     "/api/v1/links": {"post"},
+    "/api/v1/deliveries": {"get"},
 }
 
 

@@ -7,6 +7,7 @@ resolves names through a real DNS server on loopback. Nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import Click, Order, Store
 from tests.e2e_support import Platform, https_get, start_platform, wait_for, wait_until_secured
+from tests.notify_support import SECRET as WEBHOOK_SECRET
+from tests.notify_support import SmtpReceiver, WebhookReceiver
 
 POLICY = NamePolicy(allow_test_domains=True)
 ROLES = Roles(api=False)
@@ -135,4 +138,42 @@ async def test_unknown_profile_is_a_clear_error(platform: Platform, tmp_path: Pa
         assert "shortlived" in problem["message"] and "LINKCERT_ACME_PROFILE" in problem["message"]
     finally:
         await runtime.aclose()
+    store.close()
+
+
+async def test_secured_is_told_by_email_and_signed_webhook(
+    platform: Platform, tmp_path: Path
+) -> None:
+    db_url = f"sqlite:///{tmp_path}/linkcert.sqlite3"
+    store = Store(db_url)
+    with SmtpReceiver() as smtp, WebhookReceiver() as hooks:
+        settings = platform.settings(
+            db_url,
+            tmp_path,
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_starttls=False,
+            smtp_from="linkcert <alerts@platform.test>",
+            webhook_urls=(hooks.url,),
+            webhook_secret=WEBHOOK_SECRET,
+        )
+        runtime = Runtime(settings, ROLES, store=store)
+        await runtime.start()
+        domain = "links.told.test"
+        platform.point(domain)
+        try:
+            create_account(store, "told", ["owner@told.test"])
+            set_tracking_domain(store, "told", domain, POLICY)
+            runtime.wake()
+            await wait_until_secured(store, domain)
+            await wait_for(lambda: bool(smtp.mails) and bool(hooks.requests), timeout=30)
+        finally:
+            await runtime.aclose()
+    mail = smtp.mails[0]
+    assert mail.recipients == ["owner@told.test"]
+    assert domain in mail.body
+    hook = hooks.requests[0]
+    event = json.loads(hook.body)
+    assert hook.verified and event["type"] == "secured"
+    assert domain in json.dumps(event["domain"])
     store.close()

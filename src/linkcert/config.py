@@ -13,11 +13,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 ENV_PREFIX = "LINKCERT_"
-SECRET_FIELDS = ("master_key", "tracking_key", "acme_eab_hmac_key")
+SECRET_FIELDS = (
+    "master_key",
+    "tracking_key",
+    "acme_eab_hmac_key",
+    "smtp_password",
+    "webhook_secret",
+)
 
 KeyType = Literal["ec256", "rsa2048", "rsa3072"]
 
@@ -57,6 +71,20 @@ def parse_host_port(value: str, *, default_port: int | None = None) -> tuple[str
 def _listen(value: str) -> str:
     parse_host_port(value)
     return value
+
+
+def check_alert_settings(settings: Settings) -> Settings:
+    """Alert settings that only make sense together, checked at start-up."""
+    for url in settings.webhook_urls:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"webhook_urls: {url!r} is not an http(s) URL")
+    if settings.webhook_urls and settings.webhook_secret is None:
+        raise ValueError("webhook_urls needs webhook_secret, so that receivers can check senders")
+    if settings.smtp_host and not settings.smtp_from:
+        raise ValueError("smtp_host needs smtp_from, the sender address of alert emails")
+    if settings.metrics_listen is not None:
+        parse_host_port(settings.metrics_listen)
+    return settings
 
 
 class Settings(BaseModel):
@@ -102,9 +130,24 @@ class Settings(BaseModel):
     renewal_min_margin_hours: float = Field(default=48.0, ge=0)
     dns_recheck_hours: float = Field(default=6.0, gt=0)
     moved_release_days: float = Field(default=7.0, gt=0)
-    expiry_warning_days: float = Field(default=7.0, gt=0)
+    # Alerts (email and webhooks) and metrics: see docs/alerts.md
+    expiry_warning_days: float = Field(default=7.0, gt=0, le=60)
+    operator_email: str | None = None
+    deliverability_email: str | None = None  # brand domain requests; operator_email if unset
+    smtp_host: str | None = None  # no email alerts without it
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_from: str | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0, le=300)
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: SecretStr | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    metrics_listen: str | None = None  # a /metrics listener of its own, e.g. for worker processes
 
     _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
+    _check_alerts = model_validator(mode="after")(check_alert_settings)
 
     @field_validator(
         "nameservers",
@@ -112,6 +155,7 @@ class Settings(BaseModel):
         "edge_addresses",
         "ca_domains",
         "platform_domains",
+        "webhook_urls",
         mode="before",
     )
     @classmethod

@@ -22,7 +22,9 @@ from linkcert.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_h
 from linkcert.api.ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
 from linkcert.api.routes import accounts, domains, links, me, tokens, tracking_domain
 from linkcert.config import Settings
+from linkcert.metrics import metrics_router
 from linkcert.names import NamePolicy
+from linkcert.notify.routes import router as deliveries_router
 from linkcert.store import Store
 
 API_PREFIX = "/api/v1"
@@ -71,6 +73,8 @@ def create_app(
     app.add_middleware(CatchAll)
     for module in (me, accounts, tracking_domain, domains, tokens, links):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(deliveries_router, prefix=API_PREFIX)
+    app.include_router(metrics_router(store))  # unauthenticated: counts only, see docs/alerts.md
     _document_problems_as_problem_json(app)
     return app
 

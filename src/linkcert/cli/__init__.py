@@ -17,6 +17,7 @@ from linkcert.cli import links as _links  # noqa: F401  (registers link)
 from linkcert.cli import serve as _serve  # noqa: F401  (registers serve, demo)
 from linkcert.cli import tokens as _tokens  # noqa: F401  (registers token)
 from linkcert.cli.app import app
+from linkcert.notify import cli as _notify_cli  # noqa: F401  (registers deliveries)
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ from linkcert.config import ConfigError, Settings, parse_host_port
 from linkcert.edge import CertificateCache, Edge, EdgeSettings
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
+from linkcert.metrics import MetricsListener, serve_metrics, track_edge
+from linkcert.notify import Notifier, run_deliveries, watch_expiry
 from linkcert.service.acme_account import AccountProvider
 from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
@@ -77,6 +79,7 @@ class Runtime:
         self.issuer: Issuer | None = None
         self.edge: Edge | None = None
         self.api_server: uvicorn.Server | None = None
+        self.metrics_listener: MetricsListener | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -101,6 +104,8 @@ class Runtime:
             self._start_worker()
         if self.roles.api:
             await self._start_api()
+        if self.settings.metrics_listen:
+            self.metrics_listener = serve_metrics(self.settings.metrics_listen, self.store)
 
     async def _start_edge(self) -> None:
         await self.feeds.sync()
@@ -116,6 +121,7 @@ class Runtime:
             ),
         )
         await self.edge.start()
+        track_edge(self.edge.counters)
         self._spawn(self.feeds.keep_in_sync(self.stop_event))
 
     def _start_worker(self) -> None:
@@ -126,6 +132,7 @@ class Runtime:
             if self.edge is not None:
                 asyncio.run_coroutine_threadsafe(self.feeds.refresh_domain(name), loop)
 
+        notifier = Notifier.from_settings(self.settings)
         issuer = self.issuer = Issuer(
             self.store,
             self.keys,
@@ -135,6 +142,7 @@ class Runtime:
             on_certificate=certificate_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
             rate_limiter=rate_limiter_for(self.store, self.settings),
+            notifier=notifier,
         )
         policy = LifecyclePolicy(
             dns_recheck=timedelta(hours=self.settings.dns_recheck_hours),
@@ -148,10 +156,14 @@ class Runtime:
             refresh=issuer.refresh_renewal,
             remove=issuer.delete,
             policy=policy,
+            notifier=notifier,
             concurrency=self.settings.worker_concurrency,
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
         )
         self._spawn(self.worker.run(self.stop_event))
+        # Alerts: send what the worker recorded, and warn of certificates near their end.
+        self._spawn(run_deliveries(self.store, self.settings, self.stop_event))
+        self._spawn(watch_expiry(self.store, self.settings, self.stop_event))
 
     async def _start_api(self) -> None:
         from linkcert.api import create_app
@@ -187,6 +199,9 @@ class Runtime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.edge is not None:
             await self.edge.aclose()
+            track_edge(None)
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
         self.store.close()
 
     async def run_until_stopped(self) -> None:

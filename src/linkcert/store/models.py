@@ -261,3 +261,57 @@ class RateBucket(Base):
     updated_at: Mapped[datetime] = mapped_column()
     burst: Mapped[float] = mapped_column(Double)
     refill_seconds: Mapped[float] = mapped_column(Double)
+
+
+class Notification(Base):
+    """Something a person must hear about (secured, renewal failed, expiring, ...).
+
+    Written in the same transaction as the change it reports, with one Delivery per recipient,
+    so that a crash can neither lose the alert nor send one for a change that was rolled back.
+    `dedup_key` is unique: a repeat inside its window (say, a second renewal failure the same
+    day) is not written at all.
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    domain_id: Mapped[int | None] = mapped_column(
+        ForeignKey("domains.id", ondelete="SET NULL"), index=True
+    )
+    domain_name: Mapped[str] = mapped_column(String(253))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    account_name: Mapped[str | None] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    """One notification to one recipient (an email address or a webhook URL), and its log."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    notification_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("notifications.id", ondelete="CASCADE"),
+        index=True,
+    )
+    channel: Mapped[str] = mapped_column(String(16))  # email | webhook
+    target: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    notification: Mapped[Notification] = relationship()
+
+    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)

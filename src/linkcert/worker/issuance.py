@@ -32,6 +32,8 @@ from linkcert.acme.revocation import RevocationReason
 from linkcert.domains import record_event
 from linkcert.keys import MasterKeys, generate_private_key, private_key_from_pem, private_key_to_pem
 from linkcert.keystore import cert_key_context
+from linkcert.metrics import count_certificate_issued, count_order_started
+from linkcert.notify import NotificationKind, Notifier
 from linkcert.states import CertState, FailureClass
 from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, announce
@@ -96,6 +98,7 @@ class Issuer:
         trusted_roots_pem: bytes | None = None,
         validation_timeout: float = 120.0,
         min_margin: timedelta = timedelta(hours=48),
+        notifier: Notifier | None = None,
         on_certificate: Callable[[str], None] | None = None,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
@@ -110,6 +113,7 @@ class Issuer:
         self.trusted_roots_pem = trusted_roots_pem
         self.validation_timeout = validation_timeout
         self.min_margin = min_margin
+        self.notifier = notifier
         self.on_certificate = on_certificate
         self._lock = threading.Lock()
 
@@ -233,6 +237,14 @@ class Issuer:
             domain.delete_requested = False
             domain.deleted_at = now
             domain.next_attempt_at = None
+            if live and self.notifier is not None:
+                self.notifier.emit(
+                    session,
+                    NotificationKind.REVOKED,
+                    domain,
+                    message=f"The certificate of {domain.unicode_name} was revoked on request.",
+                    details={"reason": "cessationOfOperation"},
+                )
             record_event(
                 session,
                 domain,
@@ -342,6 +354,7 @@ class Issuer:
                 )
                 session.add(order)
                 session.flush()
+                count_order_started(renewal=renewing)
                 state = CertState.RENEWING if renewing else CertState.PENDING_VALIDATION
                 domain.cert_state = state
                 record_event(
@@ -466,6 +479,14 @@ class Issuer:
             order.status = "valid"
             order.finished_at = now
             session.execute(delete(Challenge).where(Challenge.order_id == order.id))
+            count_certificate_issued(renewal=work.renewing)
+            if not work.renewing and self.notifier is not None:
+                self.notifier.emit(
+                    session,
+                    NotificationKind.SECURED,
+                    domain,
+                    message=f"{domain.unicode_name} is secured: tracked links work over HTTPS.",
+                )
             record_event(
                 session,
                 domain,

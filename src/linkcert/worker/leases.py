@@ -32,20 +32,23 @@ def claim_due(
 ) -> list[int]:
     """Lease up to `limit` domains whose next attempt is due; return their ids."""
     free = or_(Domain.lease_until.is_(None), Domain.lease_until < now)
+    # A materialized CTE: PostgreSQL may otherwise run an `IN (SELECT ... LIMIT ...)` sub-select
+    # more than once and claim more rows than asked for.
     candidates = (
         select(Domain.id)
         .where(Domain.next_attempt_at <= now, free)
         .order_by(Domain.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("due")
+        .prefix_with("MATERIALIZED")
     )
     # One statement, so that it is atomic on SQLite too; the lease condition is repeated so a
     # row leased between the sub-select and the update is left alone.
     with store.session() as session:
         claimed = session.execute(
             update(Domain)
-            .where(Domain.id.in_(candidates), free)
+            .where(Domain.id.in_(select(candidates.c.id)), free)
             .values(lease_owner=worker_id, lease_until=now + lease)
             .returning(Domain.id)
             .execution_options(synchronize_session=False)

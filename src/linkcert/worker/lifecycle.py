@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from linkcert.domains import record_event
+from linkcert.metrics import count_issuance_failure
+from linkcert.notify import NotificationKind, Notifier
 from linkcert.states import CertState, DnsState, FailureClass
 from linkcert.store import Domain, Store, signals, utcnow
 from linkcert.worker import leases
@@ -101,6 +103,7 @@ class Worker:
         refresh: Obtain | None = None,
         remove: Obtain | None = None,
         policy: LifecyclePolicy | None = None,
+        notifier: Notifier | None = None,
         concurrency: int = 32,
         poll_interval: float = 1.0,
         worker_id: str | None = None,
@@ -113,6 +116,7 @@ class Worker:
         self.refresh = refresh
         self.remove = remove
         self.policy = policy or LifecyclePolicy()
+        self.notifier = notifier
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.worker_id = worker_id or default_worker_id()
@@ -394,16 +398,16 @@ class Worker:
                 "keeps serving links until it expires."
             )
             record_event(session, domain, "moved", message, problems=verdict.problems)
+            self._tell(session, NotificationKind.MOVED, domain, message)
         moved_since = domain.moved_since or now
         if now - moved_since >= self.policy.release_after:
             domain.wanted = False
             domain.next_attempt_at = None
-            record_event(
-                session,
-                domain,
-                "released",
-                f"Released after {self.policy.release_after.days} days without pointing to us.",
+            message = (
+                f"Released after {self.policy.release_after.days} days without pointing to us."
             )
+            record_event(session, domain, "released", message)
+            self._tell(session, NotificationKind.RELEASED, domain, message)
             return False
         domain.failure_class = FailureClass.DNS_NOT_READY
         domain.next_attempt_at = now + min(dns_recheck_delay(domain.attempts), MOVED_RECHECK)
@@ -429,6 +433,9 @@ class Worker:
         if domain.cert_state != state:
             domain.cert_state = state
             record_event(session, domain, kind, message)
+            # Expiry warnings come from the expiry watch, which also covers uploads.
+            if state == CertState.EXPIRED:
+                self._tell(session, NotificationKind.EXPIRED, domain, message)
 
     def _schedule_failure(
         self, domain_id: int, failure: FailureClass, message: str, retry_after: float | None
@@ -446,6 +453,15 @@ class Worker:
             else:
                 self._mark_expiry(session, domain, now)
             domain.problems = [{"code": failure.value, "message": message, "fix": ""}]
+            count_issuance_failure(failure.value)
+            if domain.current_certificate_id is not None and failure != FailureClass.RATE_LIMITED:
+                self._tell(
+                    session,
+                    NotificationKind.RENEWAL_FAILED,
+                    domain,
+                    message,
+                    failure=failure.value,
+                )
             record_event(
                 session,
                 domain,
@@ -454,6 +470,18 @@ class Worker:
                 failure=failure.value,
                 next_attempt_at=domain.next_attempt_at.isoformat(),
             )
+
+    def _tell(
+        self,
+        session: Session,
+        kind: NotificationKind,
+        domain: Domain,
+        message: str,
+        **details: str,
+    ) -> None:
+        """Record an alert in the same transaction as the change it reports."""
+        if self.notifier is not None:
+            self.notifier.emit(session, kind, domain, message=message, details=details)
 
     def _schedule_renewal(self, domain_id: int) -> None:
         now = self.clock()

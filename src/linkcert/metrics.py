@@ -1,0 +1,487 @@
+"""Prometheus metrics: what the worker, the edge and the store say about the installation.
+
+Three sources, one exposition:
+- counters this process increments (orders, failures, notifications, deliveries) and gauges
+  other parts set (the CA rate-limit budget), through the functions below;
+- the edge's running totals, read at scrape time from its `EdgeCounters` (`track_edge`);
+- installation-wide facts read from the store at scrape time with a few grouped queries,
+  cached for a few seconds so that several scrapers cost one set of queries. These are the
+  same in every process: aggregate them with max(), not sum().
+
+No series is per domain: 100,000 domains must not make 100,000 series. Expiry is a histogram
+of days left plus the single soonest expiry.
+
+    app.include_router(metrics_router(store))          # GET /metrics on the API
+    listener = serve_metrics("127.0.0.1:9464", store)   # or a listener of its own
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import case, extract, func, or_, select
+
+from linkcert.config import parse_host_port
+from linkcert.states import CertState, DnsState, FailureClass
+from linkcert.store import Store
+from linkcert.store.models import Certificate, Delivery, Domain, utcnow
+
+if TYPE_CHECKING:
+    from linkcert.edge.counters import EdgeCounters
+
+log = logging.getLogger("linkcert.metrics")
+
+# --- what this process counts -------------------------------------------------------------
+
+ORDERS_STARTED = Counter(
+    "linkcert_orders_started",
+    "ACME orders placed, by kind (new certificate or renewal).",
+    ["kind"],
+    registry=None,
+)
+CERTIFICATES_ISSUED = Counter(
+    "linkcert_certificates_issued",
+    "Certificates obtained and stored, by kind (new certificate or renewal).",
+    ["kind"],
+    registry=None,
+)
+ISSUANCE_FAILURES = Counter(
+    "linkcert_issuance_failures",
+    "Failed attempts to obtain a certificate, by failure class.",
+    ["failure_class"],
+    registry=None,
+)
+RATE_BUDGET = Gauge(
+    "linkcert_acme_rate_limit_tokens",
+    "Tokens left in each CA rate-limit bucket, as the order limiter last saw them.",
+    ["bucket"],
+    registry=None,
+)
+NOTIFICATIONS = Counter(
+    "linkcert_notifications",
+    "Notifications recorded, by kind (repeats suppressed by their window are not counted).",
+    ["kind"],
+    registry=None,
+)
+DELIVERY_ATTEMPTS = Counter(
+    "linkcert_delivery_attempts",
+    "Email and webhook delivery attempts, by channel and outcome "
+    "(delivered, failed; given_up counts failures that ended the retries).",
+    ["channel", "outcome"],
+    registry=None,
+)
+
+_FAILURE_CLASSES = frozenset(item.value for item in FailureClass)
+
+
+def _kind(renewal: bool) -> str:
+    return "renewal" if renewal else "new"
+
+
+def count_order_started(*, renewal: bool) -> None:
+    """Call when an ACME order is placed (not when a stored one is resumed)."""
+    ORDERS_STARTED.labels(_kind(renewal)).inc()
+
+
+def count_certificate_issued(*, renewal: bool) -> None:
+    """Call when a certificate is stored."""
+    CERTIFICATES_ISSUED.labels(_kind(renewal)).inc()
+
+
+def count_issuance_failure(failure_class: str) -> None:
+    """Call for every failed attempt, with its FailureClass value."""
+    label = failure_class if failure_class in _FAILURE_CLASSES else "other"
+    ISSUANCE_FAILURES.labels(label).inc()
+
+
+def set_rate_budget(bucket: str, tokens: float) -> None:
+    """Report the tokens left in a rate-limit bucket (e.g. "new_orders", "registered_domain")."""
+    RATE_BUDGET.labels(bucket).set(tokens)
+
+
+def count_notification(kind: str) -> None:
+    NOTIFICATIONS.labels(kind).inc()
+
+
+def count_delivery(channel: str, outcome: str) -> None:
+    DELIVERY_ATTEMPTS.labels(channel, outcome).inc()
+
+
+# --- the edge's totals --------------------------------------------------------------------
+
+
+class EdgeCollector(Collector):
+    """Reads the edge's plain-integer totals at scrape time; incrementing them stays free."""
+
+    def __init__(self) -> None:
+        self.counters: EdgeCounters | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        counters = self.counters
+        if counters is None:
+            return
+        yield _counter(
+            "linkcert_edge_connections_accepted",
+            "TCP connections accepted.",
+            counters.connections_accepted,
+        )
+        yield _counter(
+            "linkcert_edge_tls_handshakes",
+            "TLS handshakes completed.",
+            counters.handshakes_completed,
+        )
+        failures = CounterMetricFamily(
+            "linkcert_edge_tls_handshake_failures",
+            "TLS handshakes that failed, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(counters.handshakes_failed.items()):
+            failures.add_metric([reason], count)
+        yield failures
+        yield _counter("linkcert_edge_requests", "HTTP requests read.", counters.requests)
+        responses = CounterMetricFamily(
+            "linkcert_edge_responses", "HTTP responses sent, by status.", labels=["status"]
+        )
+        for status, count in sorted(counters.responses_by_status.items()):
+            responses.add_metric([str(status)], count)
+        yield responses
+        clicks = CounterMetricFamily(
+            "linkcert_edge_clicks", "Clicks and opens recorded.", labels=["kind"]
+        )
+        clicks.add_metric(["click"], counters.clicks_recorded)
+        clicks.add_metric(["open"], counters.opens_recorded)
+        yield clicks
+        yield _counter(
+            "linkcert_edge_clicks_dropped",
+            "Clicks that could not be recorded.",
+            counters.clicks_dropped,
+        )
+        yield _counter(
+            "linkcert_edge_invalid_tokens",
+            "Tracking links with a bad token.",
+            counters.invalid_tokens,
+        )
+        yield _counter(
+            "linkcert_edge_challenges_served",
+            "ACME HTTP-01 answers served.",
+            counters.challenges_served,
+        )
+        yield _counter(
+            "linkcert_edge_challenge_lookup_failures",
+            "ACME HTTP-01 answers that could not be looked up.",
+            counters.challenge_lookup_failures,
+        )
+        yield _counter(
+            "linkcert_edge_bad_requests", "Malformed HTTP requests.", counters.bad_requests
+        )
+        yield _counter(
+            "linkcert_edge_request_timeouts", "Requests that timed out.", counters.request_timeouts
+        )
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+# Process-wide: one edge and one set of counters per process, whatever serves /metrics.
+PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
+_EDGE = EdgeCollector()
+for _collector in (
+    ORDERS_STARTED,
+    CERTIFICATES_ISSUED,
+    ISSUANCE_FAILURES,
+    RATE_BUDGET,
+    NOTIFICATIONS,
+    DELIVERY_ATTEMPTS,
+    _EDGE,
+):
+    PROCESS_REGISTRY.register(_collector)
+ProcessCollector(registry=PROCESS_REGISTRY)
+PlatformCollector(registry=PROCESS_REGISTRY)
+
+
+def track_edge(counters: EdgeCounters | None) -> None:
+    """Expose this process's edge totals (None stops)."""
+    _EDGE.counters = counters
+
+
+# --- what the store says ------------------------------------------------------------------
+
+# Upper bounds of the days-to-expiry histogram; expired certificates fall in le="0".
+EXPIRY_BUCKET_DAYS = (0, 1, 3, 7, 14, 21, 30, 45, 60, 90)
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    taken_at: datetime
+    states: dict[tuple[str, str], int] = field(default_factory=dict)
+    not_wanted: int = 0
+    expiry_counts: list[int] = field(default_factory=list)  # per bucket, last is +Inf
+    expiry_seconds_sum: float = 0.0
+    soonest_expiry: datetime | None = None
+    due_domains: int = 0
+    oldest_due: datetime | None = None
+    pending_deliveries: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
+
+
+def read_snapshot(store: Store, now: datetime) -> StoreSnapshot:
+    """The installation-wide numbers, in a handful of grouped queries (no row per domain)."""
+    with store.session() as session:
+        states: dict[tuple[str, str], int] = {
+            (str(dns), str(cert)): 0 for dns in DnsState for cert in CertState
+        }
+        for dns_state, cert_state, count in session.execute(
+            select(Domain.dns_state, Domain.cert_state, func.count())
+            .where(Domain.wanted.is_(True))
+            .group_by(Domain.dns_state, Domain.cert_state)
+        ):
+            states[(dns_state, cert_state)] = int(count)
+        not_wanted = int(session.scalar(select(func.count()).where(Domain.wanted.is_(False))) or 0)
+
+        bounds = [now + timedelta(days=days) for days in EXPIRY_BUCKET_DAYS]
+        bucket = case(
+            *[(Certificate.not_after <= bound, index) for index, bound in enumerate(bounds)],
+            else_=len(bounds),
+        )
+        # Bucketed in a sub-select and grouped outside, so that PostgreSQL groups by a column
+        # rather than by an expression whose bound parameters it cannot match.
+        current = (
+            select(bucket.label("bucket"), Certificate.not_after.label("not_after"))
+            .select_from(Domain)
+            .join(Certificate, Certificate.id == Domain.current_certificate_id)
+            .where(Domain.wanted.is_(True))
+            .subquery()
+        )
+        expiry_counts = [0] * (len(bounds) + 1)
+        epoch_sum = 0.0
+        soonest: datetime | None = None
+        for index, count, epochs, earliest in session.execute(
+            select(
+                current.c.bucket,
+                func.count(),
+                func.sum(extract("epoch", current.c.not_after)),
+                func.min(current.c.not_after),
+            ).group_by(current.c.bucket)
+        ):
+            expiry_counts[int(index)] = int(count)
+            epoch_sum += float(epochs or 0)
+            if earliest is not None and (soonest is None or earliest < soonest):
+                soonest = earliest
+        total = sum(expiry_counts)
+        seconds_sum = epoch_sum - total * now.timestamp()
+
+        free = or_(Domain.lease_until.is_(None), Domain.lease_until < now)
+        due_count, oldest_due = session.execute(
+            select(func.count(), func.min(Domain.next_attempt_at)).where(
+                Domain.next_attempt_at <= now, free
+            )
+        ).one()
+
+        pending: dict[str, tuple[int, datetime | None]] = {
+            channel: (int(count), oldest)
+            for channel, count, oldest in session.execute(
+                select(Delivery.channel, func.count(), func.min(Delivery.created_at))
+                .where(Delivery.status == "pending")
+                .group_by(Delivery.channel)
+            )
+        }
+    return StoreSnapshot(
+        taken_at=now,
+        states=states,
+        not_wanted=not_wanted,
+        expiry_counts=expiry_counts,
+        expiry_seconds_sum=seconds_sum,
+        soonest_expiry=soonest,
+        due_domains=int(due_count or 0),
+        oldest_due=oldest_due,
+        pending_deliveries=pending,
+    )
+
+
+class StoreCollector(Collector):
+    """Installation-wide gauges from the store, read at most once per `cache_seconds`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        cache_seconds: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self.monotonic = monotonic
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, StoreSnapshot | None] | None = None
+
+    def snapshot(self) -> StoreSnapshot | None:
+        """The cached snapshot, refreshed when older than `cache_seconds`; None if the store
+        could not be read (the scrape still answers, with linkcert_store_up 0)."""
+        # One scrape refreshes while the others wait and reuse its result.
+        with self._lock:
+            if self._cached is not None and self.monotonic() - self._cached[0] < self.cache_seconds:
+                return self._cached[1]
+            try:
+                snapshot: StoreSnapshot | None = read_snapshot(self.store, self.clock())
+            except Exception:
+                log.exception("reading metrics from the store failed")
+                snapshot = None
+            self._cached = (self.monotonic(), snapshot)
+            return snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        snapshot = self.snapshot()
+        yield GaugeMetricFamily(
+            "linkcert_store_up",
+            "1 if the last read of the store for metrics worked.",
+            value=0 if snapshot is None else 1,
+        )
+        if snapshot is None:
+            return
+        yield from _store_families(snapshot, self.clock())
+
+
+def _store_families(snapshot: StoreSnapshot, now: datetime) -> Iterable[Metric]:
+    domains = GaugeMetricFamily(
+        "linkcert_domains",
+        "Domains linkcert keeps secured, by DNS state and certificate state.",
+        labels=["dns_state", "cert_state"],
+    )
+    for (dns_state, cert_state), count in sorted(snapshot.states.items()):
+        domains.add_metric([dns_state, cert_state], count)
+    yield domains
+    yield GaugeMetricFamily(
+        "linkcert_domains_not_wanted",
+        "Domains no longer renewed (detached or replaced) that still serve until expiry.",
+        value=snapshot.not_wanted,
+    )
+
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for index, count in enumerate(snapshot.expiry_counts):
+        cumulative += count
+        bound = str(float(EXPIRY_BUCKET_DAYS[index])) if index < len(EXPIRY_BUCKET_DAYS) else "+Inf"
+        buckets.append((bound, cumulative))
+    yield HistogramMetricFamily(
+        "linkcert_certificate_days_to_expiry",
+        "Current certificates of kept domains by days left until they expire.",
+        buckets=buckets,
+        sum_value=snapshot.expiry_seconds_sum / 86400,
+    )
+    if snapshot.soonest_expiry is not None:
+        yield GaugeMetricFamily(
+            "linkcert_certificate_soonest_expiry_timestamp_seconds",
+            "When the first current certificate of a kept domain expires (Unix time).",
+            value=snapshot.soonest_expiry.timestamp(),
+        )
+
+    yield GaugeMetricFamily(
+        "linkcert_worker_due_domains",
+        "Domains due for the worker and not being worked on.",
+        value=snapshot.due_domains,
+    )
+    lag = (now - snapshot.oldest_due).total_seconds() if snapshot.oldest_due else 0.0
+    yield GaugeMetricFamily(
+        "linkcert_worker_queue_lag_seconds",
+        "How long the longest-waiting due domain has been due (0 when none is).",
+        value=max(0.0, lag),
+    )
+
+    pending = GaugeMetricFamily(
+        "linkcert_deliveries_pending",
+        "Alert deliveries not yet delivered nor given up.",
+        labels=["channel"],
+    )
+    oldest = GaugeMetricFamily(
+        "linkcert_deliveries_oldest_pending_age_seconds",
+        "Age of the oldest alert delivery still pending.",
+        labels=["channel"],
+    )
+    for channel in sorted(set(snapshot.pending_deliveries) | {"email", "webhook"}):
+        count, created = snapshot.pending_deliveries.get(channel, (0, None))
+        pending.add_metric([channel], count)
+        oldest.add_metric([channel], max(0.0, (now - created).total_seconds()) if created else 0)
+    yield pending
+    yield oldest
+
+
+# --- exposition ---------------------------------------------------------------------------
+
+
+class _ProcessMetrics(Collector):
+    def collect(self) -> Iterable[Metric]:
+        yield from PROCESS_REGISTRY.collect()
+
+
+def registry_for(store: Store | None, *, cache_seconds: float = 5.0) -> CollectorRegistry:
+    """A registry exposing this process's metrics and, given a store, the store's."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ProcessMetrics())
+    if store is not None:
+        registry.register(StoreCollector(store, cache_seconds=cache_seconds))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
+
+
+def metrics_router(store: Store | None) -> APIRouter:
+    """GET /metrics, without authentication (like any Prometheus target): it holds counts
+    only, never a domain name or an account."""
+    registry = registry_for(store)
+    router = APIRouter()
+
+    # A plain function, so FastAPI runs it in its thread pool: the store queries block.
+    @router.get("/metrics", include_in_schema=False)
+    def get_metrics() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class MetricsListener:
+    """A /metrics HTTP listener of its own (prometheus_client's, in a daemon thread)."""
+
+    def __init__(self, listen: str, store: Store | None) -> None:
+        host, port = parse_host_port(listen)
+        self._server, self._thread = start_http_server(port, host, registry_for(store))
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_metrics(listen: str, store: Store | None) -> MetricsListener:
+    return MetricsListener(listen, store)

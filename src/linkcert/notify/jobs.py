@@ -1,0 +1,91 @@
+"""A claimed delivery as the senders see it: plain values read in one short transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from linkcert.store.models import Delivery, Notification
+
+
+@dataclass(frozen=True)
+class NotificationView:
+    public_id: str
+    kind: str
+    domain: str
+    account_id: int | None
+    account_name: str | None
+    message: str
+    data: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Notification) -> NotificationView:
+        return cls(
+            public_id=row.public_id,
+            kind=row.kind,
+            domain=row.domain_name,
+            account_id=row.account_id,
+            account_name=row.account_name,
+            message=row.message,
+            data=dict(row.data or {}),
+            created_at=row.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    id: int
+    channel: str
+    target: str
+    attempts: int  # before this one
+    created_at: datetime
+    notification: NotificationView
+
+    @classmethod
+    def of(cls, row: Delivery) -> DeliveryJob:
+        return cls(
+            id=row.id,
+            channel=row.channel,
+            target=row.target,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            notification=NotificationView.of(row.notification),
+        )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one try went. `permanent` failures are not retried (say, a mailbox that does not
+    exist); everything else is, on the retry schedule."""
+
+    delivered: bool
+    error: str | None = None
+    permanent: bool = False
+
+    @classmethod
+    def ok(cls) -> Attempt:
+        return cls(True)
+
+    @classmethod
+    def failed(cls, error: str, *, permanent: bool = False) -> Attempt:
+        return cls(False, error, permanent)
+
+
+def shown_target(channel: str, target: str) -> str:
+    """The target as logs and listings show it: a webhook URL without credentials or query,
+    which some receivers use to carry a token."""
+    if channel != "webhook":
+        return target
+    parts = urlsplit(target)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    hidden = "?…" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{hidden}"
