@@ -93,6 +93,8 @@ class Settings(BaseModel):
     # Worker
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
     worker_lease_seconds: float = Field(default=300.0, ge=1, le=86400)
+    # Notifications: where requests for brand link tracking domains are announced.
+    deliverability_email: str | None = None
 
     _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
 
@@ -123,6 +125,16 @@ class Settings(BaseModel):
     def _check_tracking_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be a secret of at least 32 characters")
+        return value
+
+    @field_validator("deliverability_email")
+    @classmethod
+    def _check_email(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if "@" not in value or any(c.isspace() for c in value) or len(value) > 320:
+            raise ValueError("must be one email address, such as deliverability@platform.example")
         return value
 
     @property
