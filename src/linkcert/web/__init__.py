@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def mount(app: FastAPI, context: ApiContext) -> None:
     """Serve the pages and their static files from `app`."""
-    from linkcert.web.mount import install
+    from linkcert.web.pages import install
 
     install(app, context)
 
