@@ -155,7 +155,9 @@ def render_account(
         "records": records,
         "status": _panel(request, web, visitor),
         "brand_rows": _brand_rows(web, account_id),
-        "notice": NOTICES.get(notice or ""),
+        "notice": NOTICES.get(notice or "") if notice != "brand-requested" else None,
+        "brand_notice": NOTICES["brand-requested"] if notice == "brand-requested" else None,
+        "saved_value": current.unicode_name if current is not None and current.wanted else "",
         "problem": problem,
     }
     return page(request, "account.html", context, status_code)

@@ -151,14 +151,16 @@ def csrf_matches(expected: str, given: str | None) -> bool:
 def same_origin(request: Request) -> bool:
     """False when the browser says the request comes from another origin.
 
-    Browsers send Origin on every POST; a request without one is not from a browser form
-    on another site, and the CSRF token still has to match.
+    Browsers send Origin on every POST, and Sec-Fetch-Site too; a request without either is
+    not a browser's form on another site, and the CSRF token still has to match.
     """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site != "same-origin":
+        return False
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    return origin == own
+    if origin is None:
+        return True
+    return origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:

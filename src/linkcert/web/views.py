@@ -84,7 +84,7 @@ class TextPart:
 @dataclass(frozen=True)
 class ProblemView:
     code: str
-    message: str
+    message: list[TextPart]
     fix: list[TextPart]
 
 
@@ -173,17 +173,17 @@ def relative_time(at: datetime, now: datetime) -> str:
     return "now"  # unreachable: seconds >= 5 always matches a unit
 
 
-def fix_parts(fix: str) -> list[TextPart]:
-    """`fix` split so that DNS records stand apart as code."""
+def record_parts(text: str) -> list[TextPart]:
+    """`text` split so that the DNS records it names stand apart as code."""
     parts: list[TextPart] = []
     position = 0
-    for match in _RECORD.finditer(fix):
+    for match in _RECORD.finditer(text):
         if match.start() > position:
-            parts.append(TextPart(fix[position : match.start()]))
+            parts.append(TextPart(text[position : match.start()]))
         parts.append(TextPart(match.group(0), record=True))
         position = match.end()
-    if position < len(fix):
-        parts.append(TextPart(fix[position:]))
+    if position < len(text):
+        parts.append(TextPart(text[position:]))
     return parts
 
 
@@ -232,7 +232,8 @@ def _problem(problem: dict[str, str], failure_class: str | None) -> ProblemView:
         fix = FAILURE_FIXES.get(problem.get("code", ""), "") or FAILURE_FIXES.get(
             failure_class or "", ""
         )
-    return ProblemView(problem.get("code", ""), problem.get("message", ""), fix_parts(fix))
+    message = problem.get("message", "")
+    return ProblemView(problem.get("code", ""), record_parts(message), record_parts(fix))
 
 
 def _headline(status: DomainStatus, now: datetime) -> tuple[str, Tone]:
@@ -288,11 +289,11 @@ def _facts(status: DomainStatus, now: datetime, source: str | None) -> list[Fact
     if status.not_after:
         label = "Expired" if status.not_after <= now else "Expires"
         facts.append(Fact(label, "", Moment(status.not_after, now)))
-    facts.extend(_next_step(status, now))
+    facts.extend(_next_step(status, now, source))
     return facts
 
 
-def _next_step(status: DomainStatus, now: datetime) -> list[Fact]:
+def _next_step(status: DomainStatus, now: datetime, source: str | None) -> list[Fact]:
     if not status.wanted:
         return [Fact("Renewal", "None: the domain is no longer in use")]
     due = status.next_attempt_at
@@ -302,6 +303,12 @@ def _next_step(status: DomainStatus, now: datetime) -> list[Fact]:
         return [Fact("Next retry", "", Moment(max(due, now), now))]
     if status.not_before and status.not_after and status.cert_state in SECURED:
         earliest, _ = renewal_window(status.not_before, status.not_after)
+        if source == "upload":
+            # An uploaded certificate is renewed over ACME only if DNS and CAA allow it.
+            return [
+                Fact("Next renewal", "Automatic attempt from", Moment(max(earliest, now), now)),
+                Fact("If that fails", "Upload a new certificate before this one expires"),
+            ]
         if earliest > now:
             return [Fact("Next renewal", "Automatic, from", Moment(earliest, now))]
         return [Fact("Next renewal", "Automatic, under way")]

@@ -228,6 +228,10 @@
   function showRecords(records) {
     recordsBox.textContent = "";
     records.forEach(function (record) { recordsBox.appendChild(recordBlock(record)); });
+    var heading = document.getElementById("dns-help-heading");
+    if (records.length > 1 && heading.textContent === help.getAttribute("data-create-heading")) {
+      heading.textContent = help.getAttribute("data-create-heading-many");
+    }
   }
 
   function guessName(typed) {
@@ -270,6 +274,14 @@
     }, function () {});
   }
 
+  // "Your DNS record" for the saved name, "DNS record to create" for a new one.
+  function describeRecords(typed) {
+    var kept = guessName(typed) === guessName(input.getAttribute("data-saved") || "");
+    var which = kept ? "kept" : "create";
+    document.getElementById("dns-help-heading").textContent = help.getAttribute("data-" + which + "-heading");
+    document.getElementById("dns-help-hint").textContent = help.getAttribute("data-" + which + "-hint");
+  }
+
   if (form && input && help) {
     input.addEventListener("input", function () {
       var typed = input.value;
@@ -279,6 +291,7 @@
         return;
       }
       help.hidden = false;
+      describeRecords(typed);
       showGuess(typed);
       checkLine.textContent = "";
       problemsList.textContent = "";
@@ -296,6 +309,13 @@
         if (result.ok) {
           input.removeAttribute("aria-invalid");
           fieldError.hidden = true;
+          // From now on the status below tells what DNS says; the check typed-ahead is stale.
+          checkSeq++;
+          input.setAttribute("data-saved", input.value);
+          describeRecords(input.value);
+          showGuess(input.value);
+          checkLine.textContent = "";
+          problemsList.textContent = "";
           showNotice(result.data.notice);
           applyStatus(result.data.status);
           schedulePoll(1000);
