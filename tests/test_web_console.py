@@ -19,7 +19,7 @@ from linkcert.store import Certificate, Domain, Store, utcnow
 from linkcert.web.filters import DomainFilter, count_by_filter, find_console_rows, is_expiring
 from tests.api_support import World, make_world
 from tests.certs_support import ThrowawayCA
-from tests.web_support import BASE, browser, log_in, page_csrf
+from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
 
 POLICY = NamePolicy(allow_test_domains=True)
 SETTINGS = Settings(
@@ -259,3 +259,22 @@ async def test_upload_from_the_console(world: World, ca: ThrowawayCA) -> None:
     assert status.cert_state == "active" and status.issuer == "Throwaway Brand CA Issuing"
     detail = (await web.get("/console/domains/links.brand-a.test")).text
     assert "uploaded certificate" in detail and "HTTPS is on" in detail
+
+
+async def test_the_domain_pages_retry_answers_its_script(fleet: World) -> None:
+    web = await operator(fleet)
+    csrf = await page_csrf(web, "/console/domains/links.zeta.test")
+    response = await web.post(
+        "/console/domains/retry",
+        data={"domain": "links.zeta.test", "csrf_token": csrf},
+        headers=SCRIPT,
+    )
+    body = response.json()
+    assert body["notice"] == "Retrying links.zeta.test now."
+    assert "A retry was requested" in body["status"]["html"]
+    refused = await web.post(
+        "/console/domains/retry",
+        data={"domain": "links.nowhere.test", "csrf_token": csrf},
+        headers=SCRIPT,
+    )
+    assert refused.status_code == 404 and refused.json()["error"] == "There is no such domain."

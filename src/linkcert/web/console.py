@@ -30,7 +30,14 @@ from linkcert.web.filters import (
     count_by_filter,
     find_console_rows,
 )
-from linkcert.web.guard import OperatorVisitor, Visitor, WebContext, WebDep, require_csrf
+from linkcert.web.guard import (
+    OperatorVisitor,
+    Visitor,
+    WebContext,
+    WebDep,
+    from_script,
+    require_csrf,
+)
 from linkcert.web.render import page, redirect
 from linkcert.web.status import status_payload
 from linkcert.web.views import cert_text, cert_tone, dns_text, dns_tone
@@ -243,10 +250,16 @@ def retry_domain(
     except (Conflict, TooEarly) as exc:
         return _failed(request, str(exc), target, 409)
     web.api.wake_worker()
+    if from_script(request):  # the domain page's "Check again now", without a reload
+        notice = f"Retrying {retried.unicode_name} now."
+        panel = _domain_panel(request, web, visitor, retried.domain)
+        return JSONResponse({"notice": notice, "status": panel})
     return redirect(_with(target, notice="retried", domain=retried.domain))
 
 
 def _failed(request: Request, message: str, back: str, status_code: int) -> Response:
+    if from_script(request):
+        return JSONResponse({"error": message}, status_code=status_code)
     context = {"title": "Not done", "message": message, "back": back}
     return page(request, "error.html", context, status_code)
 

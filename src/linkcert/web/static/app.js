@@ -156,7 +156,10 @@
       if (button) button.disabled = true;
       request("POST", form.action, new FormData(form)).then(function (result) {
         if (result.ok) {
-          if (statusError) statusError.hidden = true;
+          if (statusError) {
+            statusError.hidden = true;
+            statusError.textContent = "";
+          }
           showNotice(result.data.notice);
           applyStatus(result.data.status);
           schedulePoll(1000);
@@ -309,6 +312,7 @@
         if (result.ok) {
           input.removeAttribute("aria-invalid");
           fieldError.hidden = true;
+          fieldError.textContent = "";
           // From now on the status below tells what DNS says; the check typed-ahead is stale.
           checkSeq++;
           input.setAttribute("data-saved", input.value);
