@@ -143,7 +143,8 @@
   }
 
   if (panel) {
-    schedulePoll(card && card.hidden ? 2000 : pollMs);
+    // Nothing to follow until a domain is saved; saving starts the polling.
+    if (!(card && card.hidden)) schedulePoll(pollMs);
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden) schedulePoll(0);
     });
