@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages linkcert's demo and tests run against, when they are missing:
-# pebble (a local ACME CA). Later parts add what they need here.
+# pebble (a local ACME CA) and chromium (the browser the page tests drive). Later parts add
+# what they need here.
 set -euo pipefail
-wanted=(pebble)
+wanted=(pebble chromium)
 missing=()
 for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

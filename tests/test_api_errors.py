@@ -252,6 +252,12 @@ EXPECTED = {
     "/api/v1/tokens/{token_id}": {"delete"},
     "/api/v1/links": {"post"},
     "/api/v1/deliveries": {"get"},
+    "/api/v1/dns-check": {"post"},
+    "/api/v1/brand-requests": {"get", "post"},
+    "/api/v1/brand-requests/{request_id}": {"get"},
+    "/api/v1/brand-requests/{request_id}/approve": {"post"},
+    "/api/v1/brand-requests/{request_id}/reject": {"post"},
+    "/api/v1/brand-requests/{request_id}/upload": {"post"},
 }
 
 

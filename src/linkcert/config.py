@@ -191,6 +191,16 @@ class Settings(BaseModel):
             raise ValueError("must be a secret of at least 32 characters")
         return value
 
+    @field_validator("deliverability_email")
+    @classmethod
+    def _check_email(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if "@" not in value or any(c.isspace() for c in value) or len(value) > 320:
+            raise ValueError("must be one email address, such as deliverability@platform.example")
+        return value
+
     @property
     def effective_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""

@@ -15,12 +15,21 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from linkcert import __version__
+from linkcert import __version__, web
 from linkcert.api.deps import ApiContext
 from linkcert.api.middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, CatchAll
 from linkcert.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers
 from linkcert.api.ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
-from linkcert.api.routes import accounts, domains, links, me, tokens, tracking_domain
+from linkcert.api.routes import (
+    accounts,
+    brand_requests,
+    dns_check,
+    domains,
+    links,
+    me,
+    tokens,
+    tracking_domain,
+)
 from linkcert.config import Settings
 from linkcert.metrics import metrics_router
 from linkcert.names import NamePolicy
@@ -71,10 +80,21 @@ def create_app(
     # Added last runs first: errors are caught around everything, bodies capped before auth.
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
     app.add_middleware(CatchAll)
-    for module in (me, accounts, tracking_domain, domains, tokens, links):
+    for module in (
+        me,
+        accounts,
+        tracking_domain,
+        dns_check,
+        domains,
+        brand_requests,
+        tokens,
+        links,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(deliveries_router, prefix=API_PREFIX)
     app.include_router(metrics_router(store))  # unauthenticated: counts only, see docs/alerts.md
+    # The account page and the deliverability console, on the same store and settings.
+    web.mount(app, app.state.linkcert)
     _document_problems_as_problem_json(app)
     return app
 

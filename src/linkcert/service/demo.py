@@ -81,6 +81,7 @@ class DemoInfo:
             api = f"http://127.0.0.1:{self.api_port}"
             lines += [
                 "",
+                f"Account page: {api}/login (log in with the API token below)",
                 f"API documentation: {api}/docs",
                 "The demo account's status through the API:",
                 f"  curl -s -H 'Authorization: Bearer {self.api_token}' "

@@ -315,3 +315,23 @@ class Delivery(Base):
     notification: Mapped[Notification] = relationship()
 
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+
+
+class BrandRequest(Base):
+    """An account's request for a brand link tracking domain, which the deliverability team
+    provisions by hand: approved (then secured like any other domain) or completed with an
+    uploaded certificate, or rejected.
+    """
+
+    __tablename__ = "brand_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    domain: Mapped[str] = mapped_column(String(253))  # ASCII (A-label) form
+    note: Mapped[str] = mapped_column(Text, default="")
+    # requested | approved | uploaded | rejected
+    status: Mapped[str] = mapped_column(String(16), default="requested", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column()
+    # Who decided, as the operator's token or CLI user is named: for the audit trail only.
+    decided_by: Mapped[str | None] = mapped_column(String(200))

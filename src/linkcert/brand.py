@@ -1,0 +1,289 @@
+"""Brand link tracking domains: asked for by an account, provisioned by the deliverability team.
+
+A request waits in a queue. An operator then either approves it, and the domain enters the
+same automatic lifecycle as every link tracking domain (a domain row of kind "brand", due
+now), or completes it with a certificate and key obtained elsewhere, or rejects it. Everything
+here writes to the store and returns at once; the worker does the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from linkcert.domains import Conflict, NotFound, find_account, record_event
+from linkcert.keys import MasterKeys
+from linkcert.names import NamePolicy, validate
+from linkcert.states import CertState, DnsState
+from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
+from linkcert.uploads import CheckedUpload, store_upload
+
+MAX_NOTE_CHARS = 1000
+
+
+class BrandRequestStatus(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    UPLOADED = "uploaded"
+    REJECTED = "rejected"
+
+
+# A certificate may be uploaded to a request still waiting, to one approved whose automatic
+# certificate cannot be had (a CAA record the brand keeps, say), and again to replace an
+# uploaded certificate before it expires.
+UPLOADABLE = (
+    BrandRequestStatus.REQUESTED,
+    BrandRequestStatus.APPROVED,
+    BrandRequestStatus.UPLOADED,
+)
+
+
+class RequestClosed(Exception):
+    """The request is not in a state that allows this decision; the message says why."""
+
+
+@dataclass(frozen=True)
+class BrandRequestView:
+    """One request, for the API, the pages and the CLI."""
+
+    id: int
+    account_id: int
+    account: str
+    domain: str
+    unicode_name: str
+    note: str
+    status: str
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == BrandRequestStatus.REQUESTED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "account_id": self.account_id,
+            "account": self.account,
+            "domain": self.domain,
+            "unicode_name": self.unicode_name,
+            "note": self.note,
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "decided_by": self.decided_by,
+        }
+
+
+def _view(session: Session, row: BrandRequest) -> BrandRequestView:
+    account = session.get(Account, row.account_id)
+    unicode_name = row.domain
+    domain = session.scalar(select(Domain).where(Domain.name == row.domain))
+    if domain is not None:
+        unicode_name = domain.unicode_name
+    else:
+        with contextlib.suppress(ValueError):
+            unicode_name = validate(row.domain, NamePolicy(allow_test_domains=True)).unicode
+    return BrandRequestView(
+        id=row.id,
+        account_id=row.account_id,
+        account=account.name if account else str(row.account_id),
+        domain=row.domain,
+        unicode_name=unicode_name,
+        note=row.note,
+        status=row.status,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+        decided_by=row.decided_by,
+    )
+
+
+def request_brand_domain(
+    store: Store, account_ref: str | int, name: str, note: str, policy: NamePolicy
+) -> BrandRequestView:
+    """Queue the account's request for `name` (DomainNameError, Conflict, ValueError)."""
+    valid = validate(name, policy)
+    note = note.strip()
+    if len(note) > MAX_NOTE_CHARS:
+        raise ValueError(f"the note takes at most {MAX_NOTE_CHARS} characters")
+    with store.session() as session:
+        account = find_account(session, account_ref)
+        domain = session.scalar(select(Domain).where(Domain.name == valid.ascii))
+        if domain is not None and domain.account_id not in (None, account.id):
+            raise Conflict(f"{valid.unicode} is already used by another account")
+        if domain is not None and domain.wanted:
+            raise Conflict(f"{valid.unicode} is already secured for this account")
+        pending = session.scalar(
+            select(BrandRequest).where(
+                BrandRequest.account_id == account.id,
+                BrandRequest.domain == valid.ascii,
+                BrandRequest.status == BrandRequestStatus.REQUESTED,
+            )
+        )
+        if pending is not None:
+            raise Conflict(
+                f"{valid.unicode} was already requested (request {pending.id}); the "
+                "deliverability team has it"
+            )
+        row = BrandRequest(
+            account_id=account.id,
+            domain=valid.ascii,
+            note=note,
+            status=BrandRequestStatus.REQUESTED,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        return _view(session, row)
+
+
+def list_brand_requests(
+    store: Store,
+    *,
+    account_id: int | None = None,
+    status: str | None = None,
+    excluding_status: str | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+    newest_first: bool = False,
+) -> list[BrandRequestView]:
+    """Requests in id order (oldest first, or newest first), one account's or all, optionally
+    only those in one status or not in one."""
+    query = select(BrandRequest).where(BrandRequest.id > after_id)
+    query = query.order_by(BrandRequest.id.desc() if newest_first else BrandRequest.id)
+    if account_id is not None:
+        query = query.where(BrandRequest.account_id == account_id)
+    if status is not None:
+        query = query.where(BrandRequest.status == status)
+    if excluding_status is not None:
+        query = query.where(BrandRequest.status != excluding_status)
+    with store.session() as session:
+        return [_view(session, row) for row in session.scalars(query.limit(limit)).all()]
+
+
+def brand_request(store: Store, request_id: int, account_id: int | None = None) -> BrandRequestView:
+    """One request; another account's is reported exactly like a missing one."""
+    with store.session() as session:
+        return _view(session, _get(session, request_id, account_id))
+
+
+def _get(session: Session, request_id: int, account_id: int | None = None) -> BrandRequest:
+    row = session.get(BrandRequest, request_id)
+    if row is None or (account_id is not None and row.account_id != account_id):
+        raise NotFound(f"no brand domain request {request_id}")
+    return row
+
+
+def _require(row: BrandRequest, allowed: tuple[BrandRequestStatus, ...], action: str) -> None:
+    if row.status not in allowed:
+        raise RequestClosed(f"request {row.id} is {row.status}; it cannot be {action} any more")
+
+
+def _decide(row: BrandRequest, status: BrandRequestStatus, decided_by: str) -> None:
+    row.status = status
+    row.decided_at = utcnow()
+    row.decided_by = decided_by[:200]
+
+
+def _brand_domain(session: Session, row: BrandRequest) -> Domain:
+    """The domain row the request provisions, made on first use; kind "brand", wanted."""
+    domain = session.scalar(select(Domain).where(Domain.name == row.domain))
+    if domain is not None and domain.account_id not in (None, row.account_id):
+        raise Conflict(f"{domain.unicode_name} is already used by another account")
+    now = utcnow()
+    if domain is None:
+        valid = validate(row.domain, NamePolicy(allow_test_domains=True))
+        domain = Domain(
+            name=valid.ascii,
+            unicode_name=valid.unicode,
+            registrable=valid.registrable,
+            account_id=row.account_id,
+            dns_state=DnsState.PENDING,
+            cert_state=CertState.NONE,
+            problems=[],
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(domain)
+    domain.account_id = row.account_id
+    domain.kind = "brand"
+    domain.wanted = True
+    domain.attempts = 0
+    domain.next_attempt_at = now
+    session.flush()
+    return domain
+
+
+def approve_brand_request(store: Store, request_id: int, decided_by: str) -> BrandRequestView:
+    """Let the worker secure the domain like any other (the caller wakes it)."""
+    with store.session() as session:
+        row = _get(session, request_id)
+        _require(row, (BrandRequestStatus.REQUESTED,), "approved")
+        domain = _brand_domain(session, row)
+        _decide(row, BrandRequestStatus.APPROVED, decided_by)
+        record_event(
+            session,
+            domain,
+            "brand_approved",
+            f"The brand domain request was approved by {row.decided_by}; securing it now.",
+            request_id=row.id,
+        )
+        return _view(session, row)
+
+
+def reject_brand_request(store: Store, request_id: int, decided_by: str) -> BrandRequestView:
+    with store.session() as session:
+        row = _get(session, request_id)
+        _require(row, (BrandRequestStatus.REQUESTED,), "rejected")
+        _decide(row, BrandRequestStatus.REJECTED, decided_by)
+        return _view(session, row)
+
+
+def request_domain_name(store: Store, request_id: int) -> str:
+    """The domain a request is for (to check an upload against it before storing)."""
+    with store.session() as session:
+        return _get(session, request_id).domain
+
+
+def complete_with_upload(
+    store: Store,
+    keys: MasterKeys,
+    request_id: int,
+    upload: CheckedUpload,
+    decided_by: str,
+) -> BrandRequestView:
+    """Serve an uploaded certificate (checked with `uploads.check_upload`) on the domain.
+
+    The domain is then secured at once. The worker still looks after it: it checks the
+    domain's DNS, and when a third of the certificate's lifetime remains it tries to renew it
+    over ACME like any other domain, so an upload that is not replaced in time shows up as
+    expiring (and, if ACME cannot take over, failing) like every other certificate.
+    """
+    with store.session() as session:
+        row = _get(session, request_id)
+        _require(row, UPLOADABLE, "completed with a certificate")
+        domain = _brand_domain(session, row)
+        certificate = store_upload(session, keys, domain, upload)
+        domain.current_certificate_id = certificate.id
+        domain.cert_state = CertState.ACTIVE
+        domain.problems = []
+        domain.failure_class = None
+        _decide(row, BrandRequestStatus.UPLOADED, decided_by)
+        record_event(
+            session,
+            domain,
+            "certificate_uploaded",
+            f"A certificate issued by {certificate.issuer} was uploaded by {row.decided_by}; "
+            f"valid until {certificate.not_after:%Y-%m-%d %H:%M} UTC.",
+            request_id=row.id,
+            serial=certificate.serial,
+        )
+        return _view(session, row)

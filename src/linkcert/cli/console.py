@@ -1,0 +1,194 @@
+"""Commands for the deliverability team: the brand domain queue, and forced retries.
+
+    linkcert brand list [--status requested] [--json]
+    linkcert brand approve ID
+    linkcert brand reject ID
+    linkcert brand upload ID --cert chain.pem --key key.pem
+    linkcert domain retry NAME
+
+Exit codes, as everywhere: 0 done; 1 refused for the state things are in (the request was
+already decided, the domain is detached, the CA asked to wait, another account holds the
+name); 2 wrong input (no such request or domain, an unreadable or unusable certificate or
+key, bad settings). The worker notices approvals and retries at its next poll.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.table import Table
+
+from linkcert.brand import (
+    BrandRequestStatus,
+    BrandRequestView,
+    RequestClosed,
+    approve_brand_request,
+    complete_with_upload,
+    list_brand_requests,
+    reject_brand_request,
+    request_domain_name,
+)
+from linkcert.cli.app import EXIT_NO, app, console, fail, open_store, print_json, settings
+from linkcert.cli.domains import domain_app
+from linkcert.config import ConfigError
+from linkcert.domains import Conflict, NotFound, TooEarly, retry_now
+from linkcert.service.runtime import master_keys
+from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload
+
+brand_app = typer.Typer(
+    help="Brand link tracking domain requests: the deliverability team's queue.",
+    no_args_is_help=True,
+)
+app.add_typer(brand_app, name="brand")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+RequestArgument = Annotated[int, typer.Argument(help="The request's id (see `brand list`).")]
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _refused(message: str) -> NoReturn:
+    # Same look as fail(), with the "refused" exit code.
+    fail(message, EXIT_NO)
+
+
+def _report(view: BrandRequestView, as_json: bool, said: str) -> None:
+    if as_json:
+        print_json(view.to_json())
+    else:
+        console.print(said, highlight=False, soft_wrap=True)
+
+
+@brand_app.command("list")
+def brand_list(
+    status: Annotated[
+        BrandRequestStatus | None, typer.Option("--status", help="Only requests in this status.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List brand domain requests, oldest first."""
+    store = open_store(settings())
+    views = list_brand_requests(store, status=status.value if status else None, limit=100_000)
+    if as_json:
+        print_json([view.to_json() for view in views])
+        return
+    table = Table()
+    table.add_column("id")
+    # Whole domain names, so they can be copied; the other columns wrap instead.
+    table.add_column("domain", no_wrap=True)
+    for heading in ("account", "status", "requested", "decided", "note"):
+        table.add_column(heading)
+    for view in views:
+        decided = f"{view.decided_at:%Y-%m-%d} by {view.decided_by}" if view.decided_at else "-"
+        table.add_row(
+            str(view.id),
+            view.unicode_name,
+            view.account,
+            view.status,
+            f"{view.created_at:%Y-%m-%d %H:%M}",
+            decided,
+            view.note or "-",
+        )
+    console.print(table)
+
+
+@brand_app.command("approve")
+def brand_approve(request_id: RequestArgument, as_json: JsonOption = False) -> None:
+    """Approve a request: the domain is then secured automatically, like any other."""
+    store = open_store(settings())
+    try:
+        view = approve_brand_request(store, request_id, _who())
+    except NotFound as exc:
+        fail(str(exc))
+    except (RequestClosed, Conflict) as exc:
+        _refused(str(exc))
+    _report(view, as_json, f"request {view.id} approved: {view.unicode_name} is being secured")
+
+
+@brand_app.command("reject")
+def brand_reject(request_id: RequestArgument, as_json: JsonOption = False) -> None:
+    """Reject a waiting request."""
+    store = open_store(settings())
+    try:
+        view = reject_brand_request(store, request_id, _who())
+    except NotFound as exc:
+        fail(str(exc))
+    except RequestClosed as exc:
+        _refused(str(exc))
+    _report(view, as_json, f"request {view.id} ({view.unicode_name}) rejected")
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(MAX_UPLOAD_BYTES + 1)
+    except OSError as exc:
+        fail(f"cannot read the {what} {path}: {exc.strerror}")
+
+
+@brand_app.command("upload")
+def brand_upload(
+    request_id: RequestArgument,
+    cert: Annotated[
+        Path, typer.Option("--cert", help="PEM: the domain's certificate, then intermediates.")
+    ],
+    key: Annotated[Path, typer.Option("--key", help="PEM private key, without passphrase.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Complete a request with a certificate and key obtained elsewhere; served at once."""
+    current = settings()
+    try:
+        keys = master_keys(current)
+    except ConfigError as exc:
+        fail(str(exc))
+    chain_pem = _read(cert, "certificate file")
+    key_pem = _read(key, "private key file")
+    store = open_store(current)
+    try:
+        domain = request_domain_name(store, request_id)
+        checked = check_upload(chain_pem, key_pem, domain)
+        view = complete_with_upload(store, keys, request_id, checked, _who())
+    except NotFound as exc:
+        fail(str(exc))
+    except UploadError as exc:
+        fail(str(exc))
+    except (RequestClosed, Conflict) as exc:
+        _refused(str(exc))
+    info = checked.info
+    _report(
+        view,
+        as_json,
+        f"request {view.id}: {view.unicode_name} now serves the certificate issued by "
+        f"{info.issuer_cn}, valid until {info.not_after:%Y-%m-%d %H:%M} UTC",
+    )
+
+
+@domain_app.command("retry")
+def domain_retry(
+    name: Annotated[str, typer.Argument(help="The domain, in any form.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Check DNS and retry the certificate now instead of at the next scheduled attempt."""
+    store = open_store(settings())
+    try:
+        status = retry_now(store, name)
+    except NotFound as exc:
+        fail(str(exc))
+    except (Conflict, TooEarly) as exc:
+        _refused(str(exc))
+    if as_json:
+        print_json(status.to_json())
+    else:
+        console.print(
+            f"{status.unicode_name}: retrying now (the worker picks it up at its next poll)",
+            highlight=False,
+            soft_wrap=True,
+        )

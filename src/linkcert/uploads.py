@@ -1,0 +1,204 @@
+"""Certificates obtained elsewhere: checking an uploaded chain and key before the edge serves it.
+
+An operator uploads what a brand's CA delivered: usually a PEM file with the certificate and
+its intermediates, and a PEM private key. The edge will serve exactly this to every client that
+clicks a link on the domain, so anything a browser would refuse is refused here first, with a
+message that says what to change in the files.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from sqlalchemy.orm import Session
+
+from linkcert.acme.certs import ChainError, ChainInfo, parse_chain, verify_chain
+from linkcert.keys import MasterKeys, private_key_to_pem
+from linkcert.keystore import cert_key_context
+from linkcert.store import Certificate, Domain
+
+# Far above any real chain and key (a few kilobytes); two of them still fit in one request
+# under the API's 64 KiB body limit.
+MAX_UPLOAD_BYTES = 24 * 1024
+MIN_RSA_BITS = 2048
+
+
+class UploadError(ValueError):
+    """The uploaded certificate or key cannot be served; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class CheckedUpload:
+    """A chain and key that passed every check, in the form they are stored."""
+
+    chain_pem: str  # the certificates alone, leaf first, re-encoded
+    key_pem: bytes  # PKCS#8, unencrypted: it is encrypted under the master key when stored
+    info: ChainInfo
+
+
+def check_upload(
+    chain_pem: str | bytes,
+    key_pem: str | bytes,
+    domain: str,
+    *,
+    now: datetime.datetime | None = None,
+) -> CheckedUpload:
+    """Check that `chain_pem` and `key_pem` can be served for `domain`, or raise UploadError."""
+    certificates = _certificates(chain_pem)
+    key = _private_key(key_pem)
+    leaf = certificates[0]
+    _check_key_belongs_to_leaf(certificates, key, domain)
+    _check_usable_for_servers(leaf)
+    if len(certificates) == 1 and leaf.issuer != leaf.subject:
+        raise UploadError(
+            "The file holds only the domain's certificate. Add the intermediate "
+            "certificate(s) its CA delivered, after it, so that every browser can verify it."
+        )
+    if leaf.issuer == leaf.subject:
+        raise UploadError(
+            "The certificate is self-signed: browsers will not trust it. Upload one issued by "
+            "a public certificate authority."
+        )
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+    try:
+        info = verify_chain(chain, key, domain, now=now)
+    except ChainError as exc:
+        raise UploadError(_sentence(str(exc))) from None
+    return CheckedUpload(chain.decode("ascii"), private_key_to_pem(key), info)
+
+
+def store_upload(
+    session: Session, keys: MasterKeys, domain: Domain, upload: CheckedUpload
+) -> Certificate:
+    """Add the checked certificate to `domain`, its key encrypted and bound to the domain."""
+    info = upload.info
+    certificate = Certificate(
+        domain_id=domain.id,
+        chain_pem=upload.chain_pem,
+        key_encrypted=keys.encrypt(upload.key_pem, cert_key_context(domain.name)),
+        serial=info.serial_hex,
+        issuer=info.issuer_cn[:400],
+        not_before=info.not_before,
+        not_after=info.not_after,
+        fingerprint_sha256=info.fingerprint_sha256,
+        order_id=None,
+        source="upload",
+    )
+    session.add(certificate)
+    session.flush()
+    return certificate
+
+
+def _as_bytes(data: str | bytes, what: str) -> bytes:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > MAX_UPLOAD_BYTES:
+        raise UploadError(f"The {what} is larger than {MAX_UPLOAD_BYTES // 1024} KiB.")
+    if not raw.strip():
+        raise UploadError(f"The {what} is empty.")
+    return raw
+
+
+def _certificates(chain_pem: str | bytes) -> list[x509.Certificate]:
+    raw = _as_bytes(chain_pem, "certificate file")
+    if b"PRIVATE KEY-----" in raw and b"CERTIFICATE-----" not in raw:
+        raise UploadError(
+            "The certificate file holds a private key. Upload the certificate (BEGIN "
+            "CERTIFICATE) as the certificate, and the key as the key."
+        )
+    try:
+        return parse_chain(raw)
+    except ChainError:
+        raise UploadError(
+            "The certificate file is not in PEM form: it must hold blocks that start with "
+            "-----BEGIN CERTIFICATE-----. Convert a DER or PKCS#12 file with openssl first."
+        ) from None
+
+
+def _private_key(key_pem: str | bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    raw = _as_bytes(key_pem, "private key")
+    try:
+        key = serialization.load_pem_private_key(raw, password=None)
+    except TypeError:
+        raise UploadError(
+            "The private key is protected by a passphrase. Upload it without one "
+            "(openssl pkey -in key.pem -out key-plain.pem)."
+        ) from None
+    except (ValueError, UnicodeError):
+        raise UploadError(
+            "The private key is not a PEM private key: it must start with -----BEGIN PRIVATE "
+            "KEY----- (or BEGIN RSA / EC PRIVATE KEY)."
+        ) from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise UploadError(
+                f"The RSA key has {key.key_size} bits; browsers need at least {MIN_RSA_BITS}."
+            )
+        return key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key
+    raise UploadError("Only RSA and ECDSA keys can be served; this key is of another kind.")
+
+
+def _public_bytes(
+    holder: x509.Certificate | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+) -> bytes:
+    return holder.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _check_key_belongs_to_leaf(
+    certificates: list[x509.Certificate],
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    domain: str,
+) -> None:
+    """The key must be the first certificate's, and that one must not be a CA."""
+    mine = _public_bytes(key)
+    if _public_bytes(certificates[0]) == mine and not _is_ca(certificates[0]):
+        return
+    for position, certificate in enumerate(certificates[1:], start=2):
+        if _public_bytes(certificate) == mine:
+            raise UploadError(
+                f"The certificates are out of order: the one for this key is number {position} "
+                "in the file. Put it first, then the certificate that signed it, and so on."
+            )
+    if _is_ca(certificates[0]):
+        raise UploadError(
+            "The first certificate is a CA certificate, not the certificate of "
+            f"{domain}. Put the domain's own certificate first, then its intermediates."
+        )
+    raise UploadError(
+        "The private key does not belong to the certificate. Upload the key that was made "
+        "with the certificate request for this certificate."
+    )
+
+
+def _check_usable_for_servers(leaf: x509.Certificate) -> None:
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return  # no restriction
+    if ExtendedKeyUsageOID.SERVER_AUTH not in usage:
+        raise UploadError(
+            "The certificate is not for web servers (its extended key usage lacks TLS Web "
+            "Server Authentication). Ask the CA for a TLS server certificate."
+        )
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.value.ca
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."

@@ -1,0 +1,287 @@
+"""The customer's Account Details page: account information, the link tracking domain with the
+DNS records it needs, its live status, and requests for brand link tracking domains.
+
+Every form works without JavaScript (a post and a redirect). With it, the page checks DNS as
+the customer types, saves without reloading, and follows the status every two seconds.
+Saving never waits for the DNS check: the worker runs its own after the save.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Form, Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from linkcert.api.problems import ProblemError
+from linkcert.api.routes.brand_requests import submit_request
+from linkcert.api.routes.tracking_domain import (
+    post_tracking_domain_retry,
+    put_tracking_domain,
+)
+from linkcert.api.schemas import TrackingDomainIn
+from linkcert.brand import BrandRequestStatus, BrandRequestView, list_brand_requests
+from linkcert.domains import (
+    AccountSummary,
+    DomainStatus,
+    NotFound,
+    NoTrackingDomain,
+    account_summary,
+    domain_status_for,
+    tracking_domain_status,
+)
+from linkcert.states import CERT_STATE_TEXT, CertState
+from linkcert.web.guard import (
+    AccountVisitor,
+    Visitor,
+    WebContext,
+    WebDep,
+    from_script,
+    require_csrf,
+)
+from linkcert.web.preview import DnsRecord, pointing_records, preview_dns
+from linkcert.web.render import page, redirect
+from linkcert.web.session import CSRF_HEADER
+from linkcert.web.status import status_payload
+
+RETRY_ACTION = "/account/retry"
+
+router = APIRouter(include_in_schema=False)
+
+NOTICES = {
+    "saved": "Saved. We are securing your link tracking domain now: follow its status below.",
+    "unchanged": "Nothing changed: that already is your link tracking domain.",
+    "retrying": "Checking again now.",
+    "brand-requested": "Your request was sent to our deliverability team. We will be in touch.",
+}
+
+BRAND_STATUS_TEXT: dict[str, str] = {
+    BrandRequestStatus.REQUESTED: "Waiting for our deliverability team",
+    BrandRequestStatus.APPROVED: "Approved: we are securing it automatically",
+    BrandRequestStatus.UPLOADED: "Secured with a certificate our team installed",
+    BrandRequestStatus.REJECTED: "Declined: contact support to talk about it",
+}
+
+
+@dataclass(frozen=True)
+class BrandRow:
+    request: BrandRequestView
+    status_text: str
+    certificate_text: str | None
+
+
+@dataclass(frozen=True)
+class FormProblem:
+    """What to show next to a field after a refused post."""
+
+    field: str
+    message: str
+    fix: str | None
+    value: str
+
+
+def _account_id(visitor: Visitor) -> int:
+    account_id = visitor.principal.account_id
+    assert account_id is not None  # account_visitor() let only account tokens through
+    return account_id
+
+
+def _brand_rows(web: WebContext, account_id: int) -> list[BrandRow]:
+    rows = []
+    for request in reversed(list_brand_requests(web.api.store, account_id=account_id)):
+        certificate_text = None
+        if request.status in (BrandRequestStatus.APPROVED, BrandRequestStatus.UPLOADED):
+            try:
+                status = domain_status_for(web.api.store, request.domain, account_id)
+                certificate_text = CERT_STATE_TEXT.get(CertState(status.cert_state))
+            except (NotFound, ValueError):
+                certificate_text = None
+        rows.append(
+            BrandRow(
+                request, BRAND_STATUS_TEXT.get(request.status, request.status), certificate_text
+            )
+        )
+    return rows
+
+
+def _panel(request: Request, web: WebContext, visitor: Visitor) -> dict[str, Any] | None:
+    current = _current(web, _account_id(visitor))
+    if current is None:
+        return None
+    return status_payload(
+        request,
+        web.api.store,
+        current,
+        csrf_token=visitor.session.csrf,
+        retry_action=RETRY_ACTION,
+    )
+
+
+def _current(web: WebContext, account_id: int) -> DomainStatus | None:
+    try:
+        return tracking_domain_status(web.api.store, account_id)
+    except NoTrackingDomain:
+        return None
+
+
+def render_account(
+    request: Request,
+    web: WebContext,
+    visitor: Visitor,
+    *,
+    notice: str | None = None,
+    problem: FormProblem | None = None,
+    status_code: int = 200,
+) -> Response:
+    account_id = _account_id(visitor)
+    account: AccountSummary = account_summary(web.api.store, account_id)
+    current = _current(web, account_id)
+    settings = web.api.settings
+    typed = problem.value if problem and problem.field == "domain" else None
+    records: list[DnsRecord] = (
+        pointing_records(settings, current.domain) if current is not None and current.wanted else []
+    )
+    context: dict[str, Any] = {
+        "title": "Account Details",
+        "visitor": visitor,
+        "csrf_token": visitor.session.csrf,
+        "account": account,
+        "domain_value": typed if typed is not None else (current.unicode_name if current else ""),
+        "cname_target": (settings.cname_targets[0].rstrip(".") + ".")
+        if settings.cname_targets
+        else "",
+        "records": records,
+        "status": _panel(request, web, visitor),
+        "brand_rows": _brand_rows(web, account_id),
+        "notice": NOTICES.get(notice or "") if notice != "brand-requested" else None,
+        "brand_notice": NOTICES["brand-requested"] if notice == "brand-requested" else None,
+        "saved_value": current.unicode_name if current is not None and current.wanted else "",
+        "problem": problem,
+    }
+    return page(request, "account.html", context, status_code)
+
+
+@router.get("/account")
+def account_page(
+    request: Request, web: WebDep, visitor: AccountVisitor, notice: str | None = None
+) -> Response:
+    return render_account(request, web, visitor, notice=notice)
+
+
+@router.get("/account/status")
+def account_status(request: Request, web: WebDep, visitor: AccountVisitor) -> Response:
+    """The status panel, for the page's script to follow without reloading."""
+    panel = _panel(request, web, visitor)
+    if panel is None:
+        return JSONResponse({"html": "", "summary": "", "digest": "", "poll_ms": 0})
+    return JSONResponse(panel, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/account/tracking-domain")
+def save_tracking_domain(
+    request: Request,
+    web: WebDep,
+    visitor: AccountVisitor,
+    domain: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str | None, Form(max_length=100)] = None,
+) -> Response:
+    require_csrf(request, visitor, csrf_token or request.headers.get(CSRF_HEADER))
+    account_id = _account_id(visitor)
+    if not domain.strip():
+        problem = FormProblem(
+            "domain", "Enter your link tracking domain, such as links.example.com.", None, domain
+        )
+        return _refused(request, web, visitor, problem, 422)
+    response = Response()
+    try:
+        put_tracking_domain(
+            account_id, TrackingDomainIn(domain=domain), visitor.principal, web.api, response
+        )
+    except ProblemError as exc:
+        return _refused(
+            request, web, visitor, FormProblem("domain", exc.detail, exc.fix, domain), exc.status
+        )
+    notice = "saved" if response.status_code == 202 else "unchanged"
+    if from_script(request):
+        return JSONResponse({"notice": NOTICES[notice], "status": _panel(request, web, visitor)})
+    return redirect(f"/account?notice={notice}")
+
+
+def _refused(
+    request: Request, web: WebContext, visitor: Visitor, problem: FormProblem, status_code: int
+) -> Response:
+    if from_script(request):
+        return JSONResponse(
+            {"field": problem.field, "error": problem.message, "fix": problem.fix},
+            status_code=status_code,
+        )
+    return render_account(request, web, visitor, problem=problem, status_code=status_code)
+
+
+@router.post("/account/dns-check")
+async def dns_check(
+    request: Request,
+    web: WebDep,
+    visitor: AccountVisitor,
+    domain: Annotated[str, Body(embed=True, max_length=1024)],
+) -> Response:
+    """What the typed name's DNS says now and which records it needs (for the script)."""
+    require_csrf(request, visitor, request.headers.get(CSRF_HEADER))
+    limiter = web.api.limiter
+    wait = limiter.acquire(visitor.principal.token_id) if limiter is not None else None
+    if wait is not None:
+        return JSONResponse({"error": "Too many checks; wait a moment."}, status_code=429)
+    preview = await preview_dns(web.api.settings, domain)
+    return JSONResponse(preview.to_json(), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/account/retry")
+def retry(
+    request: Request,
+    web: WebDep,
+    visitor: AccountVisitor,
+    csrf_token: Annotated[str | None, Form(max_length=100)] = None,
+) -> Response:
+    require_csrf(request, visitor, csrf_token or request.headers.get(CSRF_HEADER))
+    account_id = _account_id(visitor)
+    try:
+        post_tracking_domain_retry(account_id, visitor.principal, web.api)
+    except ProblemError as exc:
+        if from_script(request):
+            return JSONResponse({"error": exc.detail, "fix": exc.fix}, status_code=exc.status)
+        return render_account(
+            request,
+            web,
+            visitor,
+            problem=FormProblem("retry", exc.detail, exc.fix, ""),
+            status_code=exc.status,
+        )
+    if from_script(request):
+        return JSONResponse(
+            {"notice": NOTICES["retrying"], "status": _panel(request, web, visitor)}
+        )
+    return redirect("/account?notice=retrying")
+
+
+@router.post("/account/brand-requests")
+def request_brand_domain(
+    request: Request,
+    web: WebDep,
+    visitor: AccountVisitor,
+    domain: Annotated[str, Form(max_length=1024)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+    csrf_token: Annotated[str | None, Form(max_length=100)] = None,
+) -> Response:
+    require_csrf(request, visitor, csrf_token)
+    account_id = _account_id(visitor)
+    if not domain.strip():
+        problem = FormProblem("brand_domain", "Enter the brand domain you need.", None, domain)
+        return render_account(request, web, visitor, problem=problem, status_code=422)
+    try:
+        submit_request(web.api, account_id, domain, note)
+    except ProblemError as exc:
+        problem = FormProblem("brand_domain", exc.detail, exc.fix, domain)
+        return render_account(request, web, visitor, problem=problem, status_code=exc.status)
+    return redirect("/account?notice=brand-requested#brand")

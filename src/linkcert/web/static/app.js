@@ -1,0 +1,338 @@
+// Link tracking pages: a little progressive enhancement, nothing the pages need to work.
+// - while a domain is typed: the DNS record to create at once, then what DNS says now;
+// - saving and "check again" without a reload;
+// - the HTTPS status followed live (every 2 s, 10 s once settled), changes announced politely;
+// - copy buttons, and relative times that keep up.
+// Text from the server is only ever set with textContent; the one HTML it sends is the status
+// panel, rendered (and escaped) by the server's templates.
+(function () {
+  "use strict";
+
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+
+  function request(method, url, body) {
+    var headers = { "X-Requested-With": "fetch", "X-CSRF-Token": csrf };
+    var options = { method: method, headers: headers, credentials: "same-origin" };
+    if (body instanceof FormData) {
+      options.body = body;
+    } else if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(url, options).then(function (response) {
+      if (response.status === 401) {
+        window.location.assign("/login");
+        throw new Error("logged out");
+      }
+      return response.json().then(function (data) {
+        return { ok: response.ok, status: response.status, data: data };
+      });
+    });
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // --- relative times ------------------------------------------------------------------
+
+  function relative(iso) {
+    var seconds = (Date.parse(iso) - Date.now()) / 1000;
+    var future = seconds >= 0;
+    seconds = Math.abs(seconds);
+    if (seconds < 5) return "now";
+    var units = [[86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
+    for (var i = 0; i < units.length; i++) {
+      if (seconds >= units[i][0]) {
+        var count = Math.floor(seconds / units[i][0]);
+        var words = count + " " + units[i][1] + (count === 1 ? "" : "s");
+        return future ? "in " + words : words + " ago";
+      }
+    }
+    return "now";
+  }
+
+  function tick() {
+    var nodes = document.querySelectorAll("[data-relative]");
+    for (var i = 0; i < nodes.length; i++) {
+      nodes[i].textContent = "(" + relative(nodes[i].getAttribute("data-relative")) + ")";
+    }
+  }
+  window.setInterval(tick, 5000);
+
+  // --- copy buttons --------------------------------------------------------------------
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("button[data-copy]") : null;
+    if (!button) return;
+    var text = button.getAttribute("data-copy");
+    var done = function () {
+      button.textContent = "Copied";
+      window.setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () {});
+    }
+  });
+
+  // --- notices -------------------------------------------------------------------------
+
+  var notice = document.getElementById("notice");
+  function showNotice(text) {
+    if (!notice || !text) return;
+    notice.textContent = text;
+    notice.hidden = false;
+  }
+
+  // --- the live status panel -----------------------------------------------------------
+
+  var panel = document.getElementById("status-panel");
+  var card = document.getElementById("status-card");
+  var live = document.getElementById("status-live");
+  var statusError = document.getElementById("status-error");
+  var pollMs = panel ? parseInt(panel.getAttribute("data-poll-ms"), 10) || 2000 : 0;
+  var lastSummary = panel ? panel.getAttribute("data-summary") || "" : "";
+  var pollTimer = null;
+
+  function applyStatus(payload) {
+    if (!panel || !payload || !payload.html) return;
+    if (card) card.hidden = false;
+    pollMs = payload.poll_ms || 2000;
+    if (payload.digest === panel.getAttribute("data-digest")) return;
+    // Keep what the person opened and where their focus was.
+    var open = [];
+    panel.querySelectorAll("details[open]").forEach(function (d) { open.push(d.id); });
+    var focusedInside = panel.contains(document.activeElement);
+    panel.innerHTML = payload.html;
+    panel.setAttribute("data-digest", payload.digest);
+    open.forEach(function (id) {
+      var d = document.getElementById(id);
+      if (d) d.open = true;
+    });
+    if (focusedInside) {
+      var first = panel.querySelector("button, summary, a");
+      if (first) first.focus();
+    }
+    if (live && payload.summary !== lastSummary) {
+      live.textContent = payload.summary;
+      lastSummary = payload.summary;
+    }
+  }
+
+  function schedulePoll(delay) {
+    if (!panel) return;
+    if (pollTimer) window.clearTimeout(pollTimer);
+    pollTimer = window.setTimeout(poll, delay);
+  }
+
+  function poll() {
+    if (document.hidden) {
+      schedulePoll(pollMs);
+      return;
+    }
+    request("GET", panel.getAttribute("data-status-url")).then(function (result) {
+      if (result.ok) applyStatus(result.data);
+      schedulePoll(pollMs);
+    }, function () {
+      schedulePoll(Math.max(pollMs, 5000));
+    });
+  }
+
+  if (panel) {
+    // Nothing to follow until a domain is saved; saving starts the polling.
+    if (!(card && card.hidden)) schedulePoll(pollMs);
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden) schedulePoll(0);
+    });
+    // "Check again now", without leaving the page.
+    panel.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form.matches('form[data-enhance="retry"]')) return;
+      event.preventDefault();
+      var button = form.querySelector("button");
+      if (button) button.disabled = true;
+      request("POST", form.action, new FormData(form)).then(function (result) {
+        if (result.ok) {
+          if (statusError) {
+            statusError.hidden = true;
+            statusError.textContent = "";
+          }
+          showNotice(result.data.notice);
+          applyStatus(result.data.status);
+          schedulePoll(1000);
+        } else if (statusError) {
+          statusError.textContent = (result.data.error || "Not done.") + (result.data.fix ? " " + result.data.fix : "");
+          statusError.hidden = false;
+        }
+        if (button) button.disabled = false;
+      }, function () {
+        if (button) button.disabled = false;
+      });
+    });
+  }
+
+  // --- the link tracking domain field --------------------------------------------------
+
+  var form = document.getElementById("domain-form");
+  var input = document.getElementById("domain");
+  var help = document.getElementById("dns-help");
+  var recordsBox = document.getElementById("dns-records");
+  var checkLine = document.getElementById("dns-check");
+  var problemsList = document.getElementById("dns-problems");
+  var fieldError = document.getElementById("domain-error");
+  var checkTimer = null;
+  var checkSeq = 0;
+
+  function copyButton(text, label) {
+    var button = el("button", "copy", "Copy");
+    button.type = "button";
+    button.setAttribute("data-copy", text);
+    button.setAttribute("aria-label", "Copy " + label);
+    return button;
+  }
+
+  function part(dl, label, value, copyLabel) {
+    var row = el("div");
+    row.appendChild(el("dt", "", label));
+    var dd = el("dd");
+    if (copyLabel) {
+      dd.appendChild(el("code", "", value));
+      dd.appendChild(document.createTextNode(" "));
+      dd.appendChild(copyButton(value, copyLabel));
+    } else {
+      dd.textContent = value;
+    }
+    row.appendChild(dd);
+    dl.appendChild(row);
+  }
+
+  function recordBlock(record) {
+    var box = el("div", "record" + (record.type === "CAA" ? " record-caa" : ""));
+    if (record.type === "CAA") {
+      box.appendChild(el("p", "record-why", "Also add this CAA record, so that our certificate authority may issue for your domain:"));
+    }
+    var line = el("div", "zone-line");
+    line.appendChild(el("code", "", record.zone));
+    line.appendChild(copyButton(record.zone, "the whole record"));
+    box.appendChild(line);
+    var dl = el("dl", "record-parts");
+    part(dl, "Type", record.type);
+    part(dl, "Name", record.name, "the name");
+    part(dl, "Value", record.value, "the value");
+    if (record.present === true) part(dl, "Now", "✓ In place");
+    if (record.present === false) part(dl, "Now", "Not in place yet");
+    box.appendChild(dl);
+    return box;
+  }
+
+  function showRecords(records) {
+    recordsBox.textContent = "";
+    records.forEach(function (record) { recordsBox.appendChild(recordBlock(record)); });
+    var heading = document.getElementById("dns-help-heading");
+    if (records.length > 1 && heading.textContent === help.getAttribute("data-create-heading")) {
+      heading.textContent = help.getAttribute("data-create-heading-many");
+    }
+  }
+
+  function guessName(typed) {
+    return typed.trim().toLowerCase().replace(/^https?:\/\//, "").replace(/\/.*$/, "").replace(/\.$/, "");
+  }
+
+  function showGuess(typed) {
+    var target = input.getAttribute("data-cname-target");
+    var name = guessName(typed);
+    if (!name || !target) return;
+    showRecords([{ name: name, type: "CNAME", value: target, zone: name + ". CNAME " + target, present: null }]);
+  }
+
+  function showCheck(result) {
+    showRecords(result.records);
+    checkLine.textContent = result.state_text + (result.found ? " Now: " + result.found + "." : "");
+    problemsList.textContent = "";
+    result.problems.forEach(function (problem) {
+      var item = el("li", "problem");
+      item.setAttribute("data-code", problem.code);
+      item.appendChild(el("p", "problem-message", problem.message));
+      if (problem.fix) {
+        var fix = el("p", "fix");
+        fix.appendChild(el("strong", "", "Fix: "));
+        fix.appendChild(document.createTextNode(problem.fix));
+        item.appendChild(fix);
+      }
+      problemsList.appendChild(item);
+    });
+  }
+
+  function checkDns() {
+    var typed = input.value;
+    if (!guessName(typed)) return;
+    var seq = ++checkSeq;
+    checkLine.textContent = "Checking your DNS…";
+    request("POST", "/account/dns-check", { domain: typed }).then(function (result) {
+      if (seq !== checkSeq || !result.ok) return;
+      showCheck(result.data);
+    }, function () {});
+  }
+
+  // "Your DNS record" for the saved name, "DNS record to create" for a new one.
+  function describeRecords(typed) {
+    var kept = guessName(typed) === guessName(input.getAttribute("data-saved") || "");
+    var which = kept ? "kept" : "create";
+    document.getElementById("dns-help-heading").textContent = help.getAttribute("data-" + which + "-heading");
+    document.getElementById("dns-help-hint").textContent = help.getAttribute("data-" + which + "-hint");
+  }
+
+  if (form && input && help) {
+    input.addEventListener("input", function () {
+      var typed = input.value;
+      if (!guessName(typed)) {
+        help.hidden = true;
+        checkSeq++;
+        return;
+      }
+      help.hidden = false;
+      describeRecords(typed);
+      showGuess(typed);
+      checkLine.textContent = "";
+      problemsList.textContent = "";
+      if (checkTimer) window.clearTimeout(checkTimer);
+      checkTimer = window.setTimeout(checkDns, 600);
+    });
+
+    // Saving never waits for the DNS check.
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var button = document.getElementById("save");
+      button.disabled = true;
+      request("POST", form.action, new FormData(form)).then(function (result) {
+        button.disabled = false;
+        if (result.ok) {
+          input.removeAttribute("aria-invalid");
+          fieldError.hidden = true;
+          fieldError.textContent = "";
+          // From now on the status below tells what DNS says; the check typed-ahead is stale.
+          checkSeq++;
+          input.setAttribute("data-saved", input.value);
+          describeRecords(input.value);
+          showGuess(input.value);
+          checkLine.textContent = "";
+          problemsList.textContent = "";
+          showNotice(result.data.notice);
+          applyStatus(result.data.status);
+          schedulePoll(1000);
+        } else {
+          input.setAttribute("aria-invalid", "true");
+          fieldError.textContent = (result.data.error || "Not saved.") + (result.data.fix ? " " + result.data.fix : "");
+          fieldError.hidden = false;
+          input.focus();
+        }
+      }, function () {
+        button.disabled = false;
+      });
+    });
+  }
+})();

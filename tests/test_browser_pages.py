@@ -1,0 +1,280 @@
+"""The pages in a real browser (Debian's Chromium) against the whole product on loopback.
+
+Each test runs linkcert (worker, edge and API) against Pebble and a real DNS server, opens the
+API's URL in Chromium and uses the pages as a person would: typing, tabbing, clicking, waiting
+for the status to change by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, expect
+
+from linkcert.auth import create_token
+from linkcert.brand import request_brand_domain
+from linkcert.domains import create_account, set_tracking_domain
+from linkcert.names import NamePolicy
+from linkcert.service.runtime import Runtime
+from linkcert.store import Store
+from tests.browser_support import (
+    chromium,
+    has_horizontal_scroll,
+    low_contrast,
+    new_page,
+    require_chromium,
+    screenshot,
+)
+from tests.certs_support import ThrowawayCA, pem
+from tests.e2e_support import EDGE_TARGET, Platform, https_get, start_platform, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.pebble]
+
+POLICY = NamePolicy(allow_test_domains=True)
+SECURED_TIMEOUT = 60_000  # ms: Pebble issues in about a second; leave room for a busy machine
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    require_chromium()
+    world = start_platform(tmp_path_factory.mktemp("pebble"))
+    yield world
+    world.pebble.stop()
+    world.dns.stop()
+
+
+@dataclass
+class Running:
+    runtime: Runtime
+    store: Store
+    url: str
+    account_token: str
+    operator_token: str
+    account_id: int
+
+
+@asynccontextmanager
+async def linkcert(platform: Platform, tmp_path: Path, account: str) -> AsyncIterator[Running]:
+    """The whole product, its API (and so the pages) on a free loopback port."""
+    db_url = f"sqlite:///{tmp_path / 'linkcert.sqlite3'}"
+    store = Store(db_url)
+    store.migrate()
+    runtime = Runtime(platform.settings(db_url, tmp_path), store=store)
+    await runtime.start()
+    try:
+        shop = create_account(store, account, [f"owner@{account}.test", f"it@{account}.test"])
+        account_token, _ = create_token(store, shop.id, "account page")
+        operator_token, _ = create_token(store, None, "deliverability team")
+        yield Running(
+            runtime,
+            store,
+            f"http://127.0.0.1:{runtime.api_port}",
+            account_token,
+            operator_token,
+            shop.id,
+        )
+    finally:
+        await runtime.aclose()
+
+
+async def log_in(page: Page, running: Running, token: str) -> None:
+    await page.goto(running.url + "/login")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="LOG IN").click()
+
+
+async def test_a_customer_saves_a_domain_and_watches_it_get_secured(
+    platform: Platform, tmp_path: Path
+) -> None:
+    domain = "links.shop-one.test"
+    async with (
+        linkcert(platform, tmp_path, "shop-one") as running,
+        chromium() as browser,
+        new_page(browser) as page,
+    ):
+        await page.goto(running.url + "/login")
+        await screenshot(page, "login")
+        await log_in(page, running, running.account_token)
+        await expect(page.get_by_role("heading", name="Account Details")).to_be_visible()
+        await expect(page.get_by_text("owner@shop-one.test")).to_be_visible()
+
+        # Typing the name shows the record to create at once, then what DNS says now.
+        await page.get_by_label("Link tracking domain", exact=True).fill(domain)
+        records = page.locator("#dns-records")
+        await expect(records).to_contain_text(f"{domain}. CNAME {EDGE_TARGET}.")
+        await expect(page.locator("#dns-check")).to_contain_text(
+            "The domain does not point to us yet"
+        )
+        await expect(records).to_contain_text("Not in place yet")
+        await screenshot(page, "account-dns-instructions")
+
+        # The customer creates the record, then saves; the page follows by itself.
+        platform.point(domain)
+        await page.get_by_role("button", name="SAVE CHANGES").click()
+        await expect(page.locator("#notice")).to_contain_text("Saved.")
+        certificate = page.locator('[data-state="certificate"]')
+        await expect(certificate).to_have_text("Secured", timeout=SECURED_TIMEOUT)
+        await expect(page.locator('[data-state="dns"]')).to_have_text("DNS is set up correctly")
+        panel = page.locator("#status-panel")
+        await expect(panel).to_contain_text("HTTPS is on")
+        await expect(panel).to_contain_text("Issued by")
+        await expect(panel).to_contain_text("Pebble")
+        await expect(panel).to_contain_text("Expires")
+        await expect(panel).to_contain_text("Next renewal")
+        # Screen readers were told, once, in words.
+        await expect(page.locator("#status-live")).to_contain_text("Certificate: Secured.")
+        assert await low_contrast(page) == []
+        await page.locator("details.history summary").click()
+        await screenshot(page, "account-secured")
+
+
+async def test_a_customer_whose_caa_forbids_lets_encrypt_sees_the_record_to_add(
+    platform: Platform, tmp_path: Path
+) -> None:
+    domain = "links.caa-shop.test"
+    platform.point(domain)
+    platform.dns.add("caa-shop.test", "CAA", '0 issue "digicert.com"')
+    wanted = 'caa-shop.test. CAA 0 issue "letsencrypt.org"'
+    async with (
+        linkcert(platform, tmp_path, "caa-shop") as running,
+        chromium() as browser,
+        new_page(browser) as page,
+    ):
+        await log_in(page, running, running.account_token)
+        await page.get_by_label("Link tracking domain", exact=True).fill(domain)
+        records = page.locator("#dns-records")
+        await expect(records).to_contain_text(wanted)
+        await expect(records).to_contain_text("✓ In place")  # the CNAME is right
+        await expect(page.locator("#dns-check")).to_contain_text("CAA record")
+        await expect(page.locator("#dns-problems")).to_contain_text("digicert.com")
+        await screenshot(page, "account-caa-before-saving")
+
+        await page.get_by_role("button", name="SAVE CHANGES").click()
+        dns = page.locator('[data-state="dns"]')
+        await expect(dns).to_have_text(
+            "A CAA record does not allow our certificate authority", timeout=SECURED_TIMEOUT
+        )
+        problem = page.locator('#status-panel .problem[data-code="caa_not_authorized"]')
+        await expect(problem).to_contain_text(wanted)
+        await expect(page.locator('[data-state="certificate"]')).to_have_text("No certificate yet")
+        await screenshot(page, "account-caa-status")
+
+
+async def test_an_operator_provisions_a_brand_domain_by_upload(
+    platform: Platform, tmp_path: Path
+) -> None:
+    domain = "links.brand-shop.test"
+    platform.point(domain)
+    ca = ThrowawayCA.create("Brand Trust")
+    leaf = ca.issue(domain)
+    chain_file, key_file = tmp_path / "chain.pem", tmp_path / "key.pem"
+    chain_file.write_bytes(leaf.chain_pem)
+    key_file.write_bytes(leaf.key_pem)
+    async with linkcert(platform, tmp_path, "brand-shop") as running, chromium() as browser:
+        request = request_brand_domain(
+            running.store, running.account_id, domain, "Our CA is Brand Trust", POLICY
+        )
+        set_tracking_domain(running.store, running.account_id, "links.other-shop.test", POLICY)
+        async with new_page(browser) as page:
+            await log_in(page, running, running.operator_token)
+            await expect(page.get_by_role("heading", name="Deliverability console")).to_be_visible()
+            item = page.locator("article.request", has_text=domain)
+            await expect(item).to_contain_text("Our CA is Brand Trust")
+            await item.get_by_text("Upload a certificate instead").click()
+            await item.get_by_label("Certificate chain (PEM file)").set_input_files(chain_file)
+            await item.get_by_label("Private key (PEM file)").set_input_files(key_file)
+            await screenshot(page, "console-upload")
+            await item.get_by_role("button", name="Upload and serve").click()
+            await expect(page.get_by_role("status")).to_contain_text(
+                f"Request {request.id}: {domain} now serves the uploaded certificate"
+            )
+            await screenshot(page, "console")
+
+            await page.get_by_role("link", name="domain status").click()
+            certificate = page.locator('[data-state="certificate"]')
+            await expect(certificate).to_have_text("Secured")
+            panel = page.locator("#status-panel")
+            await expect(panel).to_contain_text("Brand Trust Issuing (uploaded certificate)")
+            await expect(page.locator('[data-state="dns"]')).to_have_text(
+                "DNS is set up correctly", timeout=SECURED_TIMEOUT
+            )
+            await screenshot(page, "console-domain")
+
+        # The edge serves the uploaded certificate to clients that trust the brand's CA.
+        await wait_for(lambda: domain in running.runtime.cache)
+        edge = running.runtime.edge
+        assert edge is not None and edge.https_port
+        root = pem(ca.root).decode()
+        _, _, peer = await asyncio.to_thread(https_get, edge.https_port, domain, "/", root)
+        assert ("DNS", domain) in peer["subjectAltName"]
+
+
+async def test_keyboard_only_and_a_phone_sized_screen(platform: Platform, tmp_path: Path) -> None:
+    async with linkcert(platform, tmp_path, "keys-shop") as running, chromium() as browser:
+        async with new_page(browser) as page:
+            await page.goto(running.url + "/login")
+            await page.keyboard.press("Tab")
+            assert await page.evaluate("document.activeElement.className") == "skip-link"
+            await page.keyboard.press("Tab")
+            assert await page.evaluate("document.activeElement.id") == "token"
+            await page.keyboard.type(running.account_token)
+            await page.keyboard.press("Enter")
+            await expect(page.get_by_role("heading", name="Account Details")).to_be_visible()
+
+            reached = await tab_to(page, "domain")
+            # The skip link, log out and the ACCOUNT tab come first, in reading order.
+            assert reached[:3] == ["Skip to main content", "Log out", "ACCOUNT"], reached
+            assert await focus_is_visible(page)
+            await page.keyboard.type("links.keys-shop.test")
+            await expect(page.locator("#dns-records")).to_contain_text("links.keys-shop.test.")
+            await tab_to(page, "save")
+            assert await focus_is_visible(page)
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#notice")).to_contain_text("Saved.")
+            await expect(page.locator("#status-card")).to_be_visible()
+
+        async with new_page(browser, phone=True) as phone:
+            await log_in(phone, running, running.account_token)
+            await phone.get_by_label("Link tracking domain", exact=True).fill(
+                "links.a-rather-long-name.keys-shop.test"
+            )
+            await expect(phone.locator("#dns-check")).not_to_be_empty()
+            assert not await has_horizontal_scroll(phone)
+            await screenshot(phone, "account-phone")
+
+        async with new_page(browser, phone=True) as phone:
+            await log_in(phone, running, running.operator_token)
+            await expect(
+                phone.get_by_role("heading", name="Deliverability console")
+            ).to_be_visible()
+            assert not await has_horizontal_scroll(phone)
+            assert await low_contrast(phone) == []
+            await screenshot(phone, "console-phone")
+
+
+async def tab_to(page: Page, target_id: str, limit: int = 30) -> list[str]:
+    """Press Tab until the element with `target_id` has focus; return what was passed."""
+    passed: list[str] = []
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(
+            "(() => { const e = document.activeElement;"
+            " return [e.id, e.className, (e.innerText || '').trim()]; })()"
+        )
+        if focused[0] == target_id:
+            return passed
+        passed.append(focused[2] or focused[1] or focused[0])
+    raise AssertionError(f"#{target_id} not reached with Tab; passed {passed}")
+
+
+async def focus_is_visible(page: Page) -> bool:
+    style: dict[str, str] = await page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement);"
+        " return {style: s.outlineStyle, width: s.outlineWidth}; })()"
+    )
+    return style["style"] != "none" and style["width"] not in ("0px", "")

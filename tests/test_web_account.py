@@ -1,0 +1,224 @@
+"""The Account Details page without a browser: what it shows, and each form with and without
+the page's script."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from linkcert.api import create_app
+from linkcert.auth import create_token
+from linkcert.brand import list_brand_requests
+from linkcert.config import Settings
+from linkcert.domains import (
+    create_account,
+    domain_status,
+    remove_tracking_domain,
+    tracking_domain_status,
+)
+from linkcert.localdns import LocalDNSServer
+from linkcert.store import Store
+from tests.api_support import World, make_world
+from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
+
+TARGET = "edge.platform.test"
+SETTINGS = Settings(
+    allow_test_domains=True,
+    platform_domains=("platform.test",),
+    cname_targets=(TARGET,),
+    dns_timeout=1.0,
+)
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    return make_world(store)
+
+
+async def logged_in(world: World, settings: Settings = SETTINGS) -> httpx.AsyncClient:
+    app = create_app(world.store, settings, wake=lambda: world.wakes.append(1), rate_limit=None)
+    web = browser(app)
+    await log_in(web, world.a_token)
+    return web
+
+
+async def post_form(web: httpx.AsyncClient, path: str, **fields: str) -> httpx.Response:
+    csrf = await page_csrf(web, "/account")
+    return await web.post(path, data={**fields, "csrf_token": csrf}, headers={"Origin": BASE})
+
+
+async def test_the_page_shows_the_account_domain_record_and_status(world: World) -> None:
+    web = await logged_in(world)
+    page = (await web.get("/account")).text
+    for expected in (
+        "Account Details",
+        ">ACCOUNT<",
+        "Account Information",
+        "alpha",
+        "ops@alpha.test",
+        'value="links.alpha.test"',
+        f"links.alpha.test. CNAME {TARGET}.",
+        "SAVE CHANGES",
+        "HTTPS status",
+        "Checking your DNS",
+        "No certificate yet",
+        'aria-live="polite"',
+    ):
+        assert expected in page, expected
+    assert "beta" not in page
+
+
+async def test_saving_without_the_script_redirects_with_a_notice(world: World) -> None:
+    web = await logged_in(world)
+    response = await post_form(web, "/account/tracking-domain", domain="Links.NEW-alpha.test")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account?notice=saved"
+    page = (await web.get(response.headers["location"])).text
+    assert "Saved. We are securing your link tracking domain now" in page
+    assert "links.new-alpha.test. CNAME edge.platform.test." in page
+    assert tracking_domain_status(world.store, world.a_id).domain == "links.new-alpha.test"
+    assert not domain_status(world.store, "links.alpha.test").wanted
+    assert world.wakes == [1]
+    again = await post_form(web, "/account/tracking-domain", domain="links.new-alpha.test")
+    assert again.headers["location"] == "/account?notice=unchanged"
+    assert world.wakes == [1]
+
+
+@pytest.mark.parametrize(
+    ("typed", "status", "expected"),
+    [
+        ("https://links.alpha2.test/path", 422, "looks like a web address"),
+        ("links.beta.test", 409, "already used by another account"),
+        ("", 422, "Enter your link tracking domain"),
+        ("x.platform.test", 422, "platform"),
+    ],
+)
+async def test_a_refused_domain_is_explained_next_to_the_field(
+    world: World, typed: str, status: int, expected: str
+) -> None:
+    web = await logged_in(world)
+    response = await post_form(web, "/account/tracking-domain", domain=typed)
+    assert response.status_code == status
+    assert expected.lower() in response.text.lower()
+    assert 'aria-invalid="true"' in response.text
+    if typed:
+        assert f'value="{typed}"' in response.text  # what was typed stays in the field
+    assert tracking_domain_status(world.store, world.a_id).domain == "links.alpha.test"
+
+
+async def test_saving_with_the_script_answers_json(world: World) -> None:
+    web = await logged_in(world)
+    csrf = await page_csrf(web, "/account")
+    saved = await web.post(
+        "/account/tracking-domain",
+        data={"domain": "links.new-alpha.test", "csrf_token": csrf},
+        headers=SCRIPT,
+    )
+    body = saved.json()
+    assert body["notice"].startswith("Saved.")
+    assert "links.new-alpha.test" in body["status"]["html"]
+    assert body["status"]["poll_ms"] == 2000
+    refused = await web.post(
+        "/account/tracking-domain",
+        data={"domain": "links.beta.test"},
+        headers={**SCRIPT, "X-CSRF-Token": csrf},
+    )
+    assert refused.status_code == 409
+    assert refused.json()["field"] == "domain" and "another account" in refused.json()["error"]
+
+
+async def test_the_status_changes_its_digest_only_when_it_changes(world: World) -> None:
+    web = await logged_in(world)
+    first = (await web.get("/account/status", headers=SCRIPT)).json()
+    second = (await web.get("/account/status", headers=SCRIPT)).json()
+    assert first["digest"] == second["digest"]
+    assert first["summary"] == (
+        "links.alpha.test: DNS: Checking your DNS. Certificate: No certificate yet."
+    )
+    await post_form(web, "/account/retry")
+    third = (await web.get("/account/status", headers=SCRIPT)).json()
+    assert third["digest"] != first["digest"]  # a new event: "A retry was requested"
+    assert "A retry was requested" in third["html"]
+
+
+async def test_retry_of_a_detached_domain_says_how_to_resume(world: World, store: Store) -> None:
+    web = await logged_in(world)
+    csrf = await page_csrf(web, "/account")
+    remove_tracking_domain(store, world.a_id)
+    response = await web.post("/account/retry", data={"csrf_token": csrf}, headers={"Origin": BASE})
+    assert response.status_code == 404  # no tracking domain any more
+    assert "no link tracking domain" in response.text
+
+
+async def test_the_dns_check_shows_the_caa_record_to_add(
+    world: World, dns_server: LocalDNSServer
+) -> None:
+    settings = SETTINGS.model_copy(update={"nameservers": (dns_server.nameserver,)})
+    web = await logged_in(world, settings)
+    dns_server.add(TARGET, "A", "127.0.0.1")
+    dns_server.add("links.shop.test", "CNAME", TARGET + ".")
+    dns_server.add("shop.test", "CAA", '0 issue "digicert.com"')
+    csrf = await page_csrf(web, "/account")
+    response = await web.post(
+        "/account/dns-check",
+        json={"domain": "links.shop.test"},
+        headers={**SCRIPT, "X-CSRF-Token": csrf},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["state"] == "caa_blocked"
+    assert [r["zone"] for r in body["records"]] == [
+        f"links.shop.test. CNAME {TARGET}.",
+        'shop.test. CAA 0 issue "letsencrypt.org"',
+    ]
+    assert "digicert.com" in body["problems"][0]["message"]
+    # A name that does not exist yet: only the CNAME, not in place, and what DNS says now.
+    fresh = await web.post(
+        "/account/dns-check",
+        json={"domain": "links.new.test"},
+        headers={**SCRIPT, "X-CSRF-Token": csrf},
+    )
+    assert fresh.json()["state"] == "points_elsewhere"
+    assert fresh.json()["records"][0]["present"] is False
+    assert fresh.json()["problems"][0]["code"] == "name_not_found"
+
+
+async def test_the_dns_check_answers_even_when_dns_does_not(world: World) -> None:
+    # A nameserver that never answers: the check gives up in time, and says so.
+    settings = SETTINGS.model_copy(update={"nameservers": ("127.0.0.1:9",), "dns_timeout": 0.5})
+    web = await logged_in(world, settings)
+    csrf = await page_csrf(web, "/account")
+    response = await web.post(
+        "/account/dns-check",
+        json={"domain": "links.slow.test"},
+        headers={**SCRIPT, "X-CSRF-Token": csrf},
+    )
+    body = response.json()
+    assert body["state"] in ("unknown", "dns_error")
+    assert body["records"][0]["zone"] == f"links.slow.test. CNAME {TARGET}."
+
+
+async def test_asking_for_a_brand_domain(world: World) -> None:
+    web = await logged_in(world)
+    response = await post_form(
+        web, "/account/brand-requests", domain="links.brand-a.test", note="spring launch"
+    )
+    assert response.headers["location"] == "/account?notice=brand-requested#brand"
+    page = (await web.get("/account?notice=brand-requested")).text
+    assert "sent to our deliverability team" in page
+    assert "links.brand-a.test" in page and "Waiting for our deliverability team" in page
+    [request] = list_brand_requests(world.store, account_id=world.a_id)
+    assert request.note == "spring launch"
+    twice = await post_form(web, "/account/brand-requests", domain="links.brand-a.test")
+    assert twice.status_code == 409 and "already requested" in twice.text
+
+
+async def test_text_from_the_store_is_escaped(world: World, store: Store) -> None:
+    sneaky = create_account(store, "<script>alert(1)</script>", ["a@b.test"])
+    token, _ = create_token(store, sneaky.id, "x")
+    app = create_app(store, SETTINGS, rate_limit=None)
+    web = browser(app)
+    await log_in(web, token)
+    page = (await web.get("/account")).text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
