@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from linkcert.domains import Conflict, NotFound, find_account, record_event
+from linkcert.domains import Conflict, NotFound, claim_domain, find_account, record_event
 from linkcert.keys import MasterKeys
 from linkcert.names import NamePolicy, validate
-from linkcert.states import CertState, DnsState
+from linkcert.states import CertState
 from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
 from linkcert.uploads import CheckedUpload, store_upload
 
@@ -194,32 +194,8 @@ def _decide(row: BrandRequest, status: BrandRequestStatus, decided_by: str) -> N
 
 def _brand_domain(session: Session, row: BrandRequest) -> Domain:
     """The domain row the request provisions, made on first use; kind "brand", wanted."""
-    domain = session.scalar(select(Domain).where(Domain.name == row.domain))
-    if domain is not None and domain.account_id not in (None, row.account_id):
-        raise Conflict(f"{domain.unicode_name} is already used by another account")
-    now = utcnow()
-    if domain is None:
-        valid = validate(row.domain, NamePolicy(allow_test_domains=True))
-        domain = Domain(
-            name=valid.ascii,
-            unicode_name=valid.unicode,
-            registrable=valid.registrable,
-            account_id=row.account_id,
-            dns_state=DnsState.PENDING,
-            cert_state=CertState.NONE,
-            problems=[],
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(domain)
-    domain.account_id = row.account_id
-    domain.kind = "brand"
-    domain.wanted = True
-    domain.attempts = 0
-    domain.next_attempt_at = now
-    session.flush()
-    return domain
+    valid = validate(row.domain, NamePolicy(allow_test_domains=True))
+    return claim_domain(session, valid, row.account_id, kind="brand")
 
 
 def approve_brand_request(store: Store, request_id: int, decided_by: str) -> BrandRequestView:

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from linkcert.names import NamePolicy, validate
-from linkcert.states import CertState, DnsState, FailureClass
+from linkcert.names import DomainName, NamePolicy, validate
+from linkcert.states import FailureClass
 from linkcert.store import Account, Certificate, Domain, Event, Store, utcnow
 from linkcert.store.signals import WORK, announce
 
@@ -94,41 +94,41 @@ def set_tracking_domain(
     already sent for as long as its certificate and DNS allow.
     """
     valid = validate(name, policy)
-    now = utcnow()
     with store.session() as session:
         account = find_account(session, account_ref)
-        domain = session.scalar(select(Domain).where(Domain.name == valid.ascii))
-        if domain is not None and domain.account_id not in (None, account.id):
-            raise Conflict(f"{valid.unicode} is already in use by another account")
         previous = account.tracking_domain
-        if previous is not None and previous.name != valid.ascii:
+        domain = claim_domain(session, valid, account.id)
+        if previous is not None and previous.id != domain.id:
             previous.wanted = False
             record_event(session, previous, "replaced", f"The account now uses {valid.unicode}.")
-        if domain is None:
-            domain = Domain(
-                name=valid.ascii,
-                unicode_name=valid.unicode,
-                registrable=valid.registrable,
-                account_id=account.id,
-                dns_state=DnsState.PENDING,
-                cert_state=CertState.NONE,
-                problems=[],
-                attempts=0,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(domain)
-            session.flush()
-        domain.account_id = account.id
-        domain.wanted = True
-        domain.next_attempt_at = now
-        domain.attempts = 0
         account.tracking_domain_id = domain.id
-        announce(session, WORK, str(domain.id))
         record_event(
             session, domain, "saved", f"{valid.unicode} was saved as link tracking domain."
         )
         return domain
+
+
+def claim_domain(
+    session: Session, valid: DomainName, account_id: int, kind: str = "customer"
+) -> Domain:
+    """The account's row for `valid` (made if new), wanted and due now; workers are told.
+
+    Raises Conflict if another account holds the name.
+    """
+    domain = session.scalar(select(Domain).where(Domain.name == valid.ascii))
+    if domain is not None and domain.account_id not in (None, account_id):
+        raise Conflict(f"{valid.unicode} is already in use by another account")
+    if domain is None:
+        domain = Domain(name=valid.ascii, unicode_name=valid.unicode, registrable=valid.registrable)
+        session.add(domain)
+    domain.account_id = account_id
+    domain.kind = kind
+    domain.wanted = True
+    domain.attempts = 0
+    domain.next_attempt_at = utcnow()
+    session.flush()
+    announce(session, WORK, str(domain.id))
+    return domain
 
 
 def get_domain(session: Session, name: str, policy: NamePolicy | None = None) -> Domain:

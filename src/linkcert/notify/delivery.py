@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from linkcert import metrics
@@ -31,6 +31,7 @@ from linkcert.notify.outbox import EMAIL, WEBHOOK
 from linkcert.notify.retry import RetrySchedule
 from linkcert.notify.webhooks import WebhookSender
 from linkcert.store import Store
+from linkcert.store.claims import claim_rows
 from linkcert.store.models import Delivery, utcnow
 
 log = logging.getLogger("linkcert.notify")
@@ -75,30 +76,16 @@ def claim_due(
     store: Store, owner: str, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
 ) -> list[DeliveryJob]:
     """Lease up to `limit` due deliveries and return them, oldest due first."""
-    free = or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)
-    # A materialized CTE, not `IN (sub-select)`: PostgreSQL may run a sub-select as the inner
-    # side of a nested loop, once per row, and each run then locks the *next* rows, so that
-    # the LIMIT stops limiting and one process claims the whole backlog.
-    candidates = (
-        select(Delivery.id)
-        .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now, free)
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due")
-        .prefix_with("MATERIALIZED")
-    )
     with store.session() as session:
-        # One statement, atomic on SQLite too; the conditions are repeated so that a row
-        # claimed by someone else between the sub-select and the update is left alone.
-        claimed = session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(select(candidates.c.id)), Delivery.status == PENDING, free)
-            .values(lease_owner=owner, lease_until=now + lease)
-            .returning(Delivery.id)
-            .execution_options(synchronize_session=False)
+        ids = claim_rows(
+            session,
+            Delivery,
+            [Delivery.status == PENDING, Delivery.next_attempt_at <= now],
+            limit,
+            owner,
+            now,
+            lease,
         )
-        ids = [row[0] for row in claimed]
         if not ids:
             return []
         rows = session.scalars(

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 
 from linkcert.store import Domain, Store
+from linkcert.store.claims import claim_rows
 
 DEFAULT_LEASE = timedelta(minutes=5)
 
@@ -31,29 +32,16 @@ def claim_due(
     store: Store, worker_id: str, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
 ) -> list[int]:
     """Lease up to `limit` domains whose next attempt is due; return their ids."""
-    free = or_(Domain.lease_until.is_(None), Domain.lease_until < now)
-    # A materialized CTE: PostgreSQL may otherwise run an `IN (SELECT ... LIMIT ...)` sub-select
-    # more than once and claim more rows than asked for.
-    candidates = (
-        select(Domain.id)
-        .where(Domain.next_attempt_at <= now, free)
-        .order_by(Domain.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due")
-        .prefix_with("MATERIALIZED")
-    )
-    # One statement, so that it is atomic on SQLite too; the lease condition is repeated so a
-    # row leased between the sub-select and the update is left alone.
     with store.session() as session:
-        claimed = session.execute(
-            update(Domain)
-            .where(Domain.id.in_(select(candidates.c.id)), free)
-            .values(lease_owner=worker_id, lease_until=now + lease)
-            .returning(Domain.id)
-            .execution_options(synchronize_session=False)
+        return claim_rows(
+            session,
+            Domain,
+            [Domain.next_attempt_at <= now],
+            limit,
+            worker_id,
+            now,
+            lease,
         )
-        return [row[0] for row in claimed]
 
 
 def extend(store: Store, worker_id: str, domain_id: int, until: datetime) -> bool:
