@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages linkcert's demo and tests run against, when they are missing:
-# pebble (a local ACME CA). Later parts add what they need here.
+# pebble (a local ACME CA). With --bench, also what the benchmarks compare linkcert with:
+# caddy (the peer, on-demand TLS). Tests never need caddy, so it is not installed for them.
 set -euo pipefail
 wanted=(pebble)
+if [ "${1:-}" = "--bench" ]; then
+    wanted+=(caddy)
+fi
 missing=()
 for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
