@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -113,11 +114,16 @@ async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if "caddy" in sides:
         caddy_binary()  # fail before any work when the peer cannot run
     results: dict[str, tuple[Latency, Wave]] = {}
+    # Other work on the machine moves the figures: say how busy it was around the run.
+    load_before = os.getloadavg()
     with World(workdir) as world:
         for side_name in sides:
             print(f"{side_name}: latency x{args.reps}, then a wave of {args.wave}...", flush=True)
             results[side_name] = await _run_side(side_name, world, workdir, args)
-    return _report(args, results)
+    report = _report(args, results)
+    report["machine"]["load_average_before"] = [round(v, 2) for v in load_before]
+    report["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    return report
 
 
 def _report(args: argparse.Namespace, results: dict[str, tuple[Latency, Wave]]) -> dict[str, Any]:
@@ -231,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(render(report))
+    machine = report["machine"]
+    print(
+        f"\n{machine['cores']} cores ({machine['cpu']}); load average before/after the run: "
+        f"{machine['load_average_before'][0]:.1f}/{machine['load_average_after'][0]:.1f}"
+    )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

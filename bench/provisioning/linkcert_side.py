@@ -28,6 +28,7 @@ START_TIMEOUT = 60.0
 # After the edge reports a name served, the HTTPS check is retried this often, this many times.
 VERIFY_PAUSE = 0.02
 VERIFY_TRIES = 50
+QUIT_GRACE = 5.0
 
 
 class LinkcertFailed(RuntimeError):
@@ -182,8 +183,10 @@ class LinkcertSide:
             if self._process.returncode is None and self._process.stdin is not None:
                 with contextlib.suppress(OSError):
                     self._send({"op": "quit"})
+                # A clean stop if it comes soon; a process busy with a wave (or a Ctrl-C) gets
+                # SIGTERM instead: nothing in it outlives the run.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._process.wait(), 30)
+                    await asyncio.wait_for(self._process.wait(), QUIT_GRACE)
             await children.stop(self._process)
             self._process = None
         if self._reader is not None:
