@@ -38,10 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.provisioning import runs
-from bench.provisioning.caddy_side import DEFAULT_CADDYFILE, CaddySide, caddy_binary
+from bench.provisioning.caddy_side import (
+    DEFAULT_CADDYFILE,
+    CaddyFailed,
+    CaddySide,
+    caddy_binary,
+)
 from bench.provisioning.figures import Latency, Machine, Wave, pid_with_argument, ratio
-from bench.provisioning.linkcert_side import LinkcertSide
+from bench.provisioning.linkcert_side import LinkcertFailed, LinkcertSide
 from bench.provisioning.world import World
+from linkcert.testbed.pebble import PebbleStartError
 
 LATENCY_TARGET = 1.0  # linkcert/Caddy, at most
 WAVE_TARGET = 10.0  # linkcert/Caddy certificates per minute, at least
@@ -112,7 +118,10 @@ async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     sides = [args.only] if args.only else list(SIDES)
     if "caddy" in sides:
-        caddy_binary()  # fail before any work when the peer cannot run
+        # Fail before any work when the peer cannot run.
+        caddy_binary()
+        if not args.caddyfile.is_file():
+            raise CaddyFailed(f"the peer's Caddyfile is missing: {args.caddyfile}")
     results: dict[str, tuple[Latency, Wave]] = {}
     # Other work on the machine moves the figures: say how busy it was around the run.
     load_before = os.getloadavg()
@@ -230,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except asyncio.CancelledError:
         print("stopped; every child process was stopped", file=sys.stderr)
         return 143
+    except (CaddyFailed, LinkcertFailed, PebbleStartError) as exc:
+        print(f"the benchmark failed: {exc}", file=sys.stderr)
+        if not args.keep:
+            print("run it again with --keep to look at the logs", file=sys.stderr)
+        return 1
     finally:
         if args.keep:
             print(f"state and logs kept in {workdir}", file=sys.stderr)

@@ -99,7 +99,10 @@ class LinkcertSide:
     async def _read_events(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         while line := await self._process.stdout.readline():
-            event = json.loads(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # not ours: the events are JSON objects, one a line
             if event["event"] == "served":
                 # Stamped on arrival: the pipe adds well under a millisecond.
                 self._future(event["name"]).set_result(time.monotonic())
