@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup system-packages lint bench clean
+.PHONY: demo test setup system-packages lint bench bench-provision clean
 
 demo: setup
 	$(BIN)/linkcert demo
@@ -24,6 +24,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# Provisioning next to Caddy: `make bench-provision BENCH_ARGS="--wave 100"` for a quick run.
+BENCH_ARGS ?= --json var/bench/provision.json
+bench-provision: setup
+	@scripts/install-system-packages.sh --bench
+	$(BIN)/python -m bench.provision $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

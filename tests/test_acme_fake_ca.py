@@ -35,7 +35,10 @@ from linkcert.acme import (
     AcmeUnavailable,
     ari_certificate_id,
 )
+from linkcert.acme.certs import make_csr
 from linkcert.acme.network import retry_after_seconds
+from linkcert.acme.orders import AcmeStatus, OrderInfo
+from linkcert.keys import generate_private_key
 
 PROBLEM = "urn:ietf:params:acme:error:"
 
@@ -358,3 +361,98 @@ def test_unicode_names_are_refused_before_any_request(fake_ca: FakeCA) -> None:
     with pytest.raises(ValueError, match="A-label"):
         client_of(fake_ca).new_order("bücher.example")
     assert sum(fake_ca.hits.values()) == 0
+
+
+def test_polls_come_soon_then_less_often_up_to_the_poll_interval() -> None:
+    settings = AcmeSettings()
+    assert [settings.poll_pause(n) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    slow = AcmeSettings(poll_first_interval=0.25, poll_interval=2.0)
+    assert [slow.poll_pause(n) for n in range(5)] == [0.25, 0.5, 1.0, 2.0, 2.0]
+
+
+def test_the_cas_retry_after_decides_the_pause_when_given() -> None:
+    settings = AcmeSettings()
+    assert settings.poll_pause(0, retry_after=3.0) == 3.0
+    assert settings.poll_pause(9, retry_after=0.05) == 0.05
+    assert settings.poll_pause(100_000) == 1.0
+
+
+def test_settings_refuse_a_first_poll_outside_the_poll_interval() -> None:
+    with pytest.raises(ValueError, match="poll_first_interval"):
+        AcmeSettings(poll_first_interval=2.0, poll_interval=1.0)
+    with pytest.raises(ValueError, match="poll_first_interval"):
+        AcmeSettings(poll_first_interval=0)
+
+
+def _recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    # The pauses the client asks for, without waiting them out.
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    return pauses
+
+
+def test_finalize_polls_the_processing_order_by_the_schedule(
+    fake_ca: FakeCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "links.shop.test"
+    processing = {
+        "status": "processing",
+        "identifiers": [{"type": "dns", "value": name}],
+        "authorizations": [],
+        "finalize": fake_ca.url("/order/1/finalize"),
+    }
+    issued = {**processing, "status": "valid", "certificate": fake_ca.url("/cert/1")}
+    fake_ca.script(
+        "POST /order/1",
+        Reply(200, processing),
+        Reply(200, processing),
+        Reply(200, processing, {"Retry-After": "3"}),
+        Reply(200, processing),
+        Reply(200, issued),
+    )
+    fake_ca.script("POST /cert/1", Reply(200, certificate_with_key_identifier()))
+    order = OrderInfo(
+        url=fake_ca.url("/order/1"),
+        status=AcmeStatus.PROCESSING,
+        identifiers=(name,),
+        authorization_urls=(),
+        finalize_url=fake_ca.url("/order/1/finalize"),
+    )
+    csr = make_csr(generate_private_key("ec256"), name)
+    pauses = _recorded_sleeps(monkeypatch)
+
+    chain = client_of(fake_ca).finalize(order, csr)
+
+    assert "BEGIN CERTIFICATE" in chain
+    # Soon, then twice as long; the CA's Retry-After as given; then the schedule goes on.
+    assert pauses == [0.1, 0.2, 3.0, 0.8]
+
+
+def test_validation_is_polled_by_the_schedule(
+    fake_ca: FakeCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "links.shop.test"
+    pending = {
+        "status": "pending",
+        "identifier": {"type": "dns", "value": name},
+        "challenges": [],
+    }
+    fake_ca.script(
+        "POST /authz/1",
+        Reply(200, pending),
+        Reply(200, pending),
+        Reply(200, pending),
+        Reply(200, {**pending, "status": "valid"}),
+    )
+    order = OrderInfo(
+        url=fake_ca.url("/order/1"),
+        status=AcmeStatus.PENDING,
+        identifiers=(name,),
+        authorization_urls=(fake_ca.url("/authz/1"),),
+        finalize_url=fake_ca.url("/order/1/finalize"),
+    )
+    pauses = _recorded_sleeps(monkeypatch)
+
+    client_of(fake_ca).wait_for_authorizations(order)
+
+    assert pauses == [0.1, 0.2, 0.4]

@@ -293,6 +293,7 @@ class AcmeClient:
         self._require_account()
         limit = self.settings.validation_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
+        pauses = 0
         for url in order.authorization_urls:
             while True:
                 with self._step(f"checking the validation of {order.domain}") as session:
@@ -305,7 +306,8 @@ class AcmeClient:
                     break
                 if status is not AcmeStatus.PENDING:
                     raise _authorization_failure(authorization, status)
-                self._pause(retry_after, deadline, f"validation of {order.domain}", limit)
+                self._pause(pauses, retry_after, deadline, f"validation of {order.domain}", limit)
+                pauses += 1
 
     def finalize(self, order: OrderInfo, csr_pem: bytes, timeout: float | None = None) -> str:
         """Finalize the order with `csr_pem` and return the issued chain (PEM, leaf first).
@@ -322,6 +324,7 @@ class AcmeClient:
         deadline = time.monotonic() + limit
         action = f"finalizing the order for {order.domain}"
         current, retry_after = self._reload(order, action)
+        pauses = 0
         while True:
             match current.status:
                 case AcmeStatus.VALID if current.certificate_url is not None:
@@ -344,7 +347,8 @@ class AcmeClient:
                     raise OrderInvalid(
                         f"the order for {order.domain} is {current.status}; start a new order"
                     )
-            self._pause(retry_after, deadline, f"issuance for {order.domain}", limit)
+            self._pause(pauses, retry_after, deadline, f"issuance for {order.domain}", limit)
+            pauses += 1
             current, retry_after = self._reload(order, action)
 
     def _reload(self, order: OrderInfo, action: str) -> tuple[OrderInfo, float | None]:
@@ -541,17 +545,22 @@ class AcmeClient:
         return self._post(session, url, None)
 
     def _pause(
-        self, retry_after: float | None, deadline: float, waiting_for: str, limit: float
+        self,
+        pauses: int,
+        retry_after: float | None,
+        deadline: float,
+        waiting_for: str,
+        limit: float,
     ) -> None:
-        """Sleep until the next poll, or raise AcmeTimeout once `deadline` has passed."""
+        """Sleep until the next poll (the `pauses`-th of this wait, counted from 0), or raise
+        AcmeTimeout once `deadline` has passed."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AcmeTimeout(
                 f"{waiting_for} is not finished after {limit:g} s; try the same step again later",
                 retry_after=retry_after,
             )
-        pause = self.settings.poll_interval if retry_after is None else retry_after
-        time.sleep(min(pause, remaining))
+        time.sleep(min(self.settings.poll_pause(pauses, retry_after), remaining))
 
 
 class _NewOrder(messages.NewOrder):

@@ -1,0 +1,1 @@
+"""Parts of `bench/provision.py`: the loopback world, the two contenders, the client, figures."""
