@@ -25,7 +25,8 @@ from linkcert.config import Settings
 from linkcert.domains import create_account, set_tracking_domain
 from linkcert.edge import CertificateCache
 from linkcert.names import NamePolicy
-from linkcert.service.runtime import Roles, Runtime
+from linkcert.service.roles import Roles
+from linkcert.service.runtime import Runtime
 from linkcert.store import Store
 
 POLICY = NamePolicy(allow_test_domains=True)
