@@ -298,7 +298,7 @@ def post_reject(
 
 @router.post(
     "/brand-requests/{request_id}/upload",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
 def post_upload(
     request_id: RequestId, body: UploadIn, principal: OperatorPrincipal, context: ApiContextDep

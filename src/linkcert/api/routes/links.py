@@ -77,7 +77,7 @@ def _domain_for(context: ApiContext, principal_account: int | None, given: str |
 @router.post(
     "/links",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 404, 422, 429),
+    responses=problem_responses(400, 401, 404, 413, 415, 422, 429, 503),
 )
 def create_tracked_link(
     body: LinkIn, principal: CurrentPrincipal, context: ApiContextDep
