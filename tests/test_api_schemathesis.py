@@ -10,6 +10,7 @@ import atexit
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -41,7 +42,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_generated_requests_never_crash_the_api(case: schemathesis.Case) -> None:
+def test_generated_requests_never_crash_the_api(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(
         headers=bearer(_WORLD.operator),
         checks=[not_a_server_error, status_code_conformance],
