@@ -1,0 +1,95 @@
+"""`linkcert serve --workers N --edges M`: a supervised one-machine fleet on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from linkcert.domains import create_account, domain_status, set_tracking_domain
+from linkcert.names import NamePolicy
+from linkcert.store import Store
+from tests.e2e_support import Platform, start_platform
+from tests.fleet_support import settings_env
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    world = start_platform(tmp_path_factory.mktemp("pebble"))
+    yield world
+    world.pebble.stop()
+    world.dns.stop()
+
+
+def children_by_role(pid: int) -> dict[str, list[int]]:
+    """The supervisor's child processes by role (`linkcert ROLE`), read from /proc."""
+    found: dict[str, list[int]] = {}
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for child in children:
+        try:
+            argv = [a for a in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0") if a]
+        except FileNotFoundError:
+            continue  # it just exited
+        if argv:  # empty while a zombie waits to be reaped
+            found.setdefault(argv[-1].decode(), []).append(int(child))
+    return found
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.2)
+
+
+def test_the_supervisor_runs_restarts_and_stops_its_fleet(
+    platform: Platform, postgres_url: str, tmp_path: Path
+) -> None:
+    store = Store(postgres_url)
+    store.migrate()
+    env = settings_env(platform.settings(postgres_url, tmp_path))
+    log = (tmp_path / "serve.log").open("wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "linkcert", "serve", "--workers", "2", "--edges", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(
+            lambda: (
+                {k: len(v) for k, v in children_by_role(serve.pid).items()}
+                == {"worker": 2, "edge": 2, "api": 1}
+            ),
+            timeout=30,
+        )
+        domain = "links.supervised.test"
+        platform.point(domain)
+        create_account(store, "supervised")
+        set_tracking_domain(store, "supervised", domain, NamePolicy(allow_test_domains=True))
+        wait_until(lambda: domain_status(store, domain).cert_state == "active", timeout=60)
+
+        # An edge that dies is started again.
+        edge = children_by_role(serve.pid)["edge"][0]
+        os.kill(edge, signal.SIGKILL)
+        wait_until(
+            lambda: (
+                len(children_by_role(serve.pid).get("edge", [])) == 2
+                and edge not in children_by_role(serve.pid)["edge"]
+            ),
+            timeout=30,
+        )
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        code = serve.wait(timeout=60)
+        log.close()
+    assert code == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    store.close()
