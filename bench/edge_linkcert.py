@@ -1,0 +1,132 @@
+"""linkcert's edge as the benchmark runs it: a child process with the benchmark's certificates.
+
+    python -m bench.edge_linkcert --names FILE --pki DIR --port PORT [--workers N]
+
+Certificates are put into a CertificateCache the way the service fills it from the store, so the
+edge starts with every name loaded (as DER) and builds a name's TLS context at its first
+handshake. Clicks go to a sink that only counts them: the store is not what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.edge_pki import BenchPki
+from bench.edge_proc import LOOPBACK, free_port, stop, wait_for_port
+
+TRACKING_SECRET = "edge-bench-tracking-secret-" + "z" * 32
+DESTINATION = "https://shop.example/spring-sale?utm_source=email&utm_campaign=bench"
+LINK_ID = 4_200_042
+
+
+def tracked_path(name: str) -> str:
+    """The path of a real tracked link minted for `name`."""
+    from linkcert.tracking import make_token, tracking_key_from_secret
+
+    token = make_token(tracking_key_from_secret(TRACKING_SECRET), name, LINK_ID, DESTINATION)
+    return f"/c/{token}"
+
+
+def load_cache(pki: BenchPki, names: Sequence[str]) -> object:
+    from linkcert.edge import CertificateCache
+
+    cache = CertificateCache()
+    for name in names:
+        cache.put(name, pki.chain_path(name).read_bytes(), pki.key_path(name).read_bytes(), 1)
+    return cache
+
+
+async def _serve(pki: BenchPki, names: Sequence[str], port: int) -> None:
+    from linkcert.edge import CertificateCache, Edge, EdgeSettings
+    from linkcert.tracking import Click, tracking_key_from_secret
+
+    cache = load_cache(pki, names)
+    assert isinstance(cache, CertificateCache)
+
+    def count(batch: Sequence[Click]) -> None:
+        pass
+
+    async def no_challenge(token: str) -> str | None:
+        return None
+
+    edge = Edge(
+        tracking_key=tracking_key_from_secret(TRACKING_SECRET),
+        certificates=cache,
+        challenge_lookup=no_challenge,
+        click_sink=count,
+        settings=EdgeSettings(https=f"{LOOPBACK}:{port}"),
+    )
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    async with edge:
+        await stopping.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pki", type=Path, required=True)
+    parser.add_argument("--names", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    names = args.names.read_text().split()
+    pki = BenchPki(args.pki, tuple(names))
+
+    import uvloop
+
+    uvloop.run(_serve(pki, names, args.port))
+
+
+class LinkcertEdge:
+    """The edge child process, serving `names` on a loopback HTTPS port."""
+
+    def __init__(
+        self, run_dir: Path, pki: BenchPki, names: Sequence[str], *, workers: int = 1
+    ) -> None:
+        if workers != 1:
+            raise ValueError("one edge process only, for now")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        names_file = run_dir / "names.txt"
+        names_file.write_text("\n".join(names))
+        self.https_port = free_port()
+        self._log = (run_dir / "edge.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.edge_linkcert",
+                "--pki",
+                str(pki.directory),
+                "--names",
+                str(names_file),
+                "--port",
+                str(self.https_port),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            wait_for_port(self.https_port, self.process, timeout=300)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def close(self) -> None:
+        stop(self.process)
+        self._log.close()
+
+
+if __name__ == "__main__":
+    main()
