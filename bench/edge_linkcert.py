@@ -2,17 +2,15 @@
 
     python -m bench.edge_linkcert --names FILE --pki DIR --port PORT [--workers N]
 
-Certificates are put into a CertificateCache the way the service fills it from the store, so the
-edge starts with every name loaded (as DER) and builds a name's TLS context at its first
-handshake. Clicks go to a sink that only counts them: the store is not what is measured.
+Certificates are put into a CertificateCache the way the service fills it from the store, once,
+before the edge pool forks its workers; each worker then builds a name's TLS context at its
+first handshake there. Clicks go to a sink that drops them: the store is not what is measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,6 +18,9 @@ from pathlib import Path
 
 from bench.edge_pki import BenchPki
 from bench.edge_proc import LOOPBACK, free_port, stop, wait_for_port
+from linkcert.edge import CertificateCache, Edge, EdgeSettings
+from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
+from linkcert.tracking import Click, make_token, tracking_key_from_secret
 
 TRACKING_SECRET = "edge-bench-tracking-secret-" + "z" * 32
 DESTINATION = "https://shop.example/spring-sale?utm_source=email&utm_campaign=bench"
@@ -28,46 +29,36 @@ LINK_ID = 4_200_042
 
 def tracked_path(name: str) -> str:
     """The path of a real tracked link minted for `name`."""
-    from linkcert.tracking import make_token, tracking_key_from_secret
-
     token = make_token(tracking_key_from_secret(TRACKING_SECRET), name, LINK_ID, DESTINATION)
     return f"/c/{token}"
 
 
-def load_cache(pki: BenchPki, names: Sequence[str]) -> object:
-    from linkcert.edge import CertificateCache
-
+def load_cache(pki: BenchPki, names: Sequence[str]) -> CertificateCache:
     cache = CertificateCache()
     for name in names:
         cache.put(name, pki.chain_path(name).read_bytes(), pki.key_path(name).read_bytes(), 1)
     return cache
 
 
-async def _serve(pki: BenchPki, names: Sequence[str], port: int) -> None:
-    from linkcert.edge import CertificateCache, Edge, EdgeSettings
-    from linkcert.tracking import Click, tracking_key_from_secret
+def _worker_main(cache: CertificateCache) -> WorkerMain:
+    async def serve(worker: PoolWorker) -> None:
+        def discard(batch: Sequence[Click]) -> None:
+            pass
 
-    cache = load_cache(pki, names)
-    assert isinstance(cache, CertificateCache)
+        async def no_challenge(token: str) -> str | None:
+            return None
 
-    def count(batch: Sequence[Click]) -> None:
-        pass
+        edge = Edge(
+            tracking_key=tracking_key_from_secret(TRACKING_SECRET),
+            certificates=cache,
+            challenge_lookup=no_challenge,
+            click_sink=discard,
+            settings=EdgeSettings(https=worker.https_socket),
+        )
+        async with edge:
+            await worker.stopping.wait()
 
-    async def no_challenge(token: str) -> str | None:
-        return None
-
-    edge = Edge(
-        tracking_key=tracking_key_from_secret(TRACKING_SECRET),
-        certificates=cache,
-        challenge_lookup=no_challenge,
-        click_sink=count,
-        settings=EdgeSettings(https=f"{LOOPBACK}:{port}"),
-    )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    async with edge:
-        await stopping.wait()
+    return serve
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -75,13 +66,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pki", type=Path, required=True)
     parser.add_argument("--names", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     names = args.names.read_text().split()
-    pki = BenchPki(args.pki, tuple(names))
-
-    import uvloop
-
-    uvloop.run(_serve(pki, names, args.port))
+    # Loaded once before the workers fork, as the service would fill it from the store.
+    cache = load_cache(BenchPki(args.pki, tuple(names)), names)
+    pool = EdgePool(
+        PoolSettings(workers=args.workers, https=f"{LOOPBACK}:{args.port}"), _worker_main(cache)
+    )
+    sys.exit(pool.run())
 
 
 class LinkcertEdge:
@@ -90,8 +83,6 @@ class LinkcertEdge:
     def __init__(
         self, run_dir: Path, pki: BenchPki, names: Sequence[str], *, workers: int = 1
     ) -> None:
-        if workers != 1:
-            raise ValueError("one edge process only, for now")
         run_dir.mkdir(parents=True, exist_ok=True)
         names_file = run_dir / "names.txt"
         names_file.write_text("\n".join(names))
@@ -108,6 +99,8 @@ class LinkcertEdge:
                 str(names_file),
                 "--port",
                 str(self.https_port),
+                "--workers",
+                str(workers),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
