@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import resource
 import shutil
 import statistics
@@ -43,6 +44,7 @@ from bench.edge_linkcert import LinkcertEdge, tracked_path
 from bench.edge_pki import BenchPki, bench_names, make_pki
 from bench.edge_proc import Memory, cpu_seconds_of_tree, memory_of_tree
 from bench.edge_wrk import run_wrk
+from linkcert.edge.certs import DEFAULT_MAX_CONTEXTS
 
 
 class Server(Protocol):
@@ -84,6 +86,8 @@ class SideFigures:
     memory_all: Memory | None = None
     memory_one: Memory | None = None
     touch_seconds: float = 0.0
+    first_use_cpu_ms: float = 0.0  # server CPU per handshake, each name's first
+    rotation_cpu_ms: float = 0.0  # server CPU per handshake, all names again in a shuffled order
     ticket_offered: bool = False
     session_resumed: bool = False
     notes: list[str] = field(default_factory=list)
@@ -137,17 +141,22 @@ def _load(
     )
 
 
-def _touch(server: Server, names: Sequence[str], pki: BenchPki, figures: SideFigures) -> float:
+def _touch(
+    server: Server, names: Sequence[str], pki: BenchPki, label: str, *, verify: bool = True
+) -> tuple[float, float]:
+    """Handshakes for `names`, in order; (seconds taken, server CPU-ms per handshake)."""
     started = time.monotonic()
-    failures = touch_all(server.https_port, names, pki.root_pem)
+    cpu_before = cpu_seconds_of_tree(server.pid)
+    failures = touch_all(server.https_port, names, pki.root_pem, verify=verify)
+    cpu = cpu_seconds_of_tree(server.pid) - cpu_before
     if failures:
-        raise RuntimeError(f"{figures.label}: {failures} of {len(names)} handshakes failed")
-    return time.monotonic() - started
+        raise RuntimeError(f"{label}: {failures} of {len(names)} handshakes failed")
+    return time.monotonic() - started, cpu * 1000 / len(names)
 
 
-def _sides(edge_workers: int) -> list[Side]:
+def _sides(edge_workers: int, edge_contexts: int) -> list[Side]:
     def start_linkcert(run_dir: Path, pki: BenchPki, names: Sequence[str]) -> Server:
-        return LinkcertEdge(run_dir, pki, names, workers=edge_workers)
+        return LinkcertEdge(run_dir, pki, names, workers=edge_workers, max_contexts=edge_contexts)
 
     def start_caddy(run_dir: Path, pki: BenchPki, names: Sequence[str]) -> Server:
         return CaddyPeer(run_dir, pki, list(names))
@@ -166,15 +175,17 @@ class Options:
     connections: int
     handshake_connections: int
     edge_workers: int
+    edge_contexts: int
 
 
 def run(options: Options, work: Path, say: Callable[[str], None]) -> list[SideFigures]:
     names = bench_names(max(options.certs, 1))
     say(f"creating a throwaway CA and {len(names):,} ECDSA P-256 certificates")
     pki = make_pki(work / "pki", names)
-    sides = _sides(options.edge_workers)
+    sides = _sides(options.edge_workers, options.edge_contexts)
     figures = [SideFigures(side.label) for side in sides]
     target = names[0]
+    shuffled = random.Random(1).sample(names, len(names))
 
     servers: list[Server] = []
     try:
@@ -183,8 +194,14 @@ def run(options: Options, work: Path, say: Callable[[str], None]) -> list[SideFi
             server = side.start(work / f"{side.label.lower()}-all", pki, names)
             servers.append(server)
             say(f"{side.label}: one handshake for each name")
-            side_figures.touch_seconds = _touch(server, names, pki, side_figures)
+            side_figures.touch_seconds, side_figures.first_use_cpu_ms = _touch(
+                server, names, pki, side.label
+            )
             side_figures.memory_all = memory_of_tree(server.pid)
+            say(f"{side.label}: every name again, shuffled")
+            _, side_figures.rotation_cpu_ms = _touch(
+                server, shuffled, pki, side.label, verify=False
+            )
             side_figures.ticket_offered, side_figures.session_resumed = resumption(
                 server.https_port, target, side.path_for(target), pki.root_pem
             )
@@ -229,7 +246,7 @@ def run(options: Options, work: Path, say: Callable[[str], None]) -> list[SideFi
         say(f"{side.label}: restarting with 1 certificate, {len(names):,} handshakes on it")
         server = side.start(work / f"{side.label.lower()}-one", pki, [target])
         try:
-            _touch(server, [target] * len(names), pki, side_figures)
+            _touch(server, [target] * len(names), pki, side.label)
             side_figures.memory_one = memory_of_tree(server.pid)
         finally:
             server.close()
@@ -268,6 +285,8 @@ def table(figures: list[SideFigures], certs: int) -> str:
         lambda f: _median(f.handshakes, lambda r: r.per_server_cpu_second),
         "",
     )
+    add("  server CPU per handshake, each name's first", lambda f: f.first_use_cpu_ms, "ms")
+    add("  server CPU per handshake, all names in turn", lambda f: f.rotation_cpu_ms, "ms")
     add("keep-alive requests/s", lambda f: _median(f.keep_alive, lambda r: r.per_second), "")
     add("  p99 latency", lambda f: _median(f.keep_alive, lambda r: r.p99_ms), "ms")
     add(
@@ -288,7 +307,7 @@ def table(figures: list[SideFigures], certs: int) -> str:
         "|---|---:|---:|---:|",
     ]
     for label, mine, peer, unit in rows:
-        decimals = 1 if unit in ("ms", "MiB") else 0
+        decimals = {"ms": 2, "MiB": 1}.get(unit, 0)
         suffix = f" {unit}" if unit else ""
         lines.append(
             f"| {label} | {mine:,.{decimals}f}{suffix} | {peer:,.{decimals}f}{suffix} "
@@ -332,7 +351,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--handshake-connections", type=int, default=64, help="wrk -c, handshake runs"
     )
-    parser.add_argument("--edge-workers", type=int, default=1, help="linkcert edge processes")
+    parser.add_argument(
+        "--edge-workers", type=int, default=os.cpu_count() or 1, help="linkcert edge processes"
+    )
+    parser.add_argument(
+        "--edge-contexts",
+        type=int,
+        default=DEFAULT_MAX_CONTEXTS,
+        help="ready TLS contexts each linkcert edge process keeps (CertificateCache max_contexts)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -346,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         connections=args.connections,
         handshake_connections=args.handshake_connections,
         edge_workers=args.edge_workers,
+        edge_contexts=args.edge_contexts,
     )
 
     def say(message: str) -> None:
@@ -364,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"edge benchmark, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} CPUs; "
         f"{certs:,} certificates, wrk -t1 -c{options.connections} "
         f"(handshakes -c{options.handshake_connections}), {options.duration:g}s x "
-        f"{options.rounds} rounds, linkcert edge workers {options.edge_workers}\n"
+        f"{options.rounds} rounds, linkcert edge: {options.edge_workers} processes, "
+        f"at most {options.edge_contexts:,} TLS contexts each\n"
     )
     print(table(figures, certs))
     print()

@@ -19,6 +19,7 @@ from pathlib import Path
 from bench.edge_pki import BenchPki
 from bench.edge_proc import LOOPBACK, free_port, stop, wait_for_port
 from linkcert.edge import CertificateCache, Edge, EdgeSettings
+from linkcert.edge.certs import DEFAULT_MAX_CONTEXTS
 from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
 from linkcert.tracking import Click, make_token, tracking_key_from_secret
 
@@ -33,8 +34,10 @@ def tracked_path(name: str) -> str:
     return f"/c/{token}"
 
 
-def load_cache(pki: BenchPki, names: Sequence[str]) -> CertificateCache:
-    cache = CertificateCache()
+def load_cache(
+    pki: BenchPki, names: Sequence[str], max_contexts: int = DEFAULT_MAX_CONTEXTS
+) -> CertificateCache:
+    cache = CertificateCache(max_contexts=max_contexts)
     for name in names:
         cache.put(name, pki.chain_path(name).read_bytes(), pki.key_path(name).read_bytes(), 1)
     return cache
@@ -67,10 +70,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--names", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--max-contexts", type=int, default=DEFAULT_MAX_CONTEXTS)
     args = parser.parse_args(argv)
     names = args.names.read_text().split()
     # Loaded once before the workers fork, as the service would fill it from the store.
-    cache = load_cache(BenchPki(args.pki, tuple(names)), names)
+    cache = load_cache(BenchPki(args.pki, tuple(names)), names, args.max_contexts)
     pool = EdgePool(
         PoolSettings(workers=args.workers, https=f"{LOOPBACK}:{args.port}"), _worker_main(cache)
     )
@@ -81,7 +85,13 @@ class LinkcertEdge:
     """The edge child process, serving `names` on a loopback HTTPS port."""
 
     def __init__(
-        self, run_dir: Path, pki: BenchPki, names: Sequence[str], *, workers: int = 1
+        self,
+        run_dir: Path,
+        pki: BenchPki,
+        names: Sequence[str],
+        *,
+        workers: int = 1,
+        max_contexts: int = DEFAULT_MAX_CONTEXTS,
     ) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         names_file = run_dir / "names.txt"
@@ -101,6 +111,8 @@ class LinkcertEdge:
                 str(self.https_port),
                 "--workers",
                 str(workers),
+                "--max-contexts",
+                str(max_contexts),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
