@@ -1,22 +1,26 @@
 """linkcert's edge side by side with Caddy: TLS handshakes, keep-alive requests, memory.
 
-    python -m bench.edge [--certs 10000] [--duration 10] [--rounds 3]
+    python -m bench.edge [--certs 10000] [--duration 10] [--rounds 5] [--edge-workers 2]
 
 One run, one machine, the same certificates on both sides (a throwaway CA and one ECDSA P-256
 leaf per name), `wrk -t1` as the load for both:
 
-1. Both servers start with every certificate available: linkcert's edge loads them into its
-   CertificateCache; Caddy finds them in its storage (on-demand TLS, CA unreachable).
+1. Both servers start with every certificate available: linkcert's edge pool (one process per
+   core, certificates loaded before it forks) in its CertificateCache; Caddy finds them in its
+   storage (on-demand TLS, CA unreachable).
 2. Every name gets one verified handshake on each side, so each has loaded what it serves;
-   then the resident memory of each is read from /proc.
-3. `rounds` times, alternating which side goes first: full handshakes (`Connection: close`, one
-   request per connection, no resumption on either side) and keep-alive requests (linkcert:
-   tracked-link redirects `/c/<token>`; Caddy: `ok {host}`).
+   then the memory of each (RSS and PSS, summed over its processes) is read from /proc. Then
+   every name again in a shuffled order: the server CPU per handshake when names rotate.
+3. `rounds` times: full handshakes (`Connection: close`, one request per connection, no
+   resumption on either side) and keep-alive requests (linkcert: tracked-link redirects
+   `/c/<token>`; Caddy: `ok {host}`), the two sides' runs back to back (A B, B A, ...).
 4. Both restart with one certificate and take as many handshakes on it as step 2 made; the
    memory difference from step 2, divided by the extra certificates, is the cost of one.
 
-The table shows medians over the rounds and linkcert/Caddy ratios. The machine may be shared:
-the figures per server CPU-second, and the other load seen during the runs, help judge that.
+The table shows medians over the rounds, linkcert/Caddy ratios, and the median of each round's
+own ratio. The machine may be shared: the figures per server CPU-second, and the other load seen
+during the runs, help judge that. PSS is the fair sum over several processes (pages the edge's
+processes share count once); RSS counts a shared page in every process that maps it.
 """
 
 from __future__ import annotations
@@ -207,36 +211,29 @@ def run(options: Options, work: Path, say: Callable[[str], None]) -> list[SideFi
             )
             if isinstance(server, CaddyPeer):
                 side_figures.notes.append(f"ask endpoint consulted {server.asked} times")
+        # The machine may be shared: runs of the two sides follow each other closely (A B, then
+        # B A for the other kind, and the other way round in the next round), so each pair
+        # meets about the same background load, and each round gives a ratio of its own.
+        pairs = list(zip(sides, figures, servers, strict=True))
         for round_number in range(options.rounds):
-            order = list(zip(sides, figures, servers, strict=True))
-            if round_number % 2:
-                order.reverse()
-            for side, side_figures, server in order:
-                path = side.path_for(target)
-                say(f"round {round_number + 1}: {side.label} full handshakes")
-                side_figures.handshakes.append(
-                    _load(
+            order = pairs if round_number % 2 == 0 else pairs[::-1]
+            for kind, close_each, connections in (
+                ("full handshakes", True, options.handshake_connections),
+                ("keep-alive requests", False, options.connections),
+            ):
+                for side, side_figures, server in order:
+                    say(f"round {round_number + 1}: {side.label} {kind}")
+                    run = _load(
                         server,
                         target,
-                        path,
-                        connections=options.handshake_connections,
+                        side.path_for(target),
+                        connections=connections,
                         seconds=options.duration,
-                        close_each=True,
+                        close_each=close_each,
                         script_dir=work,
                     )
-                )
-                say(f"round {round_number + 1}: {side.label} keep-alive requests")
-                side_figures.keep_alive.append(
-                    _load(
-                        server,
-                        target,
-                        path,
-                        connections=options.connections,
-                        seconds=options.duration,
-                        close_each=False,
-                        script_dir=work,
-                    )
-                )
+                    (side_figures.handshakes if close_each else side_figures.keep_alive).append(run)
+                order = order[::-1]
     finally:
         for server in servers:
             server.close()
@@ -260,10 +257,19 @@ def _median(runs: list[LoadRun], value: Callable[[LoadRun], float]) -> float:
     return statistics.median(value(run) for run in runs) if runs else 0.0
 
 
-def _per_certificate(figures: SideFigures, certs: int) -> float:
+def _per_certificate(figures: SideFigures, certs: int, measure: str) -> float:
     if figures.memory_all is None or figures.memory_one is None or certs < 2:
         return 0.0
-    return (figures.memory_all.rss - figures.memory_one.rss) / (certs - 1)
+    grown: int = getattr(figures.memory_all, measure) - getattr(figures.memory_one, measure)
+    return grown / (certs - 1)
+
+
+def paired_ratio(ours: list[LoadRun], theirs: list[LoadRun]) -> float:
+    """The median over rounds of (ours / theirs) within each round."""
+    ratios = [
+        a.per_second / b.per_second for a, b in zip(ours, theirs, strict=True) if b.per_second
+    ]
+    return statistics.median(ratios) if ratios else 0.0
 
 
 def _ratio(ours: float, theirs: float) -> str:
@@ -300,7 +306,14 @@ def table(figures: list[SideFigures], certs: int) -> str:
         "MiB",
     )
     add("RSS with 1 certificate", lambda f: f.memory_one.rss / mib if f.memory_one else 0.0, "MiB")
-    add("bytes per loaded certificate", lambda f: _per_certificate(f, certs), "B")
+    add(
+        f"PSS with {certs:,} certificates",
+        lambda f: f.memory_all.pss / mib if f.memory_all else 0.0,
+        "MiB",
+    )
+    add("PSS with 1 certificate", lambda f: f.memory_one.pss / mib if f.memory_one else 0.0, "MiB")
+    add("bytes per loaded certificate (PSS)", lambda f: _per_certificate(f, certs, "pss"), "B")
+    add("bytes per loaded certificate (RSS)", lambda f: _per_certificate(f, certs, "rss"), "B")
 
     lines = [
         f"| | {ours.label} | {theirs.label} | {ours.label}/{theirs.label} |",
@@ -313,7 +326,19 @@ def table(figures: list[SideFigures], certs: int) -> str:
             f"| {label} | {mine:,.{decimals}f}{suffix} | {peer:,.{decimals}f}{suffix} "
             f"| {_ratio(mine, peer)} |"
         )
+    lines.append("")
+    lines.append(
+        "Ratios within each round (median): full handshakes/s "
+        f"{paired_ratio(ours.handshakes, theirs.handshakes):.2f}×, keep-alive requests/s "
+        f"{paired_ratio(ours.keep_alive, theirs.keep_alive):.2f}×. Other load on the machine "
+        f"during the runs (median): {_background(figures):.2f} cores."
+    )
     return "\n".join(lines)
+
+
+def _background(figures: list[SideFigures]) -> float:
+    runs = [run for side in figures for run in (*side.handshakes, *side.keep_alive)]
+    return statistics.median(run.other_cpu_s / run.seconds for run in runs) if runs else 0.0
 
 
 def details(figures: list[SideFigures]) -> str:
@@ -346,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--certs", type=int, default=10_000, help="certificates (names) loaded")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
-    parser.add_argument("--rounds", type=int, default=3, help="load runs per side and kind")
+    parser.add_argument("--rounds", type=int, default=5, help="load runs per side and kind")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c, keep-alive runs")
     parser.add_argument(
         "--handshake-connections", type=int, default=64, help="wrk -c, handshake runs"
