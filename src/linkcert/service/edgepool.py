@@ -5,9 +5,7 @@ per worker, all on the same ports with SO_REUSEPORT, so the kernel spreads new c
 across workers (by a hash of the addresses) and a port given as 0 is the same port for all.
 Then it forks the workers and supervises them:
 
-    pool = EdgePool(PoolSettings(workers=2, https="0.0.0.0:443"), serve_edge)
-    pool.bind()
-    sys.exit(pool.run())      # until SIGTERM or SIGINT
+    sys.exit(run_edge_pool(PoolSettings(workers=2, https="0.0.0.0:443"), serve_edge))
 
 `serve_edge(worker)` is an async function run in each worker on uvloop. It starts an Edge with
 `worker.http_socket`/`worker.https_socket` as its listen specs and returns once
@@ -251,6 +249,14 @@ class EdgePool:
         for sock in (*self._http, *self._https):
             if sock is not None:
                 sock.close()
+
+
+def run_edge_pool(settings: PoolSettings, worker_main: WorkerMain) -> int:
+    """Bind, fork the workers and supervise them until SIGTERM or SIGINT: what `linkcert serve`
+    calls for a multi-process edge. Returns the process's exit status."""
+    pool = EdgePool(settings, worker_main)
+    pool.bind()
+    return pool.run()
 
 
 def _run_worker(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -39,6 +40,13 @@ _MAX_RAW_BYTES = 1 + _MAX_VARINT_BYTES + MAX_DESTINATION_CHARS + TAG_BYTES
 MAX_TOKEN_CHARS = (_MAX_RAW_BYTES * 4 + 2) // 3
 _MIN_TOKEN_CHARS = (_MIN_RAW_BYTES * 4 + 2) // 3
 _KEY_DERIVATION_LABEL = b"linkcert tracking token key v1\x00"
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")  # by length % 4 (1 is never a base64 length)
+# Last characters whose unused low bits are zero, by length % 4: 4 unused bits after two
+# characters of a group (values that are multiples of 16), 2 after three (multiples of 4).
+_CANONICAL_LAST = (b"", b"", _ALPHABET[::16], _ALPHABET[::4])
+_VISIBLE_ASCII = bytes(range(0x21, 0x7F))
 
 TrackedKind = Literal["click", "open"]
 _PATH_PREFIX: dict[TrackedKind, str] = {"click": "/c/", "open": "/o/"}
@@ -157,16 +165,25 @@ def read_token(key: bytes, domain: str, token: str) -> TrackedLink:
 
     Only InvalidToken escapes for any string input: the edge feeds it whatever a client sent.
     """
-    if not isinstance(token, str) or not _MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
+    if (
+        not isinstance(token, str)
+        or not _MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS
+        or not token.isascii()
+    ):
         raise InvalidToken("malformed")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (ValueError, binascii.Error):
-        raise InvalidToken("malformed") from None
-    # The decoder skips characters outside the alphabet and ignores stray low bits; insisting
-    # on the canonical spelling makes every token have exactly one accepted form.
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != token.encode("ascii"):
+    encoded = token.encode("ascii")
+    # Only the canonical spelling is accepted, so every token has exactly one form: alphabet
+    # characters only, no padding, a length base64 can produce, and zero unused low bits in the
+    # last character (a decoder would silently drop them). Checked on the bytes, without
+    # re-encoding: every click comes through here.
+    remainder = len(encoded) % 4
+    if (
+        encoded.translate(None, _ALPHABET)
+        or remainder == 1
+        or (remainder and encoded[-1] not in _CANONICAL_LAST[remainder])
+    ):
         raise InvalidToken("malformed")
+    raw = binascii.a2b_base64(encoded.translate(_URLSAFE_TO_STANDARD) + _PADDING[remainder])
     domain_bytes = _domain_bytes(domain) if isinstance(domain, str) else None
     if domain_bytes is None:
         raise InvalidToken("signature")
@@ -188,28 +205,33 @@ def _decode_payload(payload: bytes) -> TrackedLink:
         raise InvalidToken("payload")
     link_id = 0
     shift = 0
-    position = 1
-    while True:
-        if position >= len(payload) or position > _MAX_VARINT_BYTES:
-            raise InvalidToken("payload")
+    end = 0
+    for position in range(1, min(len(payload), 1 + _MAX_VARINT_BYTES)):
         byte = payload[position]
         link_id |= (byte & 0x7F) << shift
-        position += 1
         if byte < 0x80:
+            end = position + 1
             break
         shift += 7
-    destination_bytes = payload[position:]
-    if link_id > MAX_LINK_ID or not destination_bytes.isascii():
+    if not end or link_id > MAX_LINK_ID:
         raise InvalidToken("payload")
-    destination = destination_bytes.decode("ascii")
-    # The destination goes into a Location header: refuse anything that could split it.
-    if not destination.isprintable() or " " in destination:
+    destination = payload[end:]
+    # The destination goes into a Location header: only visible ASCII, which cannot split it.
+    if destination.translate(None, _VISIBLE_ASCII):
         raise InvalidToken("payload")
-    return TrackedLink(link_id, destination)
+    return TrackedLink(link_id, destination.decode("ascii"))
 
 
 def _tag(key: bytes, domain_bytes: bytes, payload: bytes) -> bytes:
-    return hmac.digest(key, domain_bytes + b"\x00" + payload, "sha256")[:TAG_BYTES]
+    # Copying an HMAC already keyed skips hashing the key pads again for every token.
+    mac = _keyed_hmac(key).copy()
+    mac.update(domain_bytes + b"\x00" + payload)
+    return mac.digest()[:TAG_BYTES]
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def _domain_bytes(domain: str) -> bytes | None:
