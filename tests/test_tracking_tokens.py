@@ -234,3 +234,13 @@ def test_only_canonical_spellings_get_past_the_format_check(token: str) -> None:
     # A canonical spelling is refused for its signature (it was not minted), anything else as
     # malformed.
     assert (caught.value.reason != "malformed") == _is_canonical_base64url(token)
+
+
+@given(key=st.binary(min_size=0, max_size=200), message=st.binary(max_size=3000))
+def test_the_tag_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    import hashlib
+    import hmac
+
+    from linkcert.tracking.tokens import _HmacSha256
+
+    assert _HmacSha256(key).digest(message) == hmac.digest(key, message, hashlib.sha256)

@@ -47,6 +47,11 @@ _PADDING = (b"", b"", b"==", b"=")  # by length % 4 (1 is never a base64 length)
 # characters of a group (values that are multiples of 16), 2 after three (multiples of 4).
 _CANONICAL_LAST = (b"", b"", _ALPHABET[::16], _ALPHABET[::4])
 _VISIBLE_ASCII = bytes(range(0x21, 0x7F))
+# Maps each byte to 1 if its continuation bit (0x80) is set, else to 0.
+_CONTINUATION_MARKS = bytes(byte >> 7 for byte in range(256))
+_SHA256_BLOCK = 64
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))  # translate tables: XOR every byte
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
 
 TrackedKind = Literal["click", "open"]
 _PATH_PREFIX: dict[TrackedKind, str] = {"click": "/c/", "open": "/o/"}
@@ -203,17 +208,16 @@ def _decode_payload(payload: bytes) -> TrackedLink:
     # (another version byte) or a bug; either way it is not a link this reader can follow.
     if len(payload) < 3 or payload[0] != TOKEN_VERSION:
         raise InvalidToken("payload")
+    # The varint ends at its first byte without the continuation bit, within 9 bytes.
+    end = payload.translate(_CONTINUATION_MARKS).find(0, 1, 1 + _MAX_VARINT_BYTES) + 1
+    if not end:
+        raise InvalidToken("payload")
     link_id = 0
     shift = 0
-    end = 0
-    for position in range(1, min(len(payload), 1 + _MAX_VARINT_BYTES)):
-        byte = payload[position]
+    for byte in payload[1:end]:
         link_id |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            end = position + 1
-            break
         shift += 7
-    if not end or link_id > MAX_LINK_ID:
+    if link_id > MAX_LINK_ID:
         raise InvalidToken("payload")
     destination = payload[end:]
     # The destination goes into a Location header: only visible ASCII, which cannot split it.
@@ -223,15 +227,34 @@ def _decode_payload(payload: bytes) -> TrackedLink:
 
 
 def _tag(key: bytes, domain_bytes: bytes, payload: bytes) -> bytes:
-    # Copying an HMAC already keyed skips hashing the key pads again for every token.
-    mac = _keyed_hmac(key).copy()
-    mac.update(domain_bytes + b"\x00" + payload)
-    return mac.digest()[:TAG_BYTES]
+    return _hmac_for(key).digest(domain_bytes + b"\x00" + payload)[:TAG_BYTES]
+
+
+class _HmacSha256:
+    """HMAC-SHA256 exactly as RFC 2104 defines it, with the key's two padded blocks hashed
+    once: each token then costs two copies of a hash state instead of keying a new HMAC
+    (about half the time). `hmac.digest` gives the same bytes (the tests check)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(key.translate(_INNER_PAD))
+        self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 @functools.lru_cache(maxsize=8)
-def _keyed_hmac(key: bytes) -> hmac.HMAC:
-    return hmac.new(key, digestmod=hashlib.sha256)
+def _hmac_for(key: bytes) -> _HmacSha256:
+    return _HmacSha256(key)
 
 
 def _domain_bytes(domain: str) -> bytes | None:
