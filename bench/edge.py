@@ -211,6 +211,9 @@ def run(options: Options, work: Path, say: Callable[[str], None]) -> list[SideFi
             )
             if isinstance(server, CaddyPeer):
                 side_figures.notes.append(f"ask endpoint consulted {server.asked} times")
+                side_figures.notes.append(
+                    f"log lines about obtaining certificates: {server.issuance_log_lines()}"
+                )
         # The machine may be shared: runs of the two sides follow each other closely (A B, then
         # B A for the other kind, and the other way round in the next round), so each pair
         # meets about the same background load, and each round gives a ratio of its own.
