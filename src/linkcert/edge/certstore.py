@@ -32,7 +32,10 @@ class StoredCertificate(NamedTuple):
 
 
 class CertificateStore:
-    """Name (already normalized) → version, leaf DER, shared intermediates, key DER."""
+    """Name (already normalized) → version, leaf DER, shared intermediates, key DER.
+
+    Versions are kept as signed 64-bit numbers (the store's row versions fit).
+    """
 
     def __init__(self) -> None:
         self._rows: dict[str, int] = {}

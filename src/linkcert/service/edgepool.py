@@ -121,7 +121,8 @@ class EdgePool:
 
     def run(self) -> int:
         """Fork the workers and supervise them until SIGTERM or SIGINT; 0 once all have exited
-        (1 if some had to be killed). Call from the main thread, with no event loop running."""
+        (1 if some had to be killed). Call from the main thread, before starting any other
+        thread or event loop: a forked child gets only the thread that forked."""
         if not self._http and not self._https:
             self.bind()
         # What the workers inherit is shared copy-on-write; keep the collector off those pages.
@@ -273,8 +274,14 @@ def _run_worker(
         stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
+
+        def supervisor_gone() -> None:
+            # The pipe stays readable at EOF: stop watching, or this would run on every turn.
+            loop.remove_reader(alive_read)
+            stopping.set()
+
         # Readable only at EOF: the supervisor has gone (even by SIGKILL).
-        loop.add_reader(alive_read, stopping.set)
+        loop.add_reader(alive_read, supervisor_gone)
         await worker_main(PoolWorker(index, http_socket, https_socket, stopping))
 
     uvloop.run(main())
