@@ -19,10 +19,11 @@ from linkcert.edge.certstore import CertificateStore, StoredCertificate
 
 logger = logging.getLogger(__name__)
 
-# A ready context costs about 25 KiB (13 of them for OpenSSL 3.0's bare SSL_CTX, the rest for the
-# parsed chain and key) against about 0.9 KiB for a certificate kept as DER, and takes about
-# 1 ms of CPU to build (mostly OpenSSL 3.0 decoding PEM). 1024 per edge process (25 MiB) covers
-# the names that get clicks at any one time; a colder name pays the build on its first handshake.
+# A ready context costs about 26 KiB (13 of them for OpenSSL 3.0's bare SSL_CTX, the rest for the
+# parsed chain and key) against about 0.8 KiB for a certificate kept packed as DER, and takes
+# about 1 ms of CPU to build (mostly OpenSSL 3.0's decoders). 1024 per edge process (26 MiB) is
+# meant to cover the names that get clicks at any one time; a colder name pays the build on its
+# next handshake. Measured in bench/RESULTS.md ("Edge").
 DEFAULT_MAX_CONTEXTS = 1024
 
 
