@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup system-packages lint bench bench-provision clean
+.PHONY: demo test setup system-packages lint bench-provision bench-edge clean
 
 demo: setup
 	$(BIN)/linkcert demo
@@ -35,6 +35,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# linkcert's edge side by side with Caddy (needs Debian's caddy and wrk); see bench/RESULTS.md.
+bench-edge: setup
+	@scripts/install-system-packages.sh --bench
+	$(BIN)/python -m bench.edge $(BENCH_EDGE_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -6,7 +6,8 @@
 The edge runs in a child process (one core), the client in this one (the other core), both on
 127.0.0.1. Requests are tracked-link clicks (`GET /c/<token>`, verified and recorded); the
 handshakes are full TLS handshakes (no resumption) with SNI. Each run stops by itself after
-`--seconds`. The numbers drift on a shared machine: the side-by-side with Caddy comes later.
+`--seconds`. The numbers drift on a shared machine; bench/edge.py runs the side by side with
+Caddy.
 """
 
 from __future__ import annotations

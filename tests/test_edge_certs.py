@@ -72,16 +72,18 @@ def test_contexts_are_bounded_least_recently_used_first() -> None:
     assert cache.contexts_built == built + 1
 
 
-def test_intermediates_are_stored_once() -> None:
+def test_intermediates_are_stored_once_and_everything_as_der() -> None:
     cache = CertificateCache()
     _put(cache, "x.example.test")
     _put(cache, "y.example.test")
-    stored = cache._stored  # the point of this test is the storage itself
-    x, y = stored["x.example.test"], stored["y.example.test"]
+    store = cache._stored  # the point of this test is the storage itself
+    x, y = store.get("x.example.test"), store.get("y.example.test")
+    assert x is not None and y is not None
     assert x.intermediates[0] is y.intermediates[0]
-    # DER, not PEM: the leaf is stored smaller than it arrived.
+    # DER, not PEM: the leaf and key are held smaller than they arrived.
     issued = authority.issue("z.example.test")
-    assert len(x.leaf) < len(issued.chain_pem) / 2
+    assert cache.packed_bytes == len(x.leaf) + len(x.key_der) + len(y.leaf) + len(y.key_der)
+    assert cache.packed_bytes < len(issued.chain_pem + issued.key_pem)
 
 
 def test_pem_round_trip() -> None:

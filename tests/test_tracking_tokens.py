@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 
 import pytest
 from hypothesis import given
@@ -207,3 +208,39 @@ def test_any_altered_character_is_refused(
     if altered != token:
         with pytest.raises(InvalidToken):
             read_token(KEY, DOMAIN, altered)
+
+
+# The shortest token read_token looks into: shorter ones are refused for their length alone.
+MIN_CHARS = 35
+
+
+def _is_canonical_base64url(text: str) -> bool:
+    """The slow, obvious definition: decoding and encoding again gives the same text back."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        return False
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") == text
+
+
+@given(
+    token=st.text(
+        alphabet="ABCDQgw048AEIMUYcksoz-_+/= .\n", min_size=MIN_CHARS, max_size=MIN_CHARS + 9
+    )
+)
+def test_only_canonical_spellings_get_past_the_format_check(token: str) -> None:
+    with pytest.raises(InvalidToken) as caught:
+        read_token(KEY, DOMAIN, token)
+    # A canonical spelling is refused for its signature (it was not minted), anything else as
+    # malformed.
+    assert (caught.value.reason != "malformed") == _is_canonical_base64url(token)
+
+
+@given(key=st.binary(min_size=0, max_size=200), message=st.binary(max_size=3000))
+def test_the_tag_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    import hashlib
+    import hmac
+
+    from linkcert.tracking.tokens import _HmacSha256
+
+    assert _HmacSha256(key).digest(message) == hmac.digest(key, message, hashlib.sha256)

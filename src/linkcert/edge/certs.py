@@ -2,8 +2,8 @@
 
 The integrator fills the cache (`put`, `remove`) from the store. Holding a ready SSLContext for
 each of 100,000 domains would cost gigabytes and minutes at start-up, so the cache keeps DER
-bytes (intermediates shared between domains) and builds a domain's context on its first
-handshake, keeping the most recently used ones in a bounded LRU.
+bytes, packed (certstore.py; intermediates shared between domains), and builds a domain's
+context on its first handshake, keeping the most recently used ones in a bounded LRU.
 
 Not thread-safe: call it from the event loop thread that runs the edge.
 """
@@ -15,10 +15,16 @@ import ssl
 from collections import OrderedDict
 
 from linkcert.edge import pem, tlsconfig
+from linkcert.edge.certstore import CertificateStore, StoredCertificate
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONTEXTS = 4096  # about 20 KiB of OpenSSL memory each
+# A ready context costs about 26 KiB (13 of them for OpenSSL 3.0's bare SSL_CTX, the rest for the
+# parsed chain and key) against about 0.8 KiB for a certificate kept packed as DER, and takes
+# about 1 ms of CPU to build (mostly OpenSSL 3.0's decoders). 1024 per edge process (26 MiB) is
+# meant to cover the names that get clicks at any one time; a colder name pays the build on its
+# next handshake. Measured in bench/RESULTS.md ("Edge").
+DEFAULT_MAX_CONTEXTS = 1024
 
 
 class DomainContext(ssl.SSLContext):
@@ -30,39 +36,6 @@ class DomainContext(ssl.SSLContext):
 
 class UnusableCertificate(Exception):
     """The stored PEMs for a domain could not be loaded (say, the key does not match)."""
-
-
-class _Stored:
-    """One domain's certificate as DER; `intermediates` are shared with other domains."""
-
-    __slots__ = ("intermediates", "key_der", "key_label", "leaf", "version")
-
-    def __init__(
-        self,
-        version: int,
-        leaf: bytes,
-        intermediates: tuple[bytes, ...],
-        key_label: str,
-        key_der: bytes,
-    ) -> None:
-        self.version = version
-        self.leaf = leaf
-        self.intermediates = intermediates
-        self.key_label = key_label
-        self.key_der = key_der
-
-    def same_content(self, other: _Stored) -> bool:
-        return (
-            self.leaf == other.leaf
-            and self.intermediates == other.intermediates
-            and self.key_der == other.key_der
-        )
-
-    def chain_and_key_pem(self) -> bytes:
-        parts = [pem.to_pem(pem.CERTIFICATE, self.leaf)]
-        parts.extend(pem.to_pem(pem.CERTIFICATE, der) for der in self.intermediates)
-        parts.append(pem.to_pem(self.key_label, self.key_der))
-        return b"".join(parts)
 
 
 class _Failed:
@@ -89,10 +62,8 @@ class CertificateCache:
         if max_contexts < 1:
             raise ValueError("max_contexts must be at least 1")
         self._max_contexts = max_contexts
-        self._stored: dict[str, _Stored] = {}
+        self._stored = CertificateStore()
         self._contexts: OrderedDict[str, DomainContext | _Failed] = OrderedDict()
-        # Every domain issued by the same CA carries the same intermediate: keep one copy.
-        self._shared_intermediates: dict[bytes, bytes] = {}
         self.contexts_built = 0
         self.context_failures = 0
 
@@ -106,13 +77,10 @@ class CertificateCache:
         name = normalize_name(name)
         certificates = pem.certificates_from_pem(chain_pem)
         key_label, key_der = pem.private_key_from_pem(key_pem)
-        intermediates = tuple(
-            self._shared_intermediates.setdefault(der, der) for der in certificates[1:]
+        changed = self._stored.put(
+            name, version, certificates[0], tuple(certificates[1:]), key_label, key_der
         )
-        stored = _Stored(version, certificates[0], intermediates, key_label, key_der)
-        previous = self._stored.get(name)
-        self._stored[name] = stored
-        if previous is None or not stored.same_content(previous):
+        if changed:
             self._contexts.pop(name, None)
         else:
             context = self._contexts.get(name)
@@ -123,16 +91,15 @@ class CertificateCache:
         """Stop serving `name`; returns whether it was there. Live connections are not cut."""
         name = normalize_name(name)
         self._contexts.pop(name, None)
-        return self._stored.pop(name, None) is not None
+        return self._stored.remove(name)
 
     def names(self) -> list[str]:
         """The names currently served, in no particular order."""
-        return list(self._stored)
+        return self._stored.names()
 
     def version(self, name: str) -> int | None:
         """The version last put for `name`, or None if it is not served."""
-        stored = self._stored.get(normalize_name(name))
-        return None if stored is None else stored.version
+        return self._stored.version(normalize_name(name))
 
     def __len__(self) -> int:
         return len(self._stored)
@@ -148,6 +115,11 @@ class CertificateCache:
     @property
     def contexts_cached(self) -> int:
         return len(self._contexts)
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes of DER held for all names (intermediates once): for metrics."""
+        return self._stored.packed_bytes
 
     def context_for(self, name: str) -> DomainContext | None:
         """The SSL context for `name` (lowercase ASCII), building it if needed.
@@ -181,10 +153,13 @@ class CertificateCache:
         return built
 
     @staticmethod
-    def _build(name: str, stored: _Stored) -> DomainContext:
+    def _build(name: str, stored: StoredCertificate) -> DomainContext:
         context = DomainContext(ssl.PROTOCOL_TLS_SERVER)
         tlsconfig.configure(context)
-        tlsconfig.load_chain_from_memory(context, stored.chain_and_key_pem())
+        parts = [pem.to_pem(pem.CERTIFICATE, stored.leaf)]
+        parts.extend(pem.to_pem(pem.CERTIFICATE, der) for der in stored.intermediates)
+        parts.append(pem.to_pem(stored.key_label, stored.key_der))
+        tlsconfig.load_chain_from_memory(context, b"".join(parts))
         context.domain = name
         context.version = stored.version
         return context

@@ -29,6 +29,9 @@ class EdgeSettings:
     https: ListenSpec | None = None
     reuse_port: bool = False  # for `host:port` specs: let several processes share the port
     backlog: int = 1024
+    # TLS session tickets (resumption). Off until the edge processes share ticket keys: see
+    # tlsconfig.configure.
+    tls_session_tickets: bool = False
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 1024
     idle_timeout: float = 60.0
@@ -89,7 +92,9 @@ class Edge:
             request_timeout=settings.request_timeout,
             handshake_timeout=settings.handshake_timeout,
         )
-        self._sni = SniSelector(certificates, self.counters)
+        self._sni = SniSelector(
+            certificates, self.counters, session_tickets=settings.tls_session_tickets
+        )
         self._hub = ConnectionHub(router, self.counters, limits, self._sni.context)
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None

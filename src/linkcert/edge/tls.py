@@ -31,11 +31,17 @@ _REASONS_BY_OPENSSL_REASON = {
 class SniSelector:
     """Owns the listener's SSLContext and its SNI callback."""
 
-    def __init__(self, certificates: CertificateCache, counters: EdgeCounters) -> None:
+    def __init__(
+        self,
+        certificates: CertificateCache,
+        counters: EdgeCounters,
+        *,
+        session_tickets: bool = False,
+    ) -> None:
         self._certificates = certificates
         self._counters = counters
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tlsconfig.configure(self.context)
+        tlsconfig.configure(self.context, session_tickets=session_tickets)
         self.context.sni_callback = self._select
 
     def _select(self, connection: ssl.SSLObject, server_name: str, _: ssl.SSLContext) -> int | None:

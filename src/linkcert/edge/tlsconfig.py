@@ -10,8 +10,9 @@ ALPN_PROTOCOLS = ["http/1.1"]
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
-def configure(context: ssl.SSLContext) -> None:
-    """Apply the edge's protocol settings: TLS 1.2 or newer, modern suites, ALPN http/1.1.
+def configure(context: ssl.SSLContext, *, session_tickets: bool = False) -> None:
+    """Apply the edge's protocol settings: TLS 1.2 or newer, modern suites, ALPN http/1.1, and
+    session tickets only when asked for.
 
     Both the listener's context and each domain's get these, because after the SNI switch
     OpenSSL reads some settings (ALPN) from the domain's context and others (versions, cipher
@@ -24,6 +25,16 @@ def configure(context: ssl.SSLContext) -> None:
         ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     )
     context.set_alpn_protocols(ALPN_PROTOCOLS)
+    # Each edge process draws its own ticket keys, so behind SO_REUSEPORT a ticket usually comes
+    # back to a process that cannot read it: it would cost bytes and CPU and save nothing.
+    # OpenSSL takes the ticket count and keys from the listener's context, not the domain's.
+    # (TLS 1.2 session-ID resumption within one process stays: Python cannot turn it off.)
+    if session_tickets:
+        context.options &= ~ssl.OP_NO_TICKET
+        context.num_tickets = 2  # OpenSSL's default
+    else:
+        context.options |= ssl.OP_NO_TICKET
+        context.num_tickets = 0
 
 
 def load_chain_from_memory(context: ssl.SSLContext, chain_and_key_pem: bytes) -> None:

@@ -1,0 +1,207 @@
+"""Every certificate the edge serves, packed for 100,000 domains and several edge processes.
+
+One bytearray holds each domain's leaf certificate and private key as DER, end to end; arrays
+of plain numbers say, per domain, where its bytes start, how long they are, its version and
+which shared intermediate chain goes with it. A name maps to a row number.
+
+Why not an object per certificate: beyond the ~100 bytes of object headers each would cost,
+edge processes forked from the one that loaded the certificates share its memory copy-on-write,
+and CPython writes to an object whenever it hands it out (its reference count). Objects per
+certificate would be copied, page by page, into every process that serves those names; bytes
+inside one bytearray, and numbers inside arrays, are only ever read.
+
+Not thread-safe: use it from one thread, like the cache around it.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import NamedTuple
+
+# Replaced or removed certificates leave holes; rewrite the bytearray once the holes make up
+# more than half of it and at least this much.
+_COMPACT_AFTER_BYTES = 1 << 20
+
+
+class StoredCertificate(NamedTuple):
+    version: int
+    leaf: bytes
+    intermediates: tuple[bytes, ...]
+    key_label: str
+    key_der: bytes
+
+
+class CertificateStore:
+    """Name (already normalized) → version, leaf DER, shared intermediates, key DER.
+
+    Versions are kept as signed 64-bit numbers (the store's row versions fit).
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, int] = {}
+        self._free_rows: list[int] = []
+        self._blob = bytearray()
+        self._start = array("Q")  # where the row's leaf begins; its key follows the leaf
+        self._leaf_length = array("I")
+        self._key_length = array("I")
+        self._version = array("q")
+        self._chain = array("I")  # index into _chains
+        self._label = array("B")  # index into _labels
+        # A CA has a handful of intermediate chains shared by all its certificates: one copy
+        # each, counted, and forgotten when no certificate uses it any more.
+        self._chains: list[tuple[bytes, ...] | None] = []
+        self._chain_index: dict[tuple[bytes, ...], int] = {}
+        self._chain_users: list[int] = []
+        self._labels: list[str] = []
+        self._holes = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._rows
+
+    def names(self) -> list[str]:
+        return list(self._rows)
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes of DER held, holes included: what the certificates cost beyond bookkeeping."""
+        return len(self._blob)
+
+    def version(self, name: str) -> int | None:
+        row = self._rows.get(name)
+        return None if row is None else self._version[row]
+
+    def get(self, name: str) -> StoredCertificate | None:
+        row = self._rows.get(name)
+        if row is None:
+            return None
+        start = self._start[row]
+        key_start = start + self._leaf_length[row]
+        chain = self._chains[self._chain[row]]
+        assert chain is not None  # a row in use keeps its chain alive
+        return StoredCertificate(
+            self._version[row],
+            bytes(self._blob[start:key_start]),
+            chain,
+            self._labels[self._label[row]],
+            bytes(self._blob[key_start : key_start + self._key_length[row]]),
+        )
+
+    def put(
+        self,
+        name: str,
+        version: int,
+        leaf: bytes,
+        intermediates: tuple[bytes, ...],
+        key_label: str,
+        key_der: bytes,
+    ) -> bool:
+        """Store or replace `name`'s certificate; returns whether its content changed (a new
+        version of the same content only updates the version)."""
+        row = self._rows.get(name)
+        if row is not None and self._same_content(row, leaf, intermediates, key_der):
+            self._version[row] = version
+            return False
+        chain = self._hold_chain(intermediates)
+        label = self._label_index(key_label)
+        start = len(self._blob)
+        self._blob += leaf
+        self._blob += key_der
+        if row is None:
+            row = self._new_row()
+            self._rows[name] = row
+        else:
+            self._release(row)
+        self._start[row] = start
+        self._leaf_length[row] = len(leaf)
+        self._key_length[row] = len(key_der)
+        self._version[row] = version
+        self._chain[row] = chain
+        self._label[row] = label
+        self._compact_if_worth_it()
+        return True
+
+    def remove(self, name: str) -> bool:
+        row = self._rows.pop(name, None)
+        if row is None:
+            return False
+        self._release(row)
+        self._free_rows.append(row)
+        self._compact_if_worth_it()
+        return True
+
+    # Rows, chains and holes --------------------------------------------------------------------
+
+    def _same_content(
+        self, row: int, leaf: bytes, intermediates: tuple[bytes, ...], key_der: bytes
+    ) -> bool:
+        start = self._start[row]
+        key_start = start + self._leaf_length[row]
+        return (
+            self._chains[self._chain[row]] == intermediates
+            and self._leaf_length[row] == len(leaf)
+            and self._key_length[row] == len(key_der)
+            and self._blob[start:key_start] == leaf
+            and self._blob[key_start : key_start + len(key_der)] == key_der
+        )
+
+    def _new_row(self) -> int:
+        if self._free_rows:
+            return self._free_rows.pop()
+        for column in (
+            self._start,
+            self._leaf_length,
+            self._key_length,
+            self._version,
+            self._chain,
+            self._label,
+        ):
+            column.append(0)
+        return len(self._start) - 1
+
+    def _release(self, row: int) -> None:
+        """Forget what `row` held: its bytes become a hole, its chain loses a user."""
+        self._holes += self._leaf_length[row] + self._key_length[row]
+        chain = self._chain[row]
+        self._chain_users[chain] -= 1
+        if not self._chain_users[chain]:
+            held = self._chains[chain]
+            assert held is not None
+            del self._chain_index[held]
+            self._chains[chain] = None
+
+    def _hold_chain(self, intermediates: tuple[bytes, ...]) -> int:
+        index = self._chain_index.get(intermediates)
+        if index is None:
+            try:
+                index = self._chains.index(None)  # reuse a forgotten chain's place
+                self._chains[index] = intermediates
+                self._chain_users[index] = 0
+            except ValueError:
+                index = len(self._chains)
+                self._chains.append(intermediates)
+                self._chain_users.append(0)
+            self._chain_index[intermediates] = index
+        self._chain_users[index] += 1
+        return index
+
+    def _label_index(self, label: str) -> int:
+        try:
+            return self._labels.index(label)
+        except ValueError:
+            self._labels.append(label)
+            return len(self._labels) - 1
+
+    def _compact_if_worth_it(self) -> None:
+        if self._holes < _COMPACT_AFTER_BYTES or self._holes * 2 < len(self._blob):
+            return
+        packed = bytearray()
+        for row in self._rows.values():
+            start = self._start[row]
+            length = self._leaf_length[row] + self._key_length[row]
+            self._start[row] = len(packed)
+            packed += self._blob[start : start + length]
+        self._blob = packed
+        self._holes = 0
