@@ -83,7 +83,7 @@ class Loopback:
     listens) and its TLS-ALPN-01 validator to `tls_port`.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, certificate_validity_seconds: int | None = None) -> None:
         self.dns = LocalDNSServer().start()
         self.dns.add(EDGE_TARGET, "A", "127.0.0.1")
         self.http_port = free_port()
@@ -93,6 +93,7 @@ class Loopback:
             tls_port=self.tls_port,
             dns_server=self.dns.nameserver,
             workdir=workdir / "pebble",
+            certificate_validity_seconds=certificate_validity_seconds,
         )
         try:
             self.pebble.start()
@@ -208,3 +209,28 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what or 'condition'} not met within {timeout:g} s")
         time.sleep(interval)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_running(argument: str) -> list[int]:
+    """The processes whose command line contains `argument` (e.g. our Pebble's config path)."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if argument in command:
+            found.append(int(entry.name))
+    return found

@@ -2,12 +2,16 @@
 
     python -m bench.renewal [--sizes 1000,10000,100000] [--engines sqlite,postgres]
                             [--due 50] [--limit 32] [--repetitions 50] [--explain]
+                            [--wave 1000]
 
 Fills a store with N secured domains (`--due` of them due now, the rest over the next 60 days)
 and times what one worker tick asks of the store: `claim_due(limit)` then `next_due()`, median
 over `--repetitions` ticks; and the edge's once-a-second look for new certificates. The costs
 should follow the due work, so be flat across N. With `--explain`, prints the plans of the
 statements at the largest N.
+
+Then (`--wave N`, 0 to skip) a wave of N renewals falling due at once against Pebble, under
+the rate limits of the `pebble-bench` preset: see `bench/renewal_wave.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench import due_fill, due_ticks, lab
+from bench import due_fill, due_ticks, lab, renewal_wave
 from linkcert.store import Store, utcnow
 
 
@@ -79,6 +83,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=32, help="claim_due limit (free slots)")
     parser.add_argument("--repetitions", type=int, default=50)
     parser.add_argument("--explain", action="store_true", help="print query plans")
+    parser.add_argument("--wave", type=int, default=1000, help="renewal wave size, 0 to skip")
     arguments = parser.parse_args()
     lab.exit_on_sigterm()
     print(
@@ -87,6 +92,8 @@ def main() -> None:
     )
     if arguments.sizes:
         tick_costs(arguments)
+    if arguments.wave > 0:
+        renewal_wave.run(arguments.wave)
 
 
 if __name__ == "__main__":
