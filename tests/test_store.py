@@ -1,10 +1,12 @@
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from linkcert.store import Account, Domain, Event, Store
+from linkcert.store.db import POSTGRES_POOL_SIZE
 
 
 def test_migrate_is_idempotent(store: Store) -> None:
@@ -68,3 +70,24 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
             )
         )
         session.flush()
+
+
+@pytest.mark.postgres
+def test_a_burst_of_threads_shares_a_fixed_number_of_connections(postgres_url: str) -> None:
+    """More threads than connections wait their turn: the process never opens more than its
+    pool (so a fleet cannot exhaust the server's connections), and every thread gets through."""
+    db = Store(postgres_url)
+
+    def one(_: int) -> int:
+        with db.session() as session:
+            # Held a moment, so that the threads overlap.
+            session.execute(text("SELECT pg_sleep(0.02)"))
+            return int(session.scalar(text("SELECT pg_backend_pid()")) or 0)
+
+    try:
+        with ThreadPoolExecutor(max_workers=POSTGRES_POOL_SIZE * 4) as pool:
+            backends = list(pool.map(one, range(POSTGRES_POOL_SIZE * 12)))
+    finally:
+        db.close()
+    assert len(backends) == POSTGRES_POOL_SIZE * 12
+    assert 1 < len(set(backends)) <= POSTGRES_POOL_SIZE

@@ -20,6 +20,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Connections one process keeps to PostgreSQL (a listener for notifications comes on top).
+POSTGRES_POOL_SIZE = 10
 
 
 class StoreError(Exception):
@@ -47,7 +49,15 @@ def create_db_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # A fixed pool, no overflow: a burst of threads (an edge answering a burst of
+            # validations, a worker finishing many orders) waits a few milliseconds for a
+            # connection instead of opening more. Overflow connections are opened and closed
+            # per burst (a new server process each time), and with 30 per process a fleet of
+            # three processes could exhaust PostgreSQL's default of 100 connections, which
+            # then refuses the edge's challenge lookups and fails validations.
+            engine = create_engine(
+                url, pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=0
+            )
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"database_url is not usable: {exc}") from None
     return engine

@@ -115,7 +115,11 @@ class Domain(Base):
         foreign_keys=[current_certificate_id]
     )
 
-    __table_args__ = (Index("ix_domains_due", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_domains_due", "next_attempt_at"),
+        # The edge looks up domains by their current certificate every second (new ones).
+        Index("ix_domains_current_certificate", "current_certificate_id"),
+    )
 
 
 class Certificate(Base):
