@@ -29,7 +29,7 @@ def test_the_current_certificate_index_is_migrated_both_ways(store: Store) -> No
     config = alembic_config(store.url)
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0004")
+        command.downgrade(config, "0006")
     assert "ix_domains_current_certificate" not in _domain_indexes(store)
     store.migrate()
     assert "ix_domains_current_certificate" in _domain_indexes(store)
