@@ -9,7 +9,7 @@ the same checks and the same messages.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
@@ -271,40 +271,6 @@ def _decided(target: str, notice: str, request_id: int) -> Response:
     return redirect(_with(target, notice=notice, id=str(request_id)) + "#queue")
 
 
-@router.post(CONSOLE + "/brand-requests/{request_id}/approve")
-def approve(
-    request: Request,
-    web: WebDep,
-    visitor: OperatorVisitor,
-    request_id: RequestId,
-    back: BackField = CONSOLE,
-    csrf_token: CsrfField = None,
-) -> Response:
-    require_csrf(request, visitor, csrf_token)
-    try:
-        brand_api.approve(web.api, request_id, visitor.principal)
-    except ProblemError as exc:
-        return _failed(request, exc.detail, _back(back), exc.status)
-    return _decided(_back(back), "approved", request_id)
-
-
-@router.post(CONSOLE + "/brand-requests/{request_id}/reject")
-def reject(
-    request: Request,
-    web: WebDep,
-    visitor: OperatorVisitor,
-    request_id: RequestId,
-    back: BackField = CONSOLE,
-    csrf_token: CsrfField = None,
-) -> Response:
-    require_csrf(request, visitor, csrf_token)
-    try:
-        brand_api.reject(web.api, request_id, visitor.principal)
-    except ProblemError as exc:
-        return _failed(request, exc.detail, _back(back), exc.status)
-    return _decided(_back(back), "rejected", request_id)
-
-
 def _read(upload: UploadFile | None, pasted: str) -> bytes:
     """A file if one was chosen, else the pasted text; capped one byte over the limit, so
     that an oversized file is refused by the checks without being read whole."""
@@ -336,3 +302,27 @@ def upload(
         error = {"request_id": request_id, "message": exc.detail, "fix": exc.fix}
         return render_console(request, web, visitor, error=error, status_code=exc.status)
     return _decided(target, "uploaded", request_id)
+
+
+# Approve and reject take the same form and differ only in the decision they record. Declared
+# after the upload route, which the `{decision}` pattern would otherwise shadow.
+_DECISIONS = {"approve": (brand_api.approve, "approved"), "reject": (brand_api.reject, "rejected")}
+
+
+@router.post(CONSOLE + "/brand-requests/{request_id}/{decision}")
+def decide(
+    request: Request,
+    web: WebDep,
+    visitor: OperatorVisitor,
+    request_id: RequestId,
+    decision: Literal["approve", "reject"],
+    back: BackField = CONSOLE,
+    csrf_token: CsrfField = None,
+) -> Response:
+    require_csrf(request, visitor, csrf_token)
+    act, notice = _DECISIONS[decision]
+    try:
+        act(web.api, request_id, visitor.principal)
+    except ProblemError as exc:
+        return _failed(request, exc.detail, _back(back), exc.status)
+    return _decided(_back(back), notice, request_id)
