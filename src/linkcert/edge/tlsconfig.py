@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import ssl
 
+from linkcert.edge import tls13suites
+
 ALPN_PROTOCOLS = ["http/1.1"]
-# TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 suites are all fine as they are.
-TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# TLS 1.2 suites with forward secrecy and AEAD only, AES-128-GCM first as for TLS 1.3
+# (tls13suites.py says why); TLS 1.3 suites are all fine, only their order is changed.
+TLS12_CIPHERS = "ECDHE+AES128+AESGCM:ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def configure(context: ssl.SSLContext, *, session_tickets: bool = False) -> None:
@@ -25,6 +28,9 @@ def configure(context: ssl.SSLContext, *, session_tickets: bool = False) -> None
         ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     )
     context.set_alpn_protocols(ALPN_PROTOCOLS)
+    # AES-128-GCM first: a tenth less CPU per handshake than OpenSSL's AES-256 first order.
+    if not tls13suites.prefer_fast_suites(context):
+        tls13suites.note_unavailable_once()
     # Each edge process draws its own ticket keys, so behind SO_REUSEPORT a ticket usually comes
     # back to a process that cannot read it: it would cost bytes and CPU and save nothing.
     # OpenSSL takes the ticket count and keys from the listener's context, not the domain's.
