@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -404,6 +405,57 @@ async def test_shutdown_closes_idle_tls_connections_cleanly() -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""  # close_notify, not a reset
         await close_writer(writer)
         assert env.edge.open_connections == 0
+
+
+async def test_shutdown_answers_a_connection_whose_first_request_is_on_its_way() -> None:
+    async with running_edge(shutdown_timeout=5) as env:
+        # Connected, nothing sent yet: a client that is about to send its click.
+        reader, writer = await asyncio.open_connection("127.0.0.1", env.http_port)
+        await _until(lambda: env.edge.open_connections == 1)
+        closing = asyncio.create_task(env.edge.aclose())
+        await asyncio.sleep(0.2)
+        assert not closing.done()  # waiting for that request
+        writer.write(get("/healthz", DOMAIN))
+        answer = await read_response(reader)
+        assert answer.status == 200
+        assert answer.header("connection") == "close"
+        assert await read_until_closed(reader) == b""
+        await closing
+        await close_writer(writer)
+
+
+async def test_shutdown_lets_a_tls_handshake_in_progress_finish() -> None:
+    async with running_edge(shutdown_timeout=5) as env:
+        env.add_domain(DOMAIN)
+        raw_reader, raw_writer = await asyncio.open_connection("127.0.0.1", env.https_port)
+        await _until(lambda: env.edge.open_connections == 1)
+        closing = asyncio.create_task(env.edge.aclose())
+        await asyncio.sleep(0.2)
+        # The handshake starts only now, on the connection accepted before the shutdown.
+        await raw_writer.start_tls(env.authority.client_context(), server_hostname=DOMAIN)
+        raw_writer.write(get("/healthz", DOMAIN))
+        answer = await read_response(raw_reader)
+        assert (answer.status, answer.header("connection")) == (200, "close")
+        await closing
+        await close_writer(raw_writer)
+        assert env.edge.counters.handshakes_completed == 1
+
+
+async def test_shutdown_gives_up_on_a_silent_connection_after_the_timeout() -> None:
+    async with running_edge(shutdown_timeout=0.5) as env:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", env.http_port)
+        await _until(lambda: env.edge.open_connections == 1)
+        await asyncio.wait_for(env.edge.aclose(), 5)
+        assert env.edge.open_connections == 0
+        await close_writer(writer)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
 
 
 async def test_a_port_in_use_fails_start_with_the_os_error() -> None:

@@ -227,13 +227,19 @@ class HttpConnection(asyncio.Protocol):
             transport.close()
 
     def begin_drain(self) -> None:
-        """Server shutdown: close now if idle, else after answering what was already sent."""
+        """Server shutdown: close a connection idle between requests now; answer the rest first.
+
+        A connection that has not finished its first request (its handshake may not be done
+        either) belongs to a client that is sending one right now: closing it would fail that
+        click, so it gets its answer, with `Connection: close`, within the usual handshake and
+        request deadlines. Only a keep-alive connection idle after a response is closed at
+        once, which HTTP clients expect and retry.
+        """
         transport = self._transport
         if transport is None:
             return
-        if self._tls is not None and not self._tls.established:
-            self._done = True
-            transport.abort()
+        if self._messages_begun == 0 and not self._done:
+            pass  # the first request is on its way: it will be answered, then closed
         elif self._waiting is not None or self._queue:
             pass  # the last queued answer closes the connection
         elif self._done:

@@ -20,6 +20,8 @@ from linkcert.tracking import ClickRecorder, ClickSink
 
 logger = logging.getLogger(__name__)
 
+_TURNS_FOR_ACCEPTED_CONNECTIONS = 5
+
 
 @dataclass(frozen=True, slots=True)
 class EdgeSettings:
@@ -156,6 +158,11 @@ class Edge:
         for server in self._servers:
             server.close()
         hub.draining = True
+        # A connection accepted just before the close reaches connection_made a turn or two of
+        # the loop later (asyncio's own loop takes a task and a few turns). Let those in first,
+        # so that they are drained like the others instead of being reset at exit.
+        for _ in range(_TURNS_FOR_ACCEPTED_CONNECTIONS):
+            await asyncio.sleep(0)
         for connection in list(hub.connections):
             connection.begin_drain()
         if hub.connections:
