@@ -37,6 +37,7 @@ lint: setup
 	$(BIN)/mypy
 
 # linkcert's edge side by side with Caddy (needs Debian's caddy and wrk); see bench/RESULTS.md.
+# BENCH_EDGE_ARGS=--with-haproxy adds HAProxy (Debian's haproxy) as a third side.
 bench-edge: setup
 	@scripts/install-system-packages.sh --bench
 	$(BIN)/python -m bench.edge $(BENCH_EDGE_ARGS)

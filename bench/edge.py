@@ -1,6 +1,7 @@
 """linkcert's edge side by side with Caddy: TLS handshakes, keep-alive requests, memory.
 
     python -m bench.edge [--certs 10000] [--duration 10] [--rounds 5] [--edge-workers 2]
+                         [--with-haproxy]
 
 One run, one machine, the same certificates on both sides (a throwaway CA and one ECDSA P-256
 leaf per name), `wrk -t1` as the load for both:
@@ -16,6 +17,11 @@ leaf per name), `wrk -t1` as the load for both:
    `/c/<token>`; Caddy: `ok {host}`), the two sides' runs back to back (A B, B A, ...).
 4. Both restart with one certificate and take as many handshakes on it as step 2 made; the
    memory difference from step 2, divided by the extra certificates, is the cost of one.
+
+With `--with-haproxy`, HAProxy is a third side, run the same way (bench/edge_haproxy.py): it
+terminates TLS with the same certificates and answers every request itself with a 302, the
+upper bound of what HAProxy in front of linkcert could reach; the table gains HAProxy and
+HAProxy/Caddy columns.
 
 The table shows medians over the rounds, linkcert/Caddy ratios, and the median of each round's
 own ratio. The machine may be shared: the figures per server CPU-second, and the other load seen
@@ -44,6 +50,7 @@ from typing import Protocol
 
 from bench.edge_caddy import CaddyPeer
 from bench.edge_clients import resumption, touch_all
+from bench.edge_haproxy import HaproxyPeer, haproxy_version, refuses_unknown_name
 from bench.edge_linkcert import LinkcertEdge, tracked_path
 from bench.edge_pki import BenchPki, bench_names, make_pki
 from bench.edge_proc import Memory, cpu_seconds_of_tree, memory_of_tree
@@ -158,17 +165,23 @@ def _touch(
     return time.monotonic() - started, cpu * 1000 / len(names)
 
 
-def _sides(edge_workers: int, edge_contexts: int) -> list[Side]:
+def _sides(edge_workers: int, edge_contexts: int, with_haproxy: bool = False) -> list[Side]:
     def start_linkcert(run_dir: Path, pki: BenchPki, names: Sequence[str]) -> Server:
         return LinkcertEdge(run_dir, pki, names, workers=edge_workers, max_contexts=edge_contexts)
 
     def start_caddy(run_dir: Path, pki: BenchPki, names: Sequence[str]) -> Server:
         return CaddyPeer(run_dir, pki, list(names))
 
-    return [
+    def start_haproxy(run_dir: Path, pki: BenchPki, names: Sequence[str]) -> Server:
+        return HaproxyPeer(run_dir, pki, names, threads=edge_workers)
+
+    sides = [
         Side("linkcert", start_linkcert, tracked_path),
         Side("Caddy", start_caddy, lambda name: "/"),
     ]
+    if with_haproxy:
+        sides.append(Side("HAProxy", start_haproxy, lambda name: "/"))
+    return sides
 
 
 @dataclass(frozen=True)
@@ -180,13 +193,14 @@ class Options:
     handshake_connections: int
     edge_workers: int
     edge_contexts: int
+    with_haproxy: bool = False
 
 
 def run(options: Options, work: Path, say: Callable[[str], None]) -> list[SideFigures]:
     names = bench_names(max(options.certs, 1))
     say(f"creating a throwaway CA and {len(names):,} ECDSA P-256 certificates")
     pki = make_pki(work / "pki", names)
-    sides = _sides(options.edge_workers, options.edge_contexts)
+    sides = _sides(options.edge_workers, options.edge_contexts, options.with_haproxy)
     figures = [SideFigures(side.label) for side in sides]
     target = names[0]
     shuffled = random.Random(1).sample(names, len(names))
@@ -214,9 +228,12 @@ def run(options: Options, work: Path, say: Callable[[str], None]) -> list[SideFi
                 side_figures.notes.append(
                     f"log lines about obtaining certificates: {server.issuance_log_lines()}"
                 )
-        # The machine may be shared: runs of the two sides follow each other closely (A B, then
+            if isinstance(server, HaproxyPeer):
+                side_figures.notes.extend(_haproxy_notes(server))
+        # The machine may be shared: runs of the sides follow each other closely (A B, then
         # B A for the other kind, and the other way round in the next round), so each pair
-        # meets about the same background load, and each round gives a ratio of its own.
+        # meets about the same background load, and each round gives a ratio of its own. With
+        # HAProxy (A B C, then C B A), Caddy's runs sit between the other two sides' runs.
         pairs = list(zip(sides, figures, servers, strict=True))
         for round_number in range(options.rounds):
             order = pairs if round_number % 2 == 0 else pairs[::-1]
@@ -253,6 +270,17 @@ def run(options: Options, work: Path, say: Callable[[str], None]) -> list[SideFi
     return figures
 
 
+def _haproxy_notes(server: HaproxyPeer) -> list[str]:
+    refused = refuses_unknown_name(server.https_port)
+    return [
+        haproxy_version(),
+        f"start-up (loads every certificate) {server.start_seconds:.1f}s, "
+        f"{server.start_cpu_seconds:.1f} CPU-s",
+        f"handshake for a name without a certificate refused: {refused}",
+        f"log lines: {server.warnings()}",
+    ]
+
+
 # Reporting ------------------------------------------------------------------------------------
 
 
@@ -280,12 +308,14 @@ def _ratio(ours: float, theirs: float) -> str:
 
 
 def table(figures: list[SideFigures], certs: int) -> str:
-    ours, theirs = figures
+    """linkcert, the peer (Caddy) and linkcert/peer; then each further side (HAProxy) and
+    side/peer."""
+    ours, theirs, *others = figures
     mib = 1024 * 1024
-    rows: list[tuple[str, float, float, str]] = []
+    rows: list[tuple[str, list[float], str]] = []
 
     def add(label: str, value: Callable[[SideFigures], float], unit: str) -> None:
-        rows.append((label, value(ours), value(theirs), unit))
+        rows.append((label, [value(side) for side in figures], unit))
 
     add("full TLS handshakes/s", lambda f: _median(f.handshakes, lambda r: r.per_second), "")
     add("  p99 latency", lambda f: _median(f.handshakes, lambda r: r.p99_ms), "ms")
@@ -318,22 +348,32 @@ def table(figures: list[SideFigures], certs: int) -> str:
     add("bytes per loaded certificate (PSS)", lambda f: _per_certificate(f, certs, "pss"), "B")
     add("bytes per loaded certificate (RSS)", lambda f: _per_certificate(f, certs, "rss"), "B")
 
-    lines = [
-        f"| | {ours.label} | {theirs.label} | {ours.label}/{theirs.label} |",
-        "|---|---:|---:|---:|",
-    ]
-    for label, mine, peer, unit in rows:
+    header = f"| | {ours.label} | {theirs.label} | {ours.label}/{theirs.label} |"
+    header += "".join(f" {other.label} | {other.label}/{theirs.label} |" for other in others)
+    lines = [header, "|---|---:|---:|---:|" + "---:|---:|" * len(others)]
+    for label, values, unit in rows:
         decimals = {"ms": 2, "MiB": 1}.get(unit, 0)
         suffix = f" {unit}" if unit else ""
-        lines.append(
-            f"| {label} | {mine:,.{decimals}f}{suffix} | {peer:,.{decimals}f}{suffix} "
-            f"| {_ratio(mine, peer)} |"
-        )
+        mine, peer, *rest = values
+        cells = [
+            f"{mine:,.{decimals}f}{suffix}",
+            f"{peer:,.{decimals}f}{suffix}",
+            _ratio(mine, peer),
+        ]
+        for value in rest:
+            cells += [f"{value:,.{decimals}f}{suffix}", _ratio(value, peer)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
+    paired = "; ".join(
+        f"{side.label}/{theirs.label}: full handshakes/s "
+        f"{paired_ratio(side.handshakes, theirs.handshakes):.2f}×, keep-alive requests/s "
+        f"{paired_ratio(side.keep_alive, theirs.keep_alive):.2f}×"
+        for side in (ours, *others)
+    )
+    if not others:  # the sentence as it was before there could be a third side
+        paired = paired.removeprefix(f"{ours.label}/{theirs.label}: ")
     lines.append(
-        "Ratios within each round (median): full handshakes/s "
-        f"{paired_ratio(ours.handshakes, theirs.handshakes):.2f}×, keep-alive requests/s "
-        f"{paired_ratio(ours.keep_alive, theirs.keep_alive):.2f}×. Other load on the machine "
+        f"Ratios within each round (median): {paired}. Other load on the machine "
         f"during the runs (median): {_background(figures):.2f} cores."
     )
     return "\n".join(lines)
@@ -370,7 +410,8 @@ def details(figures: list[SideFigures]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description="linkcert's edge side by side with Caddy (see bench/RESULTS.md)"
+        description="linkcert's edge side by side with Caddy, optionally HAProxy (see "
+        "bench/RESULTS.md)"
     )
     parser.add_argument("--certs", type=int, default=10_000, help="certificates (names) loaded")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
@@ -388,10 +429,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=DEFAULT_MAX_CONTEXTS,
         help="ready TLS contexts each linkcert edge process keeps (CertificateCache max_contexts)",
     )
+    parser.add_argument(
+        "--with-haproxy",
+        action="store_true",
+        help="also measure HAProxy terminating TLS and answering a 302 itself (a third side)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
-    for tool in ("caddy", "wrk"):
+    for tool in ("caddy", "wrk", *(["haproxy"] if args.with_haproxy else [])):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (Debian package {tool})")
     options = Options(
@@ -402,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         handshake_connections=args.handshake_connections,
         edge_workers=args.edge_workers,
         edge_contexts=args.edge_contexts,
+        with_haproxy=args.with_haproxy,
     )
 
     def say(message: str) -> None:
@@ -421,7 +468,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{certs:,} certificates, wrk -t1 -c{options.connections} "
         f"(handshakes -c{options.handshake_connections}), {options.duration:g}s x "
         f"{options.rounds} rounds, linkcert edge: {options.edge_workers} processes, "
-        f"at most {options.edge_contexts:,} TLS contexts each\n"
+        f"at most {options.edge_contexts:,} TLS contexts each"
+        + (f"; HAProxy: nbthread {options.edge_workers}" if options.with_haproxy else "")
+        + "\n"
     )
     print(table(figures, certs))
     print()

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages linkcert's demo and tests run against, when they are missing:
 # pebble (a local ACME CA) and chromium (the browser the page tests drive). With --bench, also
-# what the benchmarks compare linkcert with: caddy (the peer, on-demand TLS) and wrk (the load
-# generator). Tests never need those, so they are not installed for them.
+# what the benchmarks compare linkcert with: caddy (the peer, on-demand TLS), haproxy (the
+# optional third side of bench/edge.py, --with-haproxy) and wrk (the load generator). Tests never
+# need those, so they are not installed for them.
 set -euo pipefail
 wanted=(pebble chromium)
 if [ "${1:-}" = "--bench" ]; then
-    wanted+=(caddy wrk)
+    wanted+=(caddy wrk haproxy)
 fi
 missing=()
 for pkg in "${wanted[@]}"; do
