@@ -170,3 +170,42 @@ async def test_clicks_reach_the_sink_in_batches_and_close_flushes_them_all() -> 
     assert all(len(batch) <= 200 for batch in batches)
     assert len(batches) >= connections * per_connection // 200
     assert env.edge.clicks.stats.delivered == connections * per_connection
+
+
+async def test_a_link_clicked_again_is_recorded_again_and_stays_bound_to_its_domain() -> None:
+    async with running_edge() as env:
+        token = env.token(DOMAIN, 31, "https://shop.example/again")
+        for _ in range(3):
+            response = await env.http(get(f"/c/{token}", DOMAIN))
+            assert (response.status, response.header("location")) == (
+                302,
+                "https://shop.example/again",
+            )
+        # The remembered answer belongs to the domain it was verified for.
+        _assert_not_valid_page(await env.http(get(f"/c/{token}", OTHER)))
+        opened = await env.http(get(f"/o/{token}", DOMAIN))
+        assert opened.body == TRANSPARENT_GIF
+    assert [(c.domain, c.link_id, c.kind) for c in env.clicks] == [(DOMAIN, 31, "click")] * 3 + [
+        (DOMAIN, 31, "open")
+    ]
+    assert env.edge.counters.invalid_tokens == 1
+
+
+async def test_verified_tokens_kept_are_bounded_and_forged_ones_are_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from linkcert.edge import routes
+
+    monkeypatch.setattr(routes, "VERIFIED_TOKENS_KEPT", 4)
+    async with running_edge() as env:
+        tokens = [env.token(DOMAIN, link_id) for link_id in range(1, 8)]
+        for token in tokens:
+            assert (await env.http(get(f"/c/{token}", DOMAIN))).status == 302
+        forged = tokens[0][:-2] + ("AA" if tokens[0][-2:] != "AA" else "QQ")
+        _assert_not_valid_page(await env.http(get(f"/c/{forged}", DOMAIN)))
+        kept = env.edge._hub.router._verified
+        assert len(kept) == 4
+        assert [key[1].decode() for key in kept] == tokens[-4:]  # the oldest went first
+        # An evicted token is simply verified again.
+        assert (await env.http(get(f"/c/{tokens[0]}", DOMAIN))).status == 302
+    assert [c.link_id for c in env.clicks] == [*range(1, 8), 1]
