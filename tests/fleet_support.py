@@ -36,11 +36,13 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 class Process:
     """One `linkcert ROLE` child with its output in a log file."""
 
-    def __init__(self, role: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+    def __init__(
+        self, role: str, env: dict[str, str], log_dir: Path, name: str, *args: str
+    ) -> None:
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "linkcert", role],
+            [sys.executable, "-m", "linkcert", role, *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -65,3 +67,16 @@ class Process:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of `pid`, read from /proc (zombies and exited ones left out)."""
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            stat = Path(f"/proc/{child}/stat").read_text()
+        except FileNotFoundError:
+            continue  # it just exited
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":  # a zombie waits to be reaped
+            found.append(int(child))
+    return found

@@ -42,11 +42,24 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
         ({"LINKCERT_TRACKING_KEY": "short"}, "tracking_key"),
         ({"LINKCERT_WORKER_CONCURRENCY": "0"}, "worker_concurrency"),
         ({"LINKCERT_KEY_TYPE": "dsa"}, "key_type"),
+        ({"LINKCERT_EDGE_PROCESSES": "0"}, "edge_processes"),
+        ({"LINKCERT_EDGE_PROCESSES": "65"}, "edge_processes"),
     ],
 )
 def test_invalid_settings_name_themselves(environ: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named.upper()):
         load_settings(environ=environ)
+
+
+def test_edge_processes_from_file_environment_or_flag(tmp_path: Path) -> None:
+    config = tmp_path / "linkcert.toml"
+    config.write_text("edge_processes = 4\n")
+    assert load_settings(config_file=config, environ={}).edge_processes == 4
+    environ = {"LINKCERT_EDGE_PROCESSES": "8"}
+    assert load_settings(config_file=config, environ=environ).edge_processes == 8
+    flag = {"edge_processes": 2}
+    assert load_settings(config_file=config, environ=environ, overrides=flag).edge_processes == 2
+    assert load_settings(environ={}).edge_processes == 1
 
 
 def test_unknown_file_keys_and_bad_toml(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from linkcert.domains import create_account, domain_status, set_tracking_domain
 from linkcert.names import NamePolicy
 from linkcert.store import Store
 from tests.e2e_support import Platform, start_platform
-from tests.fleet_support import settings_env
+from tests.fleet_support import child_pids, settings_env
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +28,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 
 def children_by_role(pid: int) -> dict[str, list[int]]:
-    """The supervisor's child processes by role (`linkcert ROLE`), read from /proc."""
+    """The supervisor's child processes by role (`linkcert ROLE ...`), read from /proc."""
     found: dict[str, list[int]] = {}
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for child in children:
+    for child in child_pids(pid):
         try:
             argv = [a for a in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0") if a]
         except FileNotFoundError:
             continue  # it just exited
-        if argv:  # empty while a zombie waits to be reaped
-            found.setdefault(argv[-1].decode(), []).append(int(child))
+        if b"linkcert" in argv:
+            found.setdefault(argv[argv.index(b"linkcert") + 1].decode(), []).append(child)
     return found
 
 
@@ -63,29 +62,39 @@ def test_the_supervisor_runs_restarts_and_stops_its_fleet(
         stderr=subprocess.STDOUT,
     )
     try:
+        # --edges 2: one edge child, which forks the two edge processes.
         wait_until(
             lambda: (
                 {k: len(v) for k, v in children_by_role(serve.pid).items()}
-                == {"worker": 2, "edge": 2, "api": 1}
+                == {"worker": 2, "edge": 1, "api": 1}
             ),
             timeout=30,
         )
+        (edge,) = children_by_role(serve.pid)["edge"]
+        wait_until(lambda: len(child_pids(edge)) == 2, timeout=30)
         domain = "links.supervised.test"
         platform.point(domain)
         create_account(store, "supervised")
         set_tracking_domain(store, "supervised", domain, NamePolicy(allow_test_domains=True))
         wait_until(lambda: domain_status(store, domain).cert_state == "active", timeout=60)
 
-        # An edge that dies is started again.
-        edge = children_by_role(serve.pid)["edge"][0]
+        # An edge process that dies is forked again by its parent...
+        victim = child_pids(edge)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: len(child_pids(edge)) == 2 and victim not in child_pids(edge), timeout=30
+        )
+        # ...and an edge parent that dies is started again by the supervisor, with its own.
         os.kill(edge, signal.SIGKILL)
         wait_until(
             lambda: (
-                len(children_by_role(serve.pid).get("edge", [])) == 2
+                len(children_by_role(serve.pid).get("edge", [])) == 1
                 and edge not in children_by_role(serve.pid)["edge"]
             ),
             timeout=30,
         )
+        (edge,) = children_by_role(serve.pid)["edge"]
+        wait_until(lambda: len(child_pids(edge)) == 2, timeout=30)
     finally:
         serve.send_signal(signal.SIGTERM)
         code = serve.wait(timeout=60)

@@ -119,6 +119,8 @@ class Settings(BaseModel):
     http_listen: str = "0.0.0.0:80"
     https_listen: str = "0.0.0.0:443"
     api_listen: str = "127.0.0.1:8080"
+    # Edge: `linkcert edge` processes sharing the ports, forked after one certificate load
+    edge_processes: int = Field(default=1, ge=1, le=64)
     # Secrets
     master_key: SecretStr | None = None
     master_key_file: Path | None = None

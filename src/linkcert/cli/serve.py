@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from linkcert.cli.app import app, config_file, console, fail, settings
-from linkcert.config import ConfigError
+from linkcert.config import ConfigError, Settings
 from linkcert.service.roles import Roles
 
 
@@ -31,10 +31,10 @@ async def _until_signal(main: asyncio.Future[Any]) -> None:
         await main
 
 
-def _run(roles: Roles, verbose: bool) -> None:
+def _run(roles: Roles, verbose: bool, current: Settings | None = None) -> None:
     from linkcert.service.runtime import Runtime
 
-    current = settings()
+    current = current or settings()
     _configure_logging(verbose)
     try:
         runtime = Runtime(current, roles)
@@ -84,9 +84,32 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
 
 
 @app.command()
-def edge(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def edge(
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            max=64,
+            help="Edge processes sharing the ports and one copy of the certificates: one per "
+            "core (default: the edge_processes setting, 1).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
     """Run only the edge; several on one machine share the ports (SO_REUSEPORT)."""
-    _run(Roles(worker=False, edge=True, api=False, share_ports=True), verbose)
+    current = settings(edge_processes=processes)
+    if current.edge_processes == 1:
+        _run(Roles(worker=False, edge=True, api=False, share_ports=True), verbose, current)
+        return
+    from linkcert.service.edgeprocs import run_edge_processes
+
+    _configure_logging(verbose)
+    try:
+        code = run_edge_processes(current)
+    except ConfigError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
 
 
 @app.command()

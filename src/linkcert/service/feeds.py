@@ -105,11 +105,22 @@ class StoreFeeds:
             self.cache.remove(name)
         return result
 
+    def _known(self) -> dict[str, int | None]:
+        return {name: self.cache.version(name) for name in self.cache.names()}
+
     async def sync(self) -> SyncResult:
         """Make the cache hold exactly what the store says should be served now."""
-        known = {name: self.cache.version(name) for name in self.cache.names()}
-        loaded, removed = await asyncio.to_thread(self._changes, known)
+        loaded, removed = await asyncio.to_thread(self._changes, self._known())
         return self._apply(loaded, removed)
+
+    def sync_here(self) -> SyncResult:
+        """`sync()` in the calling thread, for a process with no event loop: the edge pool's
+        parent loads the cache this way before it forks its workers."""
+        return self._apply(*self._changes(self._known()))
+
+    def cursor(self) -> int:
+        """The newest certificate the cache holds: where an incremental pass starts from."""
+        return max((self.cache.version(n) or 0 for n in self.cache.names()), default=0)
 
     async def refresh_domain(self, name: str) -> None:
         """Load (or drop) one domain's certificate now: a worker has just changed it."""
@@ -144,14 +155,24 @@ class StoreFeeds:
         return {name: cert_id for name, cert_id in rows}
 
     async def keep_in_sync(
-        self, stop: asyncio.Event, interval: float = 1.0, full_every: float = 30.0
+        self,
+        stop: asyncio.Event,
+        interval: float = 1.0,
+        full_every: float = 30.0,
+        *,
+        since: int | None = None,
+        first_full_after: float = 0.0,
     ) -> None:
         """Follow the store until `stop`.
 
         Every `interval` seconds a cheap query loads certificates stored since the last look;
-        every `full_every` seconds a full pass also drops removed and expired ones. On
-        PostgreSQL, workers announce each change, which is applied at once. A store that is
-        briefly unreachable leaves the cache serving what it has.
+        every `full_every` seconds a full pass also drops removed and expired ones, the first
+        one `first_full_after` seconds from now. On PostgreSQL, workers announce each change,
+        which is applied at once. A store that is briefly unreachable leaves the cache serving
+        what it has.
+
+        `since` is the cursor (`cursor()`) of a load done before this call, possibly in another
+        process: the cheap passes continue from it, loading what was stored after that load.
         """
         loop = asyncio.get_running_loop()
         changed: asyncio.Queue[str] = asyncio.Queue()
@@ -160,16 +181,15 @@ class StoreFeeds:
             listener = asyncio.ensure_future(
                 listen(self.store.url, [CERTIFICATES], lambda _c, p: changed.put_nowait(p), stop)
             )
-        last_full = -full_every
-        last_id = 0
+        last_full = loop.time() - full_every + first_full_after
+        last_id = since or 0
         try:
             while not stop.is_set():
                 try:
                     if loop.time() - last_full >= full_every:
                         await self.sync()
                         last_full = loop.time()
-                        versions = [self.cache.version(n) or 0 for n in self.cache.names()]
-                        last_id = max(versions, default=0)
+                        last_id = self.cursor()
                     else:
                         newer = await asyncio.to_thread(self._newer_than, last_id)
                         if newer:

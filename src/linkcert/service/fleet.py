@@ -1,9 +1,10 @@
 """`linkcert serve --workers N --edges M`: a one-machine fleet under one supervisor.
 
-The supervisor starts N worker processes and M edge processes (sharing the listening ports
-with SO_REUSEPORT) plus one API process, restarts any that dies (backing off if one keeps
-dying), and on SIGTERM or Ctrl-C stops them all gracefully: edges finish the requests in
-flight and flush their clicks, workers finish their current step.
+The supervisor starts N worker processes, one `linkcert edge --processes M` (which loads the
+certificates once and forks M edge processes sharing them and the listening ports, restarting
+any of them that dies: service/edgeprocs.py) and one API process. It restarts any child that
+dies (backing off if one keeps dying), and on SIGTERM or Ctrl-C stops them all gracefully:
+edges finish the requests in flight and flush their clicks, workers finish their current step.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ STOP_TIMEOUT = 20.0
 class Child:
     role: str
     index: int
+    args: tuple[str, ...] = ()
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -37,18 +39,21 @@ class Child:
         return f"{self.role}-{self.index}"
 
 
-def child_command(role: str, config_file: Path | None) -> list[str]:
+def child_command(role: str, config_file: Path | None, args: tuple[str, ...] = ()) -> list[str]:
     command = [sys.executable, "-m", "linkcert"]
     if config_file is not None:
         command += ["--config", str(config_file)]
-    return [*command, role]
+    return [*command, role, *args]
 
 
 class Supervisor:
     def __init__(self, workers: int, edges: int, api: bool, config_file: Path | None) -> None:
         self.config_file = config_file
         self.children = [Child("worker", i) for i in range(workers)]
-        self.children += [Child("edge", i) for i in range(edges)]
+        if edges:
+            # One edge child forking the M processes, rather than M children: they then share
+            # one copy of the certificates in memory instead of each loading its own.
+            self.children.append(Child("edge", 0, ("--processes", str(edges))))
         if api:
             self.children.append(Child("api", 0))
         self.stopping = asyncio.Event()
@@ -69,7 +74,7 @@ class Supervisor:
         while not self.stopping.is_set():
             child.started_at = loop.time()
             child.process = await asyncio.create_subprocess_exec(
-                *child_command(child.role, self.config_file),
+                *child_command(child.role, self.config_file, child.args),
                 env={**os.environ, "LINKCERT_PROCESS_NAME": child.name},
             )
             log.info("started %s (pid %s)", child.name, child.process.pid)

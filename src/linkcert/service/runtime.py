@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import uvicorn
 
 from linkcert.config import ConfigError, Settings, parse_host_port
-from linkcert.edge import CertificateCache, Edge, EdgeSettings
+from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
 from linkcert.metrics import MetricsListener, serve_metrics, track_edge
@@ -53,11 +55,47 @@ def tracking_key(settings: Settings) -> bytes:
         raise ConfigError(str(exc)) from None
 
 
+def prepare_store(store: Store, keys: MasterKeys) -> None:
+    """Migrate SQLite, check that PostgreSQL is migrated and that the master key opens the
+    stored keys; ConfigError says what to do otherwise. Blocking: run it in a thread."""
+    if store.dialect == "sqlite":
+        store.migrate()
+    elif not store.schema_is_current():
+        raise ConfigError("the database schema is not current: run `linkcert migrate` first")
+    try:
+        check_master_key(store, keys)
+    except DecryptionError as exc:
+        raise ConfigError(
+            f"the master key does not open the keys in the database ({exc}); "
+            "set LINKCERT_MASTER_KEY to the key they were stored with"
+        ) from None
+
+
+# A worker of `linkcert edge --processes N` starts its first full comparison with the store this
+# long after it starts; see Runtime._start_edge.
+POOLED_FIRST_FULL_SYNC = 5.0
+
+
+@dataclass(frozen=True)
+class PreloadedEdge:
+    """What an edge pool worker inherits from the parent that forked it (service/edgeprocs.py):
+    the certificates the parent loaded, where that load left off, and the worker's sockets."""
+
+    cache: CertificateCache
+    cursor: int  # StoreFeeds.cursor() after the parent's load
+    http: socket.socket | None
+    https: socket.socket | None
+
+
 class Runtime:
     """Starts and stops the parts of one process in the right order."""
 
     def __init__(
-        self, settings: Settings, roles: Roles | None = None, store: Store | None = None
+        self,
+        settings: Settings,
+        roles: Roles | None = None,
+        store: Store | None = None,
+        preloaded: PreloadedEdge | None = None,
     ) -> None:
         self.settings = settings
         self.roles = roles = roles or Roles()
@@ -72,7 +110,8 @@ class Runtime:
         self.tracking_key = tracking_key(settings) if roles.edge else b""
         self.store = store or Store(settings.effective_database_url)
         self.stop_event = asyncio.Event()
-        self.cache = CertificateCache()
+        self.preloaded = preloaded
+        self.cache = preloaded.cache if preloaded is not None else CertificateCache()
         self.feeds = StoreFeeds(self.store, self.keys, self.cache)
         self.accounts = AccountProvider(self.store, self.keys, settings)
         self.worker: Worker | None = None
@@ -87,17 +126,8 @@ class Runtime:
         # ACME and database calls run in threads; orders run concurrently, so make room.
         workers = max(32, self.settings.worker_concurrency * 2)
         loop.set_default_executor(ThreadPoolExecutor(max_workers=workers))
-        if self.store.dialect == "sqlite":
-            await asyncio.to_thread(self.store.migrate)
-        elif not await asyncio.to_thread(self.store.schema_is_current):
-            raise ConfigError("the database schema is not current: run `linkcert migrate` first")
-        try:
-            await asyncio.to_thread(check_master_key, self.store, self.keys)
-        except DecryptionError as exc:
-            raise ConfigError(
-                f"the master key does not open the keys in the database ({exc}); "
-                "set LINKCERT_MASTER_KEY to the key they were stored with"
-            ) from None
+        if self.preloaded is None:  # an edge pool's parent checked before it forked
+            await asyncio.to_thread(prepare_store, self.store, self.keys)
         if self.roles.edge:
             await self._start_edge()
         if self.roles.worker:
@@ -108,21 +138,40 @@ class Runtime:
             self.metrics_listener = serve_metrics(self.settings.metrics_listen, self.store)
 
     async def _start_edge(self) -> None:
-        await self.feeds.sync()
+        preloaded = self.preloaded
+        http: ListenSpec | None = self.settings.http_listen
+        https: ListenSpec | None = self.settings.https_listen
+        if preloaded is None:
+            await self.feeds.sync()
+        else:
+            http, https = preloaded.http, preloaded.https
         self.edge = Edge(
             tracking_key=self.tracking_key,
             certificates=self.cache,
             challenge_lookup=self.feeds.challenge,
             click_sink=self.feeds.save_clicks,
-            settings=EdgeSettings(
-                http=self.settings.http_listen,
-                https=self.settings.https_listen,
-                reuse_port=self.roles.share_ports,
-            ),
+            settings=EdgeSettings(http=http, https=https, reuse_port=self.roles.share_ports),
         )
         await self.edge.start()
         track_edge(self.edge.counters)
-        self._spawn(self.feeds.keep_in_sync(self.stop_event))
+        if preloaded is None:
+            self._spawn(self.feeds.keep_in_sync(self.stop_event))
+            return
+        # The inherited cache is the parent's load: seconds old in a worker forked at start,
+        # possibly days old in one the pool restarted. Certificates stored since then have
+        # ids above the parent's cursor, so the first cheap pass, right away, loads them.
+        # What a cheap pass cannot see is left to the full comparison: certificates removed,
+        # revoked or expired since the load, and one stored with a lower id that committed
+        # after the load had read a higher one. It comes a few seconds after start rather than
+        # at once, so that workers starting together do not all read every served domain in
+        # the second after their parent did.
+        self._spawn(
+            self.feeds.keep_in_sync(
+                self.stop_event,
+                since=preloaded.cursor,
+                first_full_after=POOLED_FIRST_FULL_SYNC,
+            )
+        )
 
     def _start_worker(self) -> None:
         loop = asyncio.get_running_loop()

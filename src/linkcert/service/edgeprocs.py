@@ -1,0 +1,103 @@
+"""`linkcert edge --processes N`: one certificate load, N edge processes sharing it and the ports.
+
+One Python process serves from one core, so an edge machine runs one edge process per core.
+Started separately, each would read and hold every certificate itself. Here the parent reads
+them once into a CertificateCache, binds the listening sockets and forks the workers
+(service/edgepool.py): they share the cache's pages copy-on-write, and the pool restarts any
+that dies. Each worker is then an ordinary edge runtime (service/runtime.py) on its own event
+loop, with its own database engine, its own feed following the store from where the parent's
+load left off, its own click batches, and its own /metrics listener if one is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from linkcert.config import ConfigError, Settings, parse_host_port
+from linkcert.edge import CertificateCache
+from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
+from linkcert.service.feeds import StoreFeeds
+from linkcert.service.roles import Roles
+from linkcert.service.runtime import (
+    PreloadedEdge,
+    Runtime,
+    master_keys,
+    prepare_store,
+    tracking_key,
+)
+from linkcert.store import Store
+
+log = logging.getLogger("linkcert.edge")
+
+EDGE_ROLES = Roles(worker=False, edge=True, api=False, share_ports=True)
+
+
+def run_edge_processes(settings: Settings) -> int:
+    """Load the certificates, fork `settings.edge_processes` edge workers and supervise them
+    until SIGTERM or SIGINT; returns the exit status. Call from the main thread, with no
+    thread or event loop started: a forked child gets only the thread that forked."""
+    processes = settings.edge_processes
+    keys = master_keys(settings)
+    tracking_key(settings)  # checked here: a missing key must stop the parent, not each worker
+    _check_metrics_ports(settings.metrics_listen, processes)
+    cache = CertificateCache()
+    store = Store(settings.effective_database_url)
+    try:
+        prepare_store(store, keys)
+        feeds = StoreFeeds(store, keys, cache)
+        loaded = feeds.sync_here()
+        cursor = feeds.cursor()
+    finally:
+        # Not one database connection may cross the fork: two processes talking over one
+        # socket interleave their messages. Each worker opens an engine of its own.
+        store.close()
+    log.info(
+        "loaded %d certificates (%d failed); starting %d edge processes",
+        loaded.loaded,
+        loaded.failed,
+        processes,
+    )
+    pool = EdgePool(
+        PoolSettings(workers=processes, http=settings.http_listen, https=settings.https_listen),
+        _worker_main(settings, cache, cursor),
+    )
+    pool.bind()
+    return pool.run()
+
+
+def _worker_main(settings: Settings, cache: CertificateCache, cursor: int) -> WorkerMain:
+    async def serve(worker: PoolWorker) -> None:
+        preloaded = PreloadedEdge(cache, cursor, worker.http_socket, worker.https_socket)
+        # Created here, after the fork: the runtime's store (engine) belongs to this worker.
+        runtime = Runtime(worker_settings(settings, worker.index), EDGE_ROLES, preloaded=preloaded)
+        try:
+            await runtime.start()
+            await worker.stopping.wait()
+        finally:
+            # Drains connections in flight and writes the recorded clicks before closing.
+            await runtime.aclose()
+
+    return serve
+
+
+def worker_settings(settings: Settings, index: int) -> Settings:
+    """Worker `index`'s settings: its /metrics on `metrics_listen`'s port plus `index`, since
+    each worker counts its own connections and only one process can listen on a port."""
+    if settings.metrics_listen is None:
+        return settings
+    host, port = parse_host_port(settings.metrics_listen)
+    if port == 0:  # any free port, for each
+        return settings
+    shown = f"[{host}]" if ":" in host else host
+    return settings.model_copy(update={"metrics_listen": f"{shown}:{port + index}"})
+
+
+def _check_metrics_ports(metrics_listen: str | None, processes: int) -> None:
+    if metrics_listen is None:
+        return
+    _, port = parse_host_port(metrics_listen)
+    if port and port + processes - 1 > 65535:
+        raise ConfigError(
+            f"metrics_listen (LINKCERT_METRICS_LISTEN): {processes} edge processes listen on "
+            f"ports {port} to {port + processes - 1}, past 65535: choose a lower port"
+        )
