@@ -23,6 +23,7 @@ from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.names import NamePolicy
 from linkcert.service.edgeprocs import worker_settings
 from linkcert.store import Click, Domain, Store
+from linkcert.ticketkeys import ensure_ticket_keys
 from linkcert.tracking import make_token, tracking_key_from_secret
 from linkcert.uploads import check_upload, store_upload
 from tests.certs_support import ThrowawayCA, pem
@@ -212,6 +213,48 @@ def test_every_process_serves_the_loaded_and_the_new_certificates_and_writes_its
     assert "Traceback" not in output, output[-3000:]
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(Click)) == clicked
+    store.close()
+
+
+def _connect(
+    edge: RunningEdge, context: ssl.SSLContext, name: str, session: ssl.SSLSession | None
+) -> ssl.SSLSession:
+    request = f"GET /healthz HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
+    with (
+        socket.create_connection(("127.0.0.1", edge.https_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=name, session=session) as tls,
+    ):
+        tls.sendall(request)
+        while tls.recv(65536):  # TLS 1.3 tickets come after the handshake, with the answer
+            pass
+        assert tls.session is not None
+        if session is not None:
+            assert tls.session_reused, "a session ticket was not accepted"
+        return tls.session
+
+
+def test_a_session_ticket_from_one_process_resumes_on_every_other(
+    db_url: str, tmp_path: Path, ca: ThrowawayCA
+) -> None:
+    store = Store(db_url)
+    store.migrate()
+    serve_certificate(store, ca, "tickets.pool.test")
+    ensure_ticket_keys(store, MasterKeys.parse(MASTER_KEY))  # a worker's part
+    with running_edge(db_url, tmp_path, pem(ca.root).decode()) as edge:
+        context = ssl.create_default_context(cadata=edge.root_pem)
+        session = _connect(edge, context, "tickets.pool.test", None)
+        assert session.has_ticket
+        resumed_on: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(resumed_on) < PROCESSES:
+            assert time.monotonic() < deadline, f"resumed only on workers {resumed_on}"
+            before = edge.counts()
+            _connect(edge, context, "tickets.pool.test", session)
+            while (after := edge.counts()) == before:
+                time.sleep(0.02)
+            resumed_on.update(
+                i for i, (b, a) in enumerate(zip(before, after, strict=True)) if a != b
+            )
     store.close()
 
 

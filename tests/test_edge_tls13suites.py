@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from linkcert.edge import tls13suites, tlsconfig
+from linkcert.edge import sslctx, tls13suites, tlsconfig
 from tests.test_edge_support import EdgeUnderTest, running_edge
 
 NAME = "links.alpha.test"
@@ -100,7 +100,7 @@ async def test_a_client_that_lists_chacha_first_gets_chacha() -> None:
 def test_without_the_openssl_calls_the_default_order_stays(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(tls13suites, "_openssl_calls", lambda: None)
+    monkeypatch.setattr(sslctx, "_calls", lambda: None)
     tls13suites._note_unavailable.cache_clear()
     caplog.set_level(logging.INFO, logger="linkcert.edge.tls13suites")
     for _ in range(2):
@@ -116,7 +116,7 @@ def test_a_context_whose_pointer_does_not_check_out_is_left_alone(
 ) -> None:
     # Stands for a Python whose _SSLContext is laid out differently: the options read through
     # the supposed pointer do not match, so nothing is written through it.
-    monkeypatch.setattr(tls13suites, "_ssl_ctx_pointer", lambda context: None)
+    monkeypatch.setattr(sslctx, "_raw_pointer", lambda context: None)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     assert tls13suites.prefer_fast_suites(context) is False
     assert context.get_ciphers()[0]["name"] == "TLS_AES_256_GCM_SHA384"

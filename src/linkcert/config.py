@@ -121,6 +121,8 @@ class Settings(BaseModel):
     api_listen: str = "127.0.0.1:8080"
     # Edge: `linkcert edge` processes sharing the ports, forked after one certificate load
     edge_processes: int = Field(default=1, ge=1, le=64)
+    # TLS session resumption with ticket keys shared by every edge (made by the workers)
+    edge_session_tickets: bool = True
     # Secrets
     master_key: SecretStr | None = None
     master_key_file: Path | None = None

@@ -104,6 +104,11 @@ class Edge:
         self.https_port: int | None = None
         self._state = "new"
 
+    def use_ticket_keys(self, keys: bytes | None) -> bool:
+        """Session tickets sealed with the keys every edge shares (see linkcert.ticketkeys);
+        None for none. Returns whether shared keys are in use."""
+        return self._sni.use_ticket_keys(keys)
+
     @property
     def open_connections(self) -> int:
         return len(self._hub.connections)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import ssl
 
-from linkcert.edge import tlsconfig
+from linkcert.edge import sslctx, tlsconfig
 from linkcert.edge.certs import CertificateCache, UnusableCertificate
 from linkcert.edge.counters import EdgeCounters
 
@@ -40,9 +40,29 @@ class SniSelector:
     ) -> None:
         self._certificates = certificates
         self._counters = counters
+        self._session_tickets = session_tickets
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tlsconfig.configure(self.context, session_tickets=session_tickets)
         self.context.sni_callback = self._select
+        self.shared_ticket_keys = False
+
+    def use_ticket_keys(self, keys: bytes | None) -> bool:
+        """Issue and accept session tickets sealed with `keys` (80 bytes), the keys every edge
+        process shares; None goes back to this process's own setting. Returns whether shared
+        keys are in use.
+
+        OpenSSL takes ticket keys and the ticket count from the listener's context (the one a
+        connection began with), not from the domain's context the SNI callback switches to.
+        """
+        if keys is not None and sslctx.set_ticket_keys(self.context, keys):
+            tlsconfig.issue_tickets(self.context, count=1)
+            self.shared_ticket_keys = True
+        else:
+            if keys is not None:
+                logger.warning("this Python cannot set TLS ticket keys: tickets stay per process")
+            tlsconfig.issue_tickets(self.context, count=2 if self._session_tickets else 0)
+            self.shared_ticket_keys = False
+        return self.shared_ticket_keys
 
     def _select(self, connection: ssl.SSLObject, server_name: str, _: ssl.SSLContext) -> int | None:
         # Typeshed says str, but OpenSSL calls this without a name when the client sent none.

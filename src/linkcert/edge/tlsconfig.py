@@ -32,15 +32,20 @@ def configure(context: ssl.SSLContext, *, session_tickets: bool = False) -> None
     if not tls13suites.prefer_fast_suites(context):
         tls13suites.note_unavailable_once()
     # Each edge process draws its own ticket keys, so behind SO_REUSEPORT a ticket usually comes
-    # back to a process that cannot read it: it would cost bytes and CPU and save nothing.
+    # back to a process that cannot read it: it would cost bytes and CPU and save nothing,
+    # unless the processes share keys (SniSelector.use_ticket_keys).
     # OpenSSL takes the ticket count and keys from the listener's context, not the domain's.
     # (TLS 1.2 session-ID resumption within one process stays: Python cannot turn it off.)
-    if session_tickets:
+    issue_tickets(context, count=2 if session_tickets else 0)
+
+
+def issue_tickets(context: ssl.SSLContext, *, count: int) -> None:
+    """Hand out `count` session tickets per handshake (OpenSSL's default is 2); 0 for none."""
+    if count:
         context.options &= ~ssl.OP_NO_TICKET
-        context.num_tickets = 2  # OpenSSL's default
     else:
         context.options |= ssl.OP_NO_TICKET
-        context.num_tickets = 0
+    context.num_tickets = count
 
 
 def load_chain_from_memory(context: ssl.SSLContext, chain_and_key_pem: bytes) -> None:

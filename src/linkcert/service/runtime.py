@@ -29,6 +29,7 @@ from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
 from linkcert.store import Store
+from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
 from linkcert.tracking import tracking_key_from_secret
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
@@ -154,6 +155,12 @@ class Runtime:
         )
         await self.edge.start()
         track_edge(self.edge.counters)
+        if self.settings.edge_session_tickets:
+            self._spawn(
+                follow_ticket_keys(
+                    self.store, self.keys, self.edge.use_ticket_keys, self.stop_event
+                )
+            )
         if preloaded is None:
             self._spawn(self.feeds.keep_in_sync(self.stop_event))
             return
@@ -210,6 +217,8 @@ class Runtime:
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
         )
         self._spawn(self.worker.run(self.stop_event))
+        # The edges' shared TLS ticket keys: made ahead by the workers, read by the edges.
+        self._spawn(keep_ticket_keys(self.store, self.keys, self.stop_event))
         # Alerts: send what the worker recorded, and warn of certificates near their end.
         self._spawn(run_deliveries(self.store, self.settings, self.stop_event))
         self._spawn(watch_expiry(self.store, self.settings, self.stop_event))

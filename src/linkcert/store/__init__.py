@@ -14,6 +14,7 @@ from linkcert.store.models import (
     Event,
     Link,
     Order,
+    TicketKey,
     utcnow,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "Order",
     "Store",
     "StoreError",
+    "TicketKey",
     "utcnow",
 ]

@@ -267,6 +267,21 @@ class RateBucket(Base):
     refill_seconds: Mapped[float] = mapped_column(Double)
 
 
+class TicketKey(Base):
+    """A TLS session ticket key, one per period, shared by every edge (see `ticketkeys.py`).
+
+    Workers create each period's key ahead of time; edges read the current one, so that a
+    ticket one edge process hands out is accepted by all the others. The key is secret (it
+    protects resumed sessions) and is kept encrypted under the master key like private keys.
+    """
+
+    __tablename__ = "tls_ticket_keys"
+
+    period: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Notification(Base):
     """Something a person must hear about (secured, renewal failed, expiring, ...).
 
