@@ -9,7 +9,7 @@ import socket
 import ssl
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,18 +110,28 @@ class RunningEdge:
     def attempt(self, name: str) -> tuple[int, bool]:
         """One fresh connection for `name`: the worker the kernel gave it to (told by which
         worker's connection count went up) and whether it presented `name`'s certificate."""
+        served = False
+
+        def connect() -> None:
+            nonlocal served
+            try:
+                served = served_serial(self.https_port, name, self.root_pem) > 0
+            except (OSError, ssl.SSLError):
+                served = False
+
+        return self.worker_taking(connect), served
+
+    def worker_taking(self, connect: Callable[[], object]) -> int:
+        """The worker that took the one connection `connect` makes (its count goes up)."""
         before = self.counts()
-        try:
-            served = served_serial(self.https_port, name, self.root_pem) > 0
-        except (OSError, ssl.SSLError):
-            served = False
+        connect()
         deadline = time.monotonic() + 5
         while True:
             after = self.counts()
             took = [i for i, (b, a) in enumerate(zip(before, after, strict=True)) if a != b]
             if took:
                 assert len(took) == 1, (before, after)
-                return took[0], served
+                return took[0]
             assert time.monotonic() < deadline, "no worker counted the connection"
             time.sleep(0.02)
 
@@ -248,12 +258,8 @@ def test_a_session_ticket_from_one_process_resumes_on_every_other(
         deadline = time.monotonic() + 30
         while len(resumed_on) < PROCESSES:
             assert time.monotonic() < deadline, f"resumed only on workers {resumed_on}"
-            before = edge.counts()
-            _connect(edge, context, "tickets.pool.test", session)
-            while (after := edge.counts()) == before:
-                time.sleep(0.02)
-            resumed_on.update(
-                i for i, (b, a) in enumerate(zip(before, after, strict=True)) if a != b
+            resumed_on.add(
+                edge.worker_taking(lambda: _connect(edge, context, "tickets.pool.test", session))
             )
     store.close()
 
