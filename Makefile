@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup system-packages lint bench-provision bench-edge clean
+.PHONY: demo test setup system-packages lint bench-provision bench-edge bench-fleet bench-renewal clean
 
 demo: setup
 	$(BIN)/linkcert demo
@@ -41,6 +41,16 @@ lint: setup
 bench-edge: setup
 	@scripts/install-system-packages.sh --bench
 	$(BIN)/python -m bench.edge $(BENCH_EDGE_ARGS)
+
+# A wave of new domains on two workers on PostgreSQL, next to Caddy's on-demand rate.
+bench-fleet: setup
+	@scripts/install-system-packages.sh --bench
+	$(BIN)/python -m bench.fleet --domains 1000
+
+# Renewal scheduling: tick costs at 1k-100k domains, then 1,000 renewals due at once.
+bench-renewal: setup
+	@scripts/install-system-packages.sh --bench
+	$(BIN)/python -m bench.renewal --wave 1000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
