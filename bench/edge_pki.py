@@ -7,19 +7,19 @@ neither gets smaller certificates or a cheaper signature than the other.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from linkcert.testbed.pki import ONE_DAY, ca_certificate, leaf_certificate, private_key_pem
 
 NAME_SUFFIX = "edge-bench.test"  # .test is reserved for testing (RFC 6761): never a real host
-_DAY = datetime.timedelta(days=1)
 # Long enough that neither server thinks a certificate is due for renewal during the run.
-LEAF_LIFETIME = 90 * _DAY
+LEAF_LIFETIME = 90 * ONE_DAY
+# From yesterday (every certificate here starts a day back) until a year from today.
+CA_LIFETIME = 366 * ONE_DAY
 
 
 def bench_names(count: int) -> list[str]:
@@ -45,100 +45,44 @@ class BenchPki:
         return self.directory / "leaves" / f"{name}.key"
 
 
-def _ca_certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name | None,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    path_length: int,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _DAY)
-        .not_valid_after(now + 365 * _DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(issuer_key, hashes.SHA384())
-    )
-
-
-def _leaf_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def make_pki(directory: Path, names: list[str]) -> BenchPki:
     """Create the CA and one leaf per name under `directory`; a few seconds per 10,000."""
     root_key = ec.generate_private_key(ec.SECP384R1())
-    root = _ca_certificate("edge bench root", root_key, None, root_key, 1)
+    root = ca_certificate(
+        "edge bench root",
+        root_key,
+        path_length=1,
+        lifetime=CA_LIFETIME,
+        hash_algorithm=hashes.SHA384(),
+    )
     intermediate_key = ec.generate_private_key(ec.SECP384R1())
-    intermediate = _ca_certificate(
-        "edge bench intermediate", intermediate_key, root.subject, root_key, 0
+    intermediate = ca_certificate(
+        "edge bench intermediate",
+        intermediate_key,
+        issuer=root,
+        issuer_key=root_key,
+        path_length=0,
+        lifetime=CA_LIFETIME,
+        hash_algorithm=hashes.SHA384(),
     )
     intermediate_pem = intermediate.public_bytes(serialization.Encoding.PEM)
     (directory / "leaves").mkdir(parents=True, exist_ok=True)
     pki = BenchPki(directory, tuple(names))
     pki.root_pem.write_bytes(root.public_bytes(serialization.Encoding.PEM))
 
-    now = datetime.datetime.now(datetime.UTC)
-    usage = _leaf_usage()
-    server_auth = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
-    authority_key_id = x509.AuthorityKeyIdentifier.from_issuer_public_key(
-        intermediate_key.public_key()
-    )
     for name in names:
         key = ec.generate_private_key(ec.SECP256R1())
-        leaf = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([]))  # like Let's Encrypt's current leaves: SAN only
-            .issuer_name(intermediate.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _DAY)
-            .not_valid_after(now - _DAY + LEAF_LIFETIME)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=True)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(usage, critical=True)
-            .add_extension(server_auth, critical=False)
-            .add_extension(authority_key_id, critical=False)
-            .sign(intermediate_key, hashes.SHA384())
+        # No subject, like Let's Encrypt's current leaves: the name is in the SAN only.
+        leaf = leaf_certificate(
+            key,
+            [name],
+            intermediate,
+            intermediate_key,
+            lifetime=LEAF_LIFETIME,
+            hash_algorithm=hashes.SHA384(),
         )
         pki.chain_path(name).write_bytes(
             leaf.public_bytes(serialization.Encoding.PEM) + intermediate_pem
         )
-        pki.key_path(name).write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        pki.key_path(name).write_bytes(private_key_pem(key))
     return pki

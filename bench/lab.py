@@ -20,7 +20,6 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from linkcert.config import Settings
@@ -130,25 +129,6 @@ class Loopback:
             self.pebble.stop()
         finally:
             self.dns.stop()
-
-
-def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that gives a `linkcert` child process exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINKCERT_")}
-    for name in Settings.model_fields:
-        value: Any = getattr(settings, name)
-        if value is None or value == ():
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, tuple):
-            value = ",".join(value)
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env["LINKCERT_" + name.upper()] = str(value)
-    env["LINKCERT_DATABASE_URL"] = settings.effective_database_url
-    env.update(extra)
-    return env
 
 
 class Child:

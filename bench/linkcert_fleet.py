@@ -18,12 +18,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from bench.lab import Child, Loopback, linkcert_child, settings_env, wait_until
+from bench.lab import Child, Loopback, linkcert_child, wait_until
 from linkcert.config import Settings, parse_host_port
 from linkcert.domains import record_event
 from linkcert.names import NamePolicy, validate
 from linkcert.states import CertState, DnsState
 from linkcert.store import Account, Domain, Store, signals, utcnow
+from linkcert.testbed.environment import settings_env
 
 POLICY = NamePolicy(allow_test_domains=True)
 READY_TIMEOUT = 60.0

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from linkcert.edge import CertificateCache, ChallengeLookup, Edge, EdgeSettings
+from linkcert.testbed.pki import ONE_DAY, ca_certificate, leaf_certificate, private_key_pem
 from linkcert.tracking import Click, ClickSink, make_token, tracking_key_from_secret
 
-_ONE_DAY = datetime.timedelta(days=1)
+# Valid from yesterday until a month (CA) or a week (leaf) from today: well past any test run.
+_CA_LIFETIME = 31 * ONE_DAY
+_LEAF_LIFETIME = 8 * ONE_DAY
 
 
 @dataclass(frozen=True)
@@ -47,31 +48,17 @@ class TestAuthority:
     _serial: int = 1000
 
     def __post_init__(self) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        root_name = _name("linkcert test root")
-        self.root = (
-            x509.CertificateBuilder()
-            .subject_name(root_name)
-            .issuer_name(root_name)
-            .public_key(self.root_key.public_key())
-            .serial_number(1)
-            .not_valid_before(now - _ONE_DAY)
-            .not_valid_after(now + 30 * _ONE_DAY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
-            .sign(self.root_key, hashes.SHA256())
+        self.root = ca_certificate(
+            "linkcert test root", self.root_key, path_length=1, lifetime=_CA_LIFETIME, serial=1
         )
-        self.intermediate = (
-            x509.CertificateBuilder()
-            .subject_name(_name("linkcert test intermediate"))
-            .issuer_name(root_name)
-            .public_key(self.intermediate_key.public_key())
-            .serial_number(2)
-            .not_valid_before(now - _ONE_DAY)
-            .not_valid_after(now + 30 * _ONE_DAY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
-            .sign(self.root_key, hashes.SHA256())
+        self.intermediate = ca_certificate(
+            "linkcert test intermediate",
+            self.intermediate_key,
+            issuer=self.root,
+            issuer_key=self.root_key,
+            path_length=0,
+            lifetime=_CA_LIFETIME,
+            serial=2,
         )
 
     @property
@@ -82,57 +69,25 @@ class TestAuthority:
         """A leaf for `names` (SANs), with its chain (leaf, intermediate) and its key."""
         self._serial += 1
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        leaf = (
-            x509.CertificateBuilder()
-            .subject_name(_name(names[0]))
-            .issuer_name(self.intermediate.subject)
-            .public_key(key.public_key())
-            .serial_number(self._serial)
-            .not_valid_before(now - _ONE_DAY)
-            .not_valid_after(now + 7 * _ONE_DAY)
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(name) for name in names]),
-                critical=False,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .sign(self.intermediate_key, hashes.SHA256())
+        leaf = leaf_certificate(
+            key,
+            names,
+            self.intermediate,
+            self.intermediate_key,
+            subject=names[0],
+            lifetime=_LEAF_LIFETIME,
+            serial=self._serial,
         )
         chain = b"".join(
             cert.public_bytes(serialization.Encoding.PEM) for cert in (leaf, self.intermediate)
         )
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return IssuedCertificate(chain, key_pem, self._serial)
+        return IssuedCertificate(chain, private_key_pem(key), self._serial)
 
     def client_context(self) -> ssl.SSLContext:
         """A client context that trusts only this CA."""
         context = ssl.create_default_context(cadata=self.root_pem)
         context.set_alpn_protocols(["http/1.1"])
         return context
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _ca_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
 
 
 @dataclass

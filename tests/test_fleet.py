@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from linkcert.domains import create_account, set_tracking_domain
 from linkcert.names import NamePolicy
 from linkcert.store import Certificate, Domain, Order, Store
+from linkcert.testbed.environment import settings_env
 from tests.e2e_support import (
     Platform,
     free_port,
@@ -28,7 +29,7 @@ from tests.e2e_support import (
     start_platform,
     wait_for,
 )
-from tests.fleet_support import Process, settings_env
+from tests.fleet_support import Process
 
 POLICY = NamePolicy(allow_test_domains=True)
 DOMAINS = 200

@@ -15,8 +15,9 @@ import pytest
 from linkcert.domains import create_account, domain_status, set_tracking_domain
 from linkcert.names import NamePolicy
 from linkcert.store import Store
+from linkcert.testbed.environment import settings_env
 from tests.e2e_support import Platform, start_platform
-from tests.fleet_support import child_pids, settings_env
+from tests.fleet_support import child_pids
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,6 @@ Pebble's HTTP-01 validator connects to `<domain>:<http_port>`, resolving the dom
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import secrets
@@ -30,16 +28,17 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from linkcert.acme.settings import AcmeSettings
+from linkcert.testbed.pki import ONE_DAY, ca_certificate, leaf_certificate, private_key_pem
 
 DEFAULT_BINARY = "/usr/bin/pebble"
 _LISTENER_NAMES = ("localhost",)
 _LISTENER_ADDRESSES = ("127.0.0.1", "::1")
+# Made afresh for each server start, so any span longer than a run will do.
+_LISTENER_LIFETIME = 30 * ONE_DAY
 # Pebble binds its ports itself; a port picked free here can be taken by someone else before it
 # binds, so a start that fails that way is tried again with new ports.
 _START_ATTEMPTS = 3
@@ -347,18 +346,22 @@ class PebbleServer:
 
     def _write_listener_certificates(self) -> None:
         ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_cert = ca_certificate(
+            "linkcert test listener CA", ca_key, path_length=0, lifetime=_LISTENER_LIFETIME
+        )
         listener_key = ec.generate_private_key(ec.SECP256R1())
-        ca_cert = _listener_ca_certificate(ca_key)
-        listener_cert = _listener_certificate(listener_key, ca_key, ca_cert)
+        listener_cert = leaf_certificate(
+            listener_key,
+            _LISTENER_NAMES,
+            ca_cert,
+            ca_key,
+            addresses=_LISTENER_ADDRESSES,
+            subject="localhost",
+            lifetime=_LISTENER_LIFETIME,
+        )
         self.ca_bundle_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         self._listener_cert_path.write_bytes(listener_cert.public_bytes(serialization.Encoding.PEM))
-        self._listener_key_path.write_bytes(
-            listener_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        self._listener_key_path.write_bytes(private_key_pem(listener_key))
         self._listener_key_path.chmod(0o600)
 
 
@@ -368,67 +371,3 @@ def _free_port(host: str) -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def _validity() -> tuple[datetime.datetime, datetime.datetime]:
-    now = datetime.datetime.now(datetime.UTC)
-    return now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30)
-
-
-def _listener_ca_certificate(ca_key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "linkcert test listener CA")])
-    not_before, not_after = _validity()
-    public_key = ca_key.public_key()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-
-def _listener_certificate(
-    key: ec.EllipticCurvePrivateKey,
-    ca_key: ec.EllipticCurvePrivateKey,
-    ca_cert: x509.Certificate,
-) -> x509.Certificate:
-    not_before, not_after = _validity()
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in _LISTENER_NAMES]
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in _LISTENER_ADDRESSES]
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
