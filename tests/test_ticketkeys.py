@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from linkcert.keys import DecryptionError, MasterKeys, generate_master_key
+from linkcert.keystore import rotate_all
 from linkcert.store import Store, TicketKey
 from linkcert.ticketkeys import (
     KEY_BYTES,
@@ -24,9 +25,12 @@ from linkcert.ticketkeys import (
 NOW = datetime(2026, 11, 29, 13, 0, tzinfo=UTC)
 
 
+OLD_MASTER_KEY = generate_master_key("k1")
+
+
 @pytest.fixture
 def keys() -> MasterKeys:
-    return MasterKeys.parse(generate_master_key("k1"))
+    return MasterKeys.parse(OLD_MASTER_KEY)
 
 
 def _periods(store: Store) -> list[int]:
@@ -102,3 +106,13 @@ async def test_an_edge_follows_the_key_and_a_worker_keeps_it(
     stop.set()
     await asyncio.gather(edge, worker)
     assert used[1] == current_ticket_key(store, keys)
+
+
+def test_rotating_the_master_key_re_encrypts_ticket_keys(store: Store, keys: MasterKeys) -> None:
+    ensure_ticket_keys(store, keys, NOW)
+    before = current_ticket_key(store, keys, NOW)
+    new = generate_master_key("k2")
+    both = MasterKeys.parse(new + "," + OLD_MASTER_KEY)
+    assert rotate_all(store, both) == 2
+    assert rotate_all(store, both) == 0
+    assert current_ticket_key(store, MasterKeys.parse(new), NOW) == before

@@ -1,7 +1,8 @@
 """Where encrypted private keys live in the store, and what each is bound to.
 
 Every blob is bound to what it protects: an ACME account key to its CA directory, a certificate
-key to its domain. Rotation re-encrypts each blob in place under the current master key.
+key to its domain, a TLS ticket key to its period. Rotation re-encrypts each blob in place
+under the current master key.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import cast
 from sqlalchemy import select
 
 from linkcert.keys import MasterKeys
-from linkcert.store import AcmeAccount, Certificate, Domain, Order, Store
+from linkcert.store import AcmeAccount, Certificate, Domain, Order, Store, TicketKey
 
 
 def account_key_context(directory_url: str) -> str:
@@ -20,6 +21,10 @@ def account_key_context(directory_url: str) -> str:
 
 def cert_key_context(domain_name: str) -> str:
     return f"cert-key:{domain_name}"
+
+
+def ticket_key_context(period: int) -> str:
+    return f"tls-ticket-key:{period}"
 
 
 def check_master_key(store: Store, keys: MasterKeys) -> None:
@@ -52,6 +57,12 @@ def rotate_all(store: Store, keys: MasterKeys, batch: int = 500) -> int:
                 context = account_key_context(account.directory_url)
                 plain = keys.decrypt(account.key_encrypted, context)
                 account.key_encrypted = keys.encrypt(plain, context)
+                changed += 1
+        for ticket_key in session.scalars(select(TicketKey)):
+            if keys.needs_rotation(ticket_key.key_encrypted):
+                context = ticket_key_context(ticket_key.period)
+                plain = keys.decrypt(ticket_key.key_encrypted, context)
+                ticket_key.key_encrypted = keys.encrypt(plain, context)
                 changed += 1
     changed += _rotate_cert_keys(store, keys, Certificate, batch)
     changed += _rotate_cert_keys(store, keys, Order, batch)

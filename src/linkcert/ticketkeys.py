@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from linkcert.keys import DecryptionError, MasterKeys
+from linkcert.keystore import ticket_key_context
 from linkcert.store import Store, TicketKey
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ EDGE_INTERVAL = 30.0  # seconds between an edge's looks: how late it may switch 
 
 def period_of(moment: datetime) -> int:
     return int(moment.timestamp() // PERIOD.total_seconds())
-
-
-def _context(period: int) -> str:
-    return f"tls-ticket-key:{period}"
 
 
 def _insert_unless_present(session: Session, period: int, blob: bytes) -> None:
@@ -74,7 +71,7 @@ def ensure_ticket_keys(store: Store, keys: MasterKeys, now: datetime | None = No
         )
         for period in (current, current + 1):
             if period not in present:
-                blob = keys.encrypt(os.urandom(KEY_BYTES), _context(period))
+                blob = keys.encrypt(os.urandom(KEY_BYTES), ticket_key_context(period))
                 _insert_unless_present(session, period, blob)
         session.execute(delete(TicketKey).where(TicketKey.period < current - 1))
 
@@ -86,7 +83,7 @@ def current_ticket_key(store: Store, keys: MasterKeys, now: datetime | None = No
         blob = session.scalar(select(TicketKey.key_encrypted).where(TicketKey.period == period))
     if blob is None:
         return None
-    key = keys.decrypt(blob, _context(period))
+    key = keys.decrypt(blob, ticket_key_context(period))
     if len(key) != KEY_BYTES:
         raise DecryptionError(f"the TLS ticket key of period {period} has the wrong length")
     return key
