@@ -63,7 +63,8 @@ def test_a_bucket_refills_over_time_up_to_its_burst(buckets: Store) -> None:
     refused = limiter.acquire([take("o")])
     assert refused == Decision(False, 10.0, take("o"))
     clock.now = at(4)
-    assert limiter.acquire([take("o")]).wait_seconds == pytest.approx(6.0)
+    # Another operation refused meanwhile gets the turn after the first one's.
+    assert limiter.acquire([take("o")]).wait_seconds == pytest.approx(16.0)
     clock.now = at(10)
     assert limiter.acquire([take("o")]).granted
     assert not limiter.acquire([take("o")]).granted
@@ -125,14 +126,32 @@ def test_renewals_may_spend_the_reserve_new_domains_may_not(buckets: Store) -> N
     new = [limiter.acquire([take("o")], NOW).granted for _ in range(9)]
     assert new == [True] * 8 + [False]
     refused = limiter.acquire([take("o")], NOW)
-    assert refused.wait_seconds == pytest.approx(10.0)  # until 3 are there: one more
+    # 3 are needed, one more: 10 s, but the ninth, refused above, has that turn.
+    assert refused.wait_seconds == pytest.approx(20.0)
 
     assert limiter.acquire([take("o")], NOW, renewal=True).granted
     assert limiter.acquire([take("o")], NOW, renewal=True).granted
     refused = limiter.acquire([take("o")], NOW, renewal=True)
-    assert refused.wait_seconds == pytest.approx(10.0)
-    # Now the new domain has to wait for three tokens.
-    assert limiter.acquire([take("o")], NOW).wait_seconds == pytest.approx(30.0)
+    assert refused.wait_seconds == pytest.approx(30.0)  # in line behind the two new domains
+    # A new domain now needs three tokens (30 s), and the next turn is at 40 s.
+    assert limiter.acquire([take("o")], NOW).wait_seconds == pytest.approx(40.0)
+
+
+def test_refused_operations_get_turns_one_refill_apart(buckets: Store) -> None:
+    clock = Clock()
+    limiter = RateLimiter(buckets, {"orders": RateLimit(1, 10)}, clock, renewal_reserve=0)
+    assert limiter.acquire([take("o")]).granted
+    # A wave refused at once comes back one at a time, not all at the next token.
+    waits = [limiter.acquire([take("o")]).wait_seconds for _ in range(5)]
+    assert waits == pytest.approx([10.0, 20.0, 30.0, 40.0, 50.0])
+    for turn in range(1, 6):
+        clock.now = at(10 * turn)
+        assert limiter.acquire([take("o")]).granted, f"turn {turn}"
+    # Once the line has gone by, a refusal waits only for the bucket.
+    clock.now = at(52)
+    assert limiter.acquire([take("o")]).wait_seconds == pytest.approx(8.0)
+    clock.now = at(1_000)
+    assert limiter.acquire([take("o")]).granted
 
 
 def test_a_tiny_burst_still_lets_new_domains_through(buckets: Store) -> None:

@@ -256,6 +256,10 @@ class RateBucket(Base):
     `tokens` is the balance at `updated_at`; what has flowed back since is computed when the
     bucket is read. `burst` and `refill_seconds` are the limit it was last spent under, so that
     its balance can be reported without the configuration.
+
+    `waiting_until` is the last turn handed to a refused operation: the next refusal is told to
+    come back one refill interval after it, so that refused domains come back one at a time
+    instead of all together at the next token.
     """
 
     __tablename__ = "rate_buckets"
@@ -265,6 +269,7 @@ class RateBucket(Base):
     updated_at: Mapped[datetime] = mapped_column()
     burst: Mapped[float] = mapped_column(Double)
     refill_seconds: Mapped[float] = mapped_column(Double)
+    waiting_until: Mapped[datetime | None] = mapped_column()
 
 
 class TicketKey(Base):

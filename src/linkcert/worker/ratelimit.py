@@ -283,8 +283,11 @@ class RateLimiter:
                 if balances[r.key] + _EPSILON < self._needed(r, renewal)
             ]
             if waits:
-                # Nothing is written: the buckets keep their balance, refill included.
+                # The balances stay as they are. The refusal takes the next free turn at the
+                # bucket that holds it longest: behind the operations already told to wait
+                # there, one refill interval apart, so that they come back one at a time.
                 wait, blocked = max(waits, key=lambda item: item[0])
+                wait = self._queue(buckets[blocked.key], blocked, wait, moment)
                 return Decision(False, wait, blocked)
             for request in wanted:
                 if request.take:
@@ -332,6 +335,21 @@ class RateLimiter:
     def _balance(self, bucket: RateBucket, request: BucketRequest, now: datetime) -> float:
         limit = self.limits[request.limit]
         return _refilled(bucket.tokens, bucket.updated_at, limit.burst, limit.refill_seconds, now)
+
+    def _queue(
+        self, bucket: RateBucket, request: BucketRequest, wait: float, now: datetime
+    ) -> float:
+        """Hand out the next free turn at `bucket`; returns the wait until it.
+
+        The turn is when the bucket has room (`wait` from now), or one refill interval after
+        the last turn handed out, whichever is later.
+        """
+        turn = now + timedelta(seconds=wait)
+        last = bucket.waiting_until
+        if last is not None:
+            turn = max(turn, last + timedelta(seconds=self.limits[request.limit].refill_seconds))
+        bucket.waiting_until = turn
+        return (turn - now).total_seconds()
 
     def _needed(self, request: BucketRequest, renewal: bool) -> float:
         if renewal or not request.take:
