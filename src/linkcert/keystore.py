@@ -53,16 +53,14 @@ def rotate_all(store: Store, keys: MasterKeys, batch: int = 500) -> int:
     changed = 0
     with store.session() as session:
         for account in session.scalars(select(AcmeAccount)):
-            if keys.needs_rotation(account.key_encrypted):
-                context = account_key_context(account.directory_url)
-                plain = keys.decrypt(account.key_encrypted, context)
-                account.key_encrypted = keys.encrypt(plain, context)
+            context = account_key_context(account.directory_url)
+            if (blob := _reencrypted(keys, account.key_encrypted, context)) is not None:
+                account.key_encrypted = blob
                 changed += 1
         for ticket_key in session.scalars(select(TicketKey)):
-            if keys.needs_rotation(ticket_key.key_encrypted):
-                context = ticket_key_context(ticket_key.period)
-                plain = keys.decrypt(ticket_key.key_encrypted, context)
-                ticket_key.key_encrypted = keys.encrypt(plain, context)
+            context = ticket_key_context(ticket_key.period)
+            if (blob := _reencrypted(keys, ticket_key.key_encrypted, context)) is not None:
+                ticket_key.key_encrypted = blob
                 changed += 1
     changed += _rotate_cert_keys(store, keys, Certificate, batch)
     changed += _rotate_cert_keys(store, keys, Order, batch)
@@ -89,9 +87,16 @@ def _rotate_cert_keys(
             for found, domain_name in rows:
                 row = cast(Certificate | Order, found)
                 last_id = row.id
-                blob = row.key_encrypted
-                if blob is None or not keys.needs_rotation(blob):
+                if row.key_encrypted is None:
                     continue
-                context = cert_key_context(domain_name)
-                row.key_encrypted = keys.encrypt(keys.decrypt(blob, context), context)
-                changed += 1
+                blob = _reencrypted(keys, row.key_encrypted, cert_key_context(domain_name))
+                if blob is not None:
+                    row.key_encrypted = blob
+                    changed += 1
+
+
+def _reencrypted(keys: MasterKeys, blob: bytes, context: str) -> bytes | None:
+    """`blob` encrypted under the current master key, or None if it already is."""
+    if not keys.needs_rotation(blob):
+        return None
+    return keys.encrypt(keys.decrypt(blob, context), context)
