@@ -37,8 +37,11 @@ def retry_delay(
     """
     rand = rng or random
     if failure == FailureClass.RATE_LIMITED and retry_after is not None:
-        # Waiting for a budget is not a failure to back off from: go when it frees up.
-        return timedelta(seconds=retry_after * (1 + rand.uniform(0, 0.1)))
+        # Waiting for a budget is not a failure to back off from: go when it frees up. The
+        # rate limiter already gives each held-back domain a turn of its own; jitter of a tenth
+        # of the wait (90 s of a 15-minute wait) would shuffle those turns and leave tokens
+        # unused, so it is at most a second.
+        return timedelta(seconds=retry_after + rand.uniform(0, min(1.0, 0.1 * retry_after)))
     if failure in (FailureClass.DNS_NOT_READY, FailureClass.CAA_FORBIDS):
         base = dns_recheck_delay(attempts).total_seconds()
     else:
