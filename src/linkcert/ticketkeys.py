@@ -26,34 +26,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
+from linkcert.edge.sslctx import TICKET_KEYS_BYTES
 from linkcert.keys import DecryptionError, MasterKeys
 from linkcert.keystore import ticket_key_context
 from linkcert.store import Store, TicketKey
+from linkcert.store.inserts import insert_unless_present
 
 log = logging.getLogger(__name__)
 
 PERIOD = timedelta(hours=12)
-KEY_BYTES = 80  # OpenSSL's SSL_CTX_set_tlsext_ticket_keys: 16 name, 32 HMAC, 32 AES
+KEY_BYTES = TICKET_KEYS_BYTES  # OpenSSL's: 16 bytes of key name, 32 of HMAC, 32 of AES key
 WORKER_INTERVAL = 600.0  # seconds between a worker's looks: periods are hours long
 EDGE_INTERVAL = 30.0  # seconds between an edge's looks: how late it may switch keys
 
 
 def period_of(moment: datetime) -> int:
     return int(moment.timestamp() // PERIOD.total_seconds())
-
-
-def _insert_unless_present(session: Session, period: int, blob: bytes) -> None:
-    values = {"period": period, "key_encrypted": blob, "created_at": datetime.now(UTC)}
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        session.execute(postgresql.insert(TicketKey).values(**values).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        session.execute(sqlite.insert(TicketKey).values(**values).on_conflict_do_nothing())
-    else:  # pragma: no cover - linkcert runs on the two engines above
-        raise RuntimeError(f"ticket keys are not supported on {dialect}")
 
 
 def ensure_ticket_keys(store: Store, keys: MasterKeys, now: datetime | None = None) -> None:
@@ -72,7 +61,8 @@ def ensure_ticket_keys(store: Store, keys: MasterKeys, now: datetime | None = No
         for period in (current, current + 1):
             if period not in present:
                 blob = keys.encrypt(os.urandom(KEY_BYTES), ticket_key_context(period))
-                _insert_unless_present(session, period, blob)
+                values = {"period": period, "key_encrypted": blob, "created_at": datetime.now(UTC)}
+                session.execute(insert_unless_present(session, TicketKey, values))
         session.execute(delete(TicketKey).where(TicketKey.period < current - 1))
 
 

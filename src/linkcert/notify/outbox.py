@@ -16,13 +16,12 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from linkcert import metrics
 from linkcert.config import Settings
 from linkcert.notify.kinds import Audience, NotificationKind, dedup_key, email_audiences
+from linkcert.store.inserts import insert_unless_present
 from linkcert.store.models import Account, Certificate, Delivery, Domain, Notification, utcnow
 
 log = logging.getLogger("linkcert.notify")
@@ -240,21 +239,6 @@ def _insert_unless_repeated(session: Session, **values: Any) -> int | None:
     the caller's whole transaction on PostgreSQL, and with it the state change it reports.
     Two workers racing on the same key therefore write one row between them.
     """
-    dialect = session.get_bind().dialect.name
-    statement: Insert
-    if dialect == "postgresql":
-        statement = (
-            postgresql.insert(Notification)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-        )
-    elif dialect == "sqlite":
-        statement = (
-            sqlite.insert(Notification)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-        )
-    else:  # pragma: no cover - linkcert runs on the two engines above
-        raise RuntimeError(f"notifications are not supported on {dialect}")
+    statement = insert_unless_present(session, Notification, values, ["dedup_key"])
     row = session.execute(statement.returning(Notification.id)).first()
     return None if row is None else int(row[0])

@@ -32,12 +32,12 @@ from urllib.parse import urlsplit
 
 from requests.exceptions import ConnectTimeout
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from urllib3.exceptions import ConnectTimeoutError
 
 from linkcert.states import FailureClass
 from linkcert.store import Domain, Store, utcnow
+from linkcert.store.inserts import insert_unless_present
 from linkcert.store.models import RateBucket
 from linkcert.worker.lifecycle import IssuanceFailure
 
@@ -402,12 +402,7 @@ def _create_if_missing(session: Session, key: str, limit: RateLimit, now: dateti
         "refill_seconds": limit.refill_seconds,
     }
     # A concurrent creator wins quietly; this transaction then locks the row it made.
-    if session.get_bind().dialect.name == "postgresql":
-        pg_statement = postgresql.insert(RateBucket).values(values)
-        session.execute(pg_statement.on_conflict_do_nothing(index_elements=[RateBucket.key]))
-    else:
-        lite_statement = sqlite.insert(RateBucket).values(values)
-        session.execute(lite_statement.on_conflict_do_nothing(index_elements=[RateBucket.key]))
+    session.execute(insert_unless_present(session, RateBucket, values, ["key"]))
 
 
 def budget_left(store: Store, keys: Iterable[str], now: datetime | None = None) -> dict[str, float]:
