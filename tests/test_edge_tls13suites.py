@@ -112,14 +112,14 @@ def test_without_the_openssl_calls_the_default_order_stays(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(sslctx, "_calls", lambda: None)
-    tls13suites._note_unavailable.cache_clear()
+    tls13suites.note_unavailable_once.cache_clear()
     caplog.set_level(logging.INFO, logger="linkcert.edge.tls13suites")
     for _ in range(2):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tlsconfig.configure(context)
         assert context.get_ciphers()[0]["name"] == "TLS_AES_256_GCM_SHA384"
     assert sum("default order" in record.getMessage() for record in caplog.records) == 1
-    tls13suites._note_unavailable.cache_clear()
+    tls13suites.note_unavailable_once.cache_clear()
 
 
 def test_a_context_whose_pointer_does_not_check_out_is_left_alone(

@@ -37,13 +37,9 @@ def prefer_fast_suites(context: ssl.SSLContext) -> bool:
     return sslctx.set_ciphersuites(context, PREFERRED_SUITES)
 
 
+@cache
 def note_unavailable_once() -> None:
     """Log, once per process, that the edge keeps OpenSSL's default suite order."""
-    _note_unavailable()
-
-
-@cache
-def _note_unavailable() -> None:
     logger.info(
         "TLS 1.3 suites stay in OpenSSL's default order on this Python (%s %s): handshakes cost"
         " slightly more CPU",
