@@ -195,7 +195,7 @@ def _decide(row: BrandRequest, status: BrandRequestStatus, decided_by: str) -> N
 def _brand_domain(session: Session, row: BrandRequest) -> Domain:
     """The domain row the request provisions, made on first use; kind "brand", wanted."""
     valid = validate(row.domain, NamePolicy(allow_test_domains=True))
-    return claim_domain(session, valid, row.account_id, kind="brand")
+    return claim_domain(session, valid, row.account_id, kind="brand", operator_approved=True)
 
 
 def approve_brand_request(store: Store, request_id: int, decided_by: str) -> BrandRequestView:

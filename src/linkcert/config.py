@@ -115,6 +115,10 @@ class Settings(BaseModel):
     ca_domains: tuple[str, ...] = ("letsencrypt.org",)
     allow_test_domains: bool = False
     platform_domains: tuple[str, ...] = ()
+    # Ownership (docs/dns-check.md): how long a saved name waits for DNS to name the account,
+    # and how many such unproven claims one account may hold at once.
+    claim_expiry_hours: float = Field(default=72.0, gt=0, le=24 * 90)
+    max_unproven_claims: int = Field(default=5, ge=1, le=1000)
     # Listeners
     http_listen: str = "0.0.0.0:80"
     https_listen: str = "0.0.0.0:443"

@@ -7,17 +7,18 @@ here waits on DNS or the CA.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from linkcert.names import DomainName, NamePolicy, validate
-from linkcert.states import FailureClass
-from linkcert.store import Account, Certificate, Domain, Event, Store, utcnow
-from linkcert.store.signals import WORK, announce
+from linkcert.ownership import CLAIM_LOST, PROOF_OPERATOR, ClaimPolicy, lost_problem
+from linkcert.states import DnsState, FailureClass
+from linkcert.store import Account, Certificate, Domain, DomainClaim, Event, Store, utcnow
+from linkcert.store.signals import CERTIFICATES, WORK, announce
 
 
 class NotFound(LookupError):
@@ -30,6 +31,14 @@ class Conflict(Exception):
 
 class NoTrackingDomain(NotFound):
     """The account exists but has no link tracking domain (any more)."""
+
+
+class TooManyClaims(Exception):
+    """The account already has as many unproven claims as it may hold."""
+
+
+class NotProven(Exception):
+    """The name is not (or no longer) proven to be the account's: no links on it."""
 
 
 class TooEarly(Exception):
@@ -86,49 +95,119 @@ def find_account(session: Session, ref: str | int) -> Account:
 
 
 def set_tracking_domain(
-    store: Store, account_ref: str | int, name: str, policy: NamePolicy
+    store: Store,
+    account_ref: str | int,
+    name: str,
+    policy: NamePolicy,
+    claims: ClaimPolicy | None = None,
 ) -> Domain:
     """Make `name` the account's link tracking domain and queue it for the worker at once.
 
-    The previous domain, if any, stops being renewed but keeps serving the links of emails
-    already sent for as long as its certificate and DNS allow.
+    Unless the account already owns it, this is a claim: the name becomes the account's once
+    DNS names the account (see ownership.py). The previous domain, if the account owned it,
+    stops being renewed but keeps serving the links of emails already sent for as long as its
+    certificate and DNS allow.
     """
     valid = validate(name, policy)
     with store.session() as session:
         account = find_account(session, account_ref)
         previous = account.tracking_domain
-        domain = claim_domain(session, valid, account.id)
-        if previous is not None and previous.id != domain.id:
+        domain = claim_domain(session, valid, account.id, claims=claims)
+        if previous is not None and previous.id != domain.id and previous.account_id == account.id:
             previous.wanted = False
             record_event(session, previous, "replaced", f"The account now uses {valid.unicode}.")
         account.tracking_domain_id = domain.id
-        record_event(
-            session, domain, "saved", f"{valid.unicode} was saved as link tracking domain."
-        )
+        if domain.account_id == account.id:
+            message = f"{valid.unicode} was saved as link tracking domain."
+        else:
+            message = (
+                f"{valid.unicode} was saved as link tracking domain of account {account.name!r}; "
+                "it becomes the account's once DNS names the account."
+            )
+        record_event(session, domain, "saved", message, account=account.name)
         return domain
 
 
 def claim_domain(
-    session: Session, valid: DomainName, account_id: int, kind: str = "customer"
+    session: Session,
+    valid: DomainName,
+    account_id: int,
+    kind: str = "customer",
+    *,
+    claims: ClaimPolicy | None = None,
+    operator_approved: bool = False,
 ) -> Domain:
-    """The account's row for `valid` (made if new), wanted and due now; workers are told.
+    """The row for `valid` (made if new), with the account's claim on it; workers are told.
 
-    Raises Conflict if another account holds the name.
+    The account's own name is simply wanted again. Any other name gets (or renews) a claim,
+    which DNS must prove; several accounts may claim one name. `operator_approved` (a brand
+    domain an operator approved) makes the account the owner at once, unless another account
+    already owns the name (Conflict). Raises TooManyClaims past `claims.max_open`.
     """
+    now = utcnow()
     domain = session.scalar(select(Domain).where(Domain.name == valid.ascii))
-    if domain is not None and domain.account_id not in (None, account_id):
-        raise Conflict(f"{valid.unicode} is already in use by another account")
     if domain is None:
         domain = Domain(name=valid.ascii, unicode_name=valid.unicode, registrable=valid.registrable)
         session.add(domain)
-    domain.account_id = account_id
-    domain.kind = kind
-    domain.wanted = True
-    domain.attempts = 0
-    domain.next_attempt_at = utcnow()
+        session.flush()
+    if domain.deleted_at is not None and not domain.delete_requested:
+        domain.deleted_at = None  # saving a deleted name starts its life anew
+    if operator_approved:
+        if domain.account_id not in (None, account_id):
+            raise Conflict(f"{valid.unicode} is already in use by another account")
+        if domain.account_id is None:
+            domain.link_epoch += 1
+        domain.account_id = account_id
+        domain.proof = PROOF_OPERATOR
+    if domain.account_id == account_id:
+        domain.kind = kind
+        domain.wanted = True
+        domain.attempts = 0
+        domain.next_attempt_at = now
+    else:
+        _add_claim(session, domain, account_id, claims or ClaimPolicy(), now)
+        if domain.account_id is None:
+            domain.kind = kind
+            domain.wanted = True
+            domain.attempts = 0
+            domain.next_attempt_at = now
+        elif domain.failure_class in (None, FailureClass.DNS_NOT_READY, FailureClass.CAA_FORBIDS):
+            # Check the claim soon, without cutting short a wait the CA asked the owner for.
+            domain.next_attempt_at = min(domain.next_attempt_at or now, now)
     session.flush()
     announce(session, WORK, str(domain.id))
     return domain
+
+
+def _add_claim(
+    session: Session, domain: Domain, account_id: int, policy: ClaimPolicy, now: datetime
+) -> None:
+    claim = session.scalar(
+        select(DomainClaim).where(
+            DomainClaim.domain_id == domain.id, DomainClaim.account_id == account_id
+        )
+    )
+    if claim is None or claim.expires_at <= now:
+        held = session.scalar(
+            select(func.count(DomainClaim.id)).where(
+                DomainClaim.account_id == account_id,
+                DomainClaim.expires_at > now,
+                DomainClaim.domain_id != domain.id,
+            )
+        )
+        if (held or 0) >= policy.max_open:
+            raise TooManyClaims(
+                f"the account already has {held} domains waiting for DNS to prove them "
+                f"(at most {policy.max_open}): prove one with its DNS records, or wait until "
+                "the unproven ones expire"
+            )
+    if claim is None:
+        claim = DomainClaim(domain_id=domain.id, account_id=account_id, problems=[])
+        session.add(claim)
+    claim.state = "pending"
+    claim.problems = []
+    claim.created_at = claim.created_at if claim.expires_at and claim.expires_at > now else now
+    claim.expires_at = now + policy.lifetime
 
 
 def get_domain(session: Session, name: str, policy: NamePolicy | None = None) -> Domain:
@@ -164,6 +243,9 @@ class DomainStatus:
     next_attempt_at: datetime | None
     failure_class: str | None
     wanted: bool
+    # The DNS label of the account this status is for (the viewer, or the owner): what the
+    # records that prove the name are made of. None for a name nobody owns, seen by an operator.
+    dns_label: str | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -185,7 +267,11 @@ class DomainStatus:
         }
 
 
-def status_of(session: Session, domain: Domain) -> DomainStatus:
+def status_of(session: Session, domain: Domain, viewer: int | None = None) -> DomainStatus:
+    """The domain's status; with `viewer` (an account id), as that account may see it: an
+    account that only claims the name sees its claim, not the owner's certificate."""
+    if viewer is not None and domain.account_id != viewer:
+        return _claim_status(session, domain, viewer)
     cert: Certificate | None = (
         session.get(Certificate, domain.current_certificate_id)
         if domain.current_certificate_id
@@ -205,6 +291,55 @@ def status_of(session: Session, domain: Domain) -> DomainStatus:
         next_attempt_at=domain.next_attempt_at,
         failure_class=domain.failure_class,
         wanted=domain.wanted,
+        dns_label=account.dns_label if account else None,
+    )
+
+
+def _claim_status(session: Session, domain: Domain, account_id: int) -> DomainStatus:
+    account = session.get(Account, account_id)
+    claim = session.scalar(
+        select(DomainClaim).where(
+            DomainClaim.domain_id == domain.id, DomainClaim.account_id == account_id
+        )
+    )
+    live = claim is not None and claim.expires_at > utcnow()
+    problems: list[dict[str, str]]
+    state: str
+    if claim is not None and live and claim.state == CLAIM_LOST:
+        state, problems = DnsState.CLAIMED_ELSEWHERE, list(claim.problems or [])
+    elif claim is not None and live:
+        problems = list(claim.problems or [])
+        state = DnsState.PENDING if not problems else DnsState.NOT_PROVEN
+        if problems and problems[0].get("code") != "ownership_not_proven":
+            state = domain.dns_state if domain.account_id is None else DnsState.POINTS_ELSEWHERE
+    elif domain.account_id is not None:
+        state, problems = DnsState.CLAIMED_ELSEWHERE, [lost_problem(domain.unicode_name)]
+    else:
+        state = DnsState.NOT_PROVEN
+        problems = [
+            {
+                "code": "claim_expired",
+                "message": (
+                    f"DNS did not prove {domain.unicode_name} to be your account's in time, "
+                    "so the claim expired."
+                ),
+                "fix": "Set up the DNS records shown, then save the domain again.",
+            }
+        ]
+    return DomainStatus(
+        domain=domain.name,
+        unicode_name=domain.unicode_name,
+        account=account.name if account else None,
+        dns_state=state,
+        cert_state="none",
+        problems=problems,
+        issuer=None,
+        not_before=None,
+        not_after=None,
+        next_attempt_at=domain.next_attempt_at if live else None,
+        failure_class=None,
+        wanted=live,
+        dns_label=account.dns_label if account else None,
     )
 
 
@@ -269,6 +404,12 @@ def summary_of(account: Account) -> AccountSummary:
     )
 
 
+def account_label(store: Store, account_ref: str | int) -> str:
+    """The account's DNS label, which its own CNAME target and TXT record are made of."""
+    with store.session() as session:
+        return find_account(session, account_ref).dns_label
+
+
 def account_summary(store: Store, account_ref: str | int) -> AccountSummary:
     with store.session() as session:
         return summary_of(find_account(session, account_ref))
@@ -324,9 +465,18 @@ def domain_status_for(store: Store, name: str, account_id: int | None) -> Domain
             domain = get_domain(session, name)
         except NotFound:
             domain = None
-        if domain is None or (account_id is not None and domain.account_id != account_id):
+        hidden = account_id is not None and not _involves(session, domain, account_id)
+        if domain is None or hidden:
             raise NotFound(f"no domain {name!r}")
-        return status_of(session, domain)
+        return status_of(session, domain, account_id)
+
+
+def _involves(session: Session, domain: Domain | None, account_id: int) -> bool:
+    """Whether the account owns the name, claims it, or has it as its tracking domain."""
+    if domain is None or domain.account_id == account_id:
+        return domain is not None
+    account = session.get(Account, account_id)
+    return account is not None and account.tracking_domain_id == domain.id
 
 
 def tracking_domain_of(session: Session, account_ref: str | int) -> Domain:
@@ -339,11 +489,16 @@ def tracking_domain_of(session: Session, account_ref: str | int) -> Domain:
 
 def tracking_domain_status(store: Store, account_ref: str | int) -> DomainStatus:
     with store.session() as session:
-        return status_of(session, tracking_domain_of(session, account_ref))
+        account = find_account(session, account_ref)
+        return status_of(session, tracking_domain_of(session, account.id), account.id)
 
 
 def save_tracking_domain(
-    store: Store, account_ref: str | int, name: str, policy: NamePolicy
+    store: Store,
+    account_ref: str | int,
+    name: str,
+    policy: NamePolicy,
+    claims: ClaimPolicy | None = None,
 ) -> tuple[Domain, bool]:
     """set_tracking_domain() for callers that repeat themselves; also says whether it changed.
 
@@ -352,10 +507,16 @@ def save_tracking_domain(
     """
     valid = validate(name, policy)
     with store.session() as session:
-        current = find_account(session, account_ref).tracking_domain
-        if current is not None and current.name == valid.ascii and current.wanted:
+        account = find_account(session, account_ref)
+        current = account.tracking_domain
+        if (
+            current is not None
+            and current.name == valid.ascii
+            and current.wanted
+            and current.account_id == account.id
+        ):
             return current, False
-    return set_tracking_domain(store, account_ref, name, policy), True
+    return set_tracking_domain(store, account_ref, name, policy, claims), True
 
 
 def remove_tracking_domain(store: Store, account_ref: str | int) -> DomainStatus:
@@ -369,6 +530,18 @@ def remove_tracking_domain(store: Store, account_ref: str | int) -> DomainStatus
         account = find_account(session, account_ref)
         domain = tracking_domain_of(session, account.id)
         account.tracking_domain_id = None
+        if domain.account_id != account.id:
+            # Only a claim: withdraw it; the name was never the account's.
+            session.execute(
+                delete(DomainClaim).where(
+                    DomainClaim.domain_id == domain.id, DomainClaim.account_id == account.id
+                )
+            )
+            record_event(
+                session, domain, "claim_withdrawn", f"Account {account.name!r} withdrew its claim."
+            )
+            session.flush()
+            return _claim_status(session, domain, account.id)
         domain.wanted = False
         record_event(
             session,
@@ -382,19 +555,25 @@ def remove_tracking_domain(store: Store, account_ref: str | int) -> DomainStatus
 
 
 def delete_domain(store: Store, name: str) -> DomainStatus:
-    """Queue the domain for deletion: the worker revokes its certificate and erases its keys.
+    """Queue the domain for deletion: the worker revokes its certificates and erases its keys.
 
-    Links on the domain stop working once the certificate is revoked; this is for domains
-    whose owner is gone, not for a change of tracking domain (see remove_tracking_domain).
+    Every delete does so for what exists at that time, whatever happened before (a name saved
+    again after an earlier delete has new certificates). Links on the domain stop at once, for
+    good: its link epoch goes up. Claims on it are dropped; saving it again is a new claim.
+    This is for domains whose owner is gone, not for a change of tracking domain (see
+    remove_tracking_domain).
     """
     with store.session() as session:
         domain = get_domain(session, name)
-        if domain.deleted_at is not None:
-            return status_of(session, domain)
         domain.delete_requested = True
         domain.wanted = False
+        domain.account_id = None
+        domain.proof = None
+        domain.link_epoch += 1
         domain.next_attempt_at = utcnow()
+        session.execute(delete(DomainClaim).where(DomainClaim.domain_id == domain.id))
         announce(session, WORK, str(domain.id))
+        announce(session, CERTIFICATES, domain.name)
         for account in session.scalars(
             select(Account).where(Account.tracking_domain_id == domain.id)
         ):

@@ -186,6 +186,12 @@ class EdgeCollector(Collector):
             counters.invalid_tokens,
         )
         yield _counter(
+            "linkcert_edge_unserved_hosts",
+            "Tracking links asked on a name the edge does not serve (not proven, deleted or "
+            "released).",
+            counters.unserved_hosts,
+        )
+        yield _counter(
             "linkcert_edge_challenges_served",
             "ACME HTTP-01 answers served.",
             counters.challenges_served,

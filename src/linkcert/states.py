@@ -17,6 +17,8 @@ class DnsState(StrEnum):
     CAA_BLOCKED = "caa_blocked"
     DNS_ERROR = "dns_error"
     MOVED = "moved"  # was ok and secured, no longer reaches the platform
+    NOT_PROVEN = "not_proven"  # reaches the platform, but DNS does not name this account
+    CLAIMED_ELSEWHERE = "claimed_elsewhere"  # DNS names another account, which owns the name
 
 
 class CertState(StrEnum):
@@ -51,6 +53,8 @@ DNS_STATE_TEXT: dict[DnsState, str] = {
     DnsState.CAA_BLOCKED: "A CAA record does not allow our certificate authority",
     DnsState.DNS_ERROR: "Your DNS servers did not answer properly",
     DnsState.MOVED: "The domain no longer points to us",
+    DnsState.NOT_PROVEN: "Your DNS does not name your account yet",
+    DnsState.CLAIMED_ELSEWHERE: "The domain's DNS names another account",
 }
 
 CERT_STATE_TEXT: dict[CertState, str] = {

@@ -32,8 +32,8 @@ from linkcert.api.routes import (
 )
 from linkcert.config import Settings
 from linkcert.metrics import metrics_router
-from linkcert.names import NamePolicy
 from linkcert.notify.routes import router as deliveries_router
+from linkcert.ownership import platform_policy
 from linkcert.store import Store
 
 API_PREFIX = "/api/v1"
@@ -72,7 +72,7 @@ def create_app(
     app.state.linkcert = ApiContext(
         store=store,
         settings=settings,
-        policy=NamePolicy(settings.allow_test_domains, settings.platform_domains),
+        policy=platform_policy(settings),
         limiter=RateLimiter(rate_limit, clock) if rate_limit is not None else None,
         wake=wake,
     )

@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from linkcert.config import Settings
 from linkcert.domains import AccountSummary, DomainStatus
+from linkcert.ownership import proof_records
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
 from linkcert.store import ApiToken
 
@@ -69,10 +71,23 @@ class DomainStatusOut(BaseModel):
     next_attempt_at: datetime | None
     failure_class: str | None
     wanted: bool = Field(description="False once detached: it is no longer renewed.")
+    dns_records: list[dict[str, str]] = Field(
+        default_factory=list,
+        description=(
+            "The DNS records that prove the domain is this account's: a CNAME to the "
+            "account's own target (or the edge's addresses) and the TXT record, which a name "
+            "at a domain's root needs. Each has name, type, value and zone (one zone-file line)."
+        ),
+    )
 
     @classmethod
-    def of(cls, status: DomainStatus) -> DomainStatusOut:
+    def of(cls, status: DomainStatus, settings: Settings | None = None) -> DomainStatusOut:
         data = status.to_json()
+        if settings is not None and status.dns_label:
+            records = proof_records(
+                settings.cname_targets, settings.edge_addresses, status.domain, status.dns_label
+            )
+            data["dns_records"] = [{**r.to_json(), "zone": r.zone_line()} for r in records]
         # States the worker may add later still come out, as their own name.
         data["dns_state_text"] = _state_text(DNS_STATE_TEXT, DnsState, status.dns_state)
         data["cert_state_text"] = _state_text(CERT_STATE_TEXT, CertState, status.cert_state)

@@ -13,14 +13,18 @@ from linkcert.domains import (
     Conflict,
     DomainStatus,
     NotFound,
+    TooManyClaims,
     create_account,
     delete_domain,
     domain_events,
     domain_status,
+    domain_status_for,
+    find_account,
     list_domains,
     set_tracking_domain,
 )
-from linkcert.names import DomainNameError, NamePolicy
+from linkcert.names import DomainNameError
+from linkcert.ownership import ClaimPolicy, platform_policy, proof_records
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
 
 account_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
@@ -55,23 +59,42 @@ def domain_set(
     domain: Annotated[str, typer.Argument(help="The link tracking domain.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Set an account's link tracking domain; linkcert secures it in the background."""
+    """Set an account's link tracking domain; linkcert secures it once DNS names the account.
+
+    Prints the DNS records that prove the domain is this account's.
+    """
     current = settings()
     store = open_store(current)
-    policy = NamePolicy(current.allow_test_domains, current.platform_domains)
     try:
-        saved = set_tracking_domain(store, account, domain, policy)
+        saved = set_tracking_domain(
+            store, account, domain, platform_policy(current), ClaimPolicy.from_settings(current)
+        )
+        owner = saved.account_id
+        with store.session() as session:
+            account_id = find_account(session, account).id
+        status = domain_status_for(store, saved.name, account_id)
     except DomainNameError as exc:
         fail(exc.message)
-    except (NotFound, Conflict) as exc:
+    except (NotFound, Conflict, TooManyClaims) as exc:
         fail(str(exc))
-    status = domain_status(store, saved.name)
+    label = status.dns_label or ""
+    records = proof_records(current.cname_targets, current.edge_addresses, saved.name, label)
     if as_json:
-        print_json(status.to_json())
-    else:
+        print_json({**status.to_json(), "dns_records": [r.to_json() for r in records]})
+        return
+    if owner == account_id:
         console.print(
             f"{status.unicode_name} saved for account {status.account!r}; securing it now"
         )
+        return
+    console.print(
+        f"{status.unicode_name} claimed for account {status.account!r}; it becomes the "
+        "account's once its DNS has these records (the TXT record alone is enough at a "
+        "domain's root):",
+        highlight=False,
+    )
+    for record in records:
+        console.print(f"  {record.zone_line()}", highlight=False, markup=False)
 
 
 def _show(status: DomainStatus) -> None:

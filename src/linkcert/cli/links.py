@@ -8,7 +8,7 @@ import typer
 
 from linkcert.cli.app import app, console, fail, open_store, print_json, settings
 from linkcert.config import ConfigError
-from linkcert.domains import NotFound
+from linkcert.domains import NotFound, NotProven
 from linkcert.links import create_link
 from linkcert.service.runtime import tracking_key
 from linkcert.tracking import InvalidDestination
@@ -32,7 +32,7 @@ def link_create(
     store = open_store(current)
     try:
         link = create_link(store, key, domain, url)
-    except (InvalidDestination, NotFound) as exc:
+    except (InvalidDestination, NotFound, NotProven) as exc:
         fail(str(exc))
     if as_json:
         print_json(

@@ -16,12 +16,13 @@ from typing import Any
 
 import dns.exception
 import dns.name
+from dns.rdtypes.ANY.TXT import TXT
 
 from linkcert import names
 from linkcert.dns.caa_lookup import CaaFinding, check_caa
 from linkcert.dns.cname import CnameFinding, CnameStatus, check_cname
 from linkcert.dns.problems import Problem, caa_problems, cname_problems
-from linkcert.dns.resolver import DEFAULT_TIMEOUT, Resolver, parse_nameserver
+from linkcert.dns.resolver import DEFAULT_TIMEOUT, Lookup, Resolver, parse_nameserver
 
 DEFAULT_CA_DOMAINS = ("letsencrypt.org",)
 
@@ -52,6 +53,8 @@ class CheckConfig:
     name_policy: names.NamePolicy = field(default_factory=names.NamePolicy)
     nameservers: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
+    # The account whose records the problems' fixes should name (None: the shared target).
+    account_label: str | None = None
 
     def __post_init__(self) -> None:
         for label, value in (
@@ -91,6 +94,9 @@ class CheckResult:
     cname: CnameFinding | None
     caa: CaaFinding | None
     problems: tuple[Problem, ...]
+    # Account labels DNS names: in the CNAME chain (`<label>.<target>`) or in TXT records
+    # `linkcert=<label>` at `_linkcert.<name>`. Which account, if any, chose the platform.
+    labels: frozenset[str] = frozenset()
 
     @property
     def ready(self) -> bool:
@@ -103,6 +109,7 @@ class CheckResult:
             "ready": self.ready,
             "state": self.state.value,
             "cname": _cname_json(self.cname),
+            "account_labels": sorted(self.labels),
             "caa": _caa_json(self.caa),
             "problems": [
                 {"code": p.code, "message": p.message, "fix": p.fix} for p in self.problems
@@ -126,7 +133,7 @@ async def check_domain(
         return CheckResult(name, State.INVALID, None, None, (problem,))
     if resolver is None:
         resolver = Resolver(config.nameservers, timeout=config.timeout)
-    cname, caa = await asyncio.gather(
+    cname, caa, txt = await asyncio.gather(
         check_cname(resolver, domain, config.cname_targets, config.edge_addresses),
         check_caa(
             resolver,
@@ -135,13 +142,34 @@ async def check_domain(
             account_uri=config.account_uri,
             challenge_method=config.challenge_method,
         ),
+        resolver.lookup(PROOF_TXT_PREFIX + domain, "TXT"),
     )
-    problems = cname_problems(domain, cname, config.cname_targets, config.edge_addresses)
+    labels = frozenset(cname.labels) | _txt_labels(txt)
+    targets = config.cname_targets
+    if config.account_label and targets:
+        # The fixes name this account's own target rather than the shared one.
+        targets = (f"{config.account_label}.{targets[0]}", *targets[1:])
+    problems = cname_problems(domain, cname, targets, config.edge_addresses)
     if not _same_failure(cname, caa, domain):
         problems += caa_problems(
             domain, caa, config.cname_targets, config.account_uri, config.challenge_method
         )
-    return CheckResult(domain, _state(cname, caa), cname, caa, tuple(problems))
+    return CheckResult(domain, _state(cname, caa), cname, caa, tuple(problems), labels)
+
+
+PROOF_TXT_PREFIX = "_linkcert."
+PROOF_TXT_VALUE = "linkcert="
+
+
+def _txt_labels(lookup: Lookup) -> frozenset[str]:
+    """The account labels in `linkcert=<label>` TXT strings (a failed lookup names none)."""
+    found = set()
+    for record in lookup.records:
+        if isinstance(record, TXT):
+            text = b"".join(record.strings).decode("ascii", "replace").strip().lower()
+            if text.startswith(PROOF_TXT_VALUE) and len(text) > len(PROOF_TXT_VALUE):
+                found.add(text[len(PROOF_TXT_VALUE) :].strip())
+    return frozenset(found)
 
 
 _LOOKUP_FAILURES = (

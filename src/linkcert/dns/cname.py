@@ -36,6 +36,12 @@ class CnameFinding:
     chain: tuple[str, ...]  # the name, then each alias target in order
     addresses: tuple[str, ...] = ()  # A and AAAA at the end of the chain, when looked at
     detail: str = ""  # for failures: what failed
+    # Account labels met on the way: `abc` for a hop `abc.<platform target>` (an account's own
+    # target, served by the platform's wildcard record).
+    labels: tuple[str, ...] = ()
+    # Whether the chain reaches the shared platform target itself (or the edge's addresses):
+    # the platform was chosen, but no account in particular.
+    shared: bool = False
 
     @property
     def ok(self) -> bool:
@@ -91,8 +97,12 @@ async def check_cname(
     if ipv4.failed:
         return _failure(ipv4)
     chain = ipv4.names
-    if any(hop in target_names for hop in chain[1:]):
-        return CnameFinding(CnameStatus.REACHES_TARGET, chain)
+    labels = tuple(
+        dict.fromkeys(label for hop in chain[1:] if (label := _label_under(hop, target_names)))
+    )
+    shared = any(hop in target_names for hop in chain[1:])
+    if shared or labels:
+        return CnameFinding(CnameStatus.REACHES_TARGET, chain, labels=labels, shared=shared)
     if ipv4.outcome is Outcome.NXDOMAIN:
         status = CnameStatus.ELSEWHERE if ipv4.chain else CnameStatus.NOT_FOUND
         return CnameFinding(status, chain)
@@ -107,12 +117,18 @@ async def check_cname(
     found = v4 | v6
     shown = tuple(str(address) for address in sorted(found, key=_address_order))
     if edges and found == edges:
-        return CnameFinding(CnameStatus.EDGE_ADDRESSES, chain, shown)
+        return CnameFinding(CnameStatus.EDGE_ADDRESSES, chain, shown, shared=True)
     if ipv4.chain:
         return CnameFinding(CnameStatus.ELSEWHERE, chain, shown)
     if found:
         return CnameFinding(CnameStatus.OTHER_ADDRESSES, chain, shown)
     return CnameFinding(CnameStatus.NO_RECORD, chain)
+
+
+def _label_under(host: str, targets: set[str]) -> str | None:
+    """`abc` for `abc.track.example` when `track.example` is a target; else None."""
+    first, _, rest = host.partition(".")
+    return first if first and rest in targets else None
 
 
 def _failure(lookup: Lookup) -> CnameFinding:

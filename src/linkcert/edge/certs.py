@@ -67,12 +67,15 @@ class CertificateCache:
         self.contexts_built = 0
         self.context_failures = 0
 
-    def put(self, name: str, chain_pem: bytes, key_pem: bytes, version: int) -> None:
+    def put(
+        self, name: str, chain_pem: bytes, key_pem: bytes, version: int, epoch: int = 0
+    ) -> None:
         """Serve `chain_pem` (leaf first) and `key_pem` for `name` from the next handshake on.
 
         `version` is the integrator's label for this content (the store's row version): it is
-        reported by `version()` and in logs. Raises ValueError (pem.PemError) when the PEMs are
-        not one or more certificates and exactly one unencrypted private key.
+        reported by `version()` and in logs. `epoch` is the name's link epoch, which tracked
+        links on it are signed in (`link_epoch()`). Raises ValueError (pem.PemError) when the
+        PEMs are not one or more certificates and exactly one unencrypted private key.
         """
         name = normalize_name(name)
         certificates = pem.certificates_from_pem(chain_pem)
@@ -80,6 +83,7 @@ class CertificateCache:
         changed = self._stored.put(
             name, version, certificates[0], tuple(certificates[1:]), key_label, key_der
         )
+        self._stored.set_epoch(name, epoch)
         if changed:
             self._contexts.pop(name, None)
         else:
@@ -100,6 +104,12 @@ class CertificateCache:
     def version(self, name: str) -> int | None:
         """The version last put for `name`, or None if it is not served."""
         return self._stored.version(normalize_name(name))
+
+    def link_epoch(self, host: str) -> int | None:
+        """The link epoch of `host` (lowercase, no trailing dot: as the edge parses a Host
+        header), or None when the edge does not serve it: tracked links are answered only
+        on names it serves."""
+        return self._stored.epoch(host)
 
     def __len__(self) -> int:
         return len(self._stored)

@@ -45,6 +45,7 @@ class CertificateStore:
         self._leaf_length = array("I")
         self._key_length = array("I")
         self._version = array("q")
+        self._epoch = array("q")  # the name's link epoch: tracked links are signed in it
         self._chain = array("I")  # index into _chains
         self._label = array("B")  # index into _labels
         # A CA has a handful of intermediate chains shared by all its certificates: one copy
@@ -72,6 +73,13 @@ class CertificateStore:
     def version(self, name: str) -> int | None:
         row = self._rows.get(name)
         return None if row is None else self._version[row]
+
+    def epoch(self, name: str) -> int | None:
+        row = self._rows.get(name)
+        return None if row is None else self._epoch[row]
+
+    def set_epoch(self, name: str, epoch: int) -> None:
+        self._epoch[self._rows[name]] = epoch
 
     def get(self, name: str) -> StoredCertificate | None:
         row = self._rows.get(name)
@@ -155,6 +163,7 @@ class CertificateStore:
             self._leaf_length,
             self._key_length,
             self._version,
+            self._epoch,
             self._chain,
             self._label,
         ):

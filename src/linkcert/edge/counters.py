@@ -15,6 +15,7 @@ class EdgeCounters:
     opens_recorded: int = 0
     clicks_dropped: int = 0
     invalid_tokens: int = 0
+    unserved_hosts: int = 0  # tracked links asked on a name the edge does not serve
     challenges_served: int = 0
     challenge_lookup_failures: int = 0
     bad_requests: int = 0

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 ChallengeLookup = Callable[[str], Awaitable[str | None]]
 """Returns the key authorization for an HTTP-01 token, or None when there is no such token."""
 
+LinkEpoch = Callable[[str], int | None]
+"""The link epoch of a host the edge serves, or None for a host it does not serve."""
 RouteResult = Response | Coroutine[Any, Any, Response]
 
 _CLICK_PREFIX = b"/c/"
@@ -57,15 +59,18 @@ class Router:
         challenge_lookup: ChallengeLookup,
         challenge_timeout: float,
         counters: EdgeCounters,
+        link_epoch: LinkEpoch,
     ) -> None:
         self._key = tracking_key
+        self._link_epoch = link_epoch
         self._recorder = recorder
         self._challenge_lookup = challenge_lookup
         self._challenge_timeout = challenge_timeout
         self._counters = counters
-        # (host, token) → what read_token returned and the redirect it makes. Only valid tokens
-        # are kept, so a flood of forged ones only costs their own verification.
-        self._verified: dict[tuple[str, bytes], tuple[TrackedLink, Response]] = {}
+        # (host, token) → the epoch it was verified in, what read_token returned and the
+        # redirect it makes. Only valid tokens are kept, so a flood of forged ones only costs
+        # their own verification; an entry of an older epoch is verified again (and fails).
+        self._verified: dict[tuple[str, bytes], tuple[int, TrackedLink, Response]] = {}
 
     def route(
         self, method: bytes, target: bytes, host: str | None, tls_name: str | None
@@ -107,18 +112,24 @@ class Router:
     def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
         if host is None:
             return responses.MISSING_HOST
+        # Only names the edge serves (proven, not deleted or released) answer links, on HTTP as
+        # on HTTPS; the epoch makes the links of a deleted, released or re-owned name invalid.
+        epoch = self._link_epoch(host)
+        if epoch is None:
+            self._counters.unserved_hosts += 1
+            return responses.LINK_NOT_VALID
         verified = self._verified.get((host, token))
-        if verified is None:
+        if verified is None or verified[0] != epoch:
             try:
-                link = read_token(self._key, host, token.decode("latin-1"))
+                link = read_token(self._key, host, token.decode("latin-1"), epoch)
             except InvalidToken:
                 self._counters.invalid_tokens += 1
                 return responses.LINK_NOT_VALID
-            verified = (link, responses.redirect(link.destination.encode("ascii")))
+            verified = (epoch, link, responses.redirect(link.destination.encode("ascii")))
             if len(self._verified) >= VERIFIED_TOKENS_KEPT:
                 del self._verified[next(iter(self._verified))]
             self._verified[host, token] = verified
-        link, redirect = verified
+        _, link, redirect = verified
         # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
         if method == b"GET":
             kind: TrackedKind = "open" if is_open else "click"

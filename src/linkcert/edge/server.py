@@ -86,6 +86,7 @@ class Edge:
             challenge_lookup=challenge_lookup,
             challenge_timeout=settings.challenge_timeout,
             counters=self.counters,
+            link_epoch=certificates.link_epoch,
         )
         limits = Limits(
             max_header_bytes=settings.max_header_bytes,

@@ -33,6 +33,18 @@ class _Loaded:
     chain_pem: bytes
     key_pem: bytes
     version: int
+    epoch: int
+
+
+# A name the edge serves: proven to be an account's, not deleted nor being deleted. Released
+# names have no owner any more, so they drop out too.
+_LIVE = (
+    Domain.account_id.is_not(None),
+    Domain.deleted_at.is_(None),
+    Domain.delete_requested.is_(False),
+)
+
+Wanted = dict[str, tuple[int, int]]  # name -> (certificate id, link epoch)
 
 
 @dataclass
@@ -52,21 +64,23 @@ class StoreFeeds:
 
     # --- certificates ------------------------------------------------------------------------
 
-    def _served(self) -> dict[str, int]:
-        """Every domain that should be served now, with its current certificate's id."""
+    def _served(self) -> Wanted:
+        """Every domain that should be served now, with its current certificate's id and its
+        link epoch."""
         now = utcnow()
         with self.store.session() as session:
             rows = session.execute(
-                select(Domain.name, Certificate.id)
+                select(Domain.name, Certificate.id, Domain.link_epoch)
                 .join(Certificate, Certificate.id == Domain.current_certificate_id)
-                .where(Certificate.not_after > now, Certificate.revoked_at.is_(None))
+                .where(Certificate.not_after > now, Certificate.revoked_at.is_(None), *_LIVE)
             ).all()
-        return {name: cert_id for name, cert_id in rows}
+        return {name: (cert_id, epoch) for name, cert_id, epoch in rows}
 
-    def _fetch(self, wanted: dict[str, int]) -> list[_Loaded]:
-        """Read and decrypt the given certificates (name -> certificate id), in a thread."""
+    def _fetch(self, wanted: Wanted) -> list[_Loaded]:
+        """Read and decrypt the given certificates (name -> certificate id, epoch), in a
+        thread."""
         loaded: list[_Loaded] = []
-        ids = list(wanted.values())
+        ids = [cert_id for cert_id, _ in wanted.values()]
         for start in range(0, len(ids), 500):
             with self.store.session() as session:
                 rows = session.execute(
@@ -82,10 +96,15 @@ class StoreFeeds:
                 except DecryptionError as exc:
                     log.error("cannot load the certificate of %s: %s", name, exc)
                     continue
-                loaded.append(_Loaded(name, cert.chain_pem.encode("ascii"), key_pem, cert.id))
+                epoch = wanted[name][1] if name in wanted else 0
+                loaded.append(
+                    _Loaded(name, cert.chain_pem.encode("ascii"), key_pem, cert.id, epoch)
+                )
         return loaded
 
-    def _changes(self, known: dict[str, int | None]) -> tuple[list[_Loaded], list[str]]:
+    def _changes(
+        self, known: dict[str, tuple[int | None, int | None]]
+    ) -> tuple[list[_Loaded], list[str]]:
         """What differs between the store and `known` (the cache's versions), in a thread."""
         served = self._served()
         stale = {n: v for n, v in served.items() if known.get(n) != v}
@@ -96,7 +115,7 @@ class StoreFeeds:
         result = SyncResult(removed=len(removed))
         for item in loaded:
             try:
-                self.cache.put(item.name, item.chain_pem, item.key_pem, item.version)
+                self.cache.put(item.name, item.chain_pem, item.key_pem, item.version, item.epoch)
                 result.loaded += 1
             except ValueError as exc:
                 result.failed += 1
@@ -105,8 +124,11 @@ class StoreFeeds:
             self.cache.remove(name)
         return result
 
-    def _known(self) -> dict[str, int | None]:
-        return {name: self.cache.version(name) for name in self.cache.names()}
+    def _known(self) -> dict[str, tuple[int | None, int | None]]:
+        return {
+            name: (self.cache.version(name), self.cache.link_epoch(name))
+            for name in self.cache.names()
+        }
 
     async def sync(self) -> SyncResult:
         """Make the cache hold exactly what the store says should be served now."""
@@ -128,31 +150,32 @@ class StoreFeeds:
         def fetch() -> tuple[list[_Loaded], list[str]]:
             now = utcnow()
             with self.store.session() as session:
-                cert_id = session.scalar(
-                    select(Certificate.id)
+                row = session.execute(
+                    select(Certificate.id, Domain.link_epoch)
                     .join(Domain, Domain.current_certificate_id == Certificate.id)
                     .where(
                         Domain.name == name,
                         Certificate.not_after > now,
                         Certificate.revoked_at.is_(None),
+                        *_LIVE,
                     )
-                )
-            if cert_id is None:
+                ).first()
+            if row is None:
                 return [], [name]
-            return self._fetch({name: cert_id}), []
+            return self._fetch({name: (row[0], row[1])}), []
 
         loaded, removed = await asyncio.to_thread(fetch)
         self._apply(loaded, [n for n in removed if n in self.cache])
 
-    def _newer_than(self, last_id: int) -> dict[str, int]:
+    def _newer_than(self, last_id: int) -> Wanted:
         """Current certificates stored after `last_id`: what a cheap incremental pass loads."""
         with self.store.session() as session:
             rows = session.execute(
-                select(Domain.name, Certificate.id)
+                select(Domain.name, Certificate.id, Domain.link_epoch)
                 .join(Domain, Domain.current_certificate_id == Certificate.id)
-                .where(Certificate.id > last_id, Certificate.revoked_at.is_(None))
+                .where(Certificate.id > last_id, Certificate.revoked_at.is_(None), *_LIVE)
             ).all()
-        return {name: cert_id for name, cert_id in rows}
+        return {name: (cert_id, epoch) for name, cert_id, epoch in rows}
 
     async def keep_in_sync(
         self,
@@ -194,7 +217,7 @@ class StoreFeeds:
                         newer = await asyncio.to_thread(self._newer_than, last_id)
                         if newer:
                             self._apply(await asyncio.to_thread(self._fetch, newer), [])
-                            last_id = max(newer.values())
+                            last_id = max(cert_id for cert_id, _ in newer.values())
                     while not changed.empty():
                         name = changed.get_nowait()
                         if name:

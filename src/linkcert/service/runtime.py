@@ -24,6 +24,7 @@ from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
 from linkcert.metrics import MetricsListener, serve_metrics, track_edge
 from linkcert.notify import Notifier, run_deliveries, watch_expiry
+from linkcert.ownership import platform_names
 from linkcert.service.acme_account import AccountProvider
 from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
@@ -105,6 +106,11 @@ class Runtime:
                 "cname_targets (LINKCERT_CNAME_TARGETS): the worker needs the platform's "
                 "tracking host name(s) that customers point their CNAME at (or edge_addresses "
                 "for names flattened at the apex)"
+            )
+        if roles.worker and not platform_names(settings):
+            raise ConfigError(
+                "platform_domains (LINKCERT_PLATFORM_DOMAINS): the worker needs the platform's "
+                "own domains, so that no account can claim them; set it, or cname_targets"
             )
         self.keys = master_keys(settings)
         # Only the edge follows tracked links; the API mints them if a key is configured.

@@ -7,6 +7,8 @@ challenges. Times are stored and returned as timezone-aware UTC on every engine.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -30,6 +33,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_dns_label() -> str:
+    """A fresh account DNS label: 80 random bits in lowercase base32 (16 letters and digits),
+    a valid DNS label that cannot be guessed from anything about the account."""
+    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -65,6 +74,10 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     contact_emails: Mapped[list[Any]] = mapped_column(default=list)
+    # The account's own DNS label: its CNAME target is `<dns_label>.<platform target>` and its
+    # TXT proof `linkcert=<dns_label>` (see ownership.py). Random, so unguessable; stored, so
+    # stable whatever secrets rotate.
+    dns_label: Mapped[str] = mapped_column(String(32), unique=True, default=new_dns_label)
     tracking_domain_id: Mapped[int | None] = mapped_column(
         ForeignKey("domains.id", use_alter=True, name="fk_accounts_tracking_domain"),
     )
@@ -86,8 +99,17 @@ class Domain(Base):
     name: Mapped[str] = mapped_column(String(253), unique=True)  # ASCII (A-label) form
     unicode_name: Mapped[str] = mapped_column(String(253))
     registrable: Mapped[str] = mapped_column(String(253), index=True)
+    # The account that DNS proved owns the name (None while it is only claimed, and once it is
+    # deleted or released). Other accounts' claims wait in `domain_claims`.
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="customer")  # customer | brand
+    # How the owner was proven: dns (the account's own CNAME target or TXT record), operator
+    # (a brand domain an operator approved), legacy (verified under the shared target before
+    # per-account proof existed; the shared target still counts for it).
+    proof: Mapped[str | None] = mapped_column(String(16))
+    # Bound into every tracked link's signature: raised when the name is deleted, released or
+    # changes owner, so that the links made before stop for good.
+    link_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Whether linkcert should keep this domain secured (false once an account moves away).
     wanted: Mapped[bool] = mapped_column(Boolean, default=True)
     dns_state: Mapped[str] = mapped_column(String(32), default="pending")
@@ -120,6 +142,28 @@ class Domain(Base):
         # The edge looks up domains by their current certificate every second (new ones).
         Index("ix_domains_current_certificate", "current_certificate_id"),
     )
+
+
+class DomainClaim(Base):
+    """An account's claim on a name that DNS has not proven to be the account's (yet).
+
+    Several accounts may claim one name; the one whose record DNS shows becomes the owner
+    (`Domain.account_id`) and the other claims are marked lost. Unproven claims expire.
+    """
+
+    __tablename__ = "domain_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | lost
+    problems: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+    account: Mapped[Account] = relationship(foreign_keys=[account_id])
+
+    __table_args__ = (UniqueConstraint("domain_id", "account_id", name="uq_domain_claims"),)
 
 
 class Certificate(Base):

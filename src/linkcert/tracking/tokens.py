@@ -10,6 +10,14 @@ Layout before base64url (no padding):
 
 The tag is the first 16 bytes of HMAC-SHA256(key, domain + NUL + payload), where the payload is
 everything before the tag. NUL cannot occur in a domain name, so the split is unambiguous.
+
+The domain's link epoch (`Domain.link_epoch`) is signed too, without a byte in the token: for an
+epoch other than 0 the signed name is `domain + NUL + "e" + epoch in decimal`. Deleting or
+releasing a name, or a change of its owner, raises the epoch, so every link made before stops
+verifying for good; a name's epoch stays the same while its owner keeps it (a replaced domain
+keeps serving its links). Epoch 0, every name's before epochs existed, signs exactly as
+before, so links minted earlier keep working. The payload's first byte is the version (1),
+never "e", so the two forms cannot be confused.
 """
 
 from __future__ import annotations
@@ -144,8 +152,9 @@ def check_destination(url: str) -> str:
     return url
 
 
-def make_token(key: bytes, domain: str, link_id: int, destination: str) -> str:
-    """Mint the token for `link_id` on the tracking `domain` (ASCII form, as in the Host header).
+def make_token(key: bytes, domain: str, link_id: int, destination: str, epoch: int = 0) -> str:
+    """Mint the token for `link_id` on the tracking `domain` (ASCII form, as in the Host header)
+    in the domain's link `epoch`.
 
     Raises InvalidDestination for a destination that `check_destination` refuses and ValueError
     for an out-of-range link id, a non-ASCII domain or a key shorter than 16 bytes.
@@ -160,13 +169,16 @@ def make_token(key: bytes, domain: str, link_id: int, destination: str) -> str:
         raise ValueError(
             f"tracking domain {domain!r} must be given in ASCII (A-label, xn--) form, non-empty"
         )
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative int, not {epoch!r}")
     payload = _VERSION_BYTE + _encode_varint(link_id) + check_destination(destination).encode()
-    raw = payload + _tag(key, domain_bytes, payload)
+    raw = payload + _tag(key, _signed_name(domain_bytes, epoch), payload)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def read_token(key: bytes, domain: str, token: str) -> TrackedLink:
-    """Verify `token` for `domain` and return its link; raise InvalidToken for anything else.
+def read_token(key: bytes, domain: str, token: str, epoch: int = 0) -> TrackedLink:
+    """Verify `token` for `domain` in its link `epoch` and return its link; raise InvalidToken
+    for anything else.
 
     Only InvalidToken escapes for any string input: the edge feeds it whatever a client sent.
     """
@@ -193,6 +205,8 @@ def read_token(key: bytes, domain: str, token: str) -> TrackedLink:
     if domain_bytes is None:
         raise InvalidToken("signature")
     payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
+    if epoch:
+        domain_bytes = _signed_name(domain_bytes, epoch)
     if not hmac.compare_digest(tag, _tag(key, domain_bytes, payload)):
         raise InvalidToken("signature")
     return _decode_payload(payload)
@@ -224,6 +238,10 @@ def _decode_payload(payload: bytes) -> TrackedLink:
     if destination.translate(None, _VISIBLE_ASCII):
         raise InvalidToken("payload")
     return TrackedLink(link_id, destination.decode("ascii"))
+
+
+def _signed_name(domain_bytes: bytes, epoch: int) -> bytes:
+    return domain_bytes + b"\x00e%d" % epoch if epoch else domain_bytes
 
 
 def _tag(key: bytes, domain_bytes: bytes, payload: bytes) -> bytes:

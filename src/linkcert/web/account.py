@@ -28,10 +28,12 @@ from linkcert.domains import (
     DomainStatus,
     NotFound,
     NoTrackingDomain,
+    account_label,
     account_summary,
     domain_status_for,
     tracking_domain_status,
 )
+from linkcert.ownership import account_target
 from linkcert.states import CERT_STATE_TEXT, CertState
 from linkcert.web.guard import (
     AccountVisitor,
@@ -140,8 +142,12 @@ def render_account(
     current = _current(web, account_id)
     settings = web.api.settings
     typed = problem.value if problem and problem.field == "domain" else None
+    # This account's own CNAME target: what the page tells the customer to point at.
+    target = account_target(settings.cname_targets, account_label(web.api.store, account_id))
     records: list[DnsRecord] = (
-        pointing_records(settings, current.domain) if current is not None and current.wanted else []
+        pointing_records(settings, current.domain, current.dns_label)
+        if current is not None and current.wanted
+        else []
     )
     context: dict[str, Any] = {
         "title": "Account Details",
@@ -149,9 +155,7 @@ def render_account(
         "csrf_token": visitor.session.csrf,
         "account": account,
         "domain_value": typed if typed is not None else (current.unicode_name if current else ""),
-        "cname_target": (settings.cname_targets[0].rstrip(".") + ".")
-        if settings.cname_targets
-        else "",
+        "cname_target": (target + ".") if target else "",
         "records": records,
         "status": _panel(request, web, visitor),
         "brand_rows": _brand_rows(web, account_id),
@@ -233,7 +237,8 @@ async def dns_check(
     wait = limiter.acquire(visitor.principal.token_id) if limiter is not None else None
     if wait is not None:
         return JSONResponse({"error": "Too many checks; wait a moment."}, status_code=429)
-    preview = await preview_dns(web.api.settings, domain)
+    label = account_label(web.api.store, _account_id(visitor))
+    preview = await preview_dns(web.api.settings, domain, label=label)
     return JSONResponse(preview.to_json(), headers={"Cache-Control": "no-store"})
 
 

@@ -17,7 +17,8 @@ from linkcert.config import Settings
 from linkcert.dns.caa import issue_record
 from linkcert.dns.check import CheckConfig, CheckResult, State, check_domain
 from linkcert.dns.resolver import Resolver, ResolverConfigError
-from linkcert.names import DomainNameError, NamePolicy, validate
+from linkcert.names import DomainNameError, validate
+from linkcert.ownership import not_proven_problem, platform_policy, proof_records
 
 log = logging.getLogger("linkcert.web")
 
@@ -39,6 +40,7 @@ STATE_TEXT = {
     "caa_blocked": "A CAA record does not allow our certificate authority.",
     "dns_error": "Your DNS servers did not answer properly.",
     "invalid": "This is not a domain name we can secure.",
+    "not_proven": "The domain points to us, but its DNS does not name your account yet.",
     "unknown": "We could not check your DNS just now. You can still save: we keep checking.",
 }
 
@@ -96,8 +98,15 @@ class DnsPreview:
         }
 
 
-def pointing_records(settings: Settings, domain: str) -> list[DnsRecord]:
-    """What makes `domain` point at the platform: a CNAME to the first tracking host."""
+def pointing_records(settings: Settings, domain: str, label: str | None = None) -> list[DnsRecord]:
+    """What makes `domain` point at the platform: with the account's `label`, the records that
+    make it the account's (its own CNAME target and the TXT record); else a CNAME to the first
+    tracking host."""
+    if label:
+        return [
+            DnsRecord(r.name, r.type, r.value)
+            for r in proof_records(settings.cname_targets, settings.edge_addresses, domain, label)
+        ]
     if settings.cname_targets:
         target = settings.cname_targets[0].strip().rstrip(".").lower()
         return [DnsRecord(domain, "CNAME", target + ".")]
@@ -105,16 +114,17 @@ def pointing_records(settings: Settings, domain: str) -> list[DnsRecord]:
 
 
 async def preview_dns(
-    settings: Settings, name: str, *, timeout: float = PREVIEW_TIMEOUT
+    settings: Settings, name: str, *, label: str | None = None, timeout: float = PREVIEW_TIMEOUT
 ) -> DnsPreview:
-    """Check `name` now, for the customer's eyes; never raises for what DNS answers."""
-    policy = NamePolicy(settings.allow_test_domains, settings.platform_domains)
+    """Check `name` now, for the customer's eyes (the account with DNS `label`, if given);
+    never raises for what DNS answers."""
+    policy = platform_policy(settings)
     try:
         valid = validate(name, policy)
     except DomainNameError as error:
         problem = {"code": error.code, "message": error.message, "fix": ""}
         return DnsPreview(name.strip()[:253], name.strip()[:253], "invalid", [], None, [problem])
-    records = pointing_records(settings, valid.ascii)
+    records = pointing_records(settings, valid.ascii, label)
     try:
         config = CheckConfig(
             cname_targets=settings.cname_targets,
@@ -123,13 +133,14 @@ async def preview_dns(
             name_policy=policy,
             nameservers=settings.nameservers,
             timeout=min(settings.dns_timeout, QUERY_TIMEOUT),
+            account_label=label,
         )
         resolver = Resolver(config.nameservers, timeout=config.timeout)
         result = await asyncio.wait_for(check_domain(valid.ascii, config, resolver), timeout)
     except (TimeoutError, ValueError, ResolverConfigError) as exc:
         log.info("DNS preview of %s did not complete: %s", valid.ascii, type(exc).__name__)
         return DnsPreview(valid.ascii, valid.unicode, "unknown", records)
-    return _from_result(valid.ascii, valid.unicode, result, records, settings)
+    return _from_result(valid.ascii, valid.unicode, result, records, settings, label)
 
 
 def _from_result(
@@ -138,15 +149,35 @@ def _from_result(
     result: CheckResult,
     records: list[DnsRecord],
     settings: Settings,
+    label: str | None = None,
 ) -> DnsPreview:
     pointing = result.cname is not None and result.cname.ok
-    shown = [DnsRecord(r.name, r.type, r.value, pointing) for r in records]
+    if label:
+        cname_labels = set(result.cname.labels) if result.cname is not None else set()
+        shown = [
+            DnsRecord(
+                r.name,
+                r.type,
+                r.value,
+                label in cname_labels
+                if r.type == "CNAME"
+                else (label in result.labels if r.type == "TXT" else pointing),
+            )
+            for r in records
+        ]
+    else:
+        shown = [DnsRecord(r.name, r.type, r.value, pointing) for r in records]
     caa = _caa_record_to_add(result, settings)
     if caa is not None:
         shown.append(caa)
     problems = [{"code": p.code, "message": p.message, "fix": p.fix} for p in result.problems]
     found = result.cname.found if result.cname is not None else None
     state = "invalid" if result.state is State.INVALID else result.state.value
+    if label and pointing and label not in result.labels:
+        problem = not_proven_problem(domain, label, settings.cname_targets, settings.edge_addresses)
+        problems.insert(0, problem)
+        if state == "ok":
+            state = "not_proven"
     return DnsPreview(domain, unicode_name, state, shown, found, problems)
 
 

@@ -234,6 +234,8 @@ class Issuer:
             announce(session, CERTIFICATES, domain.name)
             domain.cert_state = CertState.REVOKED if live else CertState.NONE
             domain.wanted = False
+            domain.account_id = None
+            domain.proof = None
             domain.delete_requested = False
             domain.deleted_at = now
             domain.next_attempt_at = None

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from linkcert import ownership_store as ownership
 from linkcert.domains import record_event
 from linkcert.metrics import count_issuance_failure
 from linkcert.notify import NotificationKind, Notifier
@@ -59,14 +60,27 @@ class _Snapshot:
     delete_requested: bool
     has_certificate: bool
     ari_due: bool
+    claimed: bool  # other accounts' claims wait for DNS to prove one of them
 
 
 @dataclass(frozen=True)
 class DnsVerdict:
-    """What the DNS readiness check concluded for one name."""
+    """What the DNS readiness check concluded for one name.
+
+    `labels` are the account labels DNS names (the account's own CNAME target, or its TXT
+    record); `shared` says the name leads to the platform's shared target or edge addresses,
+    which proves no account but still counts for names verified that way before (`legacy`).
+    `problems_for(label)` gives the problems as that account must read them.
+    """
 
     state: DnsState
     problems: list[dict[str, str]] = field(default_factory=list)
+    labels: frozenset[str] = frozenset()
+    shared: bool = True
+    problems_for: Callable[[str], list[dict[str, str]]] | None = None
+
+    def account_problems(self, label: str) -> list[dict[str, str]]:
+        return self.problems_for(label) if self.problems_for is not None else self.problems
 
 
 @dataclass(frozen=True)
@@ -248,12 +262,15 @@ class Worker:
         if snap.delete_requested:
             await self._attempt(domain_id, self.remove, then=self._park)
             return
-        if not snap.wanted:
+        if not snap.wanted and not snap.claimed:
             await asyncio.to_thread(self._park, domain_id)
             return
         verdict = await self.dns_check(snap.name)
         ready = await asyncio.to_thread(self._apply_dns, domain_id, verdict)
         if not ready:
+            return
+        if not await asyncio.to_thread(self._still_wanted, domain_id):
+            await asyncio.to_thread(self._park, domain_id)
             return
         if snap.has_certificate and snap.ari_due and self.refresh is not None:
             try:
@@ -307,7 +324,13 @@ class Worker:
                 delete_requested=domain.delete_requested,
                 has_certificate=cert is not None,
                 ari_due=ari_due,
+                claimed=bool(ownership.live_claims(session, domain, now)),
             )
+
+    def _still_wanted(self, domain_id: int) -> bool:
+        with self.store.session() as session:
+            domain = session.get(Domain, domain_id)
+            return domain is not None and domain.wanted and domain.account_id is not None
 
     def _needs_certificate(self, domain_id: int) -> bool:
         with self.store.session() as session:
@@ -323,11 +346,19 @@ class Worker:
             return renewal_due(cert.not_before, cert.not_after, now)
 
     def _park(self, domain_id: int) -> None:
-        """No more renewals: look again only when the current certificate expires."""
+        """No more renewals: look again only when the current certificate expires, or when
+        the claims of other accounts are due a DNS check."""
         now = self.clock()
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
             if domain is None:
+                return
+            if ownership.live_claims(session, domain, now):
+                if domain.account_id is None:
+                    domain.wanted = True  # a claim saved during a deletion: look at it now
+                    domain.next_attempt_at = now
+                else:
+                    domain.next_attempt_at = now + dns_recheck_delay(domain.attempts + 1)
                 return
             cert = domain.current_certificate
             if cert is not None and cert.not_after > now:
@@ -351,7 +382,15 @@ class Worker:
                 return False
             previous = domain.dns_state
             domain.dns_checked_at = now
-            domain.problems = verdict.problems
+            proven = ownership.settle(session, domain, verdict, now)
+            if domain.account_id is None:
+                # Nobody's claim is proven: wait for DNS, or for good once every claim expired.
+                return self._unowned(session, domain, verdict, now)
+            owner_label = domain.account.dns_label if domain.account is not None else ""
+            domain.problems = verdict.account_problems(owner_label)
+            if verdict.state == DnsState.OK and not proven:
+                # The name leads to the platform, but no longer names its owner's account.
+                verdict = DnsVerdict(DnsState.POINTS_ELSEWHERE, domain.problems)
             if verdict.state == DnsState.OK:
                 domain.dns_state = DnsState.OK
                 domain.moved_since = None
@@ -388,6 +427,28 @@ class Worker:
                 record_event(session, domain, "dns_not_ready", message, problems=verdict.problems)
             return False
 
+    def _unowned(
+        self, session: Session, domain: Domain, verdict: DnsVerdict, now: datetime
+    ) -> bool:
+        claims = ownership.live_claims(session, domain, now)
+        domain.problems = (
+            verdict.account_problems(claims[0].account.dns_label) if claims else verdict.problems
+        )
+        state = DnsState.NOT_PROVEN if verdict.state == DnsState.OK else verdict.state
+        if domain.dns_state != state:
+            message = domain.problems[0]["message"] if domain.problems else state
+            record_event(session, domain, "dns_not_ready", message, problems=domain.problems)
+        domain.dns_state = state
+        domain.attempts += 1
+        domain.failure_class = FailureClass.DNS_NOT_READY
+        if claims:
+            last = max(claim.expires_at for claim in claims)
+            domain.next_attempt_at = min(now + dns_recheck_delay(domain.attempts), last)
+        else:
+            domain.wanted = False
+            domain.next_attempt_at = None
+        return False
+
     def _moved(self, session: Session, domain: Domain, verdict: DnsVerdict, now: datetime) -> bool:
         """A secured domain whose DNS left us: stop renewing, keep serving, release later."""
         if domain.dns_state != DnsState.MOVED:
@@ -404,10 +465,12 @@ class Worker:
             domain.wanted = False
             domain.next_attempt_at = None
             message = (
-                f"Released after {self.policy.release_after.days} days without pointing to us."
+                f"Released after {self.policy.release_after.days} days without pointing to us; "
+                "its links stop working, and saving it again starts a new claim."
             )
             record_event(session, domain, "released", message)
             self._tell(session, NotificationKind.RELEASED, domain, message)
+            ownership.release(session, domain)
             return False
         domain.failure_class = FailureClass.DNS_NOT_READY
         domain.next_attempt_at = now + min(dns_recheck_delay(domain.attempts), MOVED_RECHECK)

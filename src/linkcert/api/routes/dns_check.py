@@ -6,6 +6,7 @@ and never make saving wait for it. It answers within a few seconds whatever DNS 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from linkcert.api.deps import ApiContextDep, CurrentPrincipal
 from linkcert.api.problems import problem_responses
+from linkcert.domains import account_label
 from linkcert.web.preview import preview_dns
 
 router = APIRouter(tags=["tracking domain"])
@@ -37,8 +39,9 @@ class DnsCheckOut(BaseModel):
     unicode_name: str
     ready: bool
     state: str = Field(
-        description="ok, points_elsewhere, caa_blocked, dns_error, invalid, or unknown "
-        "(the check could not finish in time)."
+        description="ok, not_proven (it points to us but does not name the account), "
+        "points_elsewhere, caa_blocked, dns_error, invalid, or unknown (the check could not "
+        "finish in time)."
     )
     state_text: str
     found: str | None = Field(description="What the name resolves to now, in words.")
@@ -48,8 +51,14 @@ class DnsCheckOut(BaseModel):
 
 @router.post("/dns-check", responses=problem_responses(400, 401, 413, 415, 422, 429))
 async def post_dns_check(
-    body: DnsCheckIn, _: CurrentPrincipal, context: ApiContextDep
+    body: DnsCheckIn, principal: CurrentPrincipal, context: ApiContextDep
 ) -> DnsCheckOut:
-    """Check a domain's DNS now: where it points, whether CAA lets our CA issue, what to add."""
-    preview = await preview_dns(context.settings, body.domain)
+    """Check a domain's DNS now: where it points, whether CAA lets our CA issue, what to add.
+
+    With an account's token, the records are the ones that make the domain that account's.
+    """
+    label = None
+    if principal.account_id is not None:
+        label = await asyncio.to_thread(account_label, context.store, principal.account_id)
+    preview = await preview_dns(context.settings, body.domain, label=label)
     return DnsCheckOut.model_validate(preview.to_json())

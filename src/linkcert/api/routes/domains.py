@@ -52,7 +52,7 @@ def get_domain(
         status = domain_status_for(context.store, name, principal.account_id)
     except NotFound:
         raise not_found(f"There is no domain {name[:260]!r}.") from None
-    return DomainStatusOut.of(status)
+    return DomainStatusOut.of(status, context.settings)
 
 
 @router.delete(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from linkcert.api.deps import ApiContext, ApiContextDep, CurrentPrincipal
 from linkcert.api.problems import ProblemError, not_found, problem_responses
-from linkcert.domains import NotFound
+from linkcert.domains import NotFound, NotProven
 from linkcert.links import TrackedUrl, create_link
 from linkcert.store import Account
 from linkcert.tracking import InvalidDestination, tracking_key_from_secret
@@ -77,7 +77,7 @@ def _domain_for(context: ApiContext, principal_account: int | None, given: str |
 @router.post(
     "/links",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(400, 401, 404, 413, 415, 422, 429, 503),
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429, 503),
 )
 def create_tracked_link(
     body: LinkIn, principal: CurrentPrincipal, context: ApiContextDep
@@ -97,4 +97,12 @@ def create_tracked_link(
         ) from None
     except NotFound:
         raise not_found(f"There is no link tracking domain {domain!r}.") from None
+    except NotProven as exc:
+        raise ProblemError(
+            409,
+            "domain-not-proven",
+            str(exc).capitalize() + ".",
+            fix="Create the DNS records shown in GET /api/v1/accounts/{id}/tracking-domain; "
+            "links can be made once the status shows the domain as the account's.",
+        ) from None
     return LinkOut.of(link)

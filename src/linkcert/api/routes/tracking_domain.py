@@ -27,14 +27,16 @@ from linkcert.domains import (
     NotFound,
     NoTrackingDomain,
     TooEarly,
+    TooManyClaims,
     domain_events,
-    domain_status,
+    domain_status_for,
     remove_tracking_domain,
     retry_now,
     save_tracking_domain,
     tracking_domain_status,
 )
 from linkcert.names import DomainNameError
+from linkcert.ownership import ClaimPolicy
 
 router = APIRouter(tags=["tracking domain"])
 
@@ -65,7 +67,7 @@ def get_tracking_domain(
 ) -> DomainStatusOut:
     """Where the account's link tracking domain stands: DNS, certificate, problems."""
     require_account_access(principal, account_id)
-    return DomainStatusOut.of(_current(context, account_id))
+    return DomainStatusOut.of(_current(context, account_id), context.settings)
 
 
 @router.put(
@@ -92,7 +94,11 @@ def put_tracking_domain(
     require_account_access(principal, account_id)
     try:
         saved, changed = save_tracking_domain(
-            context.store, account_id, body.domain, context.policy
+            context.store,
+            account_id,
+            body.domain,
+            context.policy,
+            ClaimPolicy.from_settings(context.settings),
         )
     except DomainNameError as exc:
         raise ProblemError(
@@ -104,6 +110,14 @@ def put_tracking_domain(
         ) from None
     except NotFound:
         raise account_not_found(account_id) from None
+    except TooManyClaims as exc:
+        raise ProblemError(
+            409,
+            "too-many-claims",
+            str(exc).capitalize() + ".",
+            fix="Create the DNS records shown for a domain you saved before, or wait for the "
+            "unproven ones to expire.",
+        ) from None
     except (Conflict, IntegrityError):
         raise ProblemError(
             409,
@@ -114,7 +128,9 @@ def put_tracking_domain(
     if changed:
         context.wake_worker()
     response.status_code = status.HTTP_202_ACCEPTED if changed else status.HTTP_200_OK
-    return DomainStatusOut.of(domain_status(context.store, saved.name))
+    return DomainStatusOut.of(
+        domain_status_for(context.store, saved.name, account_id), context.settings
+    )
 
 
 @router.delete(PATH, responses=problem_responses(401, 404, 422, 429))

@@ -1,0 +1,155 @@
+"""Who owns a name: the account whose own record DNS shows, not the first one to save it.
+
+Every account has a random DNS label (`Account.dns_label`). A customer proves that the name is
+their account's in one of two ways, either enough on its own:
+
+- a CNAME to the account's own target, `<label>.<platform target>` (the operator serves every
+  such name with one wildcard record, `*.<platform target>`), or
+- a TXT record `_linkcert.<name>` holding `linkcert=<label>`, which is also how a name at a
+  domain's root proves it: there the platform's edge addresses (CNAME flattening, ALIAS) say
+  nothing about which account was chosen.
+
+Saving a name makes a claim (`DomainClaim`); the worker turns the claim whose record DNS shows
+into ownership (`Domain.account_id`). Names verified before accounts had labels are marked
+`legacy`: for them the shared target still counts, until the operator moves them over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from linkcert.config import Settings
+from linkcert.names import DomainNameError, NamePolicy, registrable_domain
+
+TXT_PREFIX = "_linkcert."
+TXT_VALUE_PREFIX = "linkcert="
+
+PROOF_DNS = "dns"
+PROOF_OPERATOR = "operator"
+PROOF_LEGACY = "legacy"
+
+CLAIM_PENDING = "pending"
+CLAIM_LOST = "lost"
+
+
+@dataclass(frozen=True)
+class ClaimPolicy:
+    """How long an unproven claim lasts and how many an account may hold (settings)."""
+
+    lifetime: timedelta = timedelta(hours=72)
+    max_open: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClaimPolicy:
+        return cls(timedelta(hours=settings.claim_expiry_hours), settings.max_unproven_claims)
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    """One DNS record in zone-file terms: what a customer types at their DNS provider."""
+
+    name: str  # the owner name, without the trailing dot
+    type: str
+    value: str
+
+    def zone_line(self) -> str:
+        return f"{self.name}. {self.type} {self.value}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "type": self.type, "value": self.value}
+
+
+def account_target(settings_targets: Iterable[str], label: str) -> str | None:
+    """The account's own CNAME target (no trailing dot), or None without platform targets."""
+    for target in settings_targets:
+        host = target.strip().rstrip(".").lower()
+        if host:
+            return f"{label}.{host}"
+    return None
+
+
+def txt_value(label: str) -> str:
+    return f"{TXT_VALUE_PREFIX}{label}"
+
+
+def txt_name(domain: str) -> str:
+    return f"{TXT_PREFIX}{domain}"
+
+
+def proof_records(
+    targets: Iterable[str], edge_addresses: Iterable[str], domain: str, label: str
+) -> list[DnsRecord]:
+    """The records that make `domain` this account's: its CNAME (or, without platform targets,
+    the edge's addresses) and the TXT record, which a name at a domain's root needs."""
+    target = account_target(targets, label)
+    records: list[DnsRecord] = []
+    if target is not None:
+        records.append(DnsRecord(domain, "CNAME", target + "."))
+    else:
+        records.extend(
+            DnsRecord(domain, "AAAA" if ":" in address else "A", address)
+            for address in edge_addresses
+        )
+    records.append(DnsRecord(txt_name(domain), "TXT", f'"{txt_value(label)}"'))
+    return records
+
+
+def not_proven_problem(
+    domain: str, label: str, targets: Iterable[str], edge_addresses: Iterable[str]
+) -> dict[str, str]:
+    """What a claimant reads while DNS leads to the platform without naming their account."""
+    records = proof_records(targets, edge_addresses, domain, label)
+    cname = [r for r in records if r.type == "CNAME"]
+    txt = records[-1]
+    if cname:
+        fix = (
+            f"Point {domain} at your account's own target: {cname[0].zone_line()} "
+            f"(or keep the CNAME and add {txt.zone_line()})."
+        )
+    else:
+        fix = f"Add this record: {txt.zone_line()}"
+    return {
+        "code": "ownership_not_proven",
+        "message": (
+            f"{domain} points to the platform, but not to your account's own target, and has "
+            "no TXT record naming your account, so it is not yet proven to be yours."
+        ),
+        "fix": fix,
+    }
+
+
+def lost_problem(domain: str) -> dict[str, str]:
+    """What the other claimants read once DNS has proven the name to be another account's."""
+    return {
+        "code": "claimed_by_another_account",
+        "message": (
+            f"The DNS of {domain} names another account on this platform, so {domain} is that "
+            "account's and cannot be secured for yours."
+        ),
+        "fix": (
+            f"If {domain} is yours, change its DNS to the records shown for your account; "
+            "linkcert then gives it to your account. Otherwise choose another domain."
+        ),
+    }
+
+
+def platform_policy(settings: Settings) -> NamePolicy:
+    """The name policy with every platform name refused: `platform_domains`, the CNAME
+    targets and the registrable domains they are in."""
+    return NamePolicy(settings.allow_test_domains, platform_names(settings))
+
+
+def platform_names(settings: Settings) -> tuple[str, ...]:
+    names: list[str] = list(settings.platform_domains)
+    for target in settings.cname_targets:
+        host = target.strip().rstrip(".").lower()
+        if not host:
+            continue
+        names.append(host)
+        # A target that is itself a public suffix has no registrable domain: it is refused alone.
+        with contextlib.suppress(DomainNameError):
+            names.append(registrable_domain(host))
+    return tuple(dict.fromkeys(names))
