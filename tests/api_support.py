@@ -19,6 +19,7 @@ from linkcert.config import Settings
 from linkcert.domains import create_account, set_tracking_domain
 from linkcert.names import NamePolicy
 from linkcert.store import Store
+from tests.ownership_support import prove
 
 SETTINGS = Settings(allow_test_domains=True, platform_domains=("platform.test",))
 POLICY = NamePolicy(allow_test_domains=True)
@@ -42,6 +43,8 @@ def make_world(store: Store) -> World:
     beta = create_account(store, "beta")
     set_tracking_domain(store, alpha.id, "links.alpha.test", POLICY)
     set_tracking_domain(store, beta.id, "links.beta.test", POLICY)
+    prove(store, "links.alpha.test")
+    prove(store, "links.beta.test")
     operator, _ = create_token(store, None, "operator")
     a_token, _ = create_token(store, alpha.id, "alpha app")
     b_token, _ = create_token(store, beta.id, "beta app")

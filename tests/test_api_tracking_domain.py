@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from linkcert.domains import Conflict, NotFound, domain_events, retry_now
 from linkcert.states import FailureClass
-from linkcert.store import Domain, Store, utcnow
+from linkcert.store import Account, Domain, Store, utcnow
 from tests.api_support import World, app_for, assert_problem, bearer, client, make_world
 
 
@@ -97,11 +97,23 @@ async def test_invalid_names_carry_the_validators_code(
     assert world.wakes == []
 
 
-async def test_another_accounts_domain_is_a_conflict(api: httpx.AsyncClient, world: World) -> None:
+async def test_another_accounts_domain_is_only_a_claim(
+    api: httpx.AsyncClient, world: World
+) -> None:
     response = await api.put(
         path(world.a_id), json={"domain": "links.beta.test"}, headers=bearer(world.a_token)
     )
-    assert_problem(response, 409, "conflict")
+    assert response.status_code == 202, response.text
+    body = response.json()
+    # Alpha sees its own claim, with the records that would prove it, not beta's domain.
+    assert (body["account"], body["dns_state"], body["cert_state"]) == ("alpha", "pending", "none")
+    with world.store.session() as session:
+        label = session.get(Account, world.a_id).dns_label  # type: ignore[union-attr]
+    assert [r["zone"] for r in body["dns_records"]] == [
+        f'_linkcert.links.beta.test. TXT "linkcert={label}"'
+    ]
+    owner = await api.get("/api/v1/domains/links.beta.test", headers=bearer(world.operator))
+    assert owner.json()["account"] == "beta"
 
 
 async def test_wrong_shapes_are_validation_errors(api: httpx.AsyncClient, world: World) -> None:
@@ -136,13 +148,16 @@ async def test_detaching_keeps_the_domain_but_stops_renewal(
         "no-tracking-domain",
     )
 
-    # The name stays the account's: it can still see it, and nobody else can take it.
+    # The name stays the account's: it can still see it, and another account's save is only
+    # a claim, which its DNS does not prove.
     kept = await api.get("/api/v1/domains/links.alpha.test", headers=bearer(world.a_token))
     assert kept.status_code == 200 and kept.json()["wanted"] is False
-    taken = await api.put(
+    claimed = await api.put(
         path(world.b_id), json={"domain": "links.alpha.test"}, headers=bearer(world.b_token)
     )
-    assert_problem(taken, 409, "conflict")
+    assert claimed.status_code == 202 and claimed.json()["cert_state"] == "none"
+    owner = await api.get("/api/v1/domains/links.alpha.test", headers=bearer(world.operator))
+    assert owner.json()["account"] == "alpha"
 
     # Saving it again resumes it.
     again = await api.put(
@@ -150,7 +165,7 @@ async def test_detaching_keeps_the_domain_but_stops_renewal(
     )
     assert again.status_code == 202 and again.json()["wanted"] is True
     kinds = [e["kind"] for e in domain_events(world.store, "links.alpha.test")]
-    assert kinds == ["saved", "detached", "saved"]
+    assert kinds == ["saved", "owner_proven", "detached", "saved", "saved"]
 
 
 async def test_events_are_listed_oldest_first(api: httpx.AsyncClient, world: World) -> None:
@@ -159,7 +174,7 @@ async def test_events_are_listed_oldest_first(api: httpx.AsyncClient, world: Wor
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["domain"] == "links.alpha.test"
-    assert [e["kind"] for e in body["items"]] == ["saved", "retry_requested"]
+    assert [e["kind"] for e in body["items"]] == ["saved", "owner_proven", "retry_requested"]
     latest = await api.get(path(world.a_id, "/events?limit=1"), headers=bearer(world.a_token))
     assert [e["kind"] for e in latest.json()["items"]] == ["retry_requested"]
     for bad in ("0", "1001", "x"):

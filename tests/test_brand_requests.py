@@ -36,6 +36,7 @@ from linkcert.store.models import Base, Delivery
 from linkcert.uploads import check_upload
 from linkcert.web.hooks import notify_brand_request
 from tests.certs_support import ThrowawayCA
+from tests.ownership_support import prove
 
 POLICY = NamePolicy(allow_test_domains=True)
 KEYS = MasterKeys.parse(generate_master_key("t"))
@@ -94,6 +95,8 @@ def test_names_are_validated_and_names_of_others_refused(store: Store) -> None:
     other = create_account(store, "other")
     set_tracking_domain(store, other.id, "links.other.test", POLICY)
     set_tracking_domain(store, shop.id, "links.shop.test", POLICY)
+    prove(store, "links.other.test")
+    prove(store, "links.shop.test")
     with pytest.raises(DomainNameError):
         request_brand_domain(store, shop.id, "https://links.brand.test/x", "", POLICY)
     with pytest.raises(Conflict, match="another account"):

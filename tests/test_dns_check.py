@@ -40,8 +40,8 @@ async def test_ready(dns_server: LocalDNSServer) -> None:
     result = await check(dns_server, "Links.Exmpl.COM.")
     assert (result.ready, result.state, result.problems) == (True, State.OK, ())
     assert result.domain == NAME
-    # The A lookup and the CAA climb: the name, exmpl.com and com.
-    assert dns_server.query_count == 4
+    # The A lookup, the CAA climb (the name, exmpl.com and com) and the ownership TXT.
+    assert dns_server.query_count == 5
 
 
 async def test_caa_permitting_us_is_ready(dns_server: LocalDNSServer) -> None:
@@ -223,7 +223,7 @@ async def test_shared_resolver_caches_across_names(dns_server: LocalDNSServer) -
     for i in range(10):
         assert (await check_domain(f"links.shop{i}.com", config, resolver)).ready
     # Per name: A, CAA at the name, CAA at the registrable domain; "com" once.
-    assert dns_server.query_count == 10 * 3 + 1
+    assert dns_server.query_count == 10 * 4 + 1
 
 
 async def test_json_shape(dns_server: LocalDNSServer) -> None:
@@ -257,3 +257,21 @@ def test_config_is_validated() -> None:
         CheckConfig(cname_targets=(TARGET,), ca_domains=())
     config = CheckConfig(cname_targets=("Track.Platform.Example.",), edge_addresses=("::0:1",))
     assert (config.cname_targets, config.edge_addresses) == ((TARGET,), ("::1",))
+
+
+async def test_the_account_a_name_was_pointed_at_is_named(dns_server: LocalDNSServer) -> None:
+    # An account's own target (one label under the platform's), and the TXT record.
+    dns_server.add(NAME, "CNAME", "k3xq7a2m." + TARGET)
+    dns_server.add("k3xq7a2m." + TARGET, "CNAME", TARGET)
+    dns_server.add("_linkcert." + NAME, "TXT", '"linkcert=other7label"')
+    result = await check(dns_server)
+    assert result.ready and result.labels == {"k3xq7a2m", "other7label"}
+    assert result.cname is not None and result.cname.shared  # the wildcard leads to the target
+    assert result.to_json()["account_labels"] == ["k3xq7a2m", "other7label"]
+
+
+async def test_a_name_on_the_shared_target_names_no_account(dns_server: LocalDNSServer) -> None:
+    dns_server.add(NAME, "CNAME", TARGET)
+    dns_server.add("_linkcert." + NAME, "TXT", '"something else"')
+    result = await check(dns_server)
+    assert result.ready and result.labels == frozenset()

@@ -11,7 +11,7 @@ from datetime import UTC
 import pytest
 
 from linkcert.edge.responses import TRANSPARENT_GIF
-from linkcert.tracking import Click
+from linkcert.tracking import Click, make_token
 from tests.test_edge_support import HttpResponse, get, read_response, running_edge
 
 DOMAIN = "links.shop.test"
@@ -175,6 +175,7 @@ async def test_clicks_reach_the_sink_in_batches_and_close_flushes_them_all() -> 
 async def test_a_link_clicked_again_is_recorded_again_and_stays_bound_to_its_domain() -> None:
     async with running_edge() as env:
         token = env.token(DOMAIN, 31, "https://shop.example/again")
+        env.add_domain(OTHER)
         for _ in range(3):
             response = await env.http(get(f"/c/{token}", DOMAIN))
             assert (response.status, response.header("location")) == (
@@ -209,3 +210,24 @@ async def test_verified_tokens_kept_are_bounded_and_forged_ones_are_not_kept(
         # An evicted token is simply verified again.
         assert (await env.http(get(f"/c/{tokens[0]}", DOMAIN))).status == 302
     assert [c.link_id for c in env.clicks] == [*range(1, 8), 1]
+
+
+async def test_links_are_answered_only_on_served_names_and_in_their_epoch() -> None:
+    async with running_edge() as env:
+        valid = make_token(env.key, OTHER, 5, "https://shop.example/p")
+        # A correctly signed link on a name the edge does not serve: not answered, over HTTP.
+        _assert_not_valid_page(await env.http(get(f"/c/{valid}", OTHER)))
+        assert env.edge.counters.unserved_hosts == 1
+        env.add_domain(OTHER)
+        assert (await env.http(get(f"/c/{valid}", OTHER))).status == 302
+        # The name changes hands (or is deleted and saved again): its epoch goes up, and the
+        # links made before, remembered or not, stop for good.
+        issued = env.authority.issue(OTHER)
+        env.certificates.put(OTHER, issued.chain_pem, issued.key_pem, 2, epoch=1)
+        _assert_not_valid_page(await env.http(get(f"/c/{valid}", OTHER)))
+        _assert_not_valid_page(await env.http(get(f"/o/{valid}", OTHER)))
+        fresh = make_token(env.key, OTHER, 6, "https://shop.example/new", epoch=1)
+        assert (await env.http(get(f"/c/{fresh}", OTHER))).status == 302
+        env.certificates.remove(OTHER)
+        _assert_not_valid_page(await env.http(get(f"/c/{fresh}", OTHER)))
+    assert [c.link_id for c in env.clicks] == [5, 6]

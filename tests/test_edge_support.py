@@ -196,6 +196,10 @@ class EdgeUnderTest:
     def token(
         self, domain: str, link_id: int = 1, destination: str = "https://shop.example/p?q=1"
     ) -> str:
+        """A token for a link on `domain`, which the edge then serves (links are answered
+        only on served names)."""
+        if domain.lower() not in self.certificates:
+            self.add_domain(domain.lower())
         return make_token(self.key, domain, link_id, destination)
 
     async def http(self, request: bytes, *, head: bool = False) -> HttpResponse:

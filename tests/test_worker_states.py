@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from linkcert.states import CertState, DnsState, FailureClass
-from linkcert.store import Certificate, Domain, Event, Store
+from linkcert.store import Account, Certificate, Domain, Event, Store
 from linkcert.worker import leases
 from linkcert.worker.lifecycle import DnsVerdict, IssuanceFailure, LifecyclePolicy, Worker
 
@@ -16,9 +16,20 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def add_domain(store: Store, name: str, due: datetime = NOW) -> int:
+    """A domain its account owns, proven before per-account proof (so the shared target, the
+    verdicts' default, still proves it)."""
     with store.session() as session:
+        owner = Account(name=f"owner of {name}")
+        session.add(owner)
+        session.flush()
         domain = Domain(
-            name=name, unicode_name=name, registrable=name, next_attempt_at=due, problems=[]
+            name=name,
+            unicode_name=name,
+            registrable=name,
+            next_attempt_at=due,
+            problems=[],
+            account_id=owner.id,
+            proof="legacy",
         )
         session.add(domain)
         session.flush()

@@ -118,7 +118,7 @@ def request_brand_domain(
         domain = session.scalar(select(Domain).where(Domain.name == valid.ascii))
         if domain is not None and domain.account_id not in (None, account.id):
             raise Conflict(f"{valid.unicode} is already used by another account")
-        if domain is not None and domain.wanted:
+        if domain is not None and domain.account_id == account.id and domain.wanted:
             raise Conflict(f"{valid.unicode} is already secured for this account")
         pending = session.scalar(
             select(BrandRequest).where(

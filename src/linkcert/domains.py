@@ -476,7 +476,16 @@ def _involves(session: Session, domain: Domain | None, account_id: int) -> bool:
     if domain is None or domain.account_id == account_id:
         return domain is not None
     account = session.get(Account, account_id)
-    return account is not None and account.tracking_domain_id == domain.id
+    if account is not None and account.tracking_domain_id == domain.id:
+        return True
+    return (
+        session.scalar(
+            select(DomainClaim.id).where(
+                DomainClaim.domain_id == domain.id, DomainClaim.account_id == account_id
+            )
+        )
+        is not None
+    )
 
 
 def tracking_domain_of(session: Session, account_ref: str | int) -> Domain:

@@ -107,7 +107,6 @@ async def run_demo(
 
     with LocalDNSServer() as dns:
         dns.add(DEMO_TARGET, "A", "127.0.0.1")
-        dns.add(DEMO_DOMAIN, "CNAME", DEMO_TARGET + ".")
         report(f"local DNS server on {dns.nameserver}")
         with PebbleServer(
             http_port=http_port, dns_server=dns.nameserver, workdir=data_dir / "pebble"
@@ -130,6 +129,7 @@ async def run_demo(
             )
             store = Store(settings.effective_database_url)
             store.migrate()
+            _point_demo_domain(dns, store)
             runtime = Runtime(settings, store=store)
             await runtime.start()
             try:
@@ -141,6 +141,19 @@ async def run_demo(
                 return info
             finally:
                 await runtime.aclose()
+
+
+def _point_demo_domain(dns: LocalDNSServer, store: Store) -> None:
+    """The demo account's own records, as its customer would set them up: a CNAME to the
+    account's own target (served like the platform's wildcard record would) and the TXT."""
+    with store.session() as session:
+        label = session.scalar(select(Account.dns_label).where(Account.name == DEMO_ACCOUNT))
+    if label is None:
+        label = create_account(store, DEMO_ACCOUNT, ["owner@demo-shop.test"]).dns_label
+    own_target = f"{label}.{DEMO_TARGET}"
+    dns.add(own_target, "A", "127.0.0.1")
+    dns.add(DEMO_DOMAIN, "CNAME", own_target + ".")
+    dns.add(f"_linkcert.{DEMO_DOMAIN}", "TXT", f'"linkcert={label}"')
 
 
 async def _provision(

@@ -31,6 +31,8 @@ DNS_TONES: dict[str, Tone] = {
     DnsState.CAA_BLOCKED: "action",
     DnsState.DNS_ERROR: "error",
     DnsState.MOVED: "action",
+    DnsState.NOT_PROVEN: "action",
+    DnsState.CLAIMED_ELSEWHERE: "action",
 }
 
 CERT_TONES: dict[str, Tone] = {
@@ -263,7 +265,18 @@ def _headline(status: DomainStatus, now: datetime) -> tuple[str, Tone]:
         return "HTTPS is on: your tracked links are secured.", "ok"
     if cert in (CertState.EXPIRED, CertState.REVOKED):
         return "Links on this domain are not secured: the certificate is no longer valid.", "error"
-    if dns in (DnsState.POINTS_ELSEWHERE, DnsState.CAA_BLOCKED, DnsState.MOVED):
+    if dns == DnsState.CLAIMED_ELSEWHERE:
+        return (
+            "This domain's DNS names another account, so it cannot be secured for yours. If "
+            "it is yours, change its DNS to the records below.",
+            "action",
+        )
+    if dns in (
+        DnsState.POINTS_ELSEWHERE,
+        DnsState.CAA_BLOCKED,
+        DnsState.MOVED,
+        DnsState.NOT_PROVEN,
+    ):
         return (
             "Action needed: change your DNS as shown below. We check again automatically.",
             "action",
