@@ -14,7 +14,7 @@ from typing import Any
 from cryptography import x509
 
 from linkcert.config import Settings
-from linkcert.domains import domain_status
+from linkcert.domains import domain_status, find_account
 from linkcert.keys import generate_master_key
 from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
@@ -59,9 +59,19 @@ class Platform:
         values.update(overrides)
         return Settings.model_validate(values)
 
-    def point(self, domain: str) -> None:
-        """Create the customer's CNAME to the platform."""
-        self.dns.add(domain, "CNAME", EDGE_TARGET + ".")
+    def point(
+        self, domain: str, store: Store | None = None, account: str | int | None = None
+    ) -> None:
+        """Create the customer's CNAME: to the account's own target, which names the account
+        and leads on to the platform like its wildcard record would; without an account, to
+        the platform's shared target, which proves no account."""
+        if store is None or account is None:
+            self.dns.add(domain, "CNAME", EDGE_TARGET + ".")
+            return
+        with store.session() as session:
+            own = f"{find_account(session, account).dns_label}.{EDGE_TARGET}"
+        self.dns.add(own, "CNAME", EDGE_TARGET + ".")
+        self.dns.add(domain, "CNAME", own + ".")
 
 
 def start_platform(workdir: Path, **pebble_options: Any) -> Platform:

@@ -32,6 +32,7 @@ from tests.browser_support import (
 )
 from tests.certs_support import ThrowawayCA, pem
 from tests.e2e_support import EDGE_TARGET, Platform, https_get, start_platform, wait_for
+from tests.ownership_support import account_target
 
 pytestmark = [pytest.mark.browser, pytest.mark.pebble]
 
@@ -106,7 +107,8 @@ async def test_a_customer_saves_a_domain_and_watches_it_get_secured(
         # Typing the name shows the record to create at once, then what DNS says now.
         await page.get_by_label("Link tracking domain", exact=True).fill(domain)
         records = page.locator("#dns-records")
-        await expect(records).to_contain_text(f"{domain}. CNAME {EDGE_TARGET}.")
+        own_target = account_target(running.store, running.account_id, EDGE_TARGET)
+        await expect(records).to_contain_text(f"{domain}. CNAME {own_target}.")
         await expect(page.locator("#dns-check")).to_contain_text(
             "The domain does not point to us yet"
         )
@@ -114,7 +116,7 @@ async def test_a_customer_saves_a_domain_and_watches_it_get_secured(
         await screenshot(page, "account-dns-instructions")
 
         # The customer creates the record, then saves; the page follows by itself.
-        platform.point(domain)
+        platform.point(domain, running.store, running.account_id)
         await page.get_by_role("button", name="SAVE CHANGES").click()
         await expect(page.locator("#notice")).to_contain_text("Saved.")
         certificate = page.locator('[data-state="certificate"]')
@@ -137,7 +139,6 @@ async def test_a_customer_whose_caa_forbids_lets_encrypt_sees_the_record_to_add(
     platform: Platform, tmp_path: Path
 ) -> None:
     domain = "links.caa-shop.test"
-    platform.point(domain)
     platform.dns.add("caa-shop.test", "CAA", '0 issue "digicert.com"')
     wanted = 'caa-shop.test. CAA 0 issue "letsencrypt.org"'
     async with (
@@ -145,6 +146,7 @@ async def test_a_customer_whose_caa_forbids_lets_encrypt_sees_the_record_to_add(
         chromium() as browser,
         new_page(browser) as page,
     ):
+        platform.point(domain, running.store, running.account_id)
         await log_in(page, running, running.account_token)
         await page.get_by_label("Link tracking domain", exact=True).fill(domain)
         records = page.locator("#dns-records")

@@ -84,10 +84,10 @@ async def test_renewal_hands_over_with_no_failed_handshake(
 ) -> None:
     runtime, store = await start(platform, tmp_path)
     domain = "links.renewing.test"
-    platform.point(domain)
     root = platform.pebble.root_pem()
     try:
         create_account(store, "renewing")
+        platform.point(domain, store, "renewing")
         set_tracking_domain(store, "renewing", domain, POLICY)
         runtime.wake()
         await wait_until_secured(store, domain)
@@ -126,9 +126,9 @@ def _certificates(store: Store) -> list[Certificate]:
 async def test_delete_revokes_and_erases_keys(platform: Platform, tmp_path: Path) -> None:
     runtime, store = await start(platform, tmp_path)
     domain = "links.leaving.test"
-    platform.point(domain)
     try:
         create_account(store, "leaving")
+        platform.point(domain, store, "leaving")
         set_tracking_domain(store, "leaving", domain, POLICY)
         runtime.wake()
         await wait_until_secured(store, domain)
@@ -150,11 +150,11 @@ async def test_delete_revokes_and_erases_keys(platform: Platform, tmp_path: Path
 async def test_changed_domain_keeps_serving_old_links(platform: Platform, tmp_path: Path) -> None:
     runtime, store = await start(platform, tmp_path)
     old, new = "links.before.test", "click.before.test"
-    platform.point(old)
-    platform.point(new)
     root = platform.pebble.root_pem()
     try:
         create_account(store, "before")
+        platform.point(old, store, "before")
+        platform.point(new, store, "before")
         set_tracking_domain(store, "before", old, POLICY)
         runtime.wake()
         await wait_until_secured(store, old)
@@ -218,9 +218,9 @@ async def test_ari_window_drives_renewal(long_lived: Platform, tmp_path: Path) -
     front.window = window
     runtime, store = await start(platform, tmp_path, acme_directory_url=front.directory_url)
     domain = "links.ari.test"
-    platform.point(domain)
     try:
         create_account(store, "ari")
+        platform.point(domain, store, "ari")
         set_tracking_domain(store, "ari", domain, POLICY)
         runtime.wake()
         await wait_until_secured(store, domain)

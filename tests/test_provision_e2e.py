@@ -48,9 +48,9 @@ async def test_saved_domain_is_secured_and_serves_tracked_links(
     runtime = Runtime(settings, ROLES, store=store)
     await runtime.start()
     domain = f"links.{tmp_path.name.replace('_', '-')[-20:]}.shop.test".lower()
-    platform.point(domain)
     try:
         create_account(store, "shop", ["ops@shop.test"])
+        platform.point(domain, store, "shop")
         set_tracking_domain(store, "shop", domain, POLICY)
         runtime.wake()
         await wait_until_secured(store, domain)
@@ -111,7 +111,7 @@ async def test_dns_fixed_later_is_secured_without_any_action(
         status = domain_status(store, domain)
         assert status.cert_state == "none"
         assert status.problems and status.problems[0]["fix"]
-        platform.point(domain)  # the customer fixes their DNS; nobody presses anything
+        platform.point(domain, store, "later")  # the customer fixes DNS; nobody presses anything
         await wait_until_secured(store, domain, timeout=60)
     finally:
         await runtime.aclose()
@@ -128,9 +128,9 @@ async def test_unknown_profile_is_a_clear_error(platform: Platform, tmp_path: Pa
     runtime = Runtime(settings, ROLES, store=store)
     await runtime.start()
     domain = "links.profiled.test"
-    platform.point(domain)
     try:
         create_account(store, "profiled")
+        platform.point(domain, store, "profiled")
         set_tracking_domain(store, "profiled", domain, POLICY)
         runtime.wake()
         await wait_for(lambda: domain_status(store, domain).cert_state == "failed")
@@ -160,9 +160,9 @@ async def test_secured_is_told_by_email_and_signed_webhook(
         runtime = Runtime(settings, ROLES, store=store)
         await runtime.start()
         domain = "links.told.test"
-        platform.point(domain)
         try:
             create_account(store, "told", ["owner@told.test"])
+            platform.point(domain, store, "told")
             set_tracking_domain(store, "told", domain, POLICY)
             runtime.wake()
             await wait_until_secured(store, domain)

@@ -6,7 +6,7 @@ Run inside the worker's transaction for one leased domain, right after its DNS c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
@@ -25,6 +25,9 @@ from linkcert.store import Account, DomainClaim
 from linkcert.store.models import Domain
 from linkcert.store.signals import CERTIFICATES, announce
 
+CLAIM_RECHECK_MIN = timedelta(seconds=5)
+CLAIM_RECHECK_MAX = timedelta(hours=1)
+
 if TYPE_CHECKING:
     from linkcert.worker.lifecycle import DnsVerdict
 
@@ -38,6 +41,20 @@ def live_claims(session: Session, domain: Domain, now: datetime) -> Sequence[Dom
     ).all()
 
 
+def claims_recheck_at(session: Session, domain: Domain, now: datetime) -> datetime | None:
+    """When the live claims on `domain` are next due a DNS check, or None without claims.
+
+    A new claim is looked at often (a customer who just saved goes to set up DNS next), then
+    less and less: a tenth of the claim's age, from 5 seconds to an hour.
+    """
+    claims = live_claims(session, domain, now)
+    if not claims:
+        return None
+    newest = max(claim.created_at for claim in claims)
+    delay = min(max((now - newest) / 10, CLAIM_RECHECK_MIN), CLAIM_RECHECK_MAX)
+    return now + delay
+
+
 def owner_proven(domain: Domain, verdict: DnsVerdict) -> bool:
     """Whether DNS still shows the owner's choice of the platform."""
     owner = domain.account
@@ -46,8 +63,10 @@ def owner_proven(domain: Domain, verdict: DnsVerdict) -> bool:
     if owner.dns_label in verdict.labels:
         return True
     # Names verified under the shared target before accounts had labels, and brand domains
-    # an operator approved: the platform's shared target (or edge addresses) still counts.
-    return domain.proof in (PROOF_LEGACY, PROOF_OPERATOR) and verdict.shared
+    # an operator approved: the platform's shared target (or edge addresses) still counts,
+    # unless DNS names an account, which then is not the owner.
+    legacy = domain.proof in (PROOF_LEGACY, PROOF_OPERATOR)
+    return legacy and verdict.shared and not verdict.labels
 
 
 def settle(session: Session, domain: Domain, verdict: DnsVerdict, now: datetime) -> bool:

@@ -39,8 +39,8 @@ class CnameFinding:
     # Account labels met on the way: `abc` for a hop `abc.<platform target>` (an account's own
     # target, served by the platform's wildcard record).
     labels: tuple[str, ...] = ()
-    # Whether the chain reaches the shared platform target itself (or the edge's addresses):
-    # the platform was chosen, but no account in particular.
+    # Whether the chain reaches the shared platform target itself (or the edge's addresses)
+    # without an account's own target on the way: the platform was chosen, but no account.
     shared: bool = False
 
     @property
@@ -100,8 +100,11 @@ async def check_cname(
     labels = tuple(
         dict.fromkeys(label for hop in chain[1:] if (label := _label_under(hop, target_names)))
     )
-    shared = any(hop in target_names for hop in chain[1:])
-    if shared or labels:
+    reaches = any(hop in target_names for hop in chain[1:])
+    if reaches or labels:
+        # Through an account's own target (which the wildcard record may lead on to the shared
+        # one), the chain names that account; straight to the shared target, none.
+        shared = reaches and not labels
         return CnameFinding(CnameStatus.REACHES_TARGET, chain, labels=labels, shared=shared)
     if ipv4.outcome is Outcome.NXDOMAIN:
         status = CnameStatus.ELSEWHERE if ipv4.chain else CnameStatus.NOT_FOUND

@@ -353,12 +353,13 @@ class Worker:
             domain = session.get(Domain, domain_id)
             if domain is None:
                 return
-            if ownership.live_claims(session, domain, now):
+            recheck = ownership.claims_recheck_at(session, domain, now)
+            if recheck is not None:
                 if domain.account_id is None:
                     domain.wanted = True  # a claim saved during a deletion: look at it now
                     domain.next_attempt_at = now
                 else:
-                    domain.next_attempt_at = now + dns_recheck_delay(domain.attempts + 1)
+                    domain.next_attempt_at = recheck
                 return
             cert = domain.current_certificate
             if cert is not None and cert.not_after > now:
@@ -562,4 +563,8 @@ class Worker:
             candidates = [renew_at, now + self.policy.dns_recheck]
             if cert.ari_next_check_at is not None:
                 candidates.append(cert.ari_next_check_at)
+            # Other accounts' claims are checked sooner: DNS may come to name one of them.
+            recheck = ownership.claims_recheck_at(session, domain, now)
+            if recheck is not None:
+                candidates.append(recheck)
             domain.next_attempt_at = max(now, min(candidates))
