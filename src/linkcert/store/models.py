@@ -77,7 +77,11 @@ class Account(Base):
     # The account's own DNS label: its CNAME target is `<dns_label>.<platform target>` and its
     # TXT proof `linkcert=<dns_label>` (see ownership.py). Random, so unguessable; stored, so
     # stable whatever secrets rotate.
-    dns_label: Mapped[str] = mapped_column(String(32), unique=True, default=new_dns_label)
+    # (Nullable in the schema only so that the upgrade could add it to existing rows; every
+    # row has one.)
+    dns_label: Mapped[str] = mapped_column(
+        String(32), nullable=True, unique=True, index=True, default=new_dns_label
+    )
     tracking_domain_id: Mapped[int | None] = mapped_column(
         ForeignKey("domains.id", use_alter=True, name="fk_accounts_tracking_domain"),
     )

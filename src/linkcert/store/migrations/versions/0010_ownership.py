@@ -35,8 +35,9 @@ def _label() -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("dns_label", sa.String(length=32), nullable=True))
+    # Columns are added, never altered: on SQLite, altering a table rebuilds it, which the
+    # rows of other tables that refer to it forbid.
+    op.add_column("accounts", sa.Column("dns_label", sa.String(length=32), nullable=True))
     with op.batch_alter_table("domains", schema=None) as batch_op:
         batch_op.add_column(sa.Column("proof", sa.String(length=16), nullable=True))
         batch_op.add_column(
@@ -65,9 +66,7 @@ def upgrade() -> None:
         bind.execute(
             accounts.update().where(accounts.c.id == account_id).values(dns_label=_label())
         )
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.alter_column("dns_label", existing_type=sa.String(length=32), nullable=False)
-        batch_op.create_unique_constraint("uq_accounts_dns_label", ["dns_label"])
+    op.create_index("ix_accounts_dns_label", "accounts", ["dns_label"], unique=True)
 
     domains = sa.table(
         "domains",
@@ -138,6 +137,6 @@ def downgrade() -> None:
     with op.batch_alter_table("domains", schema=None) as batch_op:
         batch_op.drop_column("link_epoch")
         batch_op.drop_column("proof")
+    op.drop_index("ix_accounts_dns_label", table_name="accounts")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_constraint("uq_accounts_dns_label", type_="unique")
         batch_op.drop_column("dns_label")
