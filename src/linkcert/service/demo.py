@@ -151,7 +151,7 @@ async def _provision(
     report: Callable[[str], None],
     wait_seconds: float,
 ) -> DemoInfo:
-    policy = NamePolicy(allow_test_domains=True)
+    policy = NamePolicy.from_settings(settings)
     with store.session() as session:
         account_id = session.scalar(select(Account.id).where(Account.name == DEMO_ACCOUNT))
     if account_id is None:
