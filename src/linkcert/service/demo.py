@@ -100,6 +100,7 @@ async def run_demo(
     report: Callable[[str], None] = print,
 ) -> DemoInfo:
     """Run the demo; with `once`, stop after the link answers instead of serving on."""
+    data_dir = data_dir.resolve()  # every path handed to Pebble and printed is absolute
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, at start)
     master = _secret(data_dir / "master.key", lambda: generate_master_key("demo"))
     track = _secret(data_dir / "tracking.key", lambda: secrets.token_urlsafe(32))
