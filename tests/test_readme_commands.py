@@ -33,7 +33,9 @@ def _lines(stream: object, into: queue.Queue[str | None]) -> None:
     into.put(None)
 
 
-def _read_until(lines: queue.Queue[str | None], seen: list[str], wanted: str, deadline: float) -> None:
+def _read_until(
+    lines: queue.Queue[str | None], seen: list[str], wanted: str, deadline: float
+) -> None:
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -83,7 +85,9 @@ def test_make_demo_in_a_fresh_clone_secures_the_domain_and_its_printed_curl_work
         _read_until(lines, seen, "Press Ctrl-C to stop.", deadline)
         output = "".join(seen)
         curl = next(
-            line.strip() for line in output.splitlines() if line.strip().startswith("curl -i --cacert")
+            line.strip()
+            for line in output.splitlines()
+            if line.strip().startswith("curl -i --cacert")
         )
         # The default data directory, inside the clone, printed as an absolute path.
         assert f"--cacert {clone / 'var' / 'demo' / 'demo-ca-root.pem'} " in curl
