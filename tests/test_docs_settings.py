@@ -21,7 +21,7 @@ import pytest
 from linkcert.config import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 SETTINGS = frozenset(Settings.model_fields)
 
 # Variables that are not settings but are read by linkcert or its tests.
