@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from linkcert.config import Settings
+from linkcert.store import Store
 from linkcert.testbed.environment import settings_env
 from tests.e2e_support import TRACKING_SECRET, free_port
 from tests.fleet_support import Process, child_pids
@@ -69,6 +70,9 @@ def test_idle_connections_are_closed_by_the_first_byte_limit_while_clients_are_s
             "edge_first_byte_timeout": 1.0,
         }
     )
+    store = Store(settings.effective_database_url)
+    store.migrate()
+    store.close()
     # Started with a low soft open-file limit, as many systems start services.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))
