@@ -77,6 +77,9 @@ def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> Non
         ) from None
 
 
+# How long a worker waits for the edge in its process to read a new order's challenges.
+CHALLENGE_REFRESH_WAIT = 5.0
+
 # A worker of `linkcert edge --processes N` starts its first full comparison with the store this
 # long after it starts; see Runtime._start_edge.
 POOLED_FIRST_FULL_SYNC = 5.0
@@ -179,7 +182,7 @@ class Runtime:
         self.edge = Edge(
             tracking_key=self.tracking_key,
             certificates=self.cache,
-            challenge_lookup=self.feeds.challenge,
+            challenge_lookup=self.feeds.challenges,
             click_sink=self.feeds.save_clicks,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
@@ -218,6 +221,18 @@ class Runtime:
             if self.edge is not None:
                 asyncio.run_coroutine_threadsafe(self.feeds.refresh_domain(name), loop)
 
+        def challenges_stored(name: str) -> None:
+            # Called from a worker thread before the CA is told to validate: the edge in this
+            # process holds the name's challenges before the worker goes on.
+            if self.edge is None or self.stop_event.is_set():
+                return
+            done = asyncio.run_coroutine_threadsafe(self.feeds.refresh_challenges(name), loop)
+            try:
+                done.result(timeout=CHALLENGE_REFRESH_WAIT)
+            except Exception as exc:  # the edge then reads the name when the CA asks
+                done.cancel()
+                log.warning("the edge could not read the challenges of %s: %s", name, exc)
+
         notifier = Notifier.from_settings(self.settings)
         issuer = self.issuer = Issuer(
             self.store,
@@ -226,6 +241,7 @@ class Runtime:
             key_type=self.settings.key_type,
             profile=self.settings.acme_profile,
             on_certificate=certificate_stored,
+            on_challenges=challenges_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
             rate_limiter=rate_limiter_for(self.store, self.settings),
             notifier=notifier,
@@ -290,6 +306,7 @@ class Runtime:
             track_edge(None)
         if self.metrics_listener is not None:
             self.metrics_listener.close()
+        self.feeds.close()
         self.store.close()
 
     async def run_until_stopped(self) -> None:
