@@ -22,6 +22,7 @@ from linkcert.domains import (
 )
 from linkcert.names import DomainNameError, NamePolicy
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
+from linkcert.store import utcnow
 
 account_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
 domain_app = typer.Typer(help="Link tracking domains.", no_args_is_help=True)
@@ -67,11 +68,19 @@ def domain_set(
         fail(str(exc))
     status = domain_status(store, saved.name)
     if as_json:
-        print_json(status.to_json())
+        print_json(_json(status))
     else:
         console.print(
             f"{status.unicode_name} saved for account {status.account!r}; securing it now"
         )
+
+
+def _json(status: DomainStatus) -> dict[str, object]:
+    """The status as the API gives it: its fields, the states in words and the waiting note."""
+    data = status.to_json()
+    data["cert_state_text"] = CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)
+    data["cert_state_note"] = status.note(utcnow())
+    return data
 
 
 def _show(status: DomainStatus) -> None:
@@ -82,6 +91,9 @@ def _show(status: DomainStatus) -> None:
     console.print(
         f"  Certificate: {CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)}"
     )
+    note = status.note(utcnow())
+    if note:
+        console.print(f"  Waiting:     {note}", soft_wrap=True)
     if status.not_after:
         console.print(f"  Expires:     {status.not_after:%Y-%m-%d %H:%M} UTC  ({status.issuer})")
     if status.next_attempt_at:
@@ -118,7 +130,7 @@ def domain_status_cmd(
     except NotFound as exc:
         fail(str(exc))
     if as_json:
-        data = status.to_json()
+        data = _json(status)
         if events:
             data["events"] = domain_events(store, domain)
         print_json(data)
@@ -138,7 +150,7 @@ def domain_list(
     """List every domain with its DNS and certificate state."""
     statuses = list_domains(open_store(settings()))
     if as_json:
-        print_json([s.to_json() for s in statuses])
+        print_json([_json(s) for s in statuses])
         return
     table = Table("domain", "account", "DNS", "certificate", "expires")
     for s in statuses:
@@ -164,6 +176,6 @@ def domain_delete(
     except NotFound as exc:
         fail(str(exc))
     if as_json:
-        print_json(status.to_json())
+        print_json(_json(status))
     else:
         console.print(f"{status.unicode_name} will be deleted by the worker in a moment")
