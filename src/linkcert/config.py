@@ -231,11 +231,12 @@ class Settings(BaseModel):
         for name in SECRET_FIELDS:
             if data.get(name):
                 data[name] = "********"
-        data["database_url"] = _mask_url_password(self.effective_database_url)
+        data["database_url"] = mask_url_password(self.effective_database_url)
         return data
 
 
-def _mask_url_password(url: str) -> str:
+def mask_url_password(url: str) -> str:
+    """A database URL fit to print: its password, if any, replaced by a mask."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
     if not at or ":" not in creds:

@@ -43,7 +43,7 @@ def run_edge_processes(settings: Settings) -> int:
     cache = CertificateCache()
     store = Store(settings.effective_database_url)
     try:
-        prepare_store(store, keys)
+        prepare_store(store, keys, create=False)
         feeds = StoreFeeds(store, keys, cache)
         loaded = feeds.sync_here()
         cursor = feeds.cursor()

@@ -28,7 +28,7 @@ from linkcert.service.acme_account import AccountProvider
 from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
-from linkcert.store import Store
+from linkcert.store import Store, StoreError
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
 from linkcert.tracking import tracking_key_from_secret
 from linkcert.worker.issuance import Issuer
@@ -56,13 +56,17 @@ def tracking_key(settings: Settings) -> bytes:
         raise ConfigError(str(exc)) from None
 
 
-def prepare_store(store: Store, keys: MasterKeys) -> None:
-    """Migrate SQLite, check that PostgreSQL is migrated and that the master key opens the
-    stored keys; ConfigError says what to do otherwise. Blocking: run it in a thread."""
-    if store.dialect == "sqlite":
-        store.migrate()
-    elif not store.schema_is_current():
-        raise ConfigError("the database schema is not current: run `linkcert migrate` first")
+def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> None:
+    """Check that the database is migrated (on SQLite, with `create`, create or migrate it) and
+    that the master key opens the stored keys; ConfigError says what to do otherwise.
+    Blocking: run it in a thread."""
+    try:
+        if create and store.dialect == "sqlite":
+            store.migrate()
+        else:
+            store.check_ready()
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         check_master_key(store, keys)
     except DecryptionError as exc:
@@ -97,8 +101,13 @@ class Runtime:
         roles: Roles | None = None,
         store: Store | None = None,
         preloaded: PreloadedEdge | None = None,
+        *,
+        create_database: bool = True,
     ) -> None:
         self.settings = settings
+        # `linkcert serve` creates (and migrates) a SQLite database; a process of one role
+        # needs one made by `linkcert migrate`.
+        self.create_database = create_database
         self.roles = roles = roles or Roles()
         if roles.worker and not (settings.cname_targets or settings.edge_addresses):
             raise ConfigError(
@@ -128,7 +137,9 @@ class Runtime:
         workers = max(32, self.settings.worker_concurrency * 2)
         loop.set_default_executor(ThreadPoolExecutor(max_workers=workers))
         if self.preloaded is None:  # an edge pool's parent checked before it forked
-            await asyncio.to_thread(prepare_store, self.store, self.keys)
+            await asyncio.to_thread(
+                prepare_store, self.store, self.keys, create=self.create_database
+            )
         if self.roles.edge:
             await self._start_edge()
         if self.roles.worker:
