@@ -20,6 +20,7 @@ import uvicorn
 
 from linkcert.config import ConfigError, Settings, parse_host_port
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
+from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
 from linkcert.metrics import MetricsListener, serve_metrics, track_edge
@@ -92,6 +93,24 @@ class PreloadedEdge:
     https: socket.socket | None
 
 
+def edge_settings(
+    settings: Settings, http: ListenSpec | None, https: ListenSpec | None, *, share_ports: bool
+) -> EdgeSettings:
+    """The edge's settings from linkcert's; raises this process's open-file limit first, since
+    the connection bound depends on it."""
+    open_files = raise_open_file_limit()
+    return EdgeSettings(
+        http=http,
+        https=https,
+        reuse_port=share_ports,
+        first_byte_timeout=settings.edge_first_byte_timeout,
+        handshake_timeout=settings.edge_handshake_timeout,
+        idle_timeout=settings.edge_idle_timeout,
+        max_connections=connection_budget(settings.edge_max_connections, open_files),
+        max_connections_per_address=settings.edge_max_connections_per_address,
+    )
+
+
 class Runtime:
     """Starts and stops the parts of one process in the right order."""
 
@@ -162,7 +181,7 @@ class Runtime:
             certificates=self.cache,
             challenge_lookup=self.feeds.challenge,
             click_sink=self.feeds.save_clicks,
-            settings=EdgeSettings(http=http, https=https, reuse_port=self.roles.share_ports),
+            settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
         await self.edge.start()
         track_edge(self.edge.counters)
