@@ -124,6 +124,12 @@ class Settings(BaseModel):
     edge_processes: int = Field(default=1, ge=1, le=64)
     # TLS session resumption with ticket keys shared by every edge (made by the workers)
     edge_session_tickets: bool = True
+    # Edge bounds (docs/runbook.md, "The edge under a connection flood")
+    edge_first_byte_timeout: float = Field(default=5.0, gt=0, le=300)
+    edge_handshake_timeout: float = Field(default=10.0, gt=0, le=300)
+    edge_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
+    edge_max_connections: int = Field(default=20_000, ge=0, le=10_000_000)
+    edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
     # Secrets
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
@@ -258,11 +264,12 @@ class Settings(BaseModel):
         for name in SECRET_FIELDS:
             if data.get(name):
                 data[name] = "********"
-        data["database_url"] = _mask_url_password(self.effective_database_url)
+        data["database_url"] = mask_url_password(self.effective_database_url)
         return data
 
 
-def _mask_url_password(url: str) -> str:
+def mask_url_password(url: str) -> str:
+    """A database URL fit to print: its password, if any, replaced by a mask."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
     if not at or ":" not in creds:

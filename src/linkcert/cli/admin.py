@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from linkcert.cli.app import app, console, fail, print_json, settings, user_errors
+from linkcert.cli.app import app, console, fail, open_store, print_json, settings, user_errors
 from linkcert.keys import MasterKeyError, MasterKeys, generate_master_key
 from linkcert.store import Store, StoreError
 
@@ -41,7 +41,8 @@ def keys_rotate() -> None:
     current = settings()
     with user_errors(MasterKeyError, StoreError):
         keys = MasterKeys.parse(current.master_key_text())
-        store = Store(current.effective_database_url)
+    store = open_store(current)
+    with user_errors(MasterKeyError, StoreError):
         changed = rotate_all(store, keys)
     console.print(f"re-encrypted {changed} private keys under master key {keys.current_id!r}")
 
@@ -55,4 +56,4 @@ def migrate() -> None:
         store.migrate()
     except StoreError as exc:
         fail(str(exc))
-    console.print("database schema is up to date")
+    console.print(f"the database at {store.display_url} is at the current schema", soft_wrap=True)

@@ -16,11 +16,12 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from linkcert.cli.app import app
+from linkcert.cli.app import app, config_file
+from linkcert.config import ConfigError, load_settings
 from linkcert.dns.caa_lookup import CaaFinding
 from linkcert.dns.check import DEFAULT_CA_DOMAINS, CheckConfig, CheckResult, State, check_domain
 from linkcert.dns.problems import ca_label
-from linkcert.dns.resolver import DEFAULT_TIMEOUT, ResolverConfigError
+from linkcert.dns.resolver import ResolverConfigError
 from linkcert.names import NamePolicy
 
 EXIT_READY, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
@@ -45,7 +46,8 @@ def check(
         typer.Option(
             "--target",
             metavar="HOST",
-            help="A platform tracking host the CNAME must reach (repeat for several; required).",
+            help="A platform tracking host the CNAME must reach (repeat for several). "
+            "Default: the cname_targets setting.",
         ),
     ] = None,
     edge_address: Annotated[
@@ -53,7 +55,8 @@ def check(
         typer.Option(
             "--edge-address",
             metavar="IP",
-            help="An edge address; a name whose A/AAAA are exactly these also passes (repeat).",
+            help="An edge address; a name whose A/AAAA are exactly these also passes (repeat). "
+            "Default: the edge_addresses setting.",
         ),
     ] = None,
     ca_domain: Annotated[
@@ -61,7 +64,8 @@ def check(
         typer.Option(
             "--ca-domain",
             metavar="DOMAIN",
-            help="A CA's CAA issuer domain (repeat; the first decides). Default: letsencrypt.org.",
+            help="A CA's CAA issuer domain (repeat; the first decides). "
+            "Default: the ca_domains setting (letsencrypt.org).",
         ),
     ] = None,
     account_uri: Annotated[
@@ -77,33 +81,57 @@ def check(
         typer.Option(
             "--nameserver",
             metavar="HOST[:PORT]",
-            help="A DNS server to ask, IPv6 as [ADDR]:PORT (repeat). Default: the system's.",
+            help="A DNS server to ask, IPv6 as [ADDR]:PORT (repeat). "
+            "Default: the nameservers setting, else the system's.",
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", metavar="SECONDS", help="Per-query DNS timeout.")
-    ] = DEFAULT_TIMEOUT,
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Per-query DNS timeout. Default: the dns_timeout setting.",
+        ),
+    ] = None,
     allow_test_domains: Annotated[
         bool,
-        typer.Option("--allow-test-domains", help="Accept reserved test names (example.com, ...)."),
+        typer.Option(
+            "--allow-test-domains",
+            help="Accept names under .test, as the allow_test_domains setting does.",
+        ),
     ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of text.")
     ] = False,
 ) -> None:
-    """Check whether DOMAIN can get a certificate: its CNAME, and the CAA records that apply."""
-    if not target:
-        _usage_error("give the platform tracking host the CNAME must reach with --target HOST")
+    """Check whether DOMAIN can get a certificate: its CNAME, and the CAA records that apply.
+
+    The names accepted, and the defaults of the options, come from the settings, as for the
+    worker that checks the domains customers save.
+    """
+    try:
+        current = load_settings(config_file())
+    except ConfigError as error:
+        _usage_error(str(error))
+    if allow_test_domains:
+        current = current.model_copy(update={"allow_test_domains": True})
+    targets = tuple(target or ()) or current.cname_targets
+    edges = tuple(edge_address or ()) or current.edge_addresses
+    if not targets and not edges:
+        _usage_error(
+            "give the platform tracking host the CNAME must reach with --target HOST "
+            "(or set cname_targets)"
+        )
     try:
         config = CheckConfig(
-            cname_targets=tuple(target),
-            edge_addresses=tuple(edge_address or ()),
-            ca_domains=tuple(ca_domain or DEFAULT_CA_DOMAINS),
+            cname_targets=targets,
+            edge_addresses=edges,
+            ca_domains=tuple(ca_domain or current.ca_domains or DEFAULT_CA_DOMAINS),
             account_uri=account_uri,
             challenge_method=challenge_method,
-            name_policy=NamePolicy(allow_test_domains=allow_test_domains),
-            nameservers=tuple(nameserver or ()),
-            timeout=timeout,
+            name_policy=NamePolicy.from_settings(current),
+            nameservers=tuple(nameserver or current.nameservers),
+            timeout=timeout if timeout is not None else current.dns_timeout,
         )
         result = asyncio.run(check_domain(domain, config))
     except (ValueError, ResolverConfigError) as error:

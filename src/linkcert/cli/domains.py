@@ -58,7 +58,7 @@ def domain_set(
     """Set an account's link tracking domain; linkcert secures it in the background."""
     current = settings()
     store = open_store(current)
-    policy = NamePolicy(current.allow_test_domains, current.platform_domains)
+    policy = NamePolicy.from_settings(current)
     try:
         saved = set_tracking_domain(store, account, domain, policy)
     except DomainNameError as exc:

@@ -38,7 +38,7 @@ def _run(roles: Roles, verbose: bool, current: Settings | None = None) -> None:
     current = current or settings()
     _configure_logging(verbose)
     try:
-        runtime = Runtime(current, roles)
+        runtime = Runtime(current, roles, create_database=roles == Roles())
     except ConfigError as exc:
         fail(str(exc))
 
@@ -149,14 +149,19 @@ def demo(
 ) -> None:
     """Run linkcert against a local ACME CA and DNS server, and secure a demo domain."""
     from linkcert.service.demo import run_demo
+    from linkcert.testbed.pebble import PebbleStartError
 
     logging.basicConfig(level=logging.WARNING)
 
     async def main() -> None:
-        task = asyncio.ensure_future(run_demo(data_dir, once=once, report=_say))
+        task = asyncio.ensure_future(run_demo(data_dir.resolve(), once=once, report=_say))
         await _until_signal(task)
 
     try:
         asyncio.run(main())
     except FileNotFoundError as exc:
         fail(f"{exc}: run `make demo`, which installs Debian's pebble first")
+    except PebbleStartError as exc:
+        fail(f"the demo's local ACME CA did not start: {exc}")
+    if not once:
+        _say(f"demo stopped; its state stays in {data_dir.resolve()}")
