@@ -199,6 +199,11 @@ class EdgeCollector(Collector):
             counters.invalid_tokens,
         )
         yield _counter(
+            "linkcert_edge_retired_key_tokens",
+            "Tracking links refused because their key id is no longer in tracking_keys.",
+            counters.retired_key_tokens,
+        )
+        yield _counter(
             "linkcert_edge_challenges_served",
             "ACME HTTP-01 answers served.",
             counters.challenges_served,

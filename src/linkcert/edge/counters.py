@@ -15,6 +15,7 @@ class EdgeCounters:
     opens_recorded: int = 0
     clicks_dropped: int = 0
     invalid_tokens: int = 0
+    retired_key_tokens: int = 0  # of invalid_tokens: minted with a key no longer listed
     challenges_served: int = 0
     challenge_lookup_failures: int = 0
     bad_requests: int = 0

@@ -16,7 +16,7 @@ from linkcert.edge.http import ConnectionHub, HttpConnection, Limits
 from linkcert.edge.listen import ListenSpec, open_listener
 from linkcert.edge.routes import ChallengeLookup, Router
 from linkcert.edge.tls import SniSelector
-from linkcert.tracking import ClickRecorder, ClickSink
+from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Edge:
     def __init__(
         self,
         *,
-        tracking_key: bytes,
+        tracking_key: TrackingKeys | bytes,
         certificates: CertificateCache,
         challenge_lookup: ChallengeLookup,
         click_sink: ClickSink,

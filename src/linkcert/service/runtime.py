@@ -23,6 +23,7 @@ from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
 from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
+from linkcert.links import tracking_keys
 from linkcert.metrics import MetricsListener, serve_metrics, track_edge
 from linkcert.notify import Notifier, run_deliveries, watch_expiry
 from linkcert.service.acme_account import AccountProvider
@@ -31,7 +32,7 @@ from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
 from linkcert.store import Store, StoreError
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
-from linkcert.tracking import tracking_key_from_secret
+from linkcert.tracking import TrackingKeys
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
 from linkcert.worker.ratelimit import rate_limiter_for
@@ -46,15 +47,9 @@ def master_keys(settings: Settings) -> MasterKeys:
         raise ConfigError(str(exc)) from None
 
 
-def tracking_key(settings: Settings) -> bytes:
-    if settings.tracking_key is None:
-        raise ConfigError(
-            "no tracking key: set LINKCERT_TRACKING_KEY to a secret of at least 32 characters"
-        )
-    try:
-        return tracking_key_from_secret(settings.tracking_key.get_secret_value())
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+def tracking_key(settings: Settings) -> TrackingKeys:
+    """The tracking keys in force; ConfigError says which setting to fix."""
+    return tracking_keys(settings)
 
 
 def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> None:
@@ -136,7 +131,7 @@ class Runtime:
             )
         self.keys = master_keys(settings)
         # Only the edge follows tracked links; the API mints them if a key is configured.
-        self.tracking_key = tracking_key(settings) if roles.edge else b""
+        self.tracking_key: TrackingKeys | bytes = tracking_key(settings) if roles.edge else b""
         self.store = store or Store(settings.effective_database_url)
         self.stop_event = asyncio.Event()
         self.preloaded = preloaded
