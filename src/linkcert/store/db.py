@@ -6,20 +6,22 @@ reads never wait on the worker's writes. PostgreSQL is chosen by the URL alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r'^(down_revision|revision)\s*=\s*(None|"[^"]*")', re.MULTILINE)
 # Connections one process keeps to PostgreSQL (a listener for notifications comes on top).
 POSTGRES_POOL_SIZE = 10
 
@@ -63,7 +65,27 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
+@cache
+def head_revision() -> str | None:
+    """The newest migration's id, read from the files without loading Alembic.
+
+    Alembic takes longer to import than a short command takes to run, so commands see whether
+    the schema is current with this and one query, and load Alembic only to migrate. None when
+    the files do not make one chain (Alembic then decides).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for kind, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            if value != "None":
+                (revisions if kind == "revision" else parents).add(value.strip('"'))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -82,8 +104,24 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def current_revision(self) -> str | None:
+        """The schema version recorded in the database; None before the first migration."""
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return None if value is None else str(value)
+
     def migrate(self) -> None:
         """Bring the schema to the newest version (idempotent)."""
+        head = head_revision()
+        try:
+            if head is not None and self.current_revision() == head:
+                return
+        except OperationalError as exc:
+            raise StoreError(f"cannot migrate the database: {exc.orig}") from None
+        from alembic import command
+
         config = alembic_config(self.url)
         try:
             with self.engine.begin() as connection:
@@ -93,9 +131,12 @@ class Store:
             raise StoreError(f"cannot migrate the database: {exc.orig}") from None
 
     def schema_is_current(self) -> bool:
-        head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
-        with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision() == head
+        head = head_revision()
+        if head is None:
+            from alembic.script import ScriptDirectory
+
+            head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+        return self.current_revision() == head
 
     @contextmanager
     def session(self) -> Iterator[Session]:
