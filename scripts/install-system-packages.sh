@@ -4,8 +4,8 @@
 # s_client is the independent TLS client of the edge's cipher-suite tests). With --bench, also
 # what the benchmarks compare linkcert with: caddy (the peer, on-demand TLS), haproxy (the
 # optional third side of bench/edge.py, --with-haproxy), wrk (the load generator) and hyperfine
-# (bench/cli_start.py times the command line's start). Tests never
-# need those, so they are not installed for them.
+# (bench/cli_start.py times the command line's start). Tests never need those, so they are not
+# installed for them.
 set -euo pipefail
 wanted=(pebble chromium openssl)
 if [ "${1:-}" = "--bench" ]; then
