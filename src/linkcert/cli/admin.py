@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from linkcert.cli.app import app, console, fail, print_json, settings, user_errors
+from linkcert.cli.app import app, console, fail, open_store, print_json, settings, user_errors
 
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 keys_app = typer.Typer(help="Master keys that encrypt private keys at rest.", no_args_is_help=True)
@@ -38,12 +38,13 @@ def keys_rotate() -> None:
     """Re-encrypt every stored private key under the first (current) master key."""
     from linkcert.keys import MasterKeyError, MasterKeys
     from linkcert.keystore import rotate_all
-    from linkcert.store import Store, StoreError
+    from linkcert.store import StoreError
 
     current = settings()
     with user_errors(MasterKeyError, StoreError):
         keys = MasterKeys.parse(current.master_key_text())
-        store = Store(current.effective_database_url)
+    store = open_store(current)
+    with user_errors(MasterKeyError, StoreError):
         changed = rotate_all(store, keys)
     console.print(f"re-encrypted {changed} private keys under master key {keys.current_id!r}")
 
@@ -59,4 +60,4 @@ def migrate() -> None:
         store.migrate()
     except StoreError as exc:
         fail(str(exc))
-    console.print("database schema is up to date")
+    console.print(f"the database at {store.display_url} is at the current schema", soft_wrap=True)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from linkcert.config import Settings
@@ -62,7 +63,9 @@ def config_file() -> Path | None:
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one plain line on stderr and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err_console.print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True
+    )
     raise typer.Exit(code)
 
 
@@ -90,19 +93,13 @@ def user_errors(*kinds: type[Exception]) -> Iterator[None]:
 
 
 def open_store(current: Settings) -> Store:
-    """The store, migrated on SQLite (one machine), checked on PostgreSQL (fleet: `migrate`)."""
-    from sqlalchemy.exc import OperationalError
-
+    """The store, which must exist at the current schema: only `linkcert migrate` (and
+    `linkcert serve`, on SQLite) create or upgrade it. Otherwise one line and exit 2."""
     from linkcert.store import Store, StoreError
 
     try:
         store = Store(current.effective_database_url)
-        if store.dialect == "sqlite":
-            store.migrate()
-        elif not store.schema_is_current():
-            fail("the database schema is not current: run `linkcert migrate` first")
+        store.check_ready()
     except StoreError as exc:
         fail(str(exc))
-    except OperationalError as exc:
-        fail(f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}")
     return store

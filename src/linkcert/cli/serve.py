@@ -46,7 +46,7 @@ def _run(roles: Roles, verbose: bool, current: Settings | None = None) -> None:
     current = current or settings()
     _configure_logging(verbose)
     try:
-        runtime = Runtime(current, roles)
+        runtime = Runtime(current, roles, create_database=roles == Roles())
     except ConfigError as exc:
         fail(str(exc))
 
