@@ -122,3 +122,12 @@ def waiting_note(
     when = relative_time(next_attempt_at, now)
     moment = "right away" if when == "now" else when
     return f"{reason}; the next attempt is {moment} (at {next_attempt_at:%Y-%m-%d %H:%M:%S} UTC)."
+
+
+class BrandRequestStatus(StrEnum):
+    """Where a request for a brand link tracking domain stands."""
+
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    UPLOADED = "uploaded"
+    REJECTED = "rejected"
