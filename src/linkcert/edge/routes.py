@@ -33,10 +33,10 @@ ChallengeLookup = Callable[[str], Awaitable[str | None]]
 
 RouteResult = Response | Coroutine[Any, Any, Response]
 
-_CLICK_PREFIX = b"/c/"
-_OPEN_PREFIX = b"/o/"
-_CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
-_HEALTH_PATH = b"/healthz"
+_CLICK_PREFIX = CLICK_PREFIX = b"/c/"
+_OPEN_PREFIX = OPEN_PREFIX = b"/o/"
+_CHALLENGE_PREFIX = CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
+_HEALTH_PATH = HEALTH_PATH = b"/healthz"
 _READ_METHODS = (b"GET", b"HEAD")
 # ACME tokens are base64url; anything else cannot be one, and is not worth a store read.
 _ACME_TOKEN = re.compile(rb"[A-Za-z0-9_-]{1,255}")
@@ -133,6 +133,17 @@ class Router:
             return responses.OPEN_PIXEL
         return redirect
 
+    def has_valid_token(self, host: str, token: bytes) -> bool:
+        """Whether `token` (after `/c/` or `/o/`) is a link minted for `host`: what `both`
+        mode answers itself."""
+        if (host, token) in self._verified:
+            return True
+        try:
+            read_token(self._key, host, token.decode("latin-1"))
+        except InvalidToken:
+            return False
+        return True
+
     async def _challenge(self, token: str) -> Response:
         try:
             async with asyncio.timeout(self._challenge_timeout):
@@ -158,6 +169,39 @@ class Router:
             return responses.INTERNAL_ERROR
         self._counters.challenges_served += 1
         return responses.key_authorization(key_authorization.encode("ascii"))
+
+
+def proxy_target(target: bytes, host: bytes | None) -> tuple[bytes, bytes | None, bytes] | None:
+    """For relaying: the request target to send, the Host to send and the path, or None when
+    the target is not one an origin server takes.
+
+    An absolute-form target (`http://host/path`, as sent to proxies) becomes origin-form, and
+    its authority wins over the Host header, as HTTP/1.1 says.
+    """
+    if target.startswith(b"/"):
+        query = target.find(b"?")
+        return target, host, target if query < 0 else target[:query]
+    if target == b"*":
+        return target, host, target
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://"):
+        rest = target[7:]
+    elif lowered.startswith(b"https://"):
+        rest = target[8:]
+    else:
+        return None
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        found = rest.find(stop)
+        if 0 <= found < end:
+            end = found
+    authority, remainder = rest[:end], rest[end:]
+    if not authority or b"@" in authority:
+        return None
+    if not remainder.startswith(b"/"):
+        remainder = b"/" + remainder
+    query = remainder.find(b"?")
+    return remainder, authority, remainder if query < 0 else remainder[:query]
 
 
 def _split_absolute_form(target: bytes, host: str | None) -> tuple[bytes, str | None]:

@@ -8,6 +8,7 @@ a message naming it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import Coroutine
@@ -19,10 +20,11 @@ from typing import Any
 import uvicorn
 
 from linkcert.config import ConfigError, Settings, parse_host_port
-from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
+from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec, ProxySettings
+from linkcert.edge.upstream import PoolSettings, parse_origin
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
-from linkcert.metrics import MetricsListener, serve_metrics, track_edge
+from linkcert.metrics import MetricsListener, serve_metrics, track_edge, track_origins
 from linkcert.notify import Notifier, run_deliveries, watch_expiry
 from linkcert.service.acme_account import AccountProvider
 from linkcert.service.dnscheck import make_dns_check
@@ -70,6 +72,40 @@ def prepare_store(store: Store, keys: MasterKeys) -> None:
             f"the master key does not open the keys in the database ({exc}); "
             "set LINKCERT_MASTER_KEY to the key they were stored with"
         ) from None
+
+
+def proxy_settings(settings: Settings) -> ProxySettings | None:
+    """The edge's proxy mode from the settings; None in tracking mode."""
+    if settings.edge_mode == "tracking":
+        return None
+    return ProxySettings(
+        mode=settings.edge_mode,
+        upstreams=tuple(parse_origin(origin) for origin in settings.edge_upstreams),
+        pool=PoolSettings(
+            connect_timeout=settings.upstream_connect_timeout,
+            max_connections=settings.upstream_max_connections,
+            keepalive_timeout=settings.upstream_keepalive_timeout,
+            max_fails=settings.upstream_max_fails,
+            ca_bundle=settings.upstream_ca_bundle,
+            server_name=settings.upstream_server_name,
+        ),
+        first_byte_timeout=settings.upstream_first_byte_timeout,
+        idle_timeout=settings.upstream_idle_timeout,
+        max_body_bytes=settings.proxy_max_body_bytes,
+        max_request_line_bytes=settings.proxy_max_request_line_bytes,
+        trusted_proxies=settings.trusted_proxies,
+    )
+
+
+def edge_settings(
+    settings: Settings, http: ListenSpec | None, https: ListenSpec | None, *, reuse_port: bool
+) -> EdgeSettings:
+    proxy = proxy_settings(settings)
+    edge = EdgeSettings(http=http, https=https, reuse_port=reuse_port, proxy=proxy)
+    if proxy is None:
+        return edge
+    # Relayed requests carry the platform's cookies and headers, not only linkcert's links.
+    return dataclasses.replace(edge, max_header_bytes=settings.proxy_max_header_bytes)
 
 
 # A worker of `linkcert edge --processes N` starts its first full comparison with the store this
@@ -151,10 +187,11 @@ class Runtime:
             certificates=self.cache,
             challenge_lookup=self.feeds.challenge,
             click_sink=self.feeds.save_clicks,
-            settings=EdgeSettings(http=http, https=https, reuse_port=self.roles.share_ports),
+            settings=edge_settings(self.settings, http, https, reuse_port=self.roles.share_ports),
         )
         await self.edge.start()
         track_edge(self.edge.counters)
+        track_origins(self.edge.proxy.registry if self.edge.proxy is not None else None)
         if self.settings.edge_session_tickets:
             self._spawn(
                 follow_ticket_keys(
@@ -258,6 +295,7 @@ class Runtime:
         if self.edge is not None:
             await self.edge.aclose()
             track_edge(None)
+            track_origins(None)
         if self.metrics_listener is not None:
             self.metrics_listener.close()
         self.store.close()
