@@ -114,7 +114,7 @@ def test_proxy_mode_settings(tmp_path: Path) -> None:
         }
     )
     assert settings.edge_upstreams == ("http://10.0.0.5:8080", "https://tracker.internal:443")
-    edge = edge_settings(settings, "127.0.0.1:0", None, reuse_port=False)
+    edge = edge_settings(settings, "127.0.0.1:0", None, share_ports=False)
     assert edge.proxy is not None
     assert edge.proxy.mode == "both"
     assert [origin.label for origin in edge.proxy.upstreams] == list(settings.edge_upstreams)
@@ -127,7 +127,7 @@ def test_proxy_mode_settings(tmp_path: Path) -> None:
     # The demo and a fresh install stay in tracking mode.
     default = load_settings(environ={})
     assert default.edge_mode == "tracking"
-    assert edge_settings(default, "127.0.0.1:0", None, reuse_port=False).proxy is None
+    assert edge_settings(default, "127.0.0.1:0", None, share_ports=False).proxy is None
 
 
 def test_proxy_mode_needs_origins_and_a_readable_bundle(tmp_path: Path) -> None:
@@ -141,3 +141,35 @@ def test_proxy_mode_needs_origins_and_a_readable_bundle(tmp_path: Path) -> None:
                 "LINKCERT_UPSTREAM_CA_BUNDLE": str(tmp_path / "missing.pem"),
             }
         )
+
+
+def test_tracking_keys_from_the_environment_first_mints() -> None:
+    from linkcert.links import tracking_keys
+
+    new, old = "n" * 40, "o" * 40
+    settings = load_settings(environ={"LINKCERT_TRACKING_KEYS": f"2:{new}, 1:{old}"})
+    keys = tracking_keys(settings)
+    assert keys.ids == (2, 1) and keys.minting[0] == 2
+    shown = str(settings.masked())
+    assert new not in shown and old not in shown
+    assert tracking_keys(load_settings(environ={"LINKCERT_TRACKING_KEY": old})).ids == (0,)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"LINKCERT_TRACKING_KEYS": "1:short"}, "at least 32"),
+        ({"LINKCERT_TRACKING_KEYS": "x" * 40}, "ID:SECRET"),
+        ({"LINKCERT_TRACKING_KEYS": f"1:{'a' * 40},1:{'b' * 40}"}, "twice"),
+        (
+            {"LINKCERT_TRACKING_KEYS": f"1:{'a' * 40}", "LINKCERT_TRACKING_KEY": "c" * 40},
+            "both set",
+        ),
+    ],
+)
+def test_bad_tracking_keys_say_what_to_do_without_the_secret(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings(environ=environ)
+    assert "a" * 40 not in str(caught.value) and "short" not in str(caught.value)

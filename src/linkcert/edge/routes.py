@@ -23,6 +23,7 @@ from linkcert.tracking import (
     InvalidToken,
     TrackedKind,
     TrackedLink,
+    TrackingKeys,
     read_token,
 )
 
@@ -52,13 +53,13 @@ class Router:
     def __init__(
         self,
         *,
-        tracking_key: bytes,
+        tracking_key: TrackingKeys | bytes,
         recorder: ClickRecorder,
         challenge_lookup: ChallengeLookup,
         challenge_timeout: float,
         counters: EdgeCounters,
     ) -> None:
-        self._key = tracking_key
+        self._keys = TrackingKeys.of(tracking_key)
         self._recorder = recorder
         self._challenge_lookup = challenge_lookup
         self._challenge_timeout = challenge_timeout
@@ -107,18 +108,13 @@ class Router:
     def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
         if host is None:
             return responses.MISSING_HOST
-        verified = self._verified.get((host, token))
-        if verified is None:
-            try:
-                link = read_token(self._key, host, token.decode("latin-1"))
-            except InvalidToken:
-                self._counters.invalid_tokens += 1
-                return responses.LINK_NOT_VALID
-            verified = (link, responses.redirect(link.destination.encode("ascii")))
-            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-                del self._verified[next(iter(self._verified))]
-            self._verified[host, token] = verified
-        link, redirect = verified
+        try:
+            link, redirect = self._verify(host, token)
+        except InvalidToken as exc:
+            self._counters.invalid_tokens += 1
+            if exc.reason == "key":
+                self._counters.retired_key_tokens += 1
+            return responses.LINK_NOT_VALID
         # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
         if method == b"GET":
             kind: TrackedKind = "open" if is_open else "click"
@@ -133,13 +129,22 @@ class Router:
             return responses.OPEN_PIXEL
         return redirect
 
+    def _verify(self, host: str, token: bytes) -> tuple[TrackedLink, Response]:
+        """The link a token stands for on `host`, and its redirect; raises InvalidToken."""
+        verified = self._verified.get((host, token))
+        if verified is None:
+            link = read_token(self._keys, host, token.decode("latin-1"))
+            verified = (link, responses.redirect(link.destination.encode("ascii")))
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[host, token] = verified
+        return verified
+
     def has_valid_token(self, host: str, token: bytes) -> bool:
-        """Whether `token` (after `/c/` or `/o/`) is a link minted for `host`: what `both`
-        mode answers itself."""
-        if (host, token) in self._verified:
-            return True
+        """Whether `token` (after `/c/` or `/o/`) is a valid link for `host`, as `_tracked`
+        would answer it: what `both` mode answers itself rather than relaying."""
         try:
-            read_token(self._key, host, token.decode("latin-1"))
+            self._verify(host, token)
         except InvalidToken:
             return False
         return True
