@@ -230,7 +230,7 @@ async def test_the_help_page_followed_with_the_keyboard_alone(
         await expect(user).to_have_attribute("aria-expanded", "false")
         await expect(user).to_be_focused()
         await expect(details).to_be_hidden()
-        # Space opens it too; the arrow keys move between its items.
+        # Space opens it too; the arrow keys move between its items; tabbing out closes it.
         await page.keyboard.press("Space")
         await expect(user).to_have_attribute("aria-expanded", "true")
         await page.keyboard.press("ArrowDown")
@@ -238,6 +238,17 @@ async def test_the_help_page_followed_with_the_keyboard_alone(
         await page.keyboard.press("ArrowDown")
         await expect(page.get_by_role("button", name="Log out")).to_be_focused()
         await page.keyboard.press("ArrowUp")
+        await expect(details).to_be_focused()
+        await page.keyboard.press("End")
+        await expect(page.get_by_role("button", name="Log out")).to_be_focused()
+        await page.keyboard.press("Tab")
+        await expect(user).to_have_attribute("aria-expanded", "false")
+        await expect(page.get_by_role("tab", name="ACCOUNT")).to_be_focused()
+        # Back to the button: Enter opens the menu, Tab reaches its first item.
+        await page.keyboard.press("Shift+Tab")
+        await expect(user).to_be_focused()
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Tab")
         await expect(details).to_be_focused()
         assert await focus_is_visible(page)
         async with page.expect_navigation(url=running.url + "/account"):
