@@ -24,7 +24,7 @@ from linkcert.names import NamePolicy
 from linkcert.service.runtime import Runtime
 from linkcert.store import Store
 from tests.e2e_support import Platform, start_platform, wait_for, wait_until_secured
-from tests.proxy_support import TcpProxy
+from tests.tcpproxy_support import TcpProxy
 from tests.web_support import csrf_of
 
 pytestmark = pytest.mark.pebble
