@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from linkcert.cli.app import EXIT_NO, app, console, fail, open_store, print_json, settings
-from linkcert.domains import (
-    Conflict,
-    DomainStatus,
-    NotFound,
-    create_account,
-    delete_domain,
-    domain_events,
-    domain_status,
-    list_domains,
-    set_tracking_domain,
-)
-from linkcert.names import DomainNameError, NamePolicy
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
+
+if TYPE_CHECKING:
+    from linkcert.domains import DomainStatus
 
 account_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
 domain_app = typer.Typer(help="Link tracking domains.", no_args_is_help=True)
@@ -38,6 +29,8 @@ def account_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create a customer account."""
+    from linkcert.domains import Conflict, create_account
+
     store = open_store(settings())
     try:
         account = create_account(store, name, email or [])
@@ -56,6 +49,9 @@ def domain_set(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Set an account's link tracking domain; linkcert secures it in the background."""
+    from linkcert.domains import Conflict, NotFound, domain_status, set_tracking_domain
+    from linkcert.names import DomainNameError, NamePolicy
+
     current = settings()
     store = open_store(current)
     policy = NamePolicy.from_settings(current)
@@ -67,11 +63,19 @@ def domain_set(
         fail(str(exc))
     status = domain_status(store, saved.name)
     if as_json:
-        print_json(status.to_json())
+        print_json(_json(status))
     else:
         console.print(
             f"{status.unicode_name} saved for account {status.account!r}; securing it now"
         )
+
+
+def _json(status: DomainStatus) -> dict[str, object]:
+    """The status as the API gives it: its fields, the states in words and the waiting note."""
+    data = status.to_json()
+    data["cert_state_text"] = CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)
+    data["cert_state_note"] = status.note(datetime.now(UTC))
+    return data
 
 
 def _show(status: DomainStatus) -> None:
@@ -82,6 +86,9 @@ def _show(status: DomainStatus) -> None:
     console.print(
         f"  Certificate: {CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)}"
     )
+    note = status.note(datetime.now(UTC))
+    if note:
+        console.print(f"  Waiting:     {note}", soft_wrap=True)
     if status.not_after:
         console.print(f"  Expires:     {status.not_after:%Y-%m-%d %H:%M} UTC  ({status.issuer})")
     if status.next_attempt_at:
@@ -102,6 +109,8 @@ def domain_status_cmd(
     events: Annotated[bool, typer.Option("--events", help="Include the event timeline.")] = False,
 ) -> None:
     """Show where a domain stands. With --wait, exit 1 unless it is secured in time."""
+    from linkcert.domains import NotFound, domain_events, domain_status
+
     store = open_store(settings())
     try:
         status = domain_status(store, domain)
@@ -118,7 +127,7 @@ def domain_status_cmd(
     except NotFound as exc:
         fail(str(exc))
     if as_json:
-        data = status.to_json()
+        data = _json(status)
         if events:
             data["events"] = domain_events(store, domain)
         print_json(data)
@@ -136,9 +145,13 @@ def domain_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List every domain with its DNS and certificate state."""
+    from rich.table import Table
+
+    from linkcert.domains import list_domains
+
     statuses = list_domains(open_store(settings()))
     if as_json:
-        print_json([s.to_json() for s in statuses])
+        print_json([_json(s) for s in statuses])
         return
     table = Table("domain", "account", "DNS", "certificate", "expires")
     for s in statuses:
@@ -154,6 +167,8 @@ def domain_delete(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Delete a domain: revoke its certificate and erase its keys (links stop working)."""
+    from linkcert.domains import NotFound, delete_domain
+
     store = open_store(settings())
     if not yes and not typer.confirm(
         f"Revoke the certificate of {domain} and erase its keys? Its links stop working."
@@ -164,6 +179,6 @@ def domain_delete(
     except NotFound as exc:
         fail(str(exc))
     if as_json:
-        print_json(status.to_json())
+        print_json(_json(status))
     else:
         console.print(f"{status.unicode_name} will be deleted by the worker in a moment")

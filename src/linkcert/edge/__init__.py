@@ -17,6 +17,7 @@ from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.listen import ListenSpec
 from linkcert.edge.pem import PemError
+from linkcert.edge.proxy import ProxySettings
 from linkcert.edge.routes import ChallengeLookup
 from linkcert.edge.server import Edge, EdgeSettings
 
@@ -30,5 +31,6 @@ __all__ = [
     "EdgeSettings",
     "ListenSpec",
     "PemError",
+    "ProxySettings",
     "UnusableCertificate",
 ]
