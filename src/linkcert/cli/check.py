@@ -6,32 +6,29 @@ usage. Errors go to stderr as one clear line, never as a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.padding import Padding
-from rich.table import Table
-from rich.text import Text
 
 from linkcert.cli.app import app, config_file
-from linkcert.config import ConfigError, load_settings
-from linkcert.dns.caa_lookup import CaaFinding
-from linkcert.dns.check import DEFAULT_CA_DOMAINS, CheckConfig, CheckResult, State, check_domain
-from linkcert.dns.problems import ca_label
-from linkcert.dns.resolver import ResolverConfigError
-from linkcert.names import NamePolicy
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from linkcert.dns.caa_lookup import CaaFinding
+    from linkcert.dns.check import CheckResult
 
 EXIT_READY, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
 
+# By the value of linkcert.dns.check.State (not imported here: the command loads DNS on use).
 _VERDICTS = {
-    State.OK: "is ready for a certificate",
-    State.POINTS_ELSEWHERE: "is not ready: it does not point to us",
-    State.CAA_BLOCKED: "is not ready: its CAA records block the certificate authority",
-    State.DNS_ERROR: "is not ready: a DNS lookup failed (this may pass; check again later)",
-    State.INVALID: "is not a domain name we accept",
+    "ok": "is ready for a certificate",
+    "points_elsewhere": "is not ready: it does not point to us",
+    "caa_blocked": "is not ready: its CAA records block the certificate authority",
+    "dns_error": "is not ready: a DNS lookup failed (this may pass; check again later)",
+    "invalid": "is not a domain name we accept",
 }
 
 
@@ -109,6 +106,13 @@ def check(
     The names accepted, and the defaults of the options, come from the settings, as for the
     worker that checks the domains customers save.
     """
+    import asyncio
+
+    from linkcert.config import ConfigError, load_settings
+    from linkcert.dns.check import DEFAULT_CA_DOMAINS, CheckConfig, State, check_domain
+    from linkcert.dns.resolver import ResolverConfigError
+    from linkcert.names import NamePolicy
+
     try:
         current = load_settings(config_file())
     except ConfigError as error:
@@ -143,6 +147,8 @@ def check(
     if json_output:
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:
+        from rich.console import Console
+
         _print_report(result, Console(highlight=False))
     raise typer.Exit(EXIT_READY if result.ready else EXIT_NOT_READY)
 
@@ -153,6 +159,10 @@ def _usage_error(message: str) -> NoReturn:
 
 
 def _print_report(result: CheckResult, console: Console) -> None:
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
     mark, style = ("✓", "bold green") if result.ready else ("✗", "bold red")
     console.print(Text.assemble((f"{mark} {result.domain}", style), f" {_VERDICTS[result.state]}"))
     findings = Table.grid(padding=(0, 2))
@@ -173,10 +183,14 @@ def _print_report(result: CheckResult, console: Console) -> None:
 
 
 def _ok_or_not(ok: bool) -> Text:
+    from rich.text import Text
+
     return Text("ok", style="green") if ok else Text("no", style="red")
 
 
 def _caa_summary(finding: CaaFinding) -> str:
+    from linkcert.dns.problems import ca_label
+
     if finding.failure is not None:
         return (
             f"could not read the CAA records of {finding.failure.name} ({finding.failure.detail})"

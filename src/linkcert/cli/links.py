@@ -9,11 +9,6 @@ from typing import Annotated
 import typer
 
 from linkcert.cli.app import app, console, fail, open_store, print_json, settings
-from linkcert.config import ConfigError
-from linkcert.domains import NotFound
-from linkcert.links import create_link
-from linkcert.service.runtime import tracking_key
-from linkcert.tracking import MAX_DATA_BYTES, InvalidDestination
 
 link_app = typer.Typer(help="Tracked links.", no_args_is_help=True)
 app.add_typer(link_app, name="link")
@@ -37,6 +32,12 @@ def link_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Mint a tracked link https://DOMAIN/c/<token> that redirects to URL."""
+    from linkcert.config import ConfigError
+    from linkcert.domains import NotFound
+    from linkcert.links import create_link
+    from linkcert.service.runtime import tracking_key
+    from linkcert.tracking import InvalidDestination
+
     try:
         payload = _data_of(data, data_base64)
     except ValueError as exc:
@@ -67,6 +68,8 @@ def link_create(
 
 
 def _data_of(text: str | None, encoded: str | None) -> bytes:
+    from linkcert.tracking import MAX_DATA_BYTES
+
     if text is not None and encoded is not None:
         raise ValueError("give --data or --data-base64, not both")
     if encoded is not None:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from linkcert.cli.app import app, config_file, console, fail, settings
-from linkcert.config import ConfigError, Settings
 from linkcert.service.roles import Roles
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from linkcert.config import Settings
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -25,6 +26,10 @@ def _configure_logging(verbose: bool) -> None:
 
 
 async def _until_signal(main: asyncio.Future[Any]) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main.cancel)
@@ -33,6 +38,9 @@ async def _until_signal(main: asyncio.Future[Any]) -> None:
 
 
 def _run(roles: Roles, verbose: bool, current: Settings | None = None) -> None:
+    import asyncio
+
+    from linkcert.config import ConfigError
     from linkcert.service.runtime import Runtime
 
     current = current or settings()
@@ -84,6 +92,8 @@ def serve(
     if workers == 0 and edges == 0:
         _run(Roles(), verbose)
         return
+    import asyncio
+
     from linkcert.service.fleet import Supervisor
 
     current = settings()
@@ -118,6 +128,7 @@ def edge(
     if current.edge_processes == 1:
         _run(Roles(worker=False, edge=True, api=False, share_ports=True), verbose, current)
         return
+    from linkcert.config import ConfigError
     from linkcert.service.edgeprocs import run_edge_processes
 
     _configure_logging(verbose)
@@ -148,6 +159,8 @@ def demo(
     ] = False,
 ) -> None:
     """Run linkcert against a local ACME CA and DNS server, and secure a demo domain."""
+    import asyncio
+
     from linkcert.service.demo import run_demo
     from linkcert.testbed.pebble import PebbleStartError
 

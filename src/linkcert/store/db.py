@@ -6,24 +6,26 @@ reads never wait on the worker's writes. PostgreSQL is chosen by the URL alone.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from linkcert.config import mask_url_password
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r'^(down_revision|revision)\s*=\s*(None|"[^"]*")', re.MULTILINE)
 # Connections one process keeps to PostgreSQL (a listener for notifications comes on top).
 POSTGRES_POOL_SIZE = 10
 
@@ -95,7 +97,27 @@ def _sqlite_opener(path: str) -> Any:
     return connect
 
 
+@cache
+def head_revision() -> str | None:
+    """The newest migration's id, read from the files without loading Alembic.
+
+    Alembic takes longer to import than a short command takes to run, so commands see whether
+    the schema is current with this and one query, and load Alembic only to migrate. None when
+    the files do not make one chain (Alembic then decides).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for kind, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            if value != "None":
+                (revisions if kind == "revision" else parents).add(value.strip('"'))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -122,7 +144,6 @@ class Store:
     def migrate(self) -> None:
         """Create the database if need be and bring its schema to the newest version
         (idempotent). The one place that creates a SQLite file."""
-        config = alembic_config(self.url)
         path = sqlite_path(self.url)
         try:
             if path is not None and not Path(path).exists():
@@ -130,6 +151,14 @@ class Store:
                 sqlite3.connect(path).close()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot create the database {self.display_url}: {exc}") from None
+        try:
+            if self.schema_revision() == self.head():
+                return  # current: no need to load Alembic
+        except OperationalError as exc:
+            raise StoreError(f"cannot migrate the database: {exc.orig}") from None
+        from alembic import command
+
+        config = alembic_config(self.url)
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
@@ -155,7 +184,7 @@ class Store:
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise DatabaseNotReady(f"cannot open the database at {url}: {reason}") from None
-        head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+        head = self.head()
         if current is None:
             raise DatabaseNotReady(
                 f"the database at {url} has no linkcert schema: run `linkcert migrate` first"
@@ -169,12 +198,22 @@ class Store:
     def schema_revision(self) -> str | None:
         """The schema version stored in the database; None if it has none."""
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return None if value is None else str(value)
+
+    def head(self) -> str | None:
+        """The schema version this release needs."""
+        head = head_revision()
+        if head is None:
+            from alembic.script import ScriptDirectory
+
+            head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+        return head
 
     def schema_is_current(self) -> bool:
-        head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
-        with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision() == head
+        return self.schema_revision() == self.head()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
