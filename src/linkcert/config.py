@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.redact import masked_url, shown_url
+
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 ENV_PREFIX = "LINKCERT_"
 SECRET_FIELDS = (
@@ -231,17 +233,10 @@ class Settings(BaseModel):
         for name in SECRET_FIELDS:
             if data.get(name):
                 data[name] = "********"
-        data["database_url"] = _mask_url_password(self.effective_database_url)
+        data["database_url"] = masked_url(self.effective_database_url)
+        data["acme_directory_url"] = masked_url(self.acme_directory_url)
+        data["webhook_urls"] = [shown_url(url) for url in self.webhook_urls]
         return data
-
-
-def _mask_url_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:********@{host}"
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
