@@ -42,10 +42,10 @@ from linkcert.acme.errors import (
 )
 from linkcert.acme.failures import problem_code, problem_detail, translate
 from linkcert.acme.network import RetryingNetwork
-from linkcert.redact import masked_url
 from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
 from linkcert.acme.settings import AcmeSettings
+from linkcert.redact import masked_url
 
 log = logging.getLogger(__name__)
 
