@@ -131,7 +131,7 @@ class Settings(BaseModel):
     tracking_key: SecretStr | None = None
     # Worker
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
-    worker_lease_seconds: float = Field(default=300.0, ge=1, le=86400)
+    worker_lease_seconds: float = Field(default=30.0, ge=1, le=86400)
     # Lifecycle timing
     renewal_min_margin_hours: float = Field(default=48.0, ge=0)
     dns_recheck_hours: float = Field(default=6.0, gt=0)

@@ -8,15 +8,18 @@ a message naming it.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import socket
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from linkcert.config import ConfigError, Settings, parse_host_port
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
@@ -36,6 +39,49 @@ from linkcert.worker.lifecycle import LifecyclePolicy, Worker
 from linkcert.worker.ratelimit import rate_limiter_for
 
 log = logging.getLogger("linkcert")
+
+
+class SoleWorker:
+    """The lock that makes a worker on a SQLite file the only one, and so its identity stable.
+
+    SQLite has one worker at a time (fleet mode needs PostgreSQL). The worker holds an
+    exclusive lock on `<database>.worker-lock` for as long as it runs; the system drops it when
+    the process dies, however it dies. Holding the lock proves that leases under this identity
+    are an earlier run's, so the new run takes them back at once instead of waiting them out.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".worker-lock")
+        self.identity = f"{socket.gethostname()}:sqlite-worker"
+        self._handle: IO[bytes] | None = None
+
+    @classmethod
+    def for_store(cls, store: Store) -> SoleWorker | None:
+        """The lock for a store in a SQLite file; None for PostgreSQL or an in-memory store."""
+        if store.dialect != "sqlite":
+            return None
+        database = make_url(store.url).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return cls(Path(database).resolve())
+
+    def acquire(self) -> None:
+        handle = self.path.open("ab")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(
+                f"another linkcert process runs the worker on this database ({self.path.parent}"
+                f"/{self.path.name.removesuffix('.worker-lock')}); run one `linkcert serve` per "
+                "SQLite file, or move to PostgreSQL for several workers (docs/deploy.md)"
+            ) from None
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the lock
+            self._handle = None
 
 
 def master_keys(settings: Settings) -> MasterKeys:
@@ -120,6 +166,7 @@ class Runtime:
         self.edge: Edge | None = None
         self.api_server: uvicorn.Server | None = None
         self.metrics_listener: MetricsListener | None = None
+        self.sole_worker = SoleWorker.for_store(self.store) if roles.worker else None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -127,6 +174,8 @@ class Runtime:
         # ACME and database calls run in threads; orders run concurrently, so make room.
         workers = max(32, self.settings.worker_concurrency * 2)
         loop.set_default_executor(ThreadPoolExecutor(max_workers=workers))
+        if self.sole_worker is not None:
+            self.sole_worker.acquire()
         if self.preloaded is None:  # an edge pool's parent checked before it forked
             await asyncio.to_thread(prepare_store, self.store, self.keys)
         if self.roles.edge:
@@ -215,6 +264,8 @@ class Runtime:
             notifier=notifier,
             concurrency=self.settings.worker_concurrency,
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
+            worker_id=self.sole_worker.identity if self.sole_worker is not None else None,
+            reclaim=self.sole_worker is not None,
         )
         self._spawn(self.worker.run(self.stop_event))
         # The edges' shared TLS ticket keys: made ahead by the workers, read by the edges.
@@ -261,6 +312,8 @@ class Runtime:
         if self.metrics_listener is not None:
             self.metrics_listener.close()
         self.store.close()
+        if self.sole_worker is not None:
+            self.sole_worker.release()
 
     async def run_until_stopped(self) -> None:
         await self.start()
