@@ -132,3 +132,35 @@ def test_cli_config_show_masks_urls(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output
     assert "password=********" in result.output
+
+
+def test_tracking_keys_from_the_environment_first_mints() -> None:
+    from linkcert.links import tracking_keys
+
+    new, old = "n" * 40, "o" * 40
+    settings = load_settings(environ={"LINKCERT_TRACKING_KEYS": f"2:{new}, 1:{old}"})
+    keys = tracking_keys(settings)
+    assert keys.ids == (2, 1) and keys.minting[0] == 2
+    shown = str(settings.masked())
+    assert new not in shown and old not in shown
+    assert tracking_keys(load_settings(environ={"LINKCERT_TRACKING_KEY": old})).ids == (0,)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"LINKCERT_TRACKING_KEYS": "1:short"}, "at least 32"),
+        ({"LINKCERT_TRACKING_KEYS": "x" * 40}, "ID:SECRET"),
+        ({"LINKCERT_TRACKING_KEYS": f"1:{'a' * 40},1:{'b' * 40}"}, "twice"),
+        (
+            {"LINKCERT_TRACKING_KEYS": f"1:{'a' * 40}", "LINKCERT_TRACKING_KEY": "c" * 40},
+            "both set",
+        ),
+    ],
+)
+def test_bad_tracking_keys_say_what_to_do_without_the_secret(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings(environ=environ)
+    assert "a" * 40 not in str(caught.value) and "short" not in str(caught.value)

@@ -209,3 +209,26 @@ async def test_verified_tokens_kept_are_bounded_and_forged_ones_are_not_kept(
         # An evicted token is simply verified again.
         assert (await env.http(get(f"/c/{tokens[0]}", DOMAIN))).status == 302
     assert [c.link_id for c in env.clicks] == [*range(1, 8), 1]
+
+
+async def test_rotated_out_key_is_refused_and_a_listed_one_accepted() -> None:
+    from linkcert.tracking import Minter, TrackingKeys, tracking_key_from_secret
+
+    current = tracking_key_from_secret("the key that mints now, long enough")
+    previous = tracking_key_from_secret("the key before it, still listed, long enough")
+    retired = tracking_key_from_secret("the key dropped from the list, long enough")
+    keys = TrackingKeys([(3, current), (2, previous)])
+    async with running_edge(tracking_keys=keys) as env:
+        minted = {
+            key_id: Minter(TrackingKeys([(key_id, key)]), DOMAIN).token(
+                f"https://shop.example/{key_id}", b"rcpt=1"
+            )
+            for key_id, key in ((3, current), (2, previous), (1, retired))
+        }
+        for key_id in (3, 2):
+            response = await env.http(get(f"/c/{minted[key_id]}", DOMAIN))
+            assert response.status == 302
+            assert response.header("location") == f"https://shop.example/{key_id}"
+        _assert_not_valid_page(await env.http(get(f"/c/{minted[1]}", DOMAIN)))
+        assert env.edge.counters.retired_key_tokens == 1
+    assert sorted(c.link_id or 0 for c in env.clicks) == [0, 0]

@@ -30,6 +30,7 @@ ENV_PREFIX = "LINKCERT_"
 SECRET_FIELDS = (
     "master_key",
     "tracking_key",
+    "tracking_keys",
     "acme_eab_hmac_key",
     "smtp_password",
     "webhook_secret",
@@ -125,10 +126,18 @@ class Settings(BaseModel):
     edge_processes: int = Field(default=1, ge=1, le=64)
     # TLS session resumption with ticket keys shared by every edge (made by the workers)
     edge_session_tickets: bool = True
+    # Edge bounds (docs/runbook.md, "The edge under a connection flood")
+    edge_first_byte_timeout: float = Field(default=5.0, gt=0, le=300)
+    edge_handshake_timeout: float = Field(default=10.0, gt=0, le=300)
+    edge_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
+    edge_max_connections: int = Field(default=20_000, ge=0, le=10_000_000)
+    edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
     # Secrets
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
     tracking_key: SecretStr | None = None
+    # Key rotation: ["ID:SECRET", ...], the first mints, all verify (docs/tracking-links.md).
+    tracking_keys: tuple[SecretStr, ...] = ()
     # Worker
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
     worker_lease_seconds: float = Field(default=30.0, ge=1, le=86400)
@@ -197,6 +206,30 @@ class Settings(BaseModel):
             raise ValueError("must be a secret of at least 32 characters")
         return value
 
+    @field_validator("tracking_keys", mode="before")
+    @classmethod
+    def _split_tracking_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("tracking_keys")
+    @classmethod
+    def _check_tracking_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        from linkcert.tracking.tokens import parse_key_entries
+
+        parse_key_entries([entry.get_secret_value() for entry in value])
+        return value
+
+    @model_validator(mode="after")
+    def _one_tracking_key_form(self) -> Settings:
+        if self.tracking_key is not None and self.tracking_keys:
+            raise ValueError(
+                "tracking_key and tracking_keys are both set: keep only tracking_keys, listing "
+                "the former tracking_key as key id 0 (0:<secret>) while its links are in use"
+            )
+        return self
+
     @field_validator("deliverability_email")
     @classmethod
     def _check_email(cls, value: str | None) -> str | None:
@@ -233,10 +266,15 @@ class Settings(BaseModel):
         for name in SECRET_FIELDS:
             if data.get(name):
                 data[name] = "********"
-        data["database_url"] = masked_url(self.effective_database_url)
+        data["database_url"] = mask_url_password(self.effective_database_url)
         data["acme_directory_url"] = masked_url(self.acme_directory_url)
         data["webhook_urls"] = [shown_url(url) for url in self.webhook_urls]
         return data
+
+
+def mask_url_password(url: str) -> str:
+    """A database URL fit to print: its password, in the user part or the query, masked."""
+    return masked_url(url)
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -149,6 +149,19 @@ class EdgeCollector(Collector):
             "TCP connections accepted.",
             counters.connections_accepted,
         )
+        yield _by_reason(
+            "linkcert_edge_connections_refused",
+            "Connections closed as soon as accepted, by the bound they met "
+            "(process_cap, address_cap).",
+            counters.connections_refused,
+        )
+        yield _by_reason(
+            "linkcert_edge_connections_closed",
+            "Connections the edge closed on its own, by reason (first_byte_timeout, "
+            "handshake_timeout, idle_timeout, write_stalled; process_cap and address_cap: the "
+            "oldest idle connection closed to make room for a new one).",
+            counters.connections_closed,
+        )
         yield _counter(
             "linkcert_edge_tls_handshakes",
             "TLS handshakes completed.",
@@ -186,6 +199,11 @@ class EdgeCollector(Collector):
             counters.invalid_tokens,
         )
         yield _counter(
+            "linkcert_edge_retired_key_tokens",
+            "Tracking links refused because their key id is no longer in tracking_keys.",
+            counters.retired_key_tokens,
+        )
+        yield _counter(
             "linkcert_edge_challenges_served",
             "ACME HTTP-01 answers served.",
             counters.challenges_served,
@@ -205,6 +223,13 @@ class EdgeCollector(Collector):
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=value)
+
+
+def _by_reason(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=["reason"])
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    return family
 
 
 # Process-wide: one edge and one set of counters per process, whatever serves /metrics.

@@ -28,9 +28,13 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import idna
 from publicsuffixlist import PublicSuffixList
+
+if TYPE_CHECKING:
+    from linkcert.config import Settings
 
 __all__ = [
     "DomainName",
@@ -118,6 +122,11 @@ class NamePolicy:
             except DomainNameError as err:
                 raise ValueError(f"invalid platform domain {domain!r}: {err.message}") from err
         object.__setattr__(self, "_platform_ascii", tuple(normalized))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NamePolicy:
+        """The platform's policy: the one every command, the API, the pages and the worker use."""
+        return cls(settings.allow_test_domains, settings.platform_domains)
 
 
 @dataclass(frozen=True)

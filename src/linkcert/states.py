@@ -64,3 +64,12 @@ CERT_STATE_TEXT: dict[CertState, str] = {
     CertState.FAILED: "Issuing the certificate failed; retrying automatically",
     CertState.REVOKED: "The certificate was revoked",
 }
+
+
+class BrandRequestStatus(StrEnum):
+    """Where a request for a brand link tracking domain stands."""
+
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    UPLOADED = "uploaded"
+    REJECTED = "rejected"

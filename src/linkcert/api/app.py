@@ -72,7 +72,7 @@ def create_app(
     app.state.linkcert = ApiContext(
         store=store,
         settings=settings,
-        policy=NamePolicy(settings.allow_test_domains, settings.platform_domains),
+        policy=NamePolicy.from_settings(settings),
         limiter=RateLimiter(rate_limit, clock) if rate_limit is not None else None,
         wake=wake,
     )

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from linkcert.cli.app import EXIT_NO, app, console, fail, open_store, print_json, settings
-from linkcert.domains import (
-    Conflict,
-    DomainStatus,
-    NotFound,
-    create_account,
-    delete_domain,
-    domain_events,
-    domain_status,
-    list_domains,
-    set_tracking_domain,
-)
-from linkcert.names import DomainNameError, NamePolicy
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
+
+if TYPE_CHECKING:
+    from linkcert.domains import DomainStatus
 
 account_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
 domain_app = typer.Typer(help="Link tracking domains.", no_args_is_help=True)
@@ -38,6 +28,8 @@ def account_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create a customer account."""
+    from linkcert.domains import Conflict, create_account
+
     store = open_store(settings())
     try:
         account = create_account(store, name, email or [])
@@ -56,9 +48,12 @@ def domain_set(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Set an account's link tracking domain; linkcert secures it in the background."""
+    from linkcert.domains import Conflict, NotFound, domain_status, set_tracking_domain
+    from linkcert.names import DomainNameError, NamePolicy
+
     current = settings()
     store = open_store(current)
-    policy = NamePolicy(current.allow_test_domains, current.platform_domains)
+    policy = NamePolicy.from_settings(current)
     try:
         saved = set_tracking_domain(store, account, domain, policy)
     except DomainNameError as exc:
@@ -102,6 +97,8 @@ def domain_status_cmd(
     events: Annotated[bool, typer.Option("--events", help="Include the event timeline.")] = False,
 ) -> None:
     """Show where a domain stands. With --wait, exit 1 unless it is secured in time."""
+    from linkcert.domains import NotFound, domain_events, domain_status
+
     store = open_store(settings())
     try:
         status = domain_status(store, domain)
@@ -136,6 +133,10 @@ def domain_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List every domain with its DNS and certificate state."""
+    from rich.table import Table
+
+    from linkcert.domains import list_domains
+
     statuses = list_domains(open_store(settings()))
     if as_json:
         print_json([s.to_json() for s in statuses])
@@ -154,6 +155,8 @@ def domain_delete(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Delete a domain: revoke its certificate and erase its keys (links stop working)."""
+    from linkcert.domains import NotFound, delete_domain
+
     store = open_store(settings())
     if not yes and not typer.confirm(
         f"Revoke the certificate of {domain} and erase its keys? Its links stop working."

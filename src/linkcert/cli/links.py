@@ -7,11 +7,6 @@ from typing import Annotated
 import typer
 
 from linkcert.cli.app import app, console, fail, open_store, print_json, settings
-from linkcert.config import ConfigError
-from linkcert.domains import NotFound
-from linkcert.links import create_link
-from linkcert.service.runtime import tracking_key
-from linkcert.tracking import InvalidDestination
 
 link_app = typer.Typer(help="Tracked links.", no_args_is_help=True)
 app.add_typer(link_app, name="link")
@@ -24,6 +19,12 @@ def link_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Mint a tracked link https://DOMAIN/c/<token> that redirects to URL."""
+    from linkcert.config import ConfigError
+    from linkcert.domains import NotFound
+    from linkcert.links import create_link
+    from linkcert.service.runtime import tracking_key
+    from linkcert.tracking import InvalidDestination
+
     current = settings()
     try:
         key = tracking_key(current)

@@ -8,11 +8,18 @@ it, and reading pauses until it is answered, so the queue is never longer than o
 
 Timeouts are deadlines that the server's sweeper checks once a second: keeping them costs a few
 attribute writes per request instead of a timer.
+
+Bounds: a new connection must send its first byte (a request, or a ClientHello) within
+`first_byte_timeout`, and a process holds at most `max_connections`, at most
+`max_connections_per_address` of them from one client address (an IPv6 /64 counts as one).
+A new connection over a bound takes the place of the oldest idle one (no request in progress:
+not yet spoken, or kept alive between requests); when none is idle, the new one is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 from collections import deque
@@ -44,6 +51,26 @@ class Limits:
     idle_timeout: float
     request_timeout: float
     handshake_timeout: float
+    first_byte_timeout: float = 5.0
+    max_connections: int = 0  # 0: no bound
+    max_connections_per_address: int = 0  # 0: no bound
+
+
+def address_key(peer: object) -> str | None:
+    """The client address a per-address bound counts: an IPv4 address, or an IPv6 /64 (what one
+    subscriber is usually given); an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return None
+    host = peer[0]
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return f"{int(address) >> 64:x}::/64"
 
 
 class ConnectionHub:
@@ -61,14 +88,66 @@ class ConnectionHub:
         self.limits = limits
         self.tls_context = tls_context
         self.connections: set[HttpConnection] = set()
+        # Connections with no request in progress, longest idle first (dicts keep order).
+        self.idle: dict[HttpConnection, None] = {}
+        self.by_address: dict[str, dict[HttpConnection, None]] = {}
         self.draining = False
         self.now = 0.0  # a coarse clock, refreshed by the sweeper
         self.all_closed = asyncio.Event()
 
+    def admit(self, connection: HttpConnection, address: str | None) -> str | None:
+        """Make room for a new connection; the reason it is refused, or None."""
+        limits = self.limits
+        per_address = limits.max_connections_per_address
+        if per_address and address is not None:
+            group = self.by_address.get(address)
+            if group is not None and len(group) >= per_address:
+                victim = _oldest_idle(group)
+                if victim is None:
+                    return "address_cap"
+                victim.evict("address_cap")
+        if limits.max_connections and len(self.connections) >= limits.max_connections:
+            victim = self._oldest_idle()
+            if victim is None:
+                return "process_cap"
+            victim.evict("process_cap")
+        self.connections.add(connection)
+        if address is not None:
+            group = self.by_address.get(address)
+            if group is None:
+                group = self.by_address[address] = {}
+            group[connection] = None
+        return None
+
+    def _oldest_idle(self) -> HttpConnection | None:
+        idle = self.idle
+        while idle:
+            connection = next(iter(idle))
+            if connection.closable():
+                return connection
+            del idle[connection]
+        return None
+
     def forget(self, connection: HttpConnection) -> None:
         self.connections.discard(connection)
+        self.idle.pop(connection, None)
+        address = connection.address
+        if address is not None:
+            group = self.by_address.get(address)
+            if group is not None:
+                group.pop(connection, None)
+                if not group:
+                    del self.by_address[address]
         if self.draining and not self.connections:
             self.all_closed.set()
+
+
+def _oldest_idle(group: dict[HttpConnection, None]) -> HttpConnection | None:
+    oldest: HttpConnection | None = None
+    for connection in group:
+        if connection.closable() and (oldest is None or connection.idle_since < oldest.idle_since):
+            oldest = connection
+    return oldest
 
 
 class _Rejected(Exception):
@@ -106,6 +185,7 @@ class HttpConnection(asyncio.Protocol):
         "_done",
         "_head_bytes",
         "_head_raw_bytes",
+        "_heard",
         "_host",
         "_hosts_seen",
         "_hub",
@@ -125,7 +205,9 @@ class HttpConnection(asyncio.Protocol):
         "_transport",
         "_waiting",
         "_write_paused",
+        "address",
         "deadline",
+        "idle_since",
     )
 
     def __init__(self, hub: ConnectionHub, *, secure: bool) -> None:
@@ -136,6 +218,9 @@ class HttpConnection(asyncio.Protocol):
         self._tls_name: str | None = None
         self._parser = httptools.HttpRequestParser(self)
         self.deadline = _NEVER
+        self.address: str | None = None
+        self.idle_since = _NEVER  # when it last became idle; _NEVER while a request is on
+        self._heard = False  # whether the client has sent a byte
         # The request being read.
         self._in_message = False
         self._in_head = False
@@ -161,15 +246,52 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         hub = self._hub
-        hub.connections.add(self)
         hub.counters.connections_accepted += 1
         # uvloop's transports do not derive from asyncio's classes, but behave alike.
         self._transport = cast(asyncio.Transport, transport)
+        self.address = address = address_key(transport.get_extra_info("peername"))
+        refused = hub.admit(self, address)
+        if refused is not None:
+            hub.counters.connections_refused[refused] += 1
+            self.address = None
+            self._done = True
+            self._transport.abort()
+            return
+        self._become_idle()
         if self._secure:
             self._tls = TlsSession(hub.tls_context)
-            self.deadline = hub.now + hub.limits.handshake_timeout
-        else:
-            self.deadline = hub.now + hub.limits.idle_timeout
+        self.deadline = hub.now + hub.limits.first_byte_timeout
+
+    def _become_idle(self) -> None:
+        hub = self._hub
+        self.idle_since = hub.now
+        hub.idle[self] = None
+
+    def closable(self) -> bool:
+        """Whether closing this connection would free a place: open and idle."""
+        transport = self._transport
+        return (
+            self.idle_since != _NEVER
+            and transport is not None
+            and not transport.is_closing()
+            and self._waiting is None
+        )
+
+    def evict(self, reason: str) -> None:
+        """Close this idle connection to make room for a new one."""
+        hub = self._hub
+        hub.counters.connections_closed[reason] += 1
+        hub.forget(self)
+        transport = self._transport
+        if self._done or transport is None:
+            if transport is not None:
+                transport.close()
+            return
+        if self._tls is not None and not self._tls.established:
+            self._done = True
+            transport.close()
+            return
+        self._finish(b"")  # with close_notify on TLS
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._tls is not None and not self._tls.established and not self._done:
@@ -209,20 +331,30 @@ class HttpConnection(asyncio.Protocol):
         if now < self.deadline or transport is None or self._waiting is not None:
             return
         self.deadline = _NEVER
+        counters = self._hub.counters
         tls = self._tls
         if tls is not None and not tls.established:
-            self._hub.counters.handshakes_failed["timeout"] += 1
+            counters.handshakes_failed["timeout"] += 1
+            if self._heard:
+                counters.connections_closed["handshake_timeout"] += 1
+            else:
+                counters.connections_closed["first_byte_timeout"] += 1
             self._done = True
             transport.abort()
         elif self._write_paused:
+            counters.connections_closed["write_stalled"] += 1
             self._done = True
             transport.abort()
         elif self._in_message and not self._done:
-            self._hub.counters.request_timeouts += 1
+            counters.request_timeouts += 1
             self._count_status(408)
             self._finish(responses.render_error_and_close(responses.REQUEST_TIMEOUT))
         else:
             # Idle, or lingering after an error response.
+            if not self._heard:
+                counters.connections_closed["first_byte_timeout"] += 1
+            elif not self._lingering:
+                counters.connections_closed["idle_timeout"] += 1
             self._done = True
             transport.close()
 
@@ -259,6 +391,11 @@ class HttpConnection(asyncio.Protocol):
             return
         self._out = []
         tls = self._tls
+        if not self._heard:
+            self._heard = True
+            if tls is not None:
+                # The ClientHello has begun: the handshake gets its own time from here.
+                self.deadline = self._hub.now + self._hub.limits.handshake_timeout
         if tls is not None:
             data = self._decrypt(data)
             if not data:
@@ -318,6 +455,9 @@ class HttpConnection(asyncio.Protocol):
         return plaintext
 
     def on_message_begin(self) -> None:
+        if self.idle_since != _NEVER:
+            self.idle_since = _NEVER
+            self._hub.idle.pop(self, None)
         self._in_message = True
         self._in_head = True
         self._messages_begun += 1
@@ -522,8 +662,12 @@ class HttpConnection(asyncio.Protocol):
             return
         limits = self._hub.limits
         # A request read while an earlier one waited gets its full time from now.
-        timeout = limits.request_timeout if self._in_message else limits.idle_timeout
-        self.deadline = self._hub.now + timeout
+        if self._in_message:
+            self.deadline = self._hub.now + limits.request_timeout
+            return
+        self.deadline = self._hub.now + limits.idle_timeout
+        if self.idle_since == _NEVER:
+            self._become_idle()
 
     def _count_status(self, status: int) -> None:
         self._hub.counters.responses_by_status[status] += 1

@@ -23,6 +23,7 @@ from linkcert.tracking import (
     InvalidToken,
     TrackedKind,
     TrackedLink,
+    TrackingKeys,
     read_token,
 )
 
@@ -52,13 +53,13 @@ class Router:
     def __init__(
         self,
         *,
-        tracking_key: bytes,
+        tracking_key: TrackingKeys | bytes,
         recorder: ClickRecorder,
         challenge_lookup: ChallengeLookup,
         challenge_timeout: float,
         counters: EdgeCounters,
     ) -> None:
-        self._key = tracking_key
+        self._keys = TrackingKeys.of(tracking_key)
         self._recorder = recorder
         self._challenge_lookup = challenge_lookup
         self._challenge_timeout = challenge_timeout
@@ -110,9 +111,11 @@ class Router:
         verified = self._verified.get((host, token))
         if verified is None:
             try:
-                link = read_token(self._key, host, token.decode("latin-1"))
-            except InvalidToken:
+                link = read_token(self._keys, host, token.decode("latin-1"))
+            except InvalidToken as exc:
                 self._counters.invalid_tokens += 1
+                if exc.reason == "key":
+                    self._counters.retired_key_tokens += 1
                 return responses.LINK_NOT_VALID
             verified = (link, responses.redirect(link.destination.encode("ascii")))
             if len(self._verified) >= VERIFIED_TOKENS_KEPT:

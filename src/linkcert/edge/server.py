@@ -16,7 +16,7 @@ from linkcert.edge.http import ConnectionHub, HttpConnection, Limits
 from linkcert.edge.listen import ListenSpec, open_listener
 from linkcert.edge.routes import ChallengeLookup, Router
 from linkcert.edge.tls import SniSelector
-from linkcert.tracking import ClickRecorder, ClickSink
+from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,15 @@ class EdgeSettings:
     max_body_bytes: int = 1024
     idle_timeout: float = 60.0
     request_timeout: float = 10.0
+    # A new connection's first byte (a request on HTTP, the ClientHello on HTTPS) must come
+    # within first_byte_timeout; the TLS handshake then has handshake_timeout to complete.
+    first_byte_timeout: float = 5.0
     handshake_timeout: float = 10.0
+    # Connections held per process and per client address (IPv4 address or IPv6 /64); over
+    # either, a new connection replaces the oldest idle one, or is refused when none is idle.
+    # 0: no bound.
+    max_connections: int = 0
+    max_connections_per_address: int = 0
     challenge_timeout: float = 5.0
     shutdown_timeout: float = 10.0
     sweep_interval: float = 1.0  # how often deadlines are checked: the timeouts' resolution
@@ -60,7 +68,7 @@ class Edge:
     def __init__(
         self,
         *,
-        tracking_key: bytes,
+        tracking_key: TrackingKeys | bytes,
         certificates: CertificateCache,
         challenge_lookup: ChallengeLookup,
         click_sink: ClickSink,
@@ -93,6 +101,9 @@ class Edge:
             idle_timeout=settings.idle_timeout,
             request_timeout=settings.request_timeout,
             handshake_timeout=settings.handshake_timeout,
+            first_byte_timeout=settings.first_byte_timeout,
+            max_connections=settings.max_connections,
+            max_connections_per_address=settings.max_connections_per_address,
         )
         self._sni = SniSelector(
             certificates, self.counters, session_tickets=settings.tls_session_tickets

@@ -26,7 +26,7 @@ def check_config(settings: Settings) -> CheckConfig:
         cname_targets=settings.cname_targets,
         edge_addresses=settings.edge_addresses,
         ca_domains=settings.ca_domains,
-        name_policy=NamePolicy(settings.allow_test_domains, settings.platform_domains),
+        name_policy=NamePolicy.from_settings(settings),
         nameservers=settings.nameservers,
         timeout=settings.dns_timeout,
     )

@@ -228,7 +228,7 @@ class StoreFeeds:
         if not clicks:
             return
         rows = [
-            {"domain": c.domain, "link_id": c.link_id, "kind": str(c.kind), "at": c.at}
+            {"domain": c.domain, "link_id": c.link_id or 0, "kind": str(c.kind), "at": c.at}
             for c in clicks
         ]
         with self.store.session() as session:

@@ -23,17 +23,19 @@ from sqlalchemy.engine import make_url
 
 from linkcert.config import ConfigError, Settings, parse_host_port
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
+from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
+from linkcert.links import tracking_keys
 from linkcert.metrics import MetricsListener, serve_metrics, track_edge
 from linkcert.notify import Notifier, run_deliveries, watch_expiry
 from linkcert.service.acme_account import AccountProvider
 from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
-from linkcert.store import Store
+from linkcert.store import Store, StoreError
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
-from linkcert.tracking import tracking_key_from_secret
+from linkcert.tracking import TrackingKeys
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
 from linkcert.worker.ratelimit import rate_limiter_for
@@ -91,24 +93,22 @@ def master_keys(settings: Settings) -> MasterKeys:
         raise ConfigError(str(exc)) from None
 
 
-def tracking_key(settings: Settings) -> bytes:
-    if settings.tracking_key is None:
-        raise ConfigError(
-            "no tracking key: set LINKCERT_TRACKING_KEY to a secret of at least 32 characters"
-        )
+def tracking_key(settings: Settings) -> TrackingKeys:
+    """The tracking keys in force; ConfigError says which setting to fix."""
+    return tracking_keys(settings)
+
+
+def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> None:
+    """Check that the database is migrated (on SQLite, with `create`, create or migrate it) and
+    that the master key opens the stored keys; ConfigError says what to do otherwise.
+    Blocking: run it in a thread."""
     try:
-        return tracking_key_from_secret(settings.tracking_key.get_secret_value())
-    except ValueError as exc:
+        if create and store.dialect == "sqlite":
+            store.migrate()
+        else:
+            store.check_ready()
+    except StoreError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def prepare_store(store: Store, keys: MasterKeys) -> None:
-    """Migrate SQLite, check that PostgreSQL is migrated and that the master key opens the
-    stored keys; ConfigError says what to do otherwise. Blocking: run it in a thread."""
-    if store.dialect == "sqlite":
-        store.migrate()
-    elif not store.schema_is_current():
-        raise ConfigError("the database schema is not current: run `linkcert migrate` first")
     try:
         check_master_key(store, keys)
     except DecryptionError as exc:
@@ -134,6 +134,24 @@ class PreloadedEdge:
     https: socket.socket | None
 
 
+def edge_settings(
+    settings: Settings, http: ListenSpec | None, https: ListenSpec | None, *, share_ports: bool
+) -> EdgeSettings:
+    """The edge's settings from linkcert's; raises this process's open-file limit first, since
+    the connection bound depends on it."""
+    open_files = raise_open_file_limit()
+    return EdgeSettings(
+        http=http,
+        https=https,
+        reuse_port=share_ports,
+        first_byte_timeout=settings.edge_first_byte_timeout,
+        handshake_timeout=settings.edge_handshake_timeout,
+        idle_timeout=settings.edge_idle_timeout,
+        max_connections=connection_budget(settings.edge_max_connections, open_files),
+        max_connections_per_address=settings.edge_max_connections_per_address,
+    )
+
+
 class Runtime:
     """Starts and stops the parts of one process in the right order."""
 
@@ -143,8 +161,13 @@ class Runtime:
         roles: Roles | None = None,
         store: Store | None = None,
         preloaded: PreloadedEdge | None = None,
+        *,
+        create_database: bool = True,
     ) -> None:
         self.settings = settings
+        # `linkcert serve` creates (and migrates) a SQLite database; a process of one role
+        # needs one made by `linkcert migrate`.
+        self.create_database = create_database
         self.roles = roles = roles or Roles()
         if roles.worker and not (settings.cname_targets or settings.edge_addresses):
             raise ConfigError(
@@ -154,7 +177,7 @@ class Runtime:
             )
         self.keys = master_keys(settings)
         # Only the edge follows tracked links; the API mints them if a key is configured.
-        self.tracking_key = tracking_key(settings) if roles.edge else b""
+        self.tracking_key: TrackingKeys | bytes = tracking_key(settings) if roles.edge else b""
         self.store = store or Store(settings.effective_database_url)
         self.stop_event = asyncio.Event()
         self.preloaded = preloaded
@@ -177,7 +200,9 @@ class Runtime:
         if self.sole_worker is not None:
             self.sole_worker.acquire()
         if self.preloaded is None:  # an edge pool's parent checked before it forked
-            await asyncio.to_thread(prepare_store, self.store, self.keys)
+            await asyncio.to_thread(
+                prepare_store, self.store, self.keys, create=self.create_database
+            )
         if self.roles.edge:
             await self._start_edge()
         if self.roles.worker:
@@ -200,7 +225,7 @@ class Runtime:
             certificates=self.cache,
             challenge_lookup=self.feeds.challenge,
             click_sink=self.feeds.save_clicks,
-            settings=EdgeSettings(http=http, https=https, reuse_port=self.roles.share_ports),
+            settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
         await self.edge.start()
         track_edge(self.edge.counters)

@@ -16,11 +16,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("linkcert.signals")
 
@@ -57,6 +60,8 @@ async def listen(
     also calls `on_notify(channel, "")` on each channel, since notifications sent while we were
     away are lost and the listener should catch up by reading the store.
     """
+    import psycopg  # only listeners need the driver itself; short commands do not load it
+
     wanted = list(channels)
     conninfo = libpq_conninfo(sqlalchemy_url)
     first = True

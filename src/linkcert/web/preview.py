@@ -108,7 +108,7 @@ async def preview_dns(
     settings: Settings, name: str, *, timeout: float = PREVIEW_TIMEOUT
 ) -> DnsPreview:
     """Check `name` now, for the customer's eyes; never raises for what DNS answers."""
-    policy = NamePolicy(settings.allow_test_domains, settings.platform_domains)
+    policy = NamePolicy.from_settings(settings)
     try:
         valid = validate(name, policy)
     except DomainNameError as error:

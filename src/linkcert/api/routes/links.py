@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 
 from linkcert.api.deps import ApiContext, ApiContextDep, CurrentPrincipal
 from linkcert.api.problems import ProblemError, not_found, problem_responses
+from linkcert.config import ConfigError
 from linkcert.domains import NotFound
-from linkcert.links import TrackedUrl, create_link
+from linkcert.links import TrackedUrl, create_link, tracking_keys
 from linkcert.store import Account
-from linkcert.tracking import InvalidDestination, tracking_key_from_secret
+from linkcert.tracking import InvalidDestination, TrackingKeys
 
 router = APIRouter(tags=["tracked links"])
 
@@ -29,7 +30,7 @@ class LinkIn(BaseModel):
 
 
 class LinkOut(BaseModel):
-    link_id: int
+    link_id: int | None = Field(description="The stored link's id; null for batch links.")
     domain: str
     destination: str
     url: str = Field(description="The tracked click URL to put in the email.")
@@ -46,16 +47,16 @@ class LinkOut(BaseModel):
         )
 
 
-def _tracking_key(context: ApiContext) -> bytes:
-    secret = context.settings.tracking_key
-    if secret is None:
+def _tracking_key(context: ApiContext) -> TrackingKeys:
+    try:
+        return tracking_keys(context.settings)
+    except ConfigError:
         raise ProblemError(
             503,
             "tracking-unavailable",
             "No tracking key is configured.",
             fix="Set LINKCERT_TRACKING_KEY to a secret of at least 32 characters.",
-        )
-    return tracking_key_from_secret(secret.get_secret_value())
+        ) from None
 
 
 def _domain_for(context: ApiContext, principal_account: int | None, given: str | None) -> str:
