@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import uvicorn
-from sqlalchemy.engine import make_url
 
 from linkcert.config import ConfigError, Settings, parse_host_port
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
@@ -34,6 +33,7 @@ from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
 from linkcert.store import Store, StoreError
+from linkcert.store.db import sqlite_path
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
 from linkcert.tracking import TrackingKeys
 from linkcert.worker.issuance import Issuer
@@ -60,15 +60,16 @@ class SoleWorker:
     @classmethod
     def for_store(cls, store: Store) -> SoleWorker | None:
         """The lock for a store in a SQLite file; None for PostgreSQL or an in-memory store."""
-        if store.dialect != "sqlite":
-            return None
-        database = make_url(store.url).database
-        if not database or database == ":memory:" or database.startswith("file:"):
+        database = sqlite_path(store.url)
+        if database is None or database.startswith("file:"):
             return None
         return cls(Path(database).resolve())
 
     def acquire(self) -> None:
-        handle = self.path.open("ab")
+        try:
+            handle = self.path.open("ab")
+        except OSError as exc:
+            raise ConfigError(f"cannot open the worker lock {self.path}: {exc.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -197,12 +198,12 @@ class Runtime:
         # ACME and database calls run in threads; orders run concurrently, so make room.
         workers = max(32, self.settings.worker_concurrency * 2)
         loop.set_default_executor(ThreadPoolExecutor(max_workers=workers))
-        if self.sole_worker is not None:
-            self.sole_worker.acquire()
         if self.preloaded is None:  # an edge pool's parent checked before it forked
             await asyncio.to_thread(
                 prepare_store, self.store, self.keys, create=self.create_database
             )
+        if self.sole_worker is not None:
+            self.sole_worker.acquire()
         if self.roles.edge:
             await self._start_edge()
         if self.roles.worker:
