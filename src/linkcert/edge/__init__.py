@@ -16,6 +16,7 @@ from linkcert.edge.certs import CertificateCache, DomainContext, UnusableCertifi
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.listen import ListenSpec
 from linkcert.edge.pem import PemError
+from linkcert.edge.proxy import ProxySettings
 from linkcert.edge.routes import ChallengeLookup
 from linkcert.edge.server import Edge, EdgeSettings
 
@@ -28,5 +29,6 @@ __all__ = [
     "EdgeSettings",
     "ListenSpec",
     "PemError",
+    "ProxySettings",
     "UnusableCertificate",
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 class EdgeCounters:
     connections_accepted: int = 0
     requests: int = 0
+    proxied_requests: int = 0  # of `requests`, those relayed to an origin (proxy mode)
     responses_by_status: Counter[int] = field(default_factory=Counter)
     clicks_recorded: int = 0
     opens_recorded: int = 0

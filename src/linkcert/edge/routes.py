@@ -34,10 +34,10 @@ ChallengeLookup = Callable[[str], Awaitable[str | None]]
 
 RouteResult = Response | Coroutine[Any, Any, Response]
 
-_CLICK_PREFIX = b"/c/"
-_OPEN_PREFIX = b"/o/"
-_CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
-_HEALTH_PATH = b"/healthz"
+_CLICK_PREFIX = CLICK_PREFIX = b"/c/"
+_OPEN_PREFIX = OPEN_PREFIX = b"/o/"
+_CHALLENGE_PREFIX = CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
+_HEALTH_PATH = HEALTH_PATH = b"/healthz"
 _READ_METHODS = (b"GET", b"HEAD")
 # ACME tokens are base64url; anything else cannot be one, and is not worth a store read.
 _ACME_TOKEN = re.compile(rb"[A-Za-z0-9_-]{1,255}")
@@ -108,20 +108,13 @@ class Router:
     def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
         if host is None:
             return responses.MISSING_HOST
-        verified = self._verified.get((host, token))
-        if verified is None:
-            try:
-                link = read_token(self._keys, host, token.decode("latin-1"))
-            except InvalidToken as exc:
-                self._counters.invalid_tokens += 1
-                if exc.reason == "key":
-                    self._counters.retired_key_tokens += 1
-                return responses.LINK_NOT_VALID
-            verified = (link, responses.redirect(link.destination.encode("ascii")))
-            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-                del self._verified[next(iter(self._verified))]
-            self._verified[host, token] = verified
-        link, redirect = verified
+        try:
+            link, redirect = self._verify(host, token)
+        except InvalidToken as exc:
+            self._counters.invalid_tokens += 1
+            if exc.reason == "key":
+                self._counters.retired_key_tokens += 1
+            return responses.LINK_NOT_VALID
         # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
         if method == b"GET":
             kind: TrackedKind = "open" if is_open else "click"
@@ -135,6 +128,26 @@ class Router:
         if is_open:
             return responses.OPEN_PIXEL
         return redirect
+
+    def _verify(self, host: str, token: bytes) -> tuple[TrackedLink, Response]:
+        """The link a token stands for on `host`, and its redirect; raises InvalidToken."""
+        verified = self._verified.get((host, token))
+        if verified is None:
+            link = read_token(self._keys, host, token.decode("latin-1"))
+            verified = (link, responses.redirect(link.destination.encode("ascii")))
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[host, token] = verified
+        return verified
+
+    def has_valid_token(self, host: str, token: bytes) -> bool:
+        """Whether `token` (after `/c/` or `/o/`) is a valid link for `host`, as `_tracked`
+        would answer it: what `both` mode answers itself rather than relaying."""
+        try:
+            self._verify(host, token)
+        except InvalidToken:
+            return False
+        return True
 
     async def _challenge(self, token: str) -> Response:
         try:
@@ -161,6 +174,39 @@ class Router:
             return responses.INTERNAL_ERROR
         self._counters.challenges_served += 1
         return responses.key_authorization(key_authorization.encode("ascii"))
+
+
+def proxy_target(target: bytes, host: bytes | None) -> tuple[bytes, bytes | None, bytes] | None:
+    """For relaying: the request target to send, the Host to send and the path, or None when
+    the target is not one an origin server takes.
+
+    An absolute-form target (`http://host/path`, as sent to proxies) becomes origin-form, and
+    its authority wins over the Host header, as HTTP/1.1 says.
+    """
+    if target.startswith(b"/"):
+        query = target.find(b"?")
+        return target, host, target if query < 0 else target[:query]
+    if target == b"*":
+        return target, host, target
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://"):
+        rest = target[7:]
+    elif lowered.startswith(b"https://"):
+        rest = target[8:]
+    else:
+        return None
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        found = rest.find(stop)
+        if 0 <= found < end:
+            end = found
+    authority, remainder = rest[:end], rest[end:]
+    if not authority or b"@" in authority:
+        return None
+    if not remainder.startswith(b"/"):
+        remainder = b"/" + remainder
+    query = remainder.find(b"?")
+    return remainder, authority, remainder if query < 0 else remainder[:query]
 
 
 def _split_absolute_form(target: bytes, host: str | None) -> tuple[bytes, str | None]:

@@ -8,6 +8,7 @@ a message naming it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import logging
 import socket
@@ -21,12 +22,13 @@ from typing import IO, Any
 import uvicorn
 
 from linkcert.config import ConfigError, Settings, parse_host_port
-from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
+from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec, ProxySettings
 from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
+from linkcert.edge.upstream import PoolSettings, parse_origin
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
 from linkcert.links import tracking_keys
-from linkcert.metrics import MetricsListener, serve_metrics, track_edge
+from linkcert.metrics import MetricsListener, serve_metrics, track_edge, track_origins
 from linkcert.notify import Notifier, run_deliveries, watch_expiry
 from linkcert.service.acme_account import AccountProvider
 from linkcert.service.dnscheck import make_dns_check
@@ -119,6 +121,29 @@ def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> Non
         ) from None
 
 
+def proxy_settings(settings: Settings) -> ProxySettings | None:
+    """The edge's proxy mode from the settings; None in tracking mode."""
+    if settings.edge_mode == "tracking":
+        return None
+    return ProxySettings(
+        mode=settings.edge_mode,
+        upstreams=tuple(parse_origin(origin) for origin in settings.edge_upstreams),
+        pool=PoolSettings(
+            connect_timeout=settings.upstream_connect_timeout,
+            max_connections=settings.upstream_max_connections,
+            keepalive_timeout=settings.upstream_keepalive_timeout,
+            max_fails=settings.upstream_max_fails,
+            ca_bundle=settings.upstream_ca_bundle,
+            server_name=settings.upstream_server_name,
+        ),
+        first_byte_timeout=settings.upstream_first_byte_timeout,
+        idle_timeout=settings.upstream_idle_timeout,
+        max_body_bytes=settings.proxy_max_body_bytes,
+        max_request_line_bytes=settings.proxy_max_request_line_bytes,
+        trusted_proxies=settings.trusted_proxies,
+    )
+
+
 # A worker of `linkcert edge --processes N` starts its first full comparison with the store this
 # long after it starts; see Runtime._start_edge.
 POOLED_FIRST_FULL_SYNC = 5.0
@@ -141,7 +166,8 @@ def edge_settings(
     """The edge's settings from linkcert's; raises this process's open-file limit first, since
     the connection bound depends on it."""
     open_files = raise_open_file_limit()
-    return EdgeSettings(
+    proxy = proxy_settings(settings)
+    edge = EdgeSettings(
         http=http,
         https=https,
         reuse_port=share_ports,
@@ -150,7 +176,12 @@ def edge_settings(
         idle_timeout=settings.edge_idle_timeout,
         max_connections=connection_budget(settings.edge_max_connections, open_files),
         max_connections_per_address=settings.edge_max_connections_per_address,
+        proxy=proxy,
     )
+    if proxy is None:
+        return edge
+    # Relayed requests carry the platform's cookies and headers, not only linkcert's links.
+    return dataclasses.replace(edge, max_header_bytes=settings.proxy_max_header_bytes)
 
 
 class Runtime:
@@ -230,6 +261,7 @@ class Runtime:
         )
         await self.edge.start()
         track_edge(self.edge.counters)
+        track_origins(self.edge.proxy.registry if self.edge.proxy is not None else None)
         if self.settings.edge_session_tickets:
             self._spawn(
                 follow_ticket_keys(
@@ -335,6 +367,7 @@ class Runtime:
         if self.edge is not None:
             await self.edge.aclose()
             track_edge(None)
+            track_origins(None)
         if self.metrics_listener is not None:
             self.metrics_listener.close()
         self.store.close()

@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session
 from linkcert.domains import record_event
 from linkcert.metrics import count_issuance_failure
 from linkcert.notify import NotificationKind, Notifier
-from linkcert.states import CertState, DnsState, FailureClass
+from linkcert.states import (
+    TRANSIENT_CA_FAILURES,
+    CertState,
+    DnsState,
+    FailureClass,
+    state_after_failure,
+)
 from linkcert.store import Domain, Order, Store, signals, utcnow
 from linkcert.worker import leases
 from linkcert.worker.schedule import dns_recheck_delay, renewal_due, renewal_time, retry_delay
@@ -503,11 +509,20 @@ class Worker:
                     "An order resumed after a restart had failed validation while linkcert "
                     "was down; trying again now with a new order.",
                 )
+            waiting = False
             if domain.current_certificate_id is None:
-                domain.cert_state = CertState.FAILED
+                domain.cert_state = state_after_failure(failure, domain.attempts)
+                waiting = domain.cert_state == CertState.WAITING_FOR_CA
             else:
                 self._mark_expiry(session, domain, now)
-            domain.problems = [{"code": failure.value, "message": message, "fix": ""}]
+            fix = (
+                "Nothing to do: linkcert tries again by itself at "
+                f"{domain.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC."
+                if failure in TRANSIENT_CA_FAILURES
+                and (waiting or domain.current_certificate_id is not None)
+                else ""
+            )
+            domain.problems = [{"code": failure.value, "message": message, "fix": fix}]
             count_issuance_failure(failure.value)
             if domain.current_certificate_id is not None and failure != FailureClass.RATE_LIMITED:
                 self._tell(
@@ -517,10 +532,16 @@ class Worker:
                     message,
                     failure=failure.value,
                 )
+            if failure == FailureClass.RATE_LIMITED:
+                kind = "waiting_for_budget"
+            elif waiting:
+                kind = "waiting_for_ca"
+            else:
+                kind = "issuance_failed"
             record_event(
                 session,
                 domain,
-                "issuance_failed" if failure != FailureClass.RATE_LIMITED else "waiting_for_budget",
+                kind,
                 message,
                 failure=failure.value,
                 next_attempt_at=domain.next_attempt_at.isoformat(),
