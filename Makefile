@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup system-packages lint bench-provision bench-edge bench-fleet bench-renewal clean
+.PHONY: demo test setup system-packages lint bench-provision bench-edge bench-fleet bench-renewal bench-cli clean
 
 demo: setup
 	$(BIN)/linkcert demo
@@ -51,6 +51,11 @@ bench-fleet: setup
 bench-renewal: setup
 	@scripts/install-system-packages.sh --bench
 	$(BIN)/python -m bench.renewal --wave 1000
+
+# How fast `linkcert` starts (--help, domain status, check), with hyperfine.
+bench-cli: setup
+	@scripts/install-system-packages.sh --bench
+	$(BIN)/python -m bench.cli_start
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

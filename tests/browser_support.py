@@ -57,8 +57,13 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 @asynccontextmanager
-async def new_page(browser: Browser, *, phone: bool = False) -> AsyncIterator[Page]:
-    options: dict[str, Any] = {"viewport": PHONE if phone else DESKTOP}
+async def new_page(
+    browser: Browser, *, phone: bool = False, javascript: bool = True
+) -> AsyncIterator[Page]:
+    options: dict[str, Any] = {
+        "viewport": PHONE if phone else DESKTOP,
+        "java_script_enabled": javascript,
+    }
     if phone:
         options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
     context = await browser.new_context(**options)

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from linkcert.auth import create_token
 from linkcert.brand import request_brand_domain
@@ -38,6 +39,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.pebble]
 
 POLICY = NamePolicy(allow_test_domains=True)
 SECURED_TIMEOUT = 60_000  # ms: Pebble issues in about a second; leave room for a busy machine
+DELIVERABILITY = "deliverability@platform.test"
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +62,14 @@ class Running:
 
 
 @asynccontextmanager
-async def linkcert(platform: Platform, tmp_path: Path, account: str) -> AsyncIterator[Running]:
+async def linkcert(
+    platform: Platform, tmp_path: Path, account: str, **settings: Any
+) -> AsyncIterator[Running]:
     """The whole product, its API (and so the pages) on a free loopback port."""
     db_url = f"sqlite:///{tmp_path / 'linkcert.sqlite3'}"
     store = Store(db_url)
     store.migrate()
-    runtime = Runtime(platform.settings(db_url, tmp_path), store=store)
+    runtime = Runtime(platform.settings(db_url, tmp_path, **settings), store=store)
     await runtime.start()
     try:
         shop = create_account(store, account, [f"owner@{account}.test", f"it@{account}.test"])
@@ -94,7 +98,7 @@ async def test_a_customer_saves_a_domain_and_watches_it_get_secured(
 ) -> None:
     domain = "links.shop-one.test"
     async with (
-        linkcert(platform, tmp_path, "shop-one") as running,
+        linkcert(platform, tmp_path, "shop-one", deliverability_email=DELIVERABILITY) as running,
         chromium() as browser,
         new_page(browser) as page,
     ):
@@ -133,6 +137,165 @@ async def test_a_customer_saves_a_domain_and_watches_it_get_secured(
         assert await low_contrast(page) == []
         await page.locator("details.history summary").click()
         await screenshot(page, "account-secured")
+
+
+# The product's help page, word for word: "Click your user name in the top-right corner of the
+# application and, from the drop-down menu, select Account Details. On the Account Details page,
+# select the ACCOUNT tab. In the Account Information section, enter the domain in the Link
+# tracking domain field (add the CNAME first). Click SAVE CHANGES." The two tests below do
+# exactly that, by role and label, once with the mouse and once with the keyboard alone.
+
+
+async def test_the_help_page_followed_with_the_mouse(platform: Platform, tmp_path: Path) -> None:
+    domain = "links.help-shop.test"
+    platform.point(domain)  # "having added the CNAME first"
+    async with (
+        linkcert(platform, tmp_path, "help-shop", deliverability_email=DELIVERABILITY) as running,
+        chromium() as browser,
+        new_page(browser) as page,
+    ):
+        await log_in(page, running, running.account_token)
+
+        # The user name at the top right is a disclosure button.
+        user = page.get_by_role("banner").get_by_role("button", name="help-shop")
+        await expect(user).to_have_attribute("aria-expanded", "false")
+        menu = page.locator(f"#{await user.get_attribute('aria-controls')}")
+        await expect(menu).to_be_hidden()
+        await user.click()
+        await expect(user).to_have_attribute("aria-expanded", "true")
+        await expect(menu.get_by_role("link", name="Account Details")).to_be_visible()
+        await expect(menu.get_by_role("button", name="Log out")).to_be_visible()
+        await screenshot(page, "account-menu")
+        # A click anywhere else closes it.
+        await page.get_by_role("heading", name="Account Details").click()
+        await expect(user).to_have_attribute("aria-expanded", "false")
+        await expect(menu).to_be_hidden()
+
+        await user.click()
+        async with page.expect_navigation(url=running.url + "/account"):
+            await menu.get_by_role("link", name="Account Details").click()
+        await expect(page.get_by_role("heading", name="Account Details")).to_be_visible()
+        await page.evaluate("window.sameDocument = true")  # gone if the page reloads
+
+        tab = page.get_by_role("tab", name="ACCOUNT")
+        await expect(tab).to_have_attribute("aria-selected", "true")
+        await tab.click()
+        await expect(tab).to_have_attribute("aria-selected", "true")
+        panel = page.get_by_role("tabpanel", name="ACCOUNT")
+        info = panel.get_by_role("region", name="Account Information")
+        await expect(info).to_contain_text("owner@help-shop.test")
+
+        await info.get_by_label("Link tracking domain", exact=True).fill(domain)
+        await expect(info).to_contain_text(f"{domain}. CNAME {EDGE_TARGET}.")
+        await expect(info).to_contain_text("✓ In place")
+        await info.get_by_role("button", name="SAVE CHANGES").click()
+
+        status = panel.get_by_role("region", name="HTTPS status")
+        await expect(status).to_contain_text(
+            "HTTPS is on: your tracked links are secured.", timeout=SECURED_TIMEOUT
+        )
+        assert await page.evaluate("window.sameDocument === true")
+        # The status is the section right under Account Information.
+        assert await info.evaluate("s => s.nextElementSibling.id") == "status-card"
+
+        # For customers who prefer to write: the deliverability team's address.
+        brand = panel.get_by_role("region", name="Brand link tracking domains")
+        mail = brand.get_by_role("link", name=DELIVERABILITY)
+        assert (await mail.get_attribute("href") or "").startswith(f"mailto:{DELIVERABILITY}?")
+        assert await low_contrast(page) == []
+
+
+async def test_the_help_page_followed_with_the_keyboard_alone(
+    platform: Platform, tmp_path: Path
+) -> None:
+    domain = "links.typist-shop.test"
+    platform.point(domain)
+    async with (
+        linkcert(platform, tmp_path, "typist-shop") as running,
+        chromium() as browser,
+        new_page(browser) as page,
+    ):
+        await page.goto(running.url + "/login")
+        await tab_until(page, page.get_by_label("API token"))
+        await page.keyboard.type(running.account_token)
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("heading", name="Account Details")).to_be_visible()
+
+        user = page.get_by_role("banner").get_by_role("button", name="typist-shop")
+        details = page.get_by_role("link", name="Account Details")
+        await tab_until(page, user)
+        assert await focus_is_visible(page)
+        await page.keyboard.press("Enter")
+        await expect(user).to_have_attribute("aria-expanded", "true")
+        # Escape closes the menu and gives the focus back to the button.
+        await page.keyboard.press("Escape")
+        await expect(user).to_have_attribute("aria-expanded", "false")
+        await expect(user).to_be_focused()
+        await expect(details).to_be_hidden()
+        # Space opens it too; the arrow keys move between its items; tabbing out closes it.
+        await page.keyboard.press("Space")
+        await expect(user).to_have_attribute("aria-expanded", "true")
+        await page.keyboard.press("ArrowDown")
+        await expect(details).to_be_focused()
+        await page.keyboard.press("ArrowDown")
+        await expect(page.get_by_role("button", name="Log out")).to_be_focused()
+        await page.keyboard.press("ArrowUp")
+        await expect(details).to_be_focused()
+        await page.keyboard.press("End")
+        await expect(page.get_by_role("button", name="Log out")).to_be_focused()
+        await page.keyboard.press("Tab")
+        await expect(user).to_have_attribute("aria-expanded", "false")
+        await expect(page.get_by_role("tab", name="ACCOUNT")).to_be_focused()
+        # Back to the button: Enter opens the menu, Tab reaches its first item.
+        await page.keyboard.press("Shift+Tab")
+        await expect(user).to_be_focused()
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Tab")
+        await expect(details).to_be_focused()
+        assert await focus_is_visible(page)
+        async with page.expect_navigation(url=running.url + "/account"):
+            await page.keyboard.press("Enter")
+        await page.evaluate("window.sameDocument = true")
+
+        tab = page.get_by_role("tab", name="ACCOUNT")
+        await tab_until(page, tab)
+        assert await focus_is_visible(page)
+        await page.keyboard.press("Space")
+        await expect(tab).to_have_attribute("aria-selected", "true")
+        info = page.get_by_role("tabpanel", name="ACCOUNT").get_by_role(
+            "region", name="Account Information"
+        )
+        field = info.get_by_label("Link tracking domain", exact=True)
+        await tab_until(page, field)
+        await page.keyboard.type(domain)
+        await expect(info).to_contain_text("✓ In place")
+        await tab_until(page, info.get_by_role("button", name="SAVE CHANGES"))
+        assert await focus_is_visible(page)
+        await page.keyboard.press("Enter")
+
+        status = page.get_by_role("region", name="HTTPS status")
+        await expect(status).to_contain_text(
+            "HTTPS is on: your tracked links are secured.", timeout=SECURED_TIMEOUT
+        )
+        assert await page.evaluate("window.sameDocument === true")
+        # Screen readers heard it in words.
+        await expect(page.locator("#status-live")).to_contain_text("Certificate: Secured.")
+
+
+async def test_without_scripts_the_user_name_menu_is_plain_links(
+    platform: Platform, tmp_path: Path
+) -> None:
+    async with (
+        linkcert(platform, tmp_path, "plain-shop") as running,
+        chromium() as browser,
+        new_page(browser, javascript=False) as page,
+    ):
+        await log_in(page, running, running.account_token)
+        banner = page.get_by_role("banner")
+        await expect(banner.get_by_role("button", name="plain-shop")).to_be_hidden()
+        await expect(banner.get_by_role("link", name="Account Details")).to_be_visible()
+        await banner.get_by_role("button", name="Log out").click()
+        await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
 
 
 async def test_a_customer_whose_caa_forbids_lets_encrypt_sees_the_record_to_add(
@@ -229,8 +392,8 @@ async def test_keyboard_only_and_a_phone_sized_screen(platform: Platform, tmp_pa
             await expect(page.get_by_role("heading", name="Account Details")).to_be_visible()
 
             reached = await tab_to(page, "domain")
-            # The skip link, log out and the ACCOUNT tab come first, in reading order.
-            assert reached[:3] == ["Skip to main content", "Log out", "ACCOUNT"], reached
+            # The skip link, the user-name menu and the ACCOUNT tab come first, in reading order.
+            assert reached[:3] == ["Skip to main content", "keys-shop", "ACCOUNT"], reached
             assert await focus_is_visible(page)
             await page.keyboard.type("links.keys-shop.test")
             await expect(page.locator("#dns-records")).to_contain_text("links.keys-shop.test.")
@@ -248,6 +411,13 @@ async def test_keyboard_only_and_a_phone_sized_screen(platform: Platform, tmp_pa
             await expect(phone.locator("#dns-check")).not_to_be_empty()
             assert not await has_horizontal_scroll(phone)
             await screenshot(phone, "account-phone")
+            # The user-name menu opens within a phone's width.
+            await phone.get_by_role("button", name="keys-shop").click()
+            menu = phone.locator("#user-menu")
+            await expect(menu.get_by_role("link", name="Account Details")).to_be_visible()
+            box = await menu.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+            assert not await has_horizontal_scroll(phone)
 
         async with new_page(browser, phone=True) as phone:
             await log_in(phone, running, running.operator_token)
@@ -272,6 +442,15 @@ async def tab_to(page: Page, target_id: str, limit: int = 30) -> list[str]:
             return passed
         passed.append(focused[2] or focused[1] or focused[0])
     raise AssertionError(f"#{target_id} not reached with Tab; passed {passed}")
+
+
+async def tab_until(page: Page, target: Locator, limit: int = 40) -> None:
+    """Press Tab until `target` has focus."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await target.evaluate("e => e === document.activeElement"):
+            return
+    raise AssertionError(f"{target} not reached with Tab")
 
 
 async def focus_is_visible(page: Page) -> bool:

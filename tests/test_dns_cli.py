@@ -128,3 +128,40 @@ def test_real_entry_point_never_prints_a_traceback(dns_server: LocalDNSServer) -
     bad = subprocess.run([*command, "not a name"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and bad.stderr.startswith("linkcert check: ")
+
+
+def test_check_follows_the_settings_name_policy(
+    dns_server: LocalDNSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check` accepts and refuses the names `serve` does: one policy from the settings."""
+    dns_server.add("links.shop.test", "CNAME", TARGET)
+    arguments = ["check", "links.shop.test", "--nameserver", dns_server.nameserver]
+    arguments += ["--target", TARGET]
+    monkeypatch.delenv("LINKCERT_ALLOW_TEST_DOMAINS", raising=False)
+    refused = CliRunner().invoke(app, arguments)
+    assert refused.exit_code == 2 and ".test" in refused.stderr
+    monkeypatch.setenv("LINKCERT_ALLOW_TEST_DOMAINS", "1")
+    accepted = CliRunner().invoke(app, arguments)
+    assert accepted.exit_code == 0, accepted.stderr
+    assert "✓ links.shop.test is ready for a certificate" in accepted.stdout
+    monkeypatch.setenv("LINKCERT_PLATFORM_DOMAINS", "shop.test")
+    platform = CliRunner().invoke(app, arguments)
+    assert platform.exit_code == 2 and "Traceback" not in platform.stderr
+
+
+def test_check_takes_its_defaults_from_the_settings(
+    dns_server: LocalDNSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns_server.add(NAME, "CNAME", TARGET)
+    monkeypatch.setenv("LINKCERT_CNAME_TARGETS", TARGET)
+    monkeypatch.setenv("LINKCERT_NAMESERVERS", dns_server.nameserver)
+    result = CliRunner().invoke(app, ["check", NAME, "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["ready"] is True
+
+
+def test_check_with_bad_settings_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINKCERT_DNS_TIMEOUT", "soon")
+    result = CliRunner().invoke(app, ["check", NAME, "--target", TARGET])
+    assert result.exit_code == 2
+    assert "dns_timeout" in result.stderr and "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ from datetime import UTC
 import pytest
 
 from linkcert.edge.responses import TRANSPARENT_GIF
-from linkcert.tracking import Click, make_token
+from linkcert.tracking import Click, make_token, mint
 from tests.test_edge_support import HttpResponse, get, read_response, running_edge
 
 DOMAIN = "links.shop.test"
@@ -226,8 +226,34 @@ async def test_links_are_answered_only_on_served_names_and_in_their_epoch() -> N
         env.certificates.put(OTHER, issued.chain_pem, issued.key_pem, 2, epoch=1)
         _assert_not_valid_page(await env.http(get(f"/c/{valid}", OTHER)))
         _assert_not_valid_page(await env.http(get(f"/o/{valid}", OTHER)))
-        fresh = make_token(env.key, OTHER, 6, "https://shop.example/new", epoch=1)
+        assert env.edge.counters.invalid_tokens == 2
+        fresh = mint(env.key, OTHER, "https://shop.example/new", link_id=6, epoch=1)
+        fresh = fresh.rsplit("/", 1)[1]
         assert (await env.http(get(f"/c/{fresh}", OTHER))).status == 302
         env.certificates.remove(OTHER)
         _assert_not_valid_page(await env.http(get(f"/c/{fresh}", OTHER)))
     assert [c.link_id for c in env.clicks] == [5, 6]
+
+
+async def test_rotated_out_key_is_refused_and_a_listed_one_accepted() -> None:
+    from linkcert.tracking import Minter, TrackingKeys, tracking_key_from_secret
+
+    current = tracking_key_from_secret("the key that mints now, long enough")
+    previous = tracking_key_from_secret("the key before it, still listed, long enough")
+    retired = tracking_key_from_secret("the key dropped from the list, long enough")
+    keys = TrackingKeys([(3, current), (2, previous)])
+    async with running_edge(tracking_keys=keys) as env:
+        env.add_domain(DOMAIN)
+        minted = {
+            key_id: Minter(TrackingKeys([(key_id, key)]), DOMAIN).token(
+                f"https://shop.example/{key_id}", b"rcpt=1"
+            )
+            for key_id, key in ((3, current), (2, previous), (1, retired))
+        }
+        for key_id in (3, 2):
+            response = await env.http(get(f"/c/{minted[key_id]}", DOMAIN))
+            assert response.status == 302
+            assert response.header("location") == f"https://shop.example/{key_id}"
+        _assert_not_valid_page(await env.http(get(f"/c/{minted[1]}", DOMAIN)))
+        assert env.edge.counters.retired_key_tokens == 1
+    assert sorted(c.link_id or 0 for c in env.clicks) == [0, 0]

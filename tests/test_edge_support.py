@@ -17,9 +17,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from linkcert.edge import CertificateCache, ChallengeLookup, Edge, EdgeSettings
+from linkcert.edge import CertificateCache, Edge, EdgeSettings
+from linkcert.edge.routes import ChallengeSource
 from linkcert.testbed.pki import ONE_DAY, ca_certificate, leaf_certificate, private_key_pem
-from linkcert.tracking import Click, ClickSink, make_token, tracking_key_from_secret
+from linkcert.tracking import (
+    Click,
+    ClickSink,
+    TrackingKeys,
+    make_token,
+    tracking_key_from_secret,
+)
 
 # Valid from yesterday until a month (CA) or a week (leaf) from today: well past any test run.
 _CA_LIFETIME = 31 * ONE_DAY
@@ -230,7 +237,8 @@ class EdgeUnderTest:
 async def running_edge(
     *,
     sink: ClickSink | None = None,
-    challenge_lookup: ChallengeLookup | None = None,
+    challenge_lookup: ChallengeSource | None = None,
+    tracking_keys: TrackingKeys | None = None,
     **settings: Any,
 ) -> AsyncIterator[EdgeUnderTest]:
     """An edge with HTTP and HTTPS listeners on 127.0.0.1, closed (and flushed) on exit."""
@@ -243,9 +251,9 @@ async def running_edge(
     certificates = CertificateCache()
     key = tracking_key_from_secret("test-secret-" + "x" * 32)
     edge = Edge(
-        tracking_key=key,
+        tracking_key=tracking_keys or key,
         certificates=certificates,
-        challenge_lookup=challenge_lookup or lookup,
+        challenge_lookup=lookup if challenge_lookup is None else challenge_lookup,
         click_sink=sink if sink is not None else clicks.extend,
         settings=EdgeSettings(http="127.0.0.1:0", https="127.0.0.1:0", **settings),
     )

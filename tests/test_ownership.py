@@ -24,14 +24,14 @@ from linkcert.domains import (
     set_tracking_domain,
 )
 from linkcert.keys import generate_master_key
-from linkcert.links import create_link
-from linkcert.names import DomainNameError, NamePolicy
-from linkcert.ownership import platform_names, platform_policy, proof_records
+from linkcert.links import BatchItem, create_link, create_links
+from linkcert.names import DomainNameError, NamePolicy, platform_names
+from linkcert.ownership import proof_records
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import Account, Base, Domain, DomainClaim, Store, utcnow
 from linkcert.store.db import alembic_config
-from linkcert.tracking import InvalidToken, make_token, read_token
+from linkcert.tracking import read_token
 from tests.ownership_support import prove
 
 KEY = b"k" * 32
@@ -55,7 +55,7 @@ SETTINGS = Settings(
 def test_the_platforms_names_are_never_claimable(store: Store, name: str) -> None:
     create_account(store, "shop")
     with pytest.raises(DomainNameError) as refused:
-        set_tracking_domain(store, "shop", name, platform_policy(SETTINGS))
+        set_tracking_domain(store, "shop", name, NamePolicy.from_settings(SETTINGS))
     assert refused.value.code == "platform_domain"
     assert "platform's own domains" in refused.value.message
     with store.session() as session:
@@ -107,31 +107,24 @@ def test_links_only_on_proven_names_in_their_epoch(store: Store) -> None:
     set_tracking_domain(store, "shop", "links.shop.test", NamePolicy(allow_test_domains=True))
     with pytest.raises(NotProven, match="not proven"):
         create_link(store, KEY, "links.shop.test", "https://shop.example/", account_id=shop)
+    with pytest.raises(NotProven):
+        create_links(store, KEY, "links.shop.test", [BatchItem("https://shop.example/")])
     prove(store, "links.shop.test")
     first = create_link(store, KEY, "links.shop.test", "https://shop.example/", account_id=shop)
-    token = first.url.rsplit("/", 1)[1]
-    assert read_token(KEY, "links.shop.test", token).link_id == first.link_id  # epoch 0
+    assert read_token(KEY, "links.shop.test", first.url.rsplit("/", 1)[1]).epoch == 0
     delete_domain(store, "links.shop.test")
     with pytest.raises(NotProven):
         create_link(store, KEY, "links.shop.test", "https://shop.example/")
     with store.session() as session:
-        epoch = session.scalars(select(Domain.link_epoch)).one()
-    assert epoch == 1
-    with pytest.raises(InvalidToken):
-        read_token(KEY, "links.shop.test", token, epoch)
-
-
-def test_the_epoch_is_signed_and_epoch_zero_signs_as_before() -> None:
-    before = make_token(KEY, "links.shop.test", 7, "https://shop.example/")
-    assert make_token(KEY, "links.shop.test", 7, "https://shop.example/", epoch=0) == before
-    later = make_token(KEY, "links.shop.test", 7, "https://shop.example/", epoch=3)
-    assert len(later) == len(before) and later != before
-    assert read_token(KEY, "links.shop.test", later, 3).link_id == 7
-    for epoch in (0, 2, 4):
-        with pytest.raises(InvalidToken, match="signature"):
-            read_token(KEY, "links.shop.test", later, epoch)
-    with pytest.raises(ValueError, match="epoch"):
-        make_token(KEY, "links.shop.test", 7, "https://shop.example/", epoch=-1)
+        assert session.scalars(select(Domain.link_epoch)).one() == 1
+    # Saved again and proven again: links are minted in the new epoch.
+    set_tracking_domain(store, "shop", "links.shop.test", NamePolicy(allow_test_domains=True))
+    prove(store, "links.shop.test")
+    again = create_link(store, KEY, "links.shop.test", "https://shop.example/", account_id=shop)
+    assert read_token(KEY, "links.shop.test", again.url.rsplit("/", 1)[1]).epoch == 1
+    [token] = create_links(store, KEY, "links.shop.test", [BatchItem("https://x.example/")]).tokens
+    assert read_token(KEY, "links.shop.test", token).epoch == 1
+    assert domain_status(store, "links.shop.test").epoch == 1
 
 
 def test_withdrawing_a_claim_leaves_the_owner_alone(store: Store) -> None:
@@ -155,7 +148,7 @@ def test_the_upgrade_keeps_verified_names_and_turns_the_rest_into_claims(store: 
     config = alembic_config(store.url)
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0009")
+        command.downgrade(config, "0010")
     now = utcnow()
     with store.engine.begin() as connection:
         for account_id in (1, 2, 3):

@@ -1,17 +1,29 @@
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from linkcert.store import Account, Domain, Event, Store
-from linkcert.store.db import POSTGRES_POOL_SIZE
+from linkcert.store.db import POSTGRES_POOL_SIZE, alembic_config, head_revision
 
 
 def test_migrate_is_idempotent(store: Store) -> None:
     store.migrate()
     assert store.schema_is_current()
+
+
+def test_the_head_read_from_the_migration_files_is_alembics(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head_revision() == head
+    fresh = Store(url)
+    fresh.migrate()
+    assert fresh.schema_revision() == head
+    fresh.close()
 
 
 def test_times_come_back_aware_utc(store: Store) -> None:

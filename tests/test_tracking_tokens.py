@@ -85,7 +85,7 @@ def test_unknown_version_is_refused_even_with_a_valid_tag() -> None:
     import hashlib
     import hmac
 
-    payload = bytes([2, 1]) + b"https://example.com/"
+    payload = bytes([3, 1]) + b"https://example.com/"
     tag = hmac.digest(KEY, DOMAIN.encode() + b"\x00" + payload, hashlib.sha256)[:16]
     token = base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode()
     with pytest.raises(InvalidToken) as caught:
@@ -244,3 +244,155 @@ def test_the_tag_is_hmac_sha256(key: bytes, message: bytes) -> None:
     from linkcert.tracking.tokens import _HmacSha256
 
     assert _HmacSha256(key).digest(message) == hmac.digest(key, message, hashlib.sha256)
+
+
+# Version 2: data, key ids, mint time -----------------------------------------------------
+
+
+def test_version_2_round_trip_carries_everything() -> None:
+    from linkcert.tracking import Minter, TrackingKeys
+
+    keys = TrackingKeys([(4, KEY)])
+    token = Minter(keys, DOMAIN, epoch=3).token(
+        "https://example.com/x", b"msg=1;rcpt=2", link_id=77, minted_at=1_800_000_123
+    )
+    link = read_token(keys, DOMAIN, token)
+    assert link == TrackedLinkV2(77, "https://example.com/x", b"msg=1;rcpt=2", 1_800_000_123, 3, 4)
+
+
+def TrackedLinkV2(
+    link_id: int | None, destination: str, data: bytes, minted_at: int, epoch: int, key_id: int
+) -> object:
+    from linkcert.tracking import TrackedLink
+
+    return TrackedLink(link_id, destination, data, minted_at, epoch, key_id, 2)
+
+
+def test_mint_is_pure_and_needs_no_link_id() -> None:
+    from linkcert.tracking import mint
+
+    url = mint(KEY, DOMAIN, "https://example.com/", b"abc", minted_at=5)
+    assert url.startswith("https://links.example.com/c/")
+    link = read_token(KEY, DOMAIN, url.rsplit("/", 1)[1])
+    assert (link.link_id, link.data, link.minted_at, link.key_id) == (None, b"abc", 5, 0)
+    open_url = mint(KEY, DOMAIN, "https://example.com/", kind="open", minted_at=5)
+    assert open_url.startswith("https://links.example.com/o/")
+
+
+def test_rotation_the_first_key_mints_every_listed_key_verifies() -> None:
+    from linkcert.tracking import Minter, TrackingKeys
+
+    old = tracking_key_from_secret("the key before the rotation, long enough")
+    new = tracking_key_from_secret("the key after the rotation, long enough too")
+    before = TrackingKeys([(1, old)])
+    during = TrackingKeys([(2, new), (1, old)])
+    after = TrackingKeys([(2, new)])
+    old_token = Minter(before, DOMAIN).token("https://example.com/old")
+    new_token = Minter(during, DOMAIN).token("https://example.com/new")
+    assert read_token(during, DOMAIN, new_token).key_id == 2
+    assert read_token(during, DOMAIN, old_token).destination == "https://example.com/old"
+    assert read_token(after, DOMAIN, new_token).key_id == 2
+    with pytest.raises(InvalidToken) as caught:
+        read_token(after, DOMAIN, old_token)
+    assert caught.value.reason == "key"
+    # Version 1 tokens carry no key id: any listed key that signed one reads it.
+    v1 = make_token(old, DOMAIN, 9, "https://example.com/v1")
+    assert read_token(during, DOMAIN, v1).link_id == 9
+    with pytest.raises(InvalidToken):
+        read_token(after, DOMAIN, v1)
+
+
+def test_a_key_id_signed_with_another_listed_key_is_refused() -> None:
+    from linkcert.tracking import Minter, TrackingKeys
+
+    a = tracking_key_from_secret("key a, long enough for the setting check")
+    b = tracking_key_from_secret("key b, long enough for the setting check")
+    token = Minter(TrackingKeys([(1, a)]), DOMAIN).token("https://example.com/")
+    # Same id, different key: the id says which key to check, and that key did not sign it.
+    with pytest.raises(InvalidToken) as caught:
+        read_token(TrackingKeys([(1, b)]), DOMAIN, token)
+    assert caught.value.reason == "signature"
+
+
+def test_data_longer_than_255_bytes_or_not_bytes_is_refused() -> None:
+    from linkcert.tracking import Minter
+
+    minter = Minter(KEY, DOMAIN)
+    minter.token("https://example.com/", b"x" * 255)
+    with pytest.raises(ValueError, match="255"):
+        minter.token("https://example.com/", b"x" * 256)
+    with pytest.raises(ValueError, match="bytes"):
+        minter.token("https://example.com/", "text")  # type: ignore[arg-type]
+
+
+def test_key_lists_refuse_bad_ids_and_duplicates() -> None:
+    from linkcert.tracking import TrackingKeys, parse_key_entries
+
+    with pytest.raises(ValueError, match="twice"):
+        TrackingKeys([(1, KEY), (1, KEY)])
+    with pytest.raises(ValueError, match="0 to 255"):
+        TrackingKeys([(256, KEY)])
+    with pytest.raises(ValueError, match="at least one"):
+        TrackingKeys([])
+    assert parse_key_entries(["2:" + "n" * 32, " 1:" + "o" * 32]) == [(2, "n" * 32), (1, "o" * 32)]
+    for bad, message in (
+        (["x" * 40], "ID:SECRET"),
+        (["300:" + "s" * 40], "ID:SECRET"),
+        (["1:short"], "at least 32"),
+        (["1:" + "a" * 32, "1:" + "b" * 32], "twice"),
+    ):
+        with pytest.raises(ValueError, match=message) as caught:
+            parse_key_entries(bad)
+        assert "short" not in str(caught.value) and "a" * 32 not in str(caught.value)
+    assert "secret" not in repr(TrackingKeys([(1, KEY)])).lower().replace("keys", "")
+
+
+@given(
+    data=st.binary(max_size=255),
+    destination=_destinations,
+    link_id=st.none() | st.integers(0, MAX_LINK_ID),
+    minted_at=st.integers(0, 2**63 - 1),
+    epoch=st.integers(0, 2**63 - 1),
+)
+def test_any_data_round_trips(
+    data: bytes, destination: str, link_id: int | None, minted_at: int, epoch: int
+) -> None:
+    from linkcert.tracking import Minter
+
+    token = Minter(KEY, DOMAIN, epoch=epoch).token(
+        destination, data, link_id=link_id, minted_at=minted_at
+    )
+    assert len(token) <= MAX_TOKEN_CHARS
+    link = read_token(KEY, DOMAIN, token)
+    assert (link.data, link.destination, link.link_id, link.minted_at, link.epoch) == (
+        data,
+        destination,
+        link_id,
+        minted_at,
+        epoch,
+    )
+
+
+@given(data=st.binary(min_size=1, max_size=400))
+def test_any_signed_version_2_payload_raises_only_invalid_token(data: bytes) -> None:
+    import hashlib
+    import hmac
+
+    payload = bytes([2, 0]) + data
+    tag = hmac.digest(KEY, DOMAIN.encode() + b"\x00" + payload, hashlib.sha256)[:16]
+    token = base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode()
+    try:
+        link = read_token(KEY, DOMAIN, token)
+    except InvalidToken:
+        return
+    assert link.destination.isascii() and link.destination.isprintable()
+    assert " " not in link.destination and len(link.data) <= 255
+
+
+@given(url=st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=80))
+def test_the_quick_destination_check_accepts_only_what_the_full_one_does(url: str) -> None:
+    from linkcert.tracking.tokens import _check_destination_fully, _plain_bytes
+
+    for candidate in (url, "https://" + url, "http://a" + url):
+        if _plain_bytes(candidate) is not None:
+            assert _check_destination_fully(candidate) == candidate

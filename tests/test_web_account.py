@@ -222,3 +222,77 @@ async def test_text_from_the_store_is_escaped(world: World, store: Store) -> Non
     page = (await web.get("/account")).text
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def between(page: str, start: str, end: str) -> str:
+    """The part of `page` from `start` to the first `end` after it."""
+    assert start in page, start
+    head = page.index(start)
+    return page[head : page.index(end, head)]
+
+
+async def test_the_user_name_opens_a_menu_that_works_without_scripts_too(world: World) -> None:
+    web = await logged_in(world)
+    page = (await web.get("/account")).text
+    button = between(page, '<button type="button" class="who-button"', "</button>")
+    for expected in ('id="user-menu-button"', 'aria-expanded="false"', 'aria-controls="user-menu"'):
+        assert expected in button, expected
+    assert ">alpha<" in button
+    menu = between(page, '<ul class="user-menu" id="user-menu"', "</ul>")
+    assert " hidden>" in menu  # closed until the button opens it
+    assert '<a href="/account">Account Details</a>' in menu
+    assert 'action="/logout"' in menu and ">Log out</button>" in menu
+    # Without scripts, a stylesheet hides the button and the same choices show as links.
+    assert '<noscript><link rel="stylesheet" href="/static/noscript.css' in page
+    fallback = between(page, "<noscript>\n", "</noscript>")
+    assert ">Account Details</a>" in fallback and ">Log out</button>" in fallback
+    assert (await web.get("/static/noscript.css")).status_code == 200
+
+
+async def test_the_account_tab_is_a_selected_tab_over_its_panel(world: World) -> None:
+    web = await logged_in(world)
+    page = (await web.get("/account")).text
+    assert 'role="tablist" aria-label="Account sections"' in page
+    tab = between(page, '<a role="tab"', "</a>")
+    for expected in ('id="tab-account"', 'aria-selected="true"', 'aria-controls="panel-account"'):
+        assert expected in tab, expected
+    assert 'role="tabpanel" id="panel-account" aria-labelledby="tab-account"' in page
+
+
+async def test_the_domain_field_and_its_records_are_in_account_information(world: World) -> None:
+    web = await logged_in(world)
+    page = (await web.get("/account")).text
+    info = between(page, 'aria-labelledby="info-heading" id="account-information"', "</section>")
+    for expected in (
+        "ops@alpha.test",
+        '<label for="domain">Link tracking domain</label>',
+        'id="domain-hint"',
+        'id="dns-help"',
+        f"links.alpha.test. CNAME {TARGET}.",
+        ">SAVE CHANGES</button>",
+        'id="notice"',
+    ):
+        assert expected in info, expected
+    # The HTTPS status is the very next section.
+    after = page[page.index(info) + len(info) :]
+    assert after.split("<section", 1)[1].lstrip().startswith('class="card"')
+    assert 'id="status-card"' in after.split("<section", 2)[1]
+
+
+async def test_the_brand_card_names_the_deliverability_team_when_configured(
+    world: World,
+) -> None:
+    unset = await logged_in(world, SETTINGS.model_copy(update={"operator_email": "noc@p.test"}))
+    page = (await unset.get("/account")).text
+    assert "Prefer to write?" not in page
+    assert "noc@p.test" not in page  # the operators' own address is not for customers
+
+    settings = SETTINGS.model_copy(
+        update={"deliverability_email": "brand@platform.test,deliver@platform.test"}
+    )
+    web = await logged_in(world, settings)
+    brand = between((await web.get("/account")).text, 'id="brand"', "</section>")
+    assert "Prefer to write? Email our deliverability team at" in brand
+    for address in ("brand@platform.test", "deliver@platform.test"):
+        link = f'<a href="mailto:{address}?subject=Brand%20link%20tracking%20domain%20for%20alpha">'
+        assert link + f"{address}</a>" in brand

@@ -170,6 +170,16 @@ async def test_the_console_page_lists_and_filters(fleet: World) -> None:
     assert missing.status_code == 404
 
 
+async def test_the_operators_menu_leads_to_the_console(world: World) -> None:
+    web = await operator(world)
+    page = (await web.get("/console")).text
+    start = page.index('class="who-button"')
+    menu = page[start : page.index("</ul>", start)]
+    assert ">Deliverability team<" in menu
+    assert '<a href="/console">Deliverability console</a>' in menu
+    assert ">Log out</button>" in menu and "Account Details" not in menu
+
+
 async def test_a_forced_retry_wakes_the_worker(fleet: World) -> None:
     web = await operator(fleet)
     csrf = await page_csrf(web, "/console")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -20,18 +19,12 @@ from sqlalchemy.orm import Session
 from linkcert.domains import Conflict, NotFound, claim_domain, find_account, record_event
 from linkcert.keys import MasterKeys
 from linkcert.names import NamePolicy, validate
+from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
 from linkcert.states import CertState
 from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
 from linkcert.uploads import CheckedUpload, store_upload
 
 MAX_NOTE_CHARS = 1000
-
-
-class BrandRequestStatus(StrEnum):
-    REQUESTED = "requested"
-    APPROVED = "approved"
-    UPLOADED = "uploaded"
-    REJECTED = "rejected"
 
 
 # A certificate may be uploaded to a request still waiting, to one approved whose automatic

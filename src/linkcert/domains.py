@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from linkcert.names import DomainName, NamePolicy, validate
 from linkcert.ownership import CLAIM_LOST, PROOF_OPERATOR, ClaimPolicy, lost_problem
-from linkcert.states import DnsState, FailureClass
+from linkcert.states import DnsState, FailureClass, waiting_note
 from linkcert.store import Account, Certificate, Domain, DomainClaim, Event, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, WORK, announce
 
@@ -246,6 +246,12 @@ class DomainStatus:
     # The DNS label of the account this status is for (the viewer, or the owner): what the
     # records that prove the name are made of. None for a name nobody owns, seen by an operator.
     dns_label: str | None = field(default=None, repr=False)
+    # The name's link epoch: links are minted in it (see docs/tracking-links.md).
+    epoch: int = 0
+
+    def note(self, now: datetime) -> str | None:
+        """For a certificate waiting for the CA: why, and when the next attempt is, in words."""
+        return waiting_note(self.cert_state, self.failure_class, self.next_attempt_at, now)
 
     def to_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -264,6 +270,7 @@ class DomainStatus:
             "next_attempt_at": iso(self.next_attempt_at),
             "failure_class": self.failure_class,
             "wanted": self.wanted,
+            "epoch": self.epoch,
         }
 
 
@@ -292,6 +299,7 @@ def status_of(session: Session, domain: Domain, viewer: int | None = None) -> Do
         failure_class=domain.failure_class,
         wanted=domain.wanted,
         dns_label=account.dns_label if account else None,
+        epoch=domain.link_epoch,
     )
 
 

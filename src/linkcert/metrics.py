@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -52,6 +52,7 @@ from linkcert.store.models import Certificate, Delivery, Domain, utcnow
 
 if TYPE_CHECKING:
     from linkcert.edge.counters import EdgeCounters
+    from linkcert.edge.upstream import OriginRegistry
 
 log = logging.getLogger("linkcert.metrics")
 
@@ -149,6 +150,19 @@ class EdgeCollector(Collector):
             "TCP connections accepted.",
             counters.connections_accepted,
         )
+        yield _by_reason(
+            "linkcert_edge_connections_refused",
+            "Connections closed as soon as accepted, by the bound they met "
+            "(process_cap, address_cap).",
+            counters.connections_refused,
+        )
+        yield _by_reason(
+            "linkcert_edge_connections_closed",
+            "Connections the edge closed on its own, by reason (first_byte_timeout, "
+            "handshake_timeout, idle_timeout, write_stalled; process_cap and address_cap: the "
+            "oldest idle connection closed to make room for a new one).",
+            counters.connections_closed,
+        )
         yield _counter(
             "linkcert_edge_tls_handshakes",
             "TLS handshakes completed.",
@@ -192,9 +206,24 @@ class EdgeCollector(Collector):
             counters.unserved_hosts,
         )
         yield _counter(
+            "linkcert_edge_retired_key_tokens",
+            "Tracking links refused because their key id is no longer in tracking_keys.",
+            counters.retired_key_tokens,
+        )
+        yield _counter(
             "linkcert_edge_challenges_served",
             "ACME HTTP-01 answers served.",
             counters.challenges_served,
+        )
+        yield _counter(
+            "linkcert_edge_challenges_unknown",
+            "ACME HTTP-01 requests refused from memory: no pending order for the name.",
+            counters.challenges_unknown,
+        )
+        yield _counter(
+            "linkcert_edge_challenge_store_reads",
+            "Reads of a pending name's HTTP-01 tokens that memory did not hold yet.",
+            counters.challenge_store_reads,
         )
         yield _counter(
             "linkcert_edge_challenge_lookup_failures",
@@ -213,9 +242,91 @@ def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily
     return CounterMetricFamily(name, documentation, value=value)
 
 
+class OriginCollector(Collector):
+    """Proxy mode: per-origin figures of this edge process, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry: OriginRegistry | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        registry = self.registry
+        if registry is None:
+            return
+        from linkcert.edge.upstream import LATENCY_BUCKETS
+
+        origins = registry.origins
+        requests = CounterMetricFamily(
+            "linkcert_edge_origin_requests",
+            "Requests relayed to each origin (retries included).",
+            labels=["origin"],
+        )
+        responses = CounterMetricFamily(
+            "linkcert_edge_origin_responses",
+            "Responses by origin and status class; edge_502/edge_504 are the edge's own pages "
+            "when the origin did not answer.",
+            labels=["origin", "class"],
+        )
+        failures = CounterMetricFamily(
+            "linkcert_edge_origin_failures",
+            "Failed attempts by origin and reason (refused, reset, timeout, connect_timeout, "
+            "busy, tls, bad_response, 5xx).",
+            labels=["origin", "reason"],
+        )
+        retries = CounterMetricFamily(
+            "linkcert_edge_origin_retries",
+            "Requests tried again on another origin after this one failed.",
+            labels=["origin"],
+        )
+        latency = HistogramMetricFamily(
+            "linkcert_edge_origin_latency_seconds",
+            "Time from sending a request to the origin to its response's head.",
+            labels=["origin"],
+        )
+        open_connections = GaugeMetricFamily(
+            "linkcert_edge_origin_connections",
+            "Connections to each origin, open (idle included) and idle in the pool.",
+            labels=["origin", "state"],
+        )
+        healthy = GaugeMetricFamily(
+            "linkcert_edge_origin_healthy",
+            "1 when the origin is in rotation, 0 while it is left out after failures.",
+            labels=["origin"],
+        )
+        now = time.monotonic()
+        for origin in origins:
+            label = origin.label
+            stats = origin.stats
+            requests.add_metric([label], stats.requests)
+            for kind, count in sorted(stats.responses_by_class.items()):
+                responses.add_metric([label, kind], count)
+            for reason, count in sorted(stats.failures.items()):
+                failures.add_metric([label, reason], count)
+            retries.add_metric([label], stats.retries)
+            cumulative = 0
+            buckets = []
+            for bound, count in zip(
+                (*(str(b) for b in LATENCY_BUCKETS), "+Inf"), stats.latency_counts, strict=True
+            ):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([label], buckets, stats.latency_sum)
+            open_connections.add_metric([label, "open"], origin.open)
+            open_connections.add_metric([label, "idle"], origin.idle)
+            healthy.add_metric([label], 1 if origin.healthy(now) else 0)
+        yield from (requests, responses, failures, retries, latency, open_connections, healthy)
+
+
+def _by_reason(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=["reason"])
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    return family
+
+
 # Process-wide: one edge and one set of counters per process, whatever serves /metrics.
 PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
 _EDGE = EdgeCollector()
+_ORIGINS = OriginCollector()
 for _collector in (
     ORDERS_STARTED,
     CERTIFICATES_ISSUED,
@@ -224,6 +335,7 @@ for _collector in (
     NOTIFICATIONS,
     DELIVERY_ATTEMPTS,
     _EDGE,
+    _ORIGINS,
 ):
     PROCESS_REGISTRY.register(_collector)
 ProcessCollector(registry=PROCESS_REGISTRY)
@@ -233,6 +345,11 @@ PlatformCollector(registry=PROCESS_REGISTRY)
 def track_edge(counters: EdgeCounters | None) -> None:
     """Expose this process's edge totals (None stops)."""
     _EDGE.counters = counters
+
+
+def track_origins(registry: OriginRegistry | None) -> None:
+    """Expose this process's per-origin figures in proxy mode (None stops)."""
+    _ORIGINS.registry = registry
 
 
 # --- what the store says ------------------------------------------------------------------

@@ -22,15 +22,20 @@ Every rejection is a :class:`DomainNameError` whose ``code`` is one of :class:`E
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import idna
 from publicsuffixlist import PublicSuffixList
+
+if TYPE_CHECKING:
+    from linkcert.config import Settings
 
 __all__ = [
     "DomainName",
@@ -118,6 +123,30 @@ class NamePolicy:
             except DomainNameError as err:
                 raise ValueError(f"invalid platform domain {domain!r}: {err.message}") from err
         object.__setattr__(self, "_platform_ascii", tuple(normalized))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NamePolicy:
+        """The platform's policy: the one every command, the API, the pages and the worker use.
+
+        Every platform name is refused: `platform_domains`, the CNAME targets and the
+        registrable domains the targets are in (see `platform_names`).
+        """
+        return cls(settings.allow_test_domains, platform_names(settings))
+
+
+def platform_names(settings: Settings) -> tuple[str, ...]:
+    """The platform's own names, which no account may claim: `platform_domains`, each CNAME
+    target and the registrable domain it is in."""
+    names: list[str] = list(settings.platform_domains)
+    for target in settings.cname_targets:
+        host = target.strip().rstrip(".").lower()
+        if not host:
+            continue
+        names.append(host)
+        # A target that is itself a public suffix has no registrable domain: it is refused alone.
+        with contextlib.suppress(DomainNameError):
+            names.append(registrable_domain(host))
+    return tuple(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)

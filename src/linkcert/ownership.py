@@ -16,13 +16,11 @@ into ownership (`Domain.account_id`). Names verified before accounts had labels 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from linkcert.config import Settings
-from linkcert.names import DomainNameError, NamePolicy, registrable_domain
 
 TXT_PREFIX = "_linkcert."
 TXT_VALUE_PREFIX = "linkcert="
@@ -134,22 +132,3 @@ def lost_problem(domain: str) -> dict[str, str]:
             "linkcert then gives it to your account. Otherwise choose another domain."
         ),
     }
-
-
-def platform_policy(settings: Settings) -> NamePolicy:
-    """The name policy with every platform name refused: `platform_domains`, the CNAME
-    targets and the registrable domains they are in."""
-    return NamePolicy(settings.allow_test_domains, platform_names(settings))
-
-
-def platform_names(settings: Settings) -> tuple[str, ...]:
-    names: list[str] = list(settings.platform_domains)
-    for target in settings.cname_targets:
-        host = target.strip().rstrip(".").lower()
-        if not host:
-            continue
-        names.append(host)
-        # A target that is itself a public suffix has no registrable domain: it is refused alone.
-        with contextlib.suppress(DomainNameError):
-            names.append(registrable_domain(host))
-    return tuple(dict.fromkeys(names))

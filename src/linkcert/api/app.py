@@ -32,8 +32,8 @@ from linkcert.api.routes import (
 )
 from linkcert.config import Settings
 from linkcert.metrics import metrics_router
+from linkcert.names import NamePolicy
 from linkcert.notify.routes import router as deliveries_router
-from linkcert.ownership import platform_policy
 from linkcert.store import Store
 
 API_PREFIX = "/api/v1"
@@ -72,13 +72,17 @@ def create_app(
     app.state.linkcert = ApiContext(
         store=store,
         settings=settings,
-        policy=platform_policy(settings),
+        policy=NamePolicy.from_settings(settings),
         limiter=RateLimiter(rate_limit, clock) if rate_limit is not None else None,
         wake=wake,
     )
     install_problem_handlers(app)
     # Added last runs first: errors are caught around everything, bodies capped before auth.
-    app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=max_body_bytes,
+        larger={f"{API_PREFIX}/links/batch": links.MAX_BATCH_BODY_BYTES},
+    )
     app.add_middleware(CatchAll)
     for module in (
         me,

@@ -15,7 +15,7 @@ from linkcert.config import Settings
 from linkcert.domains import AccountSummary, DomainStatus
 from linkcert.ownership import proof_records
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
-from linkcert.store import ApiToken
+from linkcert.store import ApiToken, utcnow
 
 # Ids are 32-bit integer columns; a larger number could only fail in the database.
 MAX_ID = 2_147_483_647
@@ -62,6 +62,11 @@ class DomainStatusOut(BaseModel):
     dns_state_text: str = Field(description="The DNS state in words, for customers.")
     cert_state: str = Field(description=f"One of: {', '.join(CertState)}.")
     cert_state_text: str = Field(description="The certificate state in words, for customers.")
+    cert_state_note: str | None = Field(
+        default=None,
+        description="While the certificate waits for the CA (`waiting_for_ca`): why, and when "
+        "linkcert tries again, in words. Null otherwise.",
+    )
     problems: list[dict[str, str]] = Field(
         description="What stops the domain from being secured: code, message and fix."
     )
@@ -71,6 +76,12 @@ class DomainStatusOut(BaseModel):
     next_attempt_at: datetime | None
     failure_class: str | None
     wanted: bool = Field(description="False once detached: it is no longer renewed.")
+    epoch: int = Field(
+        default=0,
+        description="The domain's link epoch: mint links with it (docs/tracking-links.md). It "
+        "goes up when the domain is deleted, released or changes owner, which ends the links "
+        "made before.",
+    )
     dns_records: list[dict[str, str]] = Field(
         default_factory=list,
         description=(
@@ -91,6 +102,7 @@ class DomainStatusOut(BaseModel):
         # States the worker may add later still come out, as their own name.
         data["dns_state_text"] = _state_text(DNS_STATE_TEXT, DnsState, status.dns_state)
         data["cert_state_text"] = _state_text(CERT_STATE_TEXT, CertState, status.cert_state)
+        data["cert_state_note"] = status.note(utcnow())
         return cls.model_validate(data)
 
 

@@ -13,12 +13,12 @@ import typer
 from linkcert.cli import admin as _admin  # noqa: F401  (registers config, keys, migrate)
 from linkcert.cli import check as _check  # noqa: F401  (registers `linkcert check`)
 from linkcert.cli import console as _console  # noqa: F401  (registers brand, domain retry)
+from linkcert.cli import deliveries as _deliveries  # noqa: F401  (registers deliveries)
 from linkcert.cli import domains as _domains  # noqa: F401  (registers account, domain)
 from linkcert.cli import links as _links  # noqa: F401  (registers link)
 from linkcert.cli import serve as _serve  # noqa: F401  (registers serve, demo)
 from linkcert.cli import tokens as _tokens  # noqa: F401  (registers token)
 from linkcert.cli.app import app
-from linkcert.notify import cli as _notify_cli  # noqa: F401  (registers deliveries)
 
 
 def main() -> None:

@@ -6,9 +6,7 @@ from typing import Annotated
 
 import typer
 
-from linkcert.cli.app import app, console, fail, print_json, settings, user_errors
-from linkcert.keys import MasterKeyError, MasterKeys, generate_master_key
-from linkcert.store import Store, StoreError
+from linkcert.cli.app import app, console, fail, open_store, print_json, settings, user_errors
 
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 keys_app = typer.Typer(help="Master keys that encrypt private keys at rest.", no_args_is_help=True)
@@ -29,6 +27,8 @@ def keys_generate(
     ] = None,
 ) -> None:
     """Print a fresh master key in the form LINKCERT_MASTER_KEY takes."""
+    from linkcert.keys import MasterKeyError, generate_master_key
+
     with user_errors(MasterKeyError):
         typer.echo(generate_master_key(key_id))
 
@@ -36,12 +36,15 @@ def keys_generate(
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Re-encrypt every stored private key under the first (current) master key."""
+    from linkcert.keys import MasterKeyError, MasterKeys
     from linkcert.keystore import rotate_all
+    from linkcert.store import StoreError
 
     current = settings()
     with user_errors(MasterKeyError, StoreError):
         keys = MasterKeys.parse(current.master_key_text())
-        store = Store(current.effective_database_url)
+    store = open_store(current)
+    with user_errors(MasterKeyError, StoreError):
         changed = rotate_all(store, keys)
     console.print(f"re-encrypted {changed} private keys under master key {keys.current_id!r}")
 
@@ -49,10 +52,12 @@ def keys_rotate() -> None:
 @app.command("migrate")
 def migrate() -> None:
     """Create or upgrade the database schema (run once per release in fleet mode)."""
+    from linkcert.store import Store, StoreError
+
     current = settings()
     try:
         store = Store(current.effective_database_url)
         store.migrate()
     except StoreError as exc:
         fail(str(exc))
-    console.print("database schema is up to date")
+    console.print(f"the database at {store.display_url} is at the current schema", soft_wrap=True)

@@ -3,6 +3,10 @@
 Commands read the same settings (`--config FILE`, `LINKCERT_<NAME>` variables) and report
 problems as one plain line on stderr with a stable exit code: 0 done, 1 the answer is "no"
 (for example a domain that is not ready), 2 bad input, usage or configuration.
+
+Nothing heavy is imported at module level here or in the command modules: `linkcert --help`
+and the short commands scripts call in loops start in a fraction of a second, and each command
+imports what it needs (the store, the DNS checker, the service) when it runs.
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
+from rich.markup import escape
 
-from linkcert.config import ConfigError, Settings, load_settings
-from linkcert.store import Store, StoreError
+if TYPE_CHECKING:
+    from linkcert.config import Settings
+    from linkcert.store import Store
 
 app = typer.Typer(
     name="linkcert",
@@ -58,12 +63,16 @@ def config_file() -> Path | None:
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one plain line on stderr and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err_console.print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True
+    )
     raise typer.Exit(code)
 
 
 def settings(**overrides: Any) -> Settings:
     """The effective settings, or a clean exit 2 naming the bad one."""
+    from linkcert.config import ConfigError, load_settings
+
     try:
         return load_settings(_config_file, overrides)
     except ConfigError as exc:
@@ -84,15 +93,13 @@ def user_errors(*kinds: type[Exception]) -> Iterator[None]:
 
 
 def open_store(current: Settings) -> Store:
-    """The store, migrated on SQLite (one machine), checked on PostgreSQL (fleet: `migrate`)."""
+    """The store, which must exist at the current schema: only `linkcert migrate` (and
+    `linkcert serve`, on SQLite) create or upgrade it. Otherwise one line and exit 2."""
+    from linkcert.store import Store, StoreError
+
     try:
         store = Store(current.effective_database_url)
-        if store.dialect == "sqlite":
-            store.migrate()
-        elif not store.schema_is_current():
-            fail("the database schema is not current: run `linkcert migrate` first")
+        store.check_ready()
     except StoreError as exc:
         fail(str(exc))
-    except OperationalError as exc:
-        fail(f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}")
     return store

@@ -6,31 +6,29 @@ usage. Errors go to stderr as one clear line, never as a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.padding import Padding
-from rich.table import Table
-from rich.text import Text
 
-from linkcert.cli.app import app
-from linkcert.dns.caa_lookup import CaaFinding
-from linkcert.dns.check import DEFAULT_CA_DOMAINS, CheckConfig, CheckResult, State, check_domain
-from linkcert.dns.problems import ca_label
-from linkcert.dns.resolver import DEFAULT_TIMEOUT, ResolverConfigError
-from linkcert.names import NamePolicy
+from linkcert.cli.app import app, config_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from linkcert.dns.caa_lookup import CaaFinding
+    from linkcert.dns.check import CheckResult
 
 EXIT_READY, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
 
+# By the value of linkcert.dns.check.State (not imported here: the command loads DNS on use).
 _VERDICTS = {
-    State.OK: "is ready for a certificate",
-    State.POINTS_ELSEWHERE: "is not ready: it does not point to us",
-    State.CAA_BLOCKED: "is not ready: its CAA records block the certificate authority",
-    State.DNS_ERROR: "is not ready: a DNS lookup failed (this may pass; check again later)",
-    State.INVALID: "is not a domain name we accept",
+    "ok": "is ready for a certificate",
+    "points_elsewhere": "is not ready: it does not point to us",
+    "caa_blocked": "is not ready: its CAA records block the certificate authority",
+    "dns_error": "is not ready: a DNS lookup failed (this may pass; check again later)",
+    "invalid": "is not a domain name we accept",
 }
 
 
@@ -45,7 +43,8 @@ def check(
         typer.Option(
             "--target",
             metavar="HOST",
-            help="A platform tracking host the CNAME must reach (repeat for several; required).",
+            help="A platform tracking host the CNAME must reach (repeat for several). "
+            "Default: the cname_targets setting.",
         ),
     ] = None,
     edge_address: Annotated[
@@ -53,7 +52,8 @@ def check(
         typer.Option(
             "--edge-address",
             metavar="IP",
-            help="An edge address; a name whose A/AAAA are exactly these also passes (repeat).",
+            help="An edge address; a name whose A/AAAA are exactly these also passes (repeat). "
+            "Default: the edge_addresses setting.",
         ),
     ] = None,
     ca_domain: Annotated[
@@ -61,7 +61,8 @@ def check(
         typer.Option(
             "--ca-domain",
             metavar="DOMAIN",
-            help="A CA's CAA issuer domain (repeat; the first decides). Default: letsencrypt.org.",
+            help="A CA's CAA issuer domain (repeat; the first decides). "
+            "Default: the ca_domains setting (letsencrypt.org).",
         ),
     ] = None,
     account_uri: Annotated[
@@ -77,33 +78,64 @@ def check(
         typer.Option(
             "--nameserver",
             metavar="HOST[:PORT]",
-            help="A DNS server to ask, IPv6 as [ADDR]:PORT (repeat). Default: the system's.",
+            help="A DNS server to ask, IPv6 as [ADDR]:PORT (repeat). "
+            "Default: the nameservers setting, else the system's.",
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", metavar="SECONDS", help="Per-query DNS timeout.")
-    ] = DEFAULT_TIMEOUT,
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Per-query DNS timeout. Default: the dns_timeout setting.",
+        ),
+    ] = None,
     allow_test_domains: Annotated[
         bool,
-        typer.Option("--allow-test-domains", help="Accept reserved test names (example.com, ...)."),
+        typer.Option(
+            "--allow-test-domains",
+            help="Accept names under .test, as the allow_test_domains setting does.",
+        ),
     ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of text.")
     ] = False,
 ) -> None:
-    """Check whether DOMAIN can get a certificate: its CNAME, and the CAA records that apply."""
-    if not target:
-        _usage_error("give the platform tracking host the CNAME must reach with --target HOST")
+    """Check whether DOMAIN can get a certificate: its CNAME, and the CAA records that apply.
+
+    The names accepted, and the defaults of the options, come from the settings, as for the
+    worker that checks the domains customers save.
+    """
+    import asyncio
+
+    from linkcert.config import ConfigError, load_settings
+    from linkcert.dns.check import DEFAULT_CA_DOMAINS, CheckConfig, State, check_domain
+    from linkcert.dns.resolver import ResolverConfigError
+    from linkcert.names import NamePolicy
+
+    try:
+        current = load_settings(config_file())
+    except ConfigError as error:
+        _usage_error(str(error))
+    if allow_test_domains:
+        current = current.model_copy(update={"allow_test_domains": True})
+    targets = tuple(target or ()) or current.cname_targets
+    edges = tuple(edge_address or ()) or current.edge_addresses
+    if not targets and not edges:
+        _usage_error(
+            "give the platform tracking host the CNAME must reach with --target HOST "
+            "(or set cname_targets)"
+        )
     try:
         config = CheckConfig(
-            cname_targets=tuple(target),
-            edge_addresses=tuple(edge_address or ()),
-            ca_domains=tuple(ca_domain or DEFAULT_CA_DOMAINS),
+            cname_targets=targets,
+            edge_addresses=edges,
+            ca_domains=tuple(ca_domain or current.ca_domains or DEFAULT_CA_DOMAINS),
             account_uri=account_uri,
             challenge_method=challenge_method,
-            name_policy=NamePolicy(allow_test_domains=allow_test_domains),
-            nameservers=tuple(nameserver or ()),
-            timeout=timeout,
+            name_policy=NamePolicy.from_settings(current),
+            nameservers=tuple(nameserver or current.nameservers),
+            timeout=timeout if timeout is not None else current.dns_timeout,
         )
         result = asyncio.run(check_domain(domain, config))
     except (ValueError, ResolverConfigError) as error:
@@ -115,6 +147,8 @@ def check(
     if json_output:
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:
+        from rich.console import Console
+
         _print_report(result, Console(highlight=False))
     raise typer.Exit(EXIT_READY if result.ready else EXIT_NOT_READY)
 
@@ -125,6 +159,10 @@ def _usage_error(message: str) -> NoReturn:
 
 
 def _print_report(result: CheckResult, console: Console) -> None:
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
     mark, style = ("✓", "bold green") if result.ready else ("✗", "bold red")
     console.print(Text.assemble((f"{mark} {result.domain}", style), f" {_VERDICTS[result.state]}"))
     findings = Table.grid(padding=(0, 2))
@@ -145,10 +183,14 @@ def _print_report(result: CheckResult, console: Console) -> None:
 
 
 def _ok_or_not(ok: bool) -> Text:
+    from rich.text import Text
+
     return Text("ok", style="green") if ok else Text("no", style="red")
 
 
 def _caa_summary(finding: CaaFinding) -> str:
+    from linkcert.dns.problems import ca_label
+
     if finding.failure is not None:
         return (
             f"could not read the CAA records of {finding.failure.name} ({finding.failure.detail})"

@@ -16,27 +16,16 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.table import Table
 
-from linkcert.brand import (
-    BrandRequestStatus,
-    BrandRequestView,
-    RequestClosed,
-    approve_brand_request,
-    complete_with_upload,
-    list_brand_requests,
-    reject_brand_request,
-    request_domain_name,
-)
 from linkcert.cli.app import EXIT_NO, app, console, fail, open_store, print_json, settings
 from linkcert.cli.domains import domain_app
-from linkcert.config import ConfigError
-from linkcert.domains import Conflict, NotFound, TooEarly, retry_now
-from linkcert.service.runtime import master_keys
-from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload
+from linkcert.states import BrandRequestStatus
+
+if TYPE_CHECKING:
+    from linkcert.brand import BrandRequestView
 
 brand_app = typer.Typer(
     help="Brand link tracking domain requests: the deliverability team's queue.",
@@ -75,6 +64,10 @@ def brand_list(
     as_json: JsonOption = False,
 ) -> None:
     """List brand domain requests, oldest first."""
+    from rich.table import Table
+
+    from linkcert.brand import list_brand_requests
+
     store = open_store(settings())
     views = list_brand_requests(store, status=status.value if status else None, limit=100_000)
     if as_json:
@@ -103,6 +96,9 @@ def brand_list(
 @brand_app.command("approve")
 def brand_approve(request_id: RequestArgument, as_json: JsonOption = False) -> None:
     """Approve a request: the domain is then secured automatically, like any other."""
+    from linkcert.brand import RequestClosed, approve_brand_request
+    from linkcert.domains import Conflict, NotFound
+
     store = open_store(settings())
     try:
         view = approve_brand_request(store, request_id, _who())
@@ -116,6 +112,9 @@ def brand_approve(request_id: RequestArgument, as_json: JsonOption = False) -> N
 @brand_app.command("reject")
 def brand_reject(request_id: RequestArgument, as_json: JsonOption = False) -> None:
     """Reject a waiting request."""
+    from linkcert.brand import RequestClosed, reject_brand_request
+    from linkcert.domains import NotFound
+
     store = open_store(settings())
     try:
         view = reject_brand_request(store, request_id, _who())
@@ -127,6 +126,8 @@ def brand_reject(request_id: RequestArgument, as_json: JsonOption = False) -> No
 
 
 def _read(path: Path, what: str) -> bytes:
+    from linkcert.uploads import MAX_UPLOAD_BYTES
+
     try:
         with path.open("rb") as handle:
             return handle.read(MAX_UPLOAD_BYTES + 1)
@@ -144,6 +145,12 @@ def brand_upload(
     as_json: JsonOption = False,
 ) -> None:
     """Complete a request with a certificate and key obtained elsewhere; served at once."""
+    from linkcert.brand import RequestClosed, complete_with_upload, request_domain_name
+    from linkcert.config import ConfigError
+    from linkcert.domains import Conflict, NotFound
+    from linkcert.service.runtime import master_keys
+    from linkcert.uploads import UploadError, check_upload
+
     current = settings()
     try:
         keys = master_keys(current)
@@ -177,6 +184,8 @@ def domain_retry(
     as_json: JsonOption = False,
 ) -> None:
     """Check DNS and retry the certificate now instead of at the next scheduled attempt."""
+    from linkcert.domains import Conflict, NotFound, TooEarly, retry_now
+
     store = open_store(settings())
     try:
         status = retry_now(store, name)

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from linkcert.cli.app import EXIT_NO, app, console, fail, open_store, print_json, settings
-from linkcert.domains import (
-    Conflict,
-    DomainStatus,
-    NotFound,
-    TooManyClaims,
-    create_account,
-    delete_domain,
-    domain_events,
-    domain_status,
-    domain_status_for,
-    find_account,
-    list_domains,
-    set_tracking_domain,
-)
-from linkcert.names import DomainNameError
-from linkcert.ownership import ClaimPolicy, platform_policy, proof_records
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
+
+if TYPE_CHECKING:
+    from linkcert.domains import DomainStatus
 
 account_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
 domain_app = typer.Typer(help="Link tracking domains.", no_args_is_help=True)
@@ -42,6 +29,8 @@ def account_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create a customer account."""
+    from linkcert.domains import Conflict, create_account
+
     store = open_store(settings())
     try:
         account = create_account(store, name, email or [])
@@ -63,11 +52,23 @@ def domain_set(
 
     Prints the DNS records that prove the domain is this account's.
     """
+    from linkcert.domains import (
+        Conflict,
+        NotFound,
+        TooManyClaims,
+        domain_status_for,
+        find_account,
+        set_tracking_domain,
+    )
+    from linkcert.names import DomainNameError, NamePolicy
+    from linkcert.ownership import ClaimPolicy, proof_records
+
     current = settings()
     store = open_store(current)
+    policy = NamePolicy.from_settings(current)
     try:
         saved = set_tracking_domain(
-            store, account, domain, platform_policy(current), ClaimPolicy.from_settings(current)
+            store, account, domain, policy, ClaimPolicy.from_settings(current)
         )
         owner = saved.account_id
         with store.session() as session:
@@ -80,7 +81,7 @@ def domain_set(
     label = status.dns_label or ""
     records = proof_records(current.cname_targets, current.edge_addresses, saved.name, label)
     if as_json:
-        print_json({**status.to_json(), "dns_records": [r.to_json() for r in records]})
+        print_json({**_json(status), "dns_records": [r.to_json() for r in records]})
         return
     if owner == account_id:
         console.print(
@@ -97,6 +98,14 @@ def domain_set(
         console.print(f"  {record.zone_line()}", highlight=False, markup=False)
 
 
+def _json(status: DomainStatus) -> dict[str, object]:
+    """The status as the API gives it: its fields, the states in words and the waiting note."""
+    data = status.to_json()
+    data["cert_state_text"] = CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)
+    data["cert_state_note"] = status.note(datetime.now(UTC))
+    return data
+
+
 def _show(status: DomainStatus) -> None:
     console.print(f"[bold]{status.unicode_name}[/]  (account {status.account or '-'})")
     console.print(
@@ -105,6 +114,9 @@ def _show(status: DomainStatus) -> None:
     console.print(
         f"  Certificate: {CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)}"
     )
+    note = status.note(datetime.now(UTC))
+    if note:
+        console.print(f"  Waiting:     {note}", soft_wrap=True)
     if status.not_after:
         console.print(f"  Expires:     {status.not_after:%Y-%m-%d %H:%M} UTC  ({status.issuer})")
     if status.next_attempt_at:
@@ -125,6 +137,8 @@ def domain_status_cmd(
     events: Annotated[bool, typer.Option("--events", help="Include the event timeline.")] = False,
 ) -> None:
     """Show where a domain stands. With --wait, exit 1 unless it is secured in time."""
+    from linkcert.domains import NotFound, domain_events, domain_status
+
     store = open_store(settings())
     try:
         status = domain_status(store, domain)
@@ -141,7 +155,7 @@ def domain_status_cmd(
     except NotFound as exc:
         fail(str(exc))
     if as_json:
-        data = status.to_json()
+        data = _json(status)
         if events:
             data["events"] = domain_events(store, domain)
         print_json(data)
@@ -159,9 +173,13 @@ def domain_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List every domain with its DNS and certificate state."""
+    from rich.table import Table
+
+    from linkcert.domains import list_domains
+
     statuses = list_domains(open_store(settings()))
     if as_json:
-        print_json([s.to_json() for s in statuses])
+        print_json([_json(s) for s in statuses])
         return
     table = Table("domain", "account", "DNS", "certificate", "expires")
     for s in statuses:
@@ -177,6 +195,8 @@ def domain_delete(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Delete a domain: revoke its certificate and erase its keys (links stop working)."""
+    from linkcert.domains import NotFound, delete_domain
+
     store = open_store(settings())
     if not yes and not typer.confirm(
         f"Revoke the certificate of {domain} and erase its keys? Its links stop working."
@@ -187,6 +207,6 @@ def domain_delete(
     except NotFound as exc:
         fail(str(exc))
     if as_json:
-        print_json(status.to_json())
+        print_json(_json(status))
     else:
         console.print(f"{status.unicode_name} will be deleted by the worker in a moment")

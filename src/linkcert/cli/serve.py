@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from linkcert.cli.app import app, config_file, console, fail, settings
-from linkcert.config import ConfigError, Settings
 from linkcert.service.roles import Roles
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from linkcert.config import Settings
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -25,6 +26,10 @@ def _configure_logging(verbose: bool) -> None:
 
 
 async def _until_signal(main: asyncio.Future[Any]) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main.cancel)
@@ -33,12 +38,15 @@ async def _until_signal(main: asyncio.Future[Any]) -> None:
 
 
 def _run(roles: Roles, verbose: bool, current: Settings | None = None) -> None:
+    import asyncio
+
+    from linkcert.config import ConfigError
     from linkcert.service.runtime import Runtime
 
     current = current or settings()
     _configure_logging(verbose)
     try:
-        runtime = Runtime(current, roles)
+        runtime = Runtime(current, roles, create_database=roles == Roles())
     except ConfigError as exc:
         fail(str(exc))
 
@@ -84,6 +92,8 @@ def serve(
     if workers == 0 and edges == 0:
         _run(Roles(), verbose)
         return
+    import asyncio
+
     from linkcert.service.fleet import Supervisor
 
     current = settings()
@@ -118,6 +128,7 @@ def edge(
     if current.edge_processes == 1:
         _run(Roles(worker=False, edge=True, api=False, share_ports=True), verbose, current)
         return
+    from linkcert.config import ConfigError
     from linkcert.service.edgeprocs import run_edge_processes
 
     _configure_logging(verbose)
@@ -148,15 +159,22 @@ def demo(
     ] = False,
 ) -> None:
     """Run linkcert against a local ACME CA and DNS server, and secure a demo domain."""
+    import asyncio
+
     from linkcert.service.demo import run_demo
+    from linkcert.testbed.pebble import PebbleStartError
 
     logging.basicConfig(level=logging.WARNING)
 
     async def main() -> None:
-        task = asyncio.ensure_future(run_demo(data_dir, once=once, report=_say))
+        task = asyncio.ensure_future(run_demo(data_dir.resolve(), once=once, report=_say))
         await _until_signal(task)
 
     try:
         asyncio.run(main())
     except FileNotFoundError as exc:
         fail(f"{exc}: run `make demo`, which installs Debian's pebble first")
+    except PebbleStartError as exc:
+        fail(f"the demo's local ACME CA did not start: {exc}")
+    if not once:
+        _say(f"demo stopped; its state stays in {data_dir.resolve()}")

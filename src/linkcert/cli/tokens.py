@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from linkcert.auth import create_token, list_tokens, revoke_token
 from linkcert.cli.app import app, console, err_console, fail, open_store, print_json, settings
-from linkcert.domains import NotFound, account_summary
-from linkcert.store import ApiToken, Store
+
+if TYPE_CHECKING:
+    from linkcert.store import ApiToken, Store
 
 token_app = typer.Typer(help="API tokens for the REST API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -34,6 +33,8 @@ def _token_json(row: ApiToken, account: str | None) -> dict[str, Any]:
 
 
 def _account_names(store: Store, rows: list[ApiToken]) -> dict[int, str]:
+    from linkcert.domains import account_summary
+
     ids = {row.account_id for row in rows if row.account_id is not None}
     return {account_id: account_summary(store, account_id).name for account_id in ids}
 
@@ -52,6 +53,9 @@ def token_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make an API token and print it. It is shown this once: linkcert keeps only its hash."""
+    from linkcert.auth import create_token
+    from linkcert.domains import NotFound, account_summary
+
     # Exactly one of the two, so that a forgotten --account never yields an operator token.
     if (account is None) == (not operator):
         fail("give either --account ACCOUNT or --operator")
@@ -83,6 +87,11 @@ def token_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List API tokens (never the tokens themselves: only their first characters)."""
+    from rich.table import Table
+
+    from linkcert.auth import list_tokens
+    from linkcert.domains import NotFound
+
     store = open_store(settings())
     try:
         rows = list_tokens(store, account)
@@ -106,6 +115,9 @@ def token_list(
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
     """Revoke an API token for good."""
+    from linkcert.auth import revoke_token
+    from linkcert.domains import NotFound
+
     store = open_store(settings())
     try:
         row = revoke_token(store, token_id)

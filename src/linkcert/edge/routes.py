@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from linkcert.edge import responses
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.responses import Response
 from linkcert.tracking import (
@@ -23,6 +24,7 @@ from linkcert.tracking import (
     InvalidToken,
     TrackedKind,
     TrackedLink,
+    TrackingKeys,
     read_token,
 )
 
@@ -33,12 +35,17 @@ ChallengeLookup = Callable[[str], Awaitable[str | None]]
 
 LinkEpoch = Callable[[str], int | None]
 """The link epoch of a host the edge serves, or None for a host it does not serve."""
+
+ChallengeSource = ChallengeBook | ChallengeLookup
+"""Where challenge answers come from: a ChallengeBook (memory first, the product's way) or a
+lookup called for every token."""
+
 RouteResult = Response | Coroutine[Any, Any, Response]
 
-_CLICK_PREFIX = b"/c/"
-_OPEN_PREFIX = b"/o/"
-_CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
-_HEALTH_PATH = b"/healthz"
+_CLICK_PREFIX = CLICK_PREFIX = b"/c/"
+_OPEN_PREFIX = OPEN_PREFIX = b"/o/"
+_CHALLENGE_PREFIX = CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
+_HEALTH_PATH = HEALTH_PATH = b"/healthz"
 _READ_METHODS = (b"GET", b"HEAD")
 # ACME tokens are base64url; anything else cannot be one, and is not worth a store read.
 _ACME_TOKEN = re.compile(rb"[A-Za-z0-9_-]{1,255}")
@@ -54,23 +61,22 @@ class Router:
     def __init__(
         self,
         *,
-        tracking_key: bytes,
+        tracking_key: TrackingKeys | bytes,
         recorder: ClickRecorder,
-        challenge_lookup: ChallengeLookup,
+        challenge_lookup: ChallengeSource,
         challenge_timeout: float,
         counters: EdgeCounters,
         link_epoch: LinkEpoch,
     ) -> None:
-        self._key = tracking_key
+        self._keys = TrackingKeys.of(tracking_key)
         self._link_epoch = link_epoch
         self._recorder = recorder
         self._challenge_lookup = challenge_lookup
         self._challenge_timeout = challenge_timeout
         self._counters = counters
-        # (host, token) → the epoch it was verified in, what read_token returned and the
-        # redirect it makes. Only valid tokens are kept, so a flood of forged ones only costs
-        # their own verification; an entry of an older epoch is verified again (and fails).
-        self._verified: dict[tuple[str, bytes], tuple[int, TrackedLink, Response]] = {}
+        # (host, token) → what read_token returned and the redirect it makes. Only valid tokens
+        # are kept, so a flood of forged ones only costs their own verification.
+        self._verified: dict[tuple[str, bytes], tuple[TrackedLink, Response]] = {}
 
     def route(
         self, method: bytes, target: bytes, host: str | None, tls_name: str | None
@@ -107,29 +113,30 @@ class Router:
         token = path[len(_CHALLENGE_PREFIX) :]
         if not _ACME_TOKEN.fullmatch(token):
             return responses.NOT_FOUND
-        return self._challenge(token.decode("ascii"))
+        source = self._challenge_lookup
+        if not isinstance(source, ChallengeBook):
+            return self._challenge(source(token.decode("ascii")))
+        found = source.answer(host, token.decode("ascii"))
+        if found is None:
+            self._counters.challenges_unknown += 1
+            return responses.NOT_FOUND
+        if isinstance(found, str):
+            return self._key_authorization(found)
+        return self._challenge(found)
 
     def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
         if host is None:
             return responses.MISSING_HOST
-        # Only names the edge serves (proven, not deleted or released) answer links, on HTTP as
-        # on HTTPS; the epoch makes the links of a deleted, released or re-owned name invalid.
-        epoch = self._link_epoch(host)
-        if epoch is None:
-            self._counters.unserved_hosts += 1
-            return responses.LINK_NOT_VALID
-        verified = self._verified.get((host, token))
-        if verified is None or verified[0] != epoch:
-            try:
-                link = read_token(self._key, host, token.decode("latin-1"), epoch)
-            except InvalidToken:
-                self._counters.invalid_tokens += 1
+        try:
+            link, redirect = self._verify(host, token)
+        except InvalidToken as exc:
+            if exc.reason == "unserved":
+                self._counters.unserved_hosts += 1
                 return responses.LINK_NOT_VALID
-            verified = (epoch, link, responses.redirect(link.destination.encode("ascii")))
-            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-                del self._verified[next(iter(self._verified))]
-            self._verified[host, token] = verified
-        _, link, redirect = verified
+            self._counters.invalid_tokens += 1
+            if exc.reason == "key":
+                self._counters.retired_key_tokens += 1
+            return responses.LINK_NOT_VALID
         # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
         if method == b"GET":
             kind: TrackedKind = "open" if is_open else "click"
@@ -144,10 +151,40 @@ class Router:
             return responses.OPEN_PIXEL
         return redirect
 
-    async def _challenge(self, token: str) -> Response:
+    def _verify(self, host: str, token: bytes) -> tuple[TrackedLink, Response]:
+        """The link a token stands for on `host`, and its redirect; raises InvalidToken.
+
+        Only names the edge serves (proven, not deleted or released) answer links, on HTTP as
+        on HTTPS ("unserved"); a token minted in an earlier epoch of the name, before it was
+        deleted, released or changed owner, is refused for good ("epoch").
+        """
+        epoch = self._link_epoch(host)
+        if epoch is None:
+            raise InvalidToken("unserved")
+        verified = self._verified.get((host, token))
+        if verified is None:
+            link = read_token(self._keys, host, token.decode("latin-1"))
+            verified = (link, responses.redirect(link.destination.encode("ascii")))
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[host, token] = verified
+        if verified[0].epoch != epoch:
+            raise InvalidToken("epoch")
+        return verified
+
+    def has_valid_token(self, host: str, token: bytes) -> bool:
+        """Whether `token` (after `/c/` or `/o/`) is a valid link for `host`, as `_tracked`
+        would answer it: what `both` mode answers itself rather than relaying."""
+        try:
+            self._verify(host, token)
+        except InvalidToken:
+            return False
+        return True
+
+    async def _challenge(self, pending: Awaitable[str | None]) -> Response:
         try:
             async with asyncio.timeout(self._challenge_timeout):
-                key_authorization = await self._challenge_lookup(token)
+                key_authorization = await pending
         except Exception as exc:
             self._counters.challenge_lookup_failures += 1
             logger.error(
@@ -159,6 +196,9 @@ class Router:
             return responses.UNAVAILABLE
         if key_authorization is None:
             return responses.NOT_FOUND
+        return self._key_authorization(key_authorization)
+
+    def _key_authorization(self, key_authorization: str) -> Response:
         if (
             not key_authorization.isascii()
             or not key_authorization.isprintable()
@@ -169,6 +209,39 @@ class Router:
             return responses.INTERNAL_ERROR
         self._counters.challenges_served += 1
         return responses.key_authorization(key_authorization.encode("ascii"))
+
+
+def proxy_target(target: bytes, host: bytes | None) -> tuple[bytes, bytes | None, bytes] | None:
+    """For relaying: the request target to send, the Host to send and the path, or None when
+    the target is not one an origin server takes.
+
+    An absolute-form target (`http://host/path`, as sent to proxies) becomes origin-form, and
+    its authority wins over the Host header, as HTTP/1.1 says.
+    """
+    if target.startswith(b"/"):
+        query = target.find(b"?")
+        return target, host, target if query < 0 else target[:query]
+    if target == b"*":
+        return target, host, target
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://"):
+        rest = target[7:]
+    elif lowered.startswith(b"https://"):
+        rest = target[8:]
+    else:
+        return None
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        found = rest.find(stop)
+        if 0 <= found < end:
+            end = found
+    authority, remainder = rest[:end], rest[end:]
+    if not authority or b"@" in authority:
+        return None
+    if not remainder.startswith(b"/"):
+        remainder = b"/" + remainder
+    query = remainder.find(b"?")
+    return remainder, authority, remainder if query < 0 else remainder[:query]
 
 
 def _split_absolute_form(target: bytes, host: str | None) -> tuple[bytes, str | None]:

@@ -100,7 +100,9 @@ async def run_demo(
     report: Callable[[str], None] = print,
 ) -> DemoInfo:
     """Run the demo; with `once`, stop after the link answers instead of serving on."""
-    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, at start)
+    # Absolute, so every path handed to Pebble and printed works from any directory.
+    data_dir = data_dir.resolve()  # noqa: ASYNC240  (once, at start)
+    data_dir.mkdir(parents=True, exist_ok=True)
     master = _secret(data_dir / "master.key", lambda: generate_master_key("demo"))
     track = _secret(data_dir / "tracking.key", lambda: secrets.token_urlsafe(32))
     http_port, https_port, api_port = free_port(), free_port(), free_port()
@@ -164,7 +166,7 @@ async def _provision(
     report: Callable[[str], None],
     wait_seconds: float,
 ) -> DemoInfo:
-    policy = NamePolicy(allow_test_domains=True)
+    policy = NamePolicy.from_settings(settings)
     with store.session() as session:
         account_id = session.scalar(select(Account.id).where(Account.name == DEMO_ACCOUNT))
     if account_id is None:

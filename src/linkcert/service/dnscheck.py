@@ -9,7 +9,8 @@ from linkcert.config import Settings
 from linkcert.dns.check import CheckConfig, CheckResult, State, check_domain
 from linkcert.dns.problems import cname_problems
 from linkcert.dns.resolver import Resolver
-from linkcert.ownership import account_target, not_proven_problem, platform_policy
+from linkcert.names import NamePolicy
+from linkcert.ownership import account_target, not_proven_problem
 from linkcert.states import DnsState
 from linkcert.worker.lifecycle import DnsCheck, DnsVerdict
 
@@ -27,7 +28,7 @@ def check_config(settings: Settings) -> CheckConfig:
         cname_targets=settings.cname_targets,
         edge_addresses=settings.edge_addresses,
         ca_domains=settings.ca_domains,
-        name_policy=platform_policy(settings),
+        name_policy=NamePolicy.from_settings(settings),
         nameservers=settings.nameservers,
         timeout=settings.dns_timeout,
     )

@@ -15,6 +15,7 @@ import logging
 
 from linkcert.config import ConfigError, Settings, parse_host_port
 from linkcert.edge import CertificateCache
+from linkcert.edge.fdlimit import raise_open_file_limit
 from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
@@ -40,10 +41,11 @@ def run_edge_processes(settings: Settings) -> int:
     keys = master_keys(settings)
     tracking_key(settings)  # checked here: a missing key must stop the parent, not each worker
     _check_metrics_ports(settings.metrics_listen, processes)
+    raise_open_file_limit()  # once here, inherited by every worker
     cache = CertificateCache()
     store = Store(settings.effective_database_url)
     try:
-        prepare_store(store, keys)
+        prepare_store(store, keys, create=False)
         feeds = StoreFeeds(store, keys, cache)
         loaded = feeds.sync_here()
         cursor = feeds.cursor()

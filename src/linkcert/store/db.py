@@ -6,26 +6,47 @@ reads never wait on the worker's writes. PostgreSQL is chosen by the URL alone.
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from linkcert.config import mask_url_password
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r'^(down_revision|revision)\s*=\s*(None|"[^"]*")', re.MULTILINE)
 # Connections one process keeps to PostgreSQL (a listener for notifications comes on top).
 POSTGRES_POOL_SIZE = 10
 
 
 class StoreError(Exception):
     """The database cannot be opened or is not at the expected schema version."""
+
+
+class DatabaseNotReady(StoreError):
+    """There is no linkcert database at the configured URL, or its schema is not current.
+
+    The message is one line that names the URL (password masked) and what to run.
+    """
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite:///FILE` URL; None for PostgreSQL and in-memory databases."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[1] if "///" in url else ""
+    return path if path and path != ":memory:" else None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,10 +64,14 @@ def create_db_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     try:
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[1] if "///" in url else ""
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            path = sqlite_path(url)
+            options: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+            if path is not None:
+                # Opened read-write, never created: a database file that is missing (deleted, a
+                # wrong path, an unmounted volume) must not quietly become a new, empty one.
+                # Only Store.migrate creates it.
+                options["creator"] = _sqlite_opener(path)
+            engine = create_engine(url, **options)
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             # A fixed pool, no overflow: a burst of threads (an edge answering a burst of
@@ -63,7 +88,36 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
+def _sqlite_opener(path: str) -> Any:
+    target = f"file:{quote(str(Path(path)))}?mode=rw"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(target, uri=True, timeout=30, check_same_thread=False)
+
+    return connect
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest migration's id, read from the files without loading Alembic.
+
+    Alembic takes longer to import than a short command takes to run, so commands see whether
+    the schema is current with this and one query, and load Alembic only to migrate. None when
+    the files do not make one chain (Alembic then decides).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for kind, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            if value != "None":
+                (revisions if kind == "revision" else parents).add(value.strip('"'))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -82,8 +136,28 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def display_url(self) -> str:
+        """The URL fit to print, its password masked."""
+        return mask_url_password(self.url)
+
     def migrate(self) -> None:
-        """Bring the schema to the newest version (idempotent)."""
+        """Create the database if need be and bring its schema to the newest version
+        (idempotent). The one place that creates a SQLite file."""
+        path = sqlite_path(self.url)
+        try:
+            if path is not None and not Path(path).exists():
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                sqlite3.connect(path).close()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot create the database {self.display_url}: {exc}") from None
+        try:
+            if self.schema_revision() == self.head():
+                return  # current: no need to load Alembic
+        except OperationalError as exc:
+            raise StoreError(f"cannot migrate the database: {exc.orig}") from None
+        from alembic import command
+
         config = alembic_config(self.url)
         try:
             with self.engine.begin() as connection:
@@ -92,10 +166,54 @@ class Store:
         except OperationalError as exc:
             raise StoreError(f"cannot migrate the database: {exc.orig}") from None
 
-    def schema_is_current(self) -> bool:
-        head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+    def check_ready(self) -> None:
+        """Raise DatabaseNotReady unless the database exists and its schema is current.
+
+        Never creates or changes anything: for every command but `linkcert migrate` and
+        `linkcert serve`, which may create the database.
+        """
+        url = self.display_url
+        path = sqlite_path(self.url)
+        if path is not None and not Path(path).is_file():
+            raise DatabaseNotReady(
+                f"no database at {url} (the file does not exist): check database_url and "
+                "data_dir, or run `linkcert migrate` to create a new one"
+            )
+        try:
+            current = self.schema_revision()
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise DatabaseNotReady(f"cannot open the database at {url}: {reason}") from None
+        head = self.head()
+        if current is None:
+            raise DatabaseNotReady(
+                f"the database at {url} has no linkcert schema: run `linkcert migrate` first"
+            )
+        if current != head:
+            raise DatabaseNotReady(
+                f"the database at {url} is at schema {current}, this version needs {head}: "
+                "run `linkcert migrate` first"
+            )
+
+    def schema_revision(self) -> str | None:
+        """The schema version stored in the database; None if it has none."""
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision() == head
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return None if value is None else str(value)
+
+    def head(self) -> str | None:
+        """The schema version this release needs."""
+        head = head_revision()
+        if head is None:
+            from alembic.script import ScriptDirectory
+
+            head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+        return head
+
+    def schema_is_current(self) -> bool:
+        return self.schema_revision() == self.head()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -16,16 +16,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("linkcert.signals")
 
 WORK = "linkcert_work"  # a domain is due now (payload: domain id)
 CERTIFICATES = "linkcert_certificates"  # a domain's certificate changed (payload: domain name)
+CHALLENGES = "linkcert_challenges"  # a domain's open order or challenges changed (payload: name)
 
 
 def announce(session: Session, channel: str, payload: str = "") -> None:
@@ -57,6 +61,8 @@ async def listen(
     also calls `on_notify(channel, "")` on each channel, since notifications sent while we were
     away are lost and the listener should catch up by reading the store.
     """
+    import psycopg  # only listeners need the driver itself; short commands do not load it
+
     wanted = list(channels)
     conninfo = libpq_conninfo(sqlalchemy_url)
     first = True

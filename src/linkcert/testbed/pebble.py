@@ -115,7 +115,8 @@ class PebbleServer:
         if workdir is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="pebble-")
             workdir = Path(self._tempdir.name)
-        self.workdir = workdir
+        # Absolute: Pebble runs in its work directory, so a relative path would point nowhere.
+        self.workdir = workdir.resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "pebble.log"
         self.ca_bundle_path = self.workdir / "listener-ca.pem"

@@ -23,7 +23,7 @@ class Click:
     """One followed link ("click") or one loaded open pixel ("open"), at a UTC instant."""
 
     domain: str
-    link_id: int
+    link_id: int | None
     kind: TrackedKind
     at: datetime
 

@@ -1,55 +1,64 @@
 """Signed tracking tokens: the path segment of `https://DOMAIN/c/<token>`.
 
-A token carries everything the edge needs to redirect without a database read: the link id and
-the destination URL, signed with HMAC-SHA256 over the payload and the tracking domain. Binding the
-domain into the tag means a link minted for one customer's domain does not redirect on another's.
+A token carries everything the edge needs to redirect without a database read: the destination
+URL and, since version 2, the platform's own data, the key id and the mint time, signed with
+HMAC-SHA256 over the payload and the tracking domain. Binding the domain into the tag means a
+link minted for one customer's domain does not redirect on another's.
 
-Layout before base64url (no padding):
+docs/tracking-links.md is the specification (with test vectors in docs/tracking-vectors.json);
+in short, before base64url (no padding):
 
-    version (1 byte) | link id (unsigned LEB128 varint) | destination (ASCII) | tag (16 bytes)
+    version 1: 0x01 | link id (varint) | destination (ASCII) | tag (16 bytes)
+    version 2: 0x02 | key id (1 byte) | flags (1 byte) | minted at (varint, Unix seconds)
+               | domain epoch (varint) | [link id (varint), if flags bit 0] | data length
+               (1 byte) | data | destination (ASCII) | tag (16 bytes)
 
-The tag is the first 16 bytes of HMAC-SHA256(key, domain + NUL + payload), where the payload is
-everything before the tag. NUL cannot occur in a domain name, so the split is unambiguous.
-
-The domain's link epoch (`Domain.link_epoch`) is signed too, without a byte in the token: for an
-epoch other than 0 the signed name is `domain + NUL + "e" + epoch in decimal`. Deleting or
-releasing a name, or a change of its owner, raises the epoch, so every link made before stops
-verifying for good; a name's epoch stays the same while its owner keeps it (a replaced domain
-keeps serving its links). Epoch 0, every name's before epochs existed, signs exactly as
-before, so links minted earlier keep working. The payload's first byte is the version (1),
-never "e", so the two forms cannot be confused.
+Varints are unsigned LEB128. The tag is the first 16 bytes of HMAC-SHA256(key, domain + NUL +
+payload), where the payload is everything before the tag. NUL cannot occur in a domain name, so
+the split is unambiguous.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import hashlib
 import hmac
+import re
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-TOKEN_VERSION = 1
+TOKEN_VERSION = 2  # what mint() makes; version 1 tokens are still read
 TAG_BYTES = 16
 MAX_DESTINATION_CHARS = 2048
+MAX_DATA_BYTES = 255
 MAX_LINK_ID = 2**63 - 1  # fits a signed 64-bit database column
+MAX_VARINT = 2**63 - 1  # every varint of a token: link id, mint time, epoch
+MAX_KEY_ID = 255
 MIN_SECRET_CHARS = 32
 TRACKING_KEY_SETTING = "LINKCERT_TRACKING_KEY"
+TRACKING_KEYS_SETTING = "LINKCERT_TRACKING_KEYS"
 
-_VERSION_BYTE = bytes([TOKEN_VERSION])
+_V1 = 1
+_V2 = 2
+_VERSION_BYTE = bytes([_V1])
+_FLAG_LINK_ID = 0x01
 _MAX_VARINT_BYTES = 9  # 63 bits at 7 bits a byte
 _MIN_KEY_BYTES = 16
 # Version byte, the shortest varint, the shortest accepted URL ("http://a"), the tag.
 _MIN_RAW_BYTES = 1 + 1 + len("http://a") + TAG_BYTES
-_MAX_RAW_BYTES = 1 + _MAX_VARINT_BYTES + MAX_DESTINATION_CHARS + TAG_BYTES
+_MAX_RAW_BYTES = 3 + 3 * _MAX_VARINT_BYTES + 1 + MAX_DATA_BYTES + MAX_DESTINATION_CHARS + TAG_BYTES
 # Base64 without padding: four characters per three bytes, rounded up.
 MAX_TOKEN_CHARS = (_MAX_RAW_BYTES * 4 + 2) // 3
 _MIN_TOKEN_CHARS = (_MIN_RAW_BYTES * 4 + 2) // 3
 _KEY_DERIVATION_LABEL = b"linkcert tracking token key v1\x00"
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_STANDARD_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_LENGTH_BYTES = tuple(bytes((length,)) for length in range(256))
 _PADDING = (b"", b"", b"==", b"=")  # by length % 4 (1 is never a base64 length)
 # Last characters whose unused low bits are zero, by length % 4: 4 unused bits after two
 # characters of a group (values that are multiples of 16), 2 after three (multiples of 4).
@@ -63,13 +72,18 @@ _OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
 
 TrackedKind = Literal["click", "open"]
 _PATH_PREFIX: dict[TrackedKind, str] = {"click": "/c/", "open": "/o/"}
+# Characters a destination may hold: visible ASCII but the backslash (browsers read it as '/').
+_DESTINATION_CHARS = _VISIBLE_ASCII.replace(b"\\", b"")
+_PLAIN_START = re.compile(
+    rb"[hH][tT][tT][pP][sS]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,4})?(?:[/?#]|\Z)"
+)
 
 
 class InvalidToken(ValueError):
     """The token was not minted by this platform for this domain, or was damaged on the way.
 
-    `reason` is a short stable word for counters ("malformed", "signature", "payload"); the
-    message never contains the token itself.
+    `reason` is a short stable word for counters ("malformed", "signature", "payload", "key";
+    at the edge also "unserved" and "epoch"); the message never contains the token itself.
     """
 
     def __init__(self, reason: str) -> None:
@@ -83,10 +97,101 @@ class InvalidDestination(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TrackedLink:
-    """What a valid token says: which link was followed and where it goes."""
+    """What a valid token says: where it goes, and what the platform put in it.
 
-    link_id: int
+    `link_id` is None for a version 2 token minted without one; `minted_at` (Unix seconds) and
+    `key_id` are None for version 1 tokens, whose `data` is empty and `epoch` 0.
+    """
+
+    link_id: int | None
     destination: str
+    data: bytes = b""
+    minted_at: int | None = None
+    epoch: int = 0
+    key_id: int | None = None
+    version: int = _V1
+
+
+class TrackingKeys:
+    """The tracking keys in force: the first mints, every one verifies.
+
+    Each has an id from 0 to 255 that version 2 tokens carry, so a rotation is: add the new key
+    first (it mints from then on), keep the old one listed while links that carry it may still
+    be clicked, then drop it (its links are refused from then on). Version 1 tokens carry no id
+    and are checked against each key in turn.
+    """
+
+    __slots__ = ("_by_id", "_ordered")
+
+    def __init__(self, keys: Sequence[tuple[int, bytes]]) -> None:
+        if not keys:
+            raise ValueError("at least one tracking key is needed")
+        by_id: dict[int, bytes] = {}
+        for key_id, key in keys:
+            if isinstance(key_id, bool) or not isinstance(key_id, int):
+                raise ValueError(f"a tracking key id must be an int, not {type(key_id).__name__}")
+            if not 0 <= key_id <= MAX_KEY_ID:
+                raise ValueError(f"a tracking key id is from 0 to {MAX_KEY_ID}, not {key_id}")
+            if key_id in by_id:
+                raise ValueError(f"tracking key id {key_id} is listed twice")
+            _check_key(key)
+            by_id[key_id] = key
+        self._ordered = tuple(keys)
+        self._by_id = by_id
+
+    @classmethod
+    def of(cls, keys: TrackingKeys | bytes) -> TrackingKeys:
+        """`keys` itself, or one raw key (as `tracking_key_from_secret` gives) with id 0."""
+        return keys if isinstance(keys, TrackingKeys) else cls([(0, keys)])
+
+    @classmethod
+    def from_secrets(cls, secrets: Sequence[tuple[int, str]]) -> TrackingKeys:
+        """Keys from (id, operator secret) pairs, each derived as `tracking_key_from_secret`."""
+        return cls([(key_id, tracking_key_from_secret(secret)) for key_id, secret in secrets])
+
+    @property
+    def minting(self) -> tuple[int, bytes]:
+        """The id and key new tokens are minted with."""
+        return self._ordered[0]
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(key_id for key_id, _ in self._ordered)
+
+    def get(self, key_id: int) -> bytes | None:
+        return self._by_id.get(key_id)
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return iter(self._ordered)
+
+    def __repr__(self) -> str:  # never the keys themselves
+        return f"TrackingKeys(ids={list(self.ids)})"
+
+
+def parse_key_entries(entries: Sequence[str]) -> list[tuple[int, str]]:
+    """`["ID:SECRET", ...]` as the `tracking_keys` setting holds them, checked; the message of
+    the ValueError names the entry by its position and id, never the secret."""
+    parsed: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    for position, entry in enumerate(entries, 1):
+        key_id_text, colon, secret = entry.partition(":")
+        key_id_text = key_id_text.strip()
+        if not colon or not key_id_text.isdigit() or not 0 <= int(key_id_text) <= MAX_KEY_ID:
+            raise ValueError(
+                f"entry {position} must be ID:SECRET with an ID from 0 to {MAX_KEY_ID}, "
+                "the first entry minting, e.g. 2:<new secret>,1:<previous secret>"
+            )
+        key_id = int(key_id_text)
+        if key_id in seen:
+            raise ValueError(f"entry {position}: key id {key_id} is listed twice")
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"entry {position} (key id {key_id}): the secret must be at least "
+                f"{MIN_SECRET_CHARS} characters long"
+            )
+        seen.add(key_id)
+        parsed.append((key_id, secret))
+    return parsed
 
 
 def tracking_key_from_secret(secret: str) -> bytes:
@@ -114,6 +219,12 @@ def check_destination(url: str) -> str:
     """
     if not isinstance(url, str):
         raise InvalidDestination(f"destination must be a string, not {type(url).__name__}")
+    if _plain_bytes(url) is not None:
+        return url
+    return _check_destination_fully(url)
+
+
+def _check_destination_fully(url: str) -> str:
     shown = url if len(url) <= 80 else url[:77] + "..."
     if len(url) > MAX_DESTINATION_CHARS:
         raise InvalidDestination(
@@ -152,9 +263,23 @@ def check_destination(url: str) -> str:
     return url
 
 
-def make_token(key: bytes, domain: str, link_id: int, destination: str, epoch: int = 0) -> str:
-    """Mint the token for `link_id` on the tracking `domain` (ASCII form, as in the Host header)
-    in the domain's link `epoch`.
+def _plain_bytes(url: str) -> bytes | None:
+    """The common case, checked cheaply (minting in bulk comes through here): a URL of allowed
+    characters starting `http(s)://host[:port]` with a plain host name, returned as ASCII
+    bytes. None for anything else, which takes the full check (that also says what is wrong).
+    """
+    if len(url) > MAX_DESTINATION_CHARS or not url.isascii():
+        return None
+    encoded = url.encode("ascii")
+    if encoded.translate(None, _DESTINATION_CHARS) or _PLAIN_START.match(encoded) is None:
+        return None
+    return encoded
+
+
+def make_token(key: bytes, domain: str, link_id: int, destination: str) -> str:
+    """Mint a version 1 token for `link_id` on the tracking `domain` (ASCII form, as in the
+    Host header). New links are minted as version 2 (`mint`, `Minter`); this stays for tests
+    and for reading what was sent before.
 
     Raises InvalidDestination for a destination that `check_destination` refuses and ValueError
     for an out-of-range link id, a non-ASCII domain or a key shorter than 16 bytes.
@@ -169,18 +294,16 @@ def make_token(key: bytes, domain: str, link_id: int, destination: str, epoch: i
         raise ValueError(
             f"tracking domain {domain!r} must be given in ASCII (A-label, xn--) form, non-empty"
         )
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"epoch must be a non-negative int, not {epoch!r}")
     payload = _VERSION_BYTE + _encode_varint(link_id) + check_destination(destination).encode()
-    raw = payload + _tag(key, _signed_name(domain_bytes, epoch), payload)
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    raw = payload + _tag(key, domain_bytes, payload)
+    return _base64url(raw)
 
 
-def read_token(key: bytes, domain: str, token: str, epoch: int = 0) -> TrackedLink:
-    """Verify `token` for `domain` in its link `epoch` and return its link; raise InvalidToken
-    for anything else.
+def read_token(keys: TrackingKeys | bytes, domain: str, token: str) -> TrackedLink:
+    """Verify `token` for `domain` and return its link; raise InvalidToken for anything else.
 
-    Only InvalidToken escapes for any string input: the edge feeds it whatever a client sent.
+    `keys` are the keys in force (or one raw key). Only InvalidToken escapes for any string
+    input: the edge feeds it whatever a client sent.
     """
     if (
         not isinstance(token, str)
@@ -205,11 +328,126 @@ def read_token(key: bytes, domain: str, token: str, epoch: int = 0) -> TrackedLi
     if domain_bytes is None:
         raise InvalidToken("signature")
     payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
-    if epoch:
-        domain_bytes = _signed_name(domain_bytes, epoch)
-    if not hmac.compare_digest(tag, _tag(key, domain_bytes, payload)):
-        raise InvalidToken("signature")
-    return _decode_payload(payload)
+    signed = domain_bytes + b"\x00" + payload
+    if isinstance(keys, bytes):
+        keys = TrackingKeys.of(keys)
+    version = raw[0]
+    if version == _V2:
+        key = keys.get(raw[1])
+        if key is None:
+            # Minted with a key that has been rotated out (or never was ours).
+            raise InvalidToken("key")
+        if not hmac.compare_digest(tag, _hmac_for(key).digest(signed)[:TAG_BYTES]):
+            raise InvalidToken("signature")
+        return _decode_v2(payload)
+    # Version 1 carries no key id: any key in force may have minted it. Other version bytes
+    # fail here too, unless a key signed them (then _decode_v1 refuses the version).
+    for _, key in keys:
+        if hmac.compare_digest(tag, _hmac_for(key).digest(signed)[:TAG_BYTES]):
+            return _decode_v1(payload)
+    raise InvalidToken("signature")
+
+
+class Minter:
+    """Mints version 2 tokens for one tracking domain: no I/O, nothing stored.
+
+        minter = Minter(keys, "links.customer.com")
+        url = minter.url("https://shop.example/sale", data=b"msg=123;rcpt=456")
+
+    The HMAC state for the key and the domain is prepared once, so minting in bulk costs a few
+    microseconds a link.
+    """
+
+    __slots__ = ("_domain", "_epoch", "_hmac", "_last", "_prefix")
+
+    def __init__(self, keys: TrackingKeys | bytes, domain: str, *, epoch: int = 0) -> None:
+        key_id, key = TrackingKeys.of(keys).minting
+        domain_bytes = _domain_bytes(domain) if isinstance(domain, str) else None
+        if domain_bytes is None:
+            raise ValueError(
+                f"tracking domain {domain!r} must be given in ASCII (A-label, xn--) form, non-empty"
+            )
+        self._domain = domain_bytes.decode("ascii")
+        self._epoch = _checked_varint("epoch", epoch)
+        self._prefix = bytes([_V2, key_id])
+        self._hmac = _hmac_for(key).prefixed(domain_bytes + b"\x00")
+        # The last mint time and its encoding with the epoch: one clock second covers many links.
+        self._last: tuple[int, bytes] = (-1, b"")
+
+    @property
+    def domain(self) -> str:
+        return self._domain
+
+    def token(
+        self,
+        destination: str,
+        data: bytes = b"",
+        *,
+        link_id: int | None = None,
+        minted_at: int | None = None,
+    ) -> str:
+        """The token for `destination` carrying `data` (at most 255 bytes).
+
+        Raises InvalidDestination for a destination `check_destination` refuses and ValueError
+        for data too long or not bytes, or an out-of-range link id or time.
+        """
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise ValueError(f"data must be bytes, not {type(data).__name__}")
+            data = bytes(data)
+        if len(data) > MAX_DATA_BYTES:
+            raise ValueError(f"data is {len(data)} bytes long; the limit is {MAX_DATA_BYTES}")
+        when = int(time.time()) if minted_at is None else _checked_varint("minted_at", minted_at)
+        last_when, times = self._last
+        if when != last_when:
+            times = _encode_varint(when) + _encode_varint(self._epoch)
+            self._last = (when, times)
+        if link_id is None:
+            middle = b"\x00" + times
+        else:
+            middle = b"\x01" + times + _encode_varint(_checked_varint("link_id", link_id))
+        encoded = _plain_bytes(destination) if type(destination) is str else None
+        if encoded is None:
+            encoded = check_destination(destination).encode("ascii")
+        payload = self._prefix + middle + _LENGTH_BYTES[len(data)] + data + encoded
+        raw = payload + self._hmac.digest(payload)[:TAG_BYTES]
+        return _base64url(raw)
+
+    def url(
+        self,
+        destination: str,
+        data: bytes = b"",
+        kind: TrackedKind = "click",
+        *,
+        link_id: int | None = None,
+        minted_at: int | None = None,
+    ) -> str:
+        """The tracked URL to put in an email: `https://DOMAIN/c/<token>` (or `/o/` for the
+        open pixel)."""
+        token = self.token(destination, data, link_id=link_id, minted_at=minted_at)
+        return f"https://{self._domain}{_PATH_PREFIX[kind]}{token}"
+
+
+def mint(
+    keys: TrackingKeys | bytes,
+    domain: str,
+    url: str,
+    data: bytes = b"",
+    kind: TrackedKind = "click",
+    *,
+    link_id: int | None = None,
+    epoch: int = 0,
+    minted_at: int | None = None,
+) -> str:
+    """The tracked URL for `url` on `domain`, signed with the minting key of `keys`.
+
+    Pure: no database, no network. The platform's sending path can import and call it; in a
+    loop over many links of one domain, a `Minter` is faster. `epoch` is the domain's current
+    epoch (see docs/tracking-links.md).
+    """
+    return Minter(keys, domain, epoch=epoch).url(
+        url, data, kind, link_id=link_id, minted_at=minted_at
+    )
 
 
 def tracked_url(domain: str, token: str, kind: TrackedKind = "click") -> str:
@@ -217,10 +455,10 @@ def tracked_url(domain: str, token: str, kind: TrackedKind = "click") -> str:
     return f"https://{domain}{_PATH_PREFIX[kind]}{token}"
 
 
-def _decode_payload(payload: bytes) -> TrackedLink:
+def _decode_v1(payload: bytes) -> TrackedLink:
     # Only reached with a valid tag, so a failure here means a token from a newer minting code
     # (another version byte) or a bug; either way it is not a link this reader can follow.
-    if len(payload) < 3 or payload[0] != TOKEN_VERSION:
+    if len(payload) < 3 or payload[0] != _V1:
         raise InvalidToken("payload")
     # The varint ends at its first byte without the continuation bit, within 9 bytes.
     end = payload.translate(_CONTINUATION_MARKS).find(0, 1, 1 + _MAX_VARINT_BYTES) + 1
@@ -240,8 +478,55 @@ def _decode_payload(payload: bytes) -> TrackedLink:
     return TrackedLink(link_id, destination.decode("ascii"))
 
 
-def _signed_name(domain_bytes: bytes, epoch: int) -> bytes:
-    return domain_bytes + b"\x00e%d" % epoch if epoch else domain_bytes
+def _decode_v2(payload: bytes) -> TrackedLink:
+    # Only reached with a valid tag: the layout is the minter's, unless a newer minter set
+    # flags this reader does not know.
+    flags = payload[2] if len(payload) > 2 else 0xFF
+    if flags & ~_FLAG_LINK_ID:
+        raise InvalidToken("payload")
+    minted_at, position = _read_varint(payload, 3)
+    epoch, position = _read_varint(payload, position)
+    link_id: int | None = None
+    if flags & _FLAG_LINK_ID:
+        link_id, position = _read_varint(payload, position)
+    if position >= len(payload):
+        raise InvalidToken("payload")
+    data_end = position + 1 + payload[position]
+    data = payload[position + 1 : data_end]
+    destination = payload[data_end:]
+    # The destination goes into a Location header: only visible ASCII, which cannot split it.
+    if len(destination) < 8 or destination.translate(None, _VISIBLE_ASCII):
+        raise InvalidToken("payload")
+    return TrackedLink(
+        link_id, destination.decode("ascii"), data, minted_at, epoch, payload[1], _V2
+    )
+
+
+def _read_varint(payload: bytes, start: int) -> tuple[int, int]:
+    """The varint at `start` and the position after it; InvalidToken if it runs off the end,
+    is longer than 9 bytes or exceeds 2**63 - 1."""
+    value = 0
+    shift = 0
+    position = start
+    end = min(len(payload), start + _MAX_VARINT_BYTES)
+    while position < end:
+        byte = payload[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if value > MAX_VARINT:
+                break
+            return value, position
+        shift += 7
+    raise InvalidToken("payload")
+
+
+def _checked_varint(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= MAX_VARINT:
+        raise ValueError(f"{name} must be between 0 and {MAX_VARINT}, not {value}")
+    return value
 
 
 def _tag(key: bytes, domain_bytes: bytes, payload: bytes) -> bytes:
@@ -261,6 +546,14 @@ class _HmacSha256:
         key = key.ljust(_SHA256_BLOCK, b"\x00")
         self._inner = hashlib.sha256(key.translate(_INNER_PAD))
         self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
+
+    def prefixed(self, prefix: bytes) -> _HmacSha256:
+        """The same key with `prefix` already fed in: digest(m) is then HMAC(key, prefix + m)."""
+        twin = _HmacSha256.__new__(_HmacSha256)
+        twin._inner = self._inner.copy()
+        twin._inner.update(prefix)
+        twin._outer = self._outer
+        return twin
 
     def digest(self, message: bytes) -> bytes:
         inner = self._inner.copy()
@@ -285,6 +578,12 @@ def _domain_bytes(domain: str) -> bytes | None:
     if not normalized or "\x00" in normalized:
         return None
     return normalized.encode("ascii")
+
+
+def _base64url(raw: bytes) -> str:
+    """base64url without padding, as tokens are spelled."""
+    encoded = binascii.b2a_base64(raw, newline=False).translate(_STANDARD_TO_URLSAFE)
+    return encoded.rstrip(b"=").decode("ascii")
 
 
 def _encode_varint(value: int) -> bytes:

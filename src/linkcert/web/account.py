@@ -128,6 +128,13 @@ def _current(web: WebContext, account_id: int) -> DomainStatus | None:
         return None
 
 
+def deliverability_addresses(setting: str | None) -> list[str]:
+    """The addresses customers may write to about brand domains (the setting may hold several,
+    comma-separated). Empty when unset: `operator_email`, which then receives the requests,
+    is the operators' own and is not shown to customers."""
+    return [part.strip() for part in (setting or "").split(",") if part.strip()]
+
+
 def render_account(
     request: Request,
     web: WebContext,
@@ -162,6 +169,8 @@ def render_account(
         "notice": NOTICES.get(notice or "") if notice != "brand-requested" else None,
         "brand_notice": NOTICES["brand-requested"] if notice == "brand-requested" else None,
         "saved_value": current.unicode_name if current is not None and current.wanted else "",
+        "deliverability_addresses": deliverability_addresses(settings.deliverability_email),
+        "brand_mail_subject": f"Brand link tracking domain for {account.name}",
         "problem": problem,
     }
     return page(request, "account.html", context, status_code)

@@ -17,8 +17,8 @@ from linkcert.config import Settings
 from linkcert.dns.caa import issue_record
 from linkcert.dns.check import CheckConfig, CheckResult, State, check_domain
 from linkcert.dns.resolver import Resolver, ResolverConfigError
-from linkcert.names import DomainNameError, validate
-from linkcert.ownership import not_proven_problem, platform_policy, proof_records
+from linkcert.names import DomainNameError, NamePolicy, validate
+from linkcert.ownership import not_proven_problem, proof_records
 
 log = logging.getLogger("linkcert.web")
 
@@ -118,7 +118,7 @@ async def preview_dns(
 ) -> DnsPreview:
     """Check `name` now, for the customer's eyes (the account with DNS `label`, if given);
     never raises for what DNS answers."""
-    policy = platform_policy(settings)
+    policy = NamePolicy.from_settings(settings)
     try:
         valid = validate(name, policy)
     except DomainNameError as error:

@@ -2,7 +2,8 @@
 // - while a domain is typed: the DNS record to create at once, then what DNS says now;
 // - saving and "check again" without a reload;
 // - the HTTPS status followed live (every 2 s, 10 s once settled), changes announced politely;
-// - copy buttons, and relative times that keep up.
+// - copy buttons, and relative times that keep up;
+// - the user-name menu (a disclosure button) and the page's tabs, with their keyboard keys.
 // Text from the server is only ever set with textContent; the one HTML it sends is the status
 // panel, rendered (and escaped) by the server's templates.
 (function () {
@@ -63,6 +64,113 @@
     }
   }
   window.setInterval(tick, 5000);
+
+  // --- the user-name menu --------------------------------------------------------------
+  // A disclosure button: Enter, Space or a click opens and closes it; Escape closes it and
+  // gives the focus back to the button; so do a click elsewhere and Tab past its last item.
+  // Arrow keys move between its items. Without scripts the page shows plain links instead.
+
+  var menuBox = document.querySelector("[data-menu]");
+  var menuButton = document.getElementById("user-menu-button");
+  var menu = document.getElementById("user-menu");
+
+  function menuItems() {
+    return Array.prototype.slice.call(menu.querySelectorAll("a, button"));
+  }
+
+  function setMenu(open, focusButton) {
+    menuButton.setAttribute("aria-expanded", open ? "true" : "false");
+    menu.hidden = !open;
+    if (!open && focusButton) menuButton.focus();
+  }
+
+  function menuOpen() {
+    return menuButton.getAttribute("aria-expanded") === "true";
+  }
+
+  if (menuBox && menuButton && menu) {
+    menuButton.addEventListener("click", function () {
+      setMenu(!menuOpen(), false);
+    });
+    menuBox.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && menuOpen()) {
+        event.preventDefault();
+        setMenu(false, true);
+        return;
+      }
+      if (event.key !== "ArrowDown" && event.key !== "ArrowUp" && event.key !== "Home" && event.key !== "End") return;
+      var items = menuItems();
+      var at = items.indexOf(document.activeElement);
+      if (event.target === menuButton) {
+        if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+        at = event.key === "ArrowDown" ? 0 : items.length - 1;
+        setMenu(true, false);
+      } else if (at < 0) {
+        return;
+      } else if (event.key === "Home") {
+        at = 0;
+      } else if (event.key === "End") {
+        at = items.length - 1;
+      } else {
+        at = (at + (event.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
+      }
+      event.preventDefault();
+      items[at].focus();
+    });
+    document.addEventListener("click", function (event) {
+      if (menuOpen() && !menuBox.contains(event.target)) setMenu(false, false);
+    });
+    menuBox.addEventListener("focusout", function (event) {
+      if (menuOpen() && event.relatedTarget && !menuBox.contains(event.relatedTarget)) {
+        setMenu(false, false);
+      }
+    });
+  }
+
+  // --- tabs ----------------------------------------------------------------------------
+  // Each tab is a link, so that it works without scripts; with them, a tab whose panel is on
+  // this page selects it in place. Arrow keys, Home and End move between tabs.
+
+  function selectTab(tab, focus) {
+    var list = tab.closest('[role="tablist"]');
+    list.querySelectorAll('[role="tab"]').forEach(function (other) {
+      var selected = other === tab;
+      other.setAttribute("aria-selected", selected ? "true" : "false");
+      other.tabIndex = selected ? 0 : -1;
+      var panel = document.getElementById(other.getAttribute("aria-controls"));
+      if (panel) panel.hidden = !selected;
+    });
+    if (focus) tab.focus();
+  }
+
+  document.querySelectorAll('[role="tablist"]').forEach(function (list) {
+    var tabs = Array.prototype.slice.call(list.querySelectorAll('[role="tab"]'));
+    tabs.forEach(function (tab) {
+      tab.tabIndex = tab.getAttribute("aria-selected") === "true" ? 0 : -1;
+      tab.addEventListener("click", function (event) {
+        if (!document.getElementById(tab.getAttribute("aria-controls"))) return;
+        event.preventDefault();
+        selectTab(tab, true);
+      });
+    });
+    list.addEventListener("keydown", function (event) {
+      var at = tabs.indexOf(document.activeElement);
+      if (at < 0) return;
+      var next = {
+        ArrowRight: (at + 1) % tabs.length,
+        ArrowLeft: (at + tabs.length - 1) % tabs.length,
+        Home: 0,
+        End: tabs.length - 1,
+      }[event.key];
+      if (event.key === " ") {
+        event.preventDefault();
+        tabs[at].click();
+      } else if (next !== undefined) {
+        event.preventDefault();
+        selectTab(tabs[next], true);
+      }
+    });
+  });
 
   // --- copy buttons --------------------------------------------------------------------
 

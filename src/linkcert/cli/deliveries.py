@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from linkcert.cli.app import app, console, fail, open_store, print_json, settings
-from linkcert.notify.log import CHANNELS, STATUSES, list_deliveries
 
 deliveries_app = typer.Typer(
     help="Alert deliveries (email and webhooks) and how they went.", no_args_is_help=True
@@ -27,6 +25,10 @@ def deliveries_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List deliveries, newest first."""
+    from rich.table import Table
+
+    from linkcert.notify.log import CHANNELS, STATUSES, list_deliveries
+
     if status is not None and status not in STATUSES:
         fail(f"--status takes one of: {', '.join(STATUSES)}")
     if channel is not None and channel not in CHANNELS:
