@@ -116,7 +116,10 @@ def test_links_only_on_proven_names_in_their_epoch(store: Store) -> None:
     with pytest.raises(NotProven):
         create_link(store, KEY, "links.shop.test", "https://shop.example/")
     with store.session() as session:
-        assert session.scalars(select(Domain.link_epoch)).one() == 1
+        domain = session.scalars(select(Domain)).one()
+        assert domain.link_epoch == 1
+        # What the worker's delete step does once nothing is left to revoke.
+        domain.delete_requested, domain.deleted_at = False, utcnow()
     # Saved again and proven again: links are minted in the new epoch.
     set_tracking_domain(store, "shop", "links.shop.test", NamePolicy(allow_test_domains=True))
     prove(store, "links.shop.test")

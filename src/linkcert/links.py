@@ -120,15 +120,13 @@ def create_link(
 ) -> TrackedUrl:
     """Store a link and return its tracked URLs (`https://DOMAIN/c/<token>`).
 
-    With `account_id`, the domain must belong to that account (an account never mints links
-    on another's domain).
+    Only on a proven name (NotProven otherwise); with `account_id`, the name must be that
+    account's. The token is signed in the domain's current epoch.
     """
     check_destination(destination)
     _check_data(data)
     with store.session() as session:
-        domain = get_domain(session, domain_name)
-        if account_id is not None and domain.account_id != account_id:
-            raise NotFound(f"no domain {domain_name!r}")
+        domain = _mintable(session, domain_name, account_id)
         link = Link(domain_id=domain.id, destination=destination, created_at=utcnow())
         session.add(link)
         session.flush()
