@@ -20,7 +20,7 @@ from linkcert.edge.certs import CertificateCache
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.names import NamePolicy
 from linkcert.service.feeds import StoreFeeds
-from linkcert.store import Challenge, Click, Domain, Store, utcnow
+from linkcert.store import Click, Domain, Store, utcnow
 from linkcert.testbed.waiting import wait_for_async
 from linkcert.tracking import Click as RecordedClick
 from linkcert.uploads import check_upload, store_upload
@@ -150,16 +150,10 @@ async def test_keep_in_sync_follows_new_certificates_until_stopped(
         await asyncio.wait_for(follower, timeout=10)
 
 
-async def test_challenges_are_answered_from_the_store_and_clicks_written_to_it(
+async def test_clicks_are_written_to_the_store_in_one_batch(
     domains: Store, keys: MasterKeys
 ) -> None:
     feeds = StoreFeeds(domains, keys, CertificateCache())
-    with domains.session() as session:
-        domain = session.scalars(select(Domain).where(Domain.name == ALPHA)).one()
-        session.add(Challenge(token="tok-1", key_authorization="tok-1.thumb", domain_id=domain.id))
-    assert await feeds.challenge("tok-1") == "tok-1.thumb"
-    assert await feeds.challenge("unknown") is None
-
     now = utcnow()
     await feeds.save_clicks(
         [
