@@ -44,6 +44,11 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
         ({"LINKCERT_KEY_TYPE": "dsa"}, "key_type"),
         ({"LINKCERT_EDGE_PROCESSES": "0"}, "edge_processes"),
         ({"LINKCERT_EDGE_PROCESSES": "65"}, "edge_processes"),
+        ({"LINKCERT_EDGE_MODE": "mirror"}, "edge_mode"),
+        ({"LINKCERT_EDGE_UPSTREAMS": "ftp://tracker.internal"}, "edge_upstreams"),
+        ({"LINKCERT_EDGE_UPSTREAMS": "http://tracker.internal/c"}, "edge_upstreams"),
+        ({"LINKCERT_TRUSTED_PROXIES": "10.0.0.0/33"}, "trusted_proxies"),
+        ({"LINKCERT_UPSTREAM_CONNECT_TIMEOUT": "0"}, "upstream_connect_timeout"),
     ],
 )
 def test_invalid_settings_name_themselves(environ: dict[str, str], named: str) -> None:
@@ -92,6 +97,90 @@ def test_masked_hides_secrets() -> None:
 )
 def test_host_port(text: str, expected: tuple[str, int]) -> None:
     assert parse_host_port(text, default_port=53) == expected
+
+
+def test_config_show_masks_every_secret_in_urls() -> None:
+    settings = load_settings(
+        environ={
+            "LINKCERT_DATABASE_URL": (
+                "postgresql://lc:hunter2-userinfo@db:5432/linkcert"
+                "?sslmode=require&password=hunter2-query&sslpassword=hunter2-ssl"
+            ),
+            "LINKCERT_ACME_DIRECTORY_URL": "https://ca.test/dir?token=hunter2-acme",
+            "LINKCERT_WEBHOOK_URLS": (
+                "https://hooks.test/services/T0/B0/hunter2-path,"
+                "https://alerts.test/in?key=hunter2-hook"
+            ),
+            "LINKCERT_WEBHOOK_SECRET": "hunter2-secret",
+        }
+    )
+    shown = settings.masked()
+    assert "hunter2" not in repr(shown)
+    # What an operator needs to read stays.
+    assert shown["database_url"].startswith("postgresql://lc:********@db:5432/linkcert?")
+    assert "sslmode=require" in shown["database_url"]
+    assert shown["acme_directory_url"] == "https://ca.test/dir?token=********"
+    assert shown["webhook_urls"] == ["https://hooks.test/services/…", "https://alerts.test/in?…"]
+
+
+def test_cli_config_show_masks_urls(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from linkcert.cli import app
+
+    env = {
+        "LINKCERT_DATABASE_URL": "postgresql://lc@db/linkcert?password=hunter2",
+        "LINKCERT_WEBHOOK_URLS": "https://hooks.test/services/T0/B0/hunter2",
+        "LINKCERT_WEBHOOK_SECRET": "s",
+    }
+    result = CliRunner().invoke(app, ["config", "show"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output
+    assert "password=********" in result.output
+
+
+def test_proxy_mode_settings(tmp_path: Path) -> None:
+    from linkcert.service.runtime import edge_settings
+
+    bundle = tmp_path / "origin-ca.pem"
+    bundle.write_text("not read here")
+    settings = load_settings(
+        environ={
+            "LINKCERT_EDGE_MODE": "both",
+            "LINKCERT_EDGE_UPSTREAMS": "http://10.0.0.5:8080, https://tracker.internal",
+            "LINKCERT_UPSTREAM_CA_BUNDLE": str(bundle),
+            "LINKCERT_TRUSTED_PROXIES": "10.0.0.0/8,2001:db8::/32",
+            "LINKCERT_UPSTREAM_FIRST_BYTE_TIMEOUT": "7",
+        }
+    )
+    assert settings.edge_upstreams == ("http://10.0.0.5:8080", "https://tracker.internal:443")
+    edge = edge_settings(settings, "127.0.0.1:0", None, share_ports=False)
+    assert edge.proxy is not None
+    assert edge.proxy.mode == "both"
+    assert [origin.label for origin in edge.proxy.upstreams] == list(settings.edge_upstreams)
+    assert edge.proxy.first_byte_timeout == 7
+    assert edge.proxy.pool.ca_bundle == bundle
+    assert edge.max_header_bytes == settings.proxy_max_header_bytes
+    shown = settings.masked()
+    assert shown["edge_mode"] == "both"
+    assert shown["trusted_proxies"] == ["10.0.0.0/8", "2001:db8::/32"]
+    # The demo and a fresh install stay in tracking mode.
+    default = load_settings(environ={})
+    assert default.edge_mode == "tracking"
+    assert edge_settings(default, "127.0.0.1:0", None, share_ports=False).proxy is None
+
+
+def test_proxy_mode_needs_origins_and_a_readable_bundle(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs edge_upstreams"):
+        load_settings(environ={"LINKCERT_EDGE_MODE": "proxy"})
+    with pytest.raises(ConfigError, match="upstream_ca_bundle"):
+        load_settings(
+            environ={
+                "LINKCERT_EDGE_MODE": "proxy",
+                "LINKCERT_EDGE_UPSTREAMS": "https://tracker.internal",
+                "LINKCERT_UPSTREAM_CA_BUNDLE": str(tmp_path / "missing.pem"),
+            }
+        )
 
 
 def test_tracking_keys_from_the_environment_first_mints() -> None:

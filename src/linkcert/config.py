@@ -7,6 +7,7 @@ bad setting stops the process with a message naming it, not a failure hours late
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.redact import masked_url, shown_url
+
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 ENV_PREFIX = "LINKCERT_"
 SECRET_FIELDS = (
@@ -35,6 +38,7 @@ SECRET_FIELDS = (
 )
 
 KeyType = Literal["ec256", "rsa2048", "rsa3072"]
+EdgeMode = Literal["tracking", "proxy", "both"]
 
 
 class ConfigError(Exception):
@@ -88,6 +92,19 @@ def check_alert_settings(settings: Settings) -> Settings:
     return settings
 
 
+def check_proxy_settings(settings: Settings) -> Settings:
+    """Proxy mode needs somewhere to relay to, and a CA bundle that exists."""
+    if settings.edge_mode != "tracking" and not settings.edge_upstreams:
+        raise ValueError(
+            f"edge_mode {settings.edge_mode!r} needs edge_upstreams, the origin(s) to relay to "
+            "(http://HOST:PORT or https://HOST:PORT)"
+        )
+    bundle = settings.upstream_ca_bundle
+    if bundle is not None and not bundle.is_file():
+        raise ValueError(f"upstream_ca_bundle: {bundle} is not a readable file")
+    return settings
+
+
 class Settings(BaseModel):
     """Every setting linkcert reads. Field names map to `LINKCERT_<NAME>` in upper case."""
 
@@ -124,6 +141,24 @@ class Settings(BaseModel):
     edge_processes: int = Field(default=1, ge=1, le=64)
     # TLS session resumption with ticket keys shared by every edge (made by the workers)
     edge_session_tickets: bool = True
+    # Proxy mode (docs/deploy.md, "In front of your own tracker"): what the edge does with
+    # requests that are not its own. `tracking`: answers only linkcert's links; `proxy`: relays
+    # everything but ACME challenges and /healthz to the origins; `both`: answers linkcert's
+    # valid links itself and relays the rest.
+    edge_mode: EdgeMode = "tracking"
+    edge_upstreams: tuple[str, ...] = ()  # http://HOST:PORT or https://HOST:PORT
+    upstream_ca_bundle: Path | None = None  # for https origins; the system roots if unset
+    upstream_server_name: str | None = None  # SNI and verified name for https origins
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose Forwarded/X-Forwarded-* are kept
+    upstream_connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    upstream_first_byte_timeout: float = Field(default=30.0, gt=0, le=3600)
+    upstream_idle_timeout: float = Field(default=30.0, gt=0, le=3600)
+    upstream_max_connections: int = Field(default=256, ge=1, le=100_000)
+    upstream_keepalive_timeout: float = Field(default=30.0, ge=0, le=3600)
+    upstream_max_fails: int = Field(default=2, ge=1, le=1000)
+    proxy_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    proxy_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    proxy_max_request_line_bytes: int = Field(default=8 * 1024, ge=256, le=1024 * 1024)
     # Edge bounds (docs/runbook.md, "The edge under a connection flood")
     edge_first_byte_timeout: float = Field(default=5.0, gt=0, le=300)
     edge_handshake_timeout: float = Field(default=10.0, gt=0, le=300)
@@ -138,7 +173,7 @@ class Settings(BaseModel):
     tracking_keys: tuple[SecretStr, ...] = ()
     # Worker
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
-    worker_lease_seconds: float = Field(default=300.0, ge=1, le=86400)
+    worker_lease_seconds: float = Field(default=30.0, ge=1, le=86400)
     # Lifecycle timing
     renewal_min_margin_hours: float = Field(default=48.0, ge=0)
     dns_recheck_hours: float = Field(default=6.0, gt=0)
@@ -161,6 +196,7 @@ class Settings(BaseModel):
 
     _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
     _check_alerts = model_validator(mode="after")(check_alert_settings)
+    _check_proxy = model_validator(mode="after")(check_proxy_settings)
 
     @field_validator(
         "nameservers",
@@ -169,6 +205,8 @@ class Settings(BaseModel):
         "ca_domains",
         "platform_domains",
         "webhook_urls",
+        "edge_upstreams",
+        "trusted_proxies",
         mode="before",
     )
     @classmethod
@@ -176,6 +214,25 @@ class Settings(BaseModel):
         # Environment variables give lists as comma-separated text.
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("edge_upstreams")
+    @classmethod
+    def _check_upstreams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from linkcert.edge.upstream import parse_origin
+
+        return tuple(parse_origin(item).label for item in value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an address or a network such as 10.0.0.0/8"
+                ) from None
         return value
 
     @field_validator("nameservers")
@@ -265,17 +322,15 @@ class Settings(BaseModel):
             if data.get(name):
                 data[name] = "********"
         data["database_url"] = mask_url_password(self.effective_database_url)
+        data["acme_directory_url"] = masked_url(self.acme_directory_url)
+        data["webhook_urls"] = [shown_url(url) for url in self.webhook_urls]
+        data["edge_upstreams"] = [masked_url(url) for url in self.edge_upstreams]
         return data
 
 
 def mask_url_password(url: str) -> str:
-    """A database URL fit to print: its password, if any, replaced by a mask."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:********@{host}"
+    """A database URL fit to print: its password, in the user part or the query, masked."""
+    return masked_url(url)
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:

@@ -118,6 +118,15 @@ def create_link(
         )
 
 
+@dataclass(frozen=True)
+class MintedBatch:
+    """The tokens of a batch, in order; the URLs are `https://DOMAIN/c/<token>` (clicks) and
+    `https://DOMAIN/o/<token>` (the open pixel)."""
+
+    domain: str
+    tokens: list[str]
+
+
 def create_links(
     store: Store,
     keys: TrackingKeys | bytes,
@@ -125,7 +134,7 @@ def create_links(
     items: Sequence[BatchItem],
     *,
     account_id: int | None = None,
-) -> list[TrackedUrl]:
+) -> MintedBatch:
     """Mint one link per item, in order, with no row stored; InvalidBatch if any item is bad
     (then none is minted). One store read: the domain and who owns it."""
     if len(items) > MAX_BATCH_LINKS:
@@ -140,25 +149,8 @@ def create_links(
     if problems:
         raise InvalidBatch(problems)
     domain = _owned_domain(store, domain_name, account_id)
-    minter = Minter(keys, domain.name, epoch=_epoch(domain))
-    name = domain.name
-    click_prefix = f"https://{name}/c/"
-    open_prefix = f"https://{name}/o/"
-    out: list[TrackedUrl] = []
-    append = out.append
-    for item in items:
-        token = minter.token(item.url, item.data)
-        append(
-            TrackedUrl(
-                link_id=None,
-                domain=name,
-                destination=item.url,
-                url=click_prefix + token,
-                open_url=open_prefix + token,
-                data=item.data,
-            )
-        )
-    return out
+    token = Minter(keys, domain.name, epoch=_epoch(domain)).token
+    return MintedBatch(domain.name, [token(item.url, item.data) for item in items])
 
 
 def _check_data(data: bytes) -> None:

@@ -52,6 +52,7 @@ from linkcert.store.models import Certificate, Delivery, Domain, utcnow
 
 if TYPE_CHECKING:
     from linkcert.edge.counters import EdgeCounters
+    from linkcert.edge.upstream import OriginRegistry
 
 log = logging.getLogger("linkcert.metrics")
 
@@ -209,6 +210,16 @@ class EdgeCollector(Collector):
             counters.challenges_served,
         )
         yield _counter(
+            "linkcert_edge_challenges_unknown",
+            "ACME HTTP-01 requests refused from memory: no pending order for the name.",
+            counters.challenges_unknown,
+        )
+        yield _counter(
+            "linkcert_edge_challenge_store_reads",
+            "Reads of a pending name's HTTP-01 tokens that memory did not hold yet.",
+            counters.challenge_store_reads,
+        )
+        yield _counter(
             "linkcert_edge_challenge_lookup_failures",
             "ACME HTTP-01 answers that could not be looked up.",
             counters.challenge_lookup_failures,
@@ -225,6 +236,80 @@ def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily
     return CounterMetricFamily(name, documentation, value=value)
 
 
+class OriginCollector(Collector):
+    """Proxy mode: per-origin figures of this edge process, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry: OriginRegistry | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        registry = self.registry
+        if registry is None:
+            return
+        from linkcert.edge.upstream import LATENCY_BUCKETS
+
+        origins = registry.origins
+        requests = CounterMetricFamily(
+            "linkcert_edge_origin_requests",
+            "Requests relayed to each origin (retries included).",
+            labels=["origin"],
+        )
+        responses = CounterMetricFamily(
+            "linkcert_edge_origin_responses",
+            "Responses by origin and status class; edge_502/edge_504 are the edge's own pages "
+            "when the origin did not answer.",
+            labels=["origin", "class"],
+        )
+        failures = CounterMetricFamily(
+            "linkcert_edge_origin_failures",
+            "Failed attempts by origin and reason (refused, reset, timeout, connect_timeout, "
+            "busy, tls, bad_response, 5xx).",
+            labels=["origin", "reason"],
+        )
+        retries = CounterMetricFamily(
+            "linkcert_edge_origin_retries",
+            "Requests tried again on another origin after this one failed.",
+            labels=["origin"],
+        )
+        latency = HistogramMetricFamily(
+            "linkcert_edge_origin_latency_seconds",
+            "Time from sending a request to the origin to its response's head.",
+            labels=["origin"],
+        )
+        open_connections = GaugeMetricFamily(
+            "linkcert_edge_origin_connections",
+            "Connections to each origin, open (idle included) and idle in the pool.",
+            labels=["origin", "state"],
+        )
+        healthy = GaugeMetricFamily(
+            "linkcert_edge_origin_healthy",
+            "1 when the origin is in rotation, 0 while it is left out after failures.",
+            labels=["origin"],
+        )
+        now = time.monotonic()
+        for origin in origins:
+            label = origin.label
+            stats = origin.stats
+            requests.add_metric([label], stats.requests)
+            for kind, count in sorted(stats.responses_by_class.items()):
+                responses.add_metric([label, kind], count)
+            for reason, count in sorted(stats.failures.items()):
+                failures.add_metric([label, reason], count)
+            retries.add_metric([label], stats.retries)
+            cumulative = 0
+            buckets = []
+            for bound, count in zip(
+                (*(str(b) for b in LATENCY_BUCKETS), "+Inf"), stats.latency_counts, strict=True
+            ):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([label], buckets, stats.latency_sum)
+            open_connections.add_metric([label, "open"], origin.open)
+            open_connections.add_metric([label, "idle"], origin.idle)
+            healthy.add_metric([label], 1 if origin.healthy(now) else 0)
+        yield from (requests, responses, failures, retries, latency, open_connections, healthy)
+
+
 def _by_reason(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, documentation, labels=["reason"])
     for reason, count in sorted(counts.items()):
@@ -235,6 +320,7 @@ def _by_reason(name: str, documentation: str, counts: Mapping[str, int]) -> Coun
 # Process-wide: one edge and one set of counters per process, whatever serves /metrics.
 PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
 _EDGE = EdgeCollector()
+_ORIGINS = OriginCollector()
 for _collector in (
     ORDERS_STARTED,
     CERTIFICATES_ISSUED,
@@ -243,6 +329,7 @@ for _collector in (
     NOTIFICATIONS,
     DELIVERY_ATTEMPTS,
     _EDGE,
+    _ORIGINS,
 ):
     PROCESS_REGISTRY.register(_collector)
 ProcessCollector(registry=PROCESS_REGISTRY)
@@ -252,6 +339,11 @@ PlatformCollector(registry=PROCESS_REGISTRY)
 def track_edge(counters: EdgeCounters | None) -> None:
     """Expose this process's edge totals (None stops)."""
     _EDGE.counters = counters
+
+
+def track_origins(registry: OriginRegistry | None) -> None:
+    """Expose this process's per-origin figures in proxy mode (None stops)."""
+    _ORIGINS.registry = registry
 
 
 # --- what the store says ------------------------------------------------------------------

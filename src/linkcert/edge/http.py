@@ -19,6 +19,7 @@ not yet spoken, or kept alive between requests); when none is idle, the new one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import ssl
@@ -31,8 +32,9 @@ import httptools
 
 from linkcert.edge import responses
 from linkcert.edge.counters import EdgeCounters
+from linkcert.edge.proxy import Exchange, ProxyRoutes, build_request_head, peer_host
 from linkcert.edge.responses import Response
-from linkcert.edge.routes import Router, host_from_header
+from linkcert.edge.routes import Router, host_from_header, proxy_target
 from linkcert.edge.tls import count_handshake_error
 from linkcert.edge.tlssession import TlsSession
 
@@ -42,6 +44,7 @@ _NEVER = float("inf")
 _LINGER_SECONDS = 2.0
 _PAUSED_FOR_WRITING = 1
 _PAUSED_FOR_WAITING = 2
+_PAUSED_FOR_UPSTREAM = 4  # proxy mode: the origin is not taking the request body as fast
 
 
 @dataclass(slots=True)
@@ -51,6 +54,7 @@ class Limits:
     idle_timeout: float
     request_timeout: float
     handshake_timeout: float
+    max_target_bytes: int = 1 << 30
     first_byte_timeout: float = 5.0
     max_connections: int = 0  # 0: no bound
     max_connections_per_address: int = 0  # 0: no bound
@@ -82,8 +86,10 @@ class ConnectionHub:
         counters: EdgeCounters,
         limits: Limits,
         tls_context: ssl.SSLContext,
+        proxy: ProxyRoutes | None = None,
     ) -> None:
         self.router = router
+        self.proxy = proxy if proxy is not None and proxy.mode != "tracking" else None
         self.counters = counters
         self.limits = limits
         self.tls_context = tls_context
@@ -171,8 +177,9 @@ class _Request:
         self.http10 = http10
 
 
-# Queued behind a waiting request: another request, or the final bytes before closing.
-_Queued = _Request | bytes
+# Queued behind a waiting request: another request (answered here or relayed), or the final
+# bytes before closing.
+_Queued = _Request | Exchange | bytes
 
 
 class HttpConnection(asyncio.Protocol):
@@ -181,10 +188,12 @@ class HttpConnection(asyncio.Protocol):
     # Slots keep tens of thousands of open connections small.
     __slots__ = (
         "_body_bytes",
+        "_body_limit",
         "_close_after_output",
         "_done",
         "_head_bytes",
         "_head_raw_bytes",
+        "_headers",
         "_heard",
         "_host",
         "_hosts_seen",
@@ -196,6 +205,8 @@ class HttpConnection(asyncio.Protocol):
         "_messages_begun",
         "_out",
         "_parser",
+        "_proxied",
+        "_proxy",
         "_queue",
         "_read_paused",
         "_secure",
@@ -231,7 +242,12 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._head_raw_bytes = 0
         self._body_bytes = 0
-        # Answering.
+        self._body_limit = hub.limits.max_body_bytes
+        # Proxy mode: the head's fields, and the exchange relaying the request being read.
+        self._headers: list[tuple[bytes, bytes]] | None = None
+        self._proxied: Exchange | None = None
+        # Answering.  `_proxy` is the relayed request whose response is being sent.
+        self._proxy: Exchange | None = None
         self._out: list[bytes] | None = None
         self._close_after_output = False
         self._linger = False
@@ -275,6 +291,7 @@ class HttpConnection(asyncio.Protocol):
             and transport is not None
             and not transport.is_closing()
             and self._waiting is None
+            and self._proxy is None
         )
 
     def evict(self, reason: str) -> None:
@@ -300,6 +317,10 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = _NEVER
         if self._waiting is not None:
             self._waiting.cancel()
+        for exchange in (self._proxy, self._proxied):
+            if exchange is not None:
+                exchange.client_gone()
+        self._proxy = self._proxied = None
         self._hub.forget(self)
 
     def pause_writing(self) -> None:
@@ -307,11 +328,15 @@ class HttpConnection(asyncio.Protocol):
         self._pause_reading(_PAUSED_FOR_WRITING)
         # A client that stops reading gets as long as an idle one to start again.
         self.deadline = self._hub.now + self._hub.limits.idle_timeout
+        if self._proxy is not None:
+            self._proxy.client_paused()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         self._resume_reading(_PAUSED_FOR_WRITING)
         self._set_idle_deadline()
+        if self._proxy is not None:
+            self._proxy.client_resumed()
 
     def eof_received(self) -> bool | None:
         if self._lingering:
@@ -320,6 +345,10 @@ class HttpConnection(asyncio.Protocol):
         if tls is not None and not tls.established and not self._done:
             self._hub.counters.handshakes_failed["client_closed"] += 1
             self._done = True
+            return None
+        if self._in_message and self._proxied is not None:
+            # Gone in the middle of a body being relayed: the origin would wait for the rest.
+            self.abort()
             return None
         # The client will send nothing more: answer what is owed, then close.
         self._finish(b"")
@@ -345,6 +374,18 @@ class HttpConnection(asyncio.Protocol):
             counters.connections_closed["write_stalled"] += 1
             self._done = True
             transport.abort()
+        elif self._in_message and self._proxied is not None:
+            # A relayed body that stopped coming: the origin must not wait for it.
+            exchange = self._proxied
+            if exchange is self._proxy and exchange.sent_to_client:
+                self.abort()
+                return
+            self._drop_exchange(exchange)
+            self._hub.counters.request_timeouts += 1
+            self._count_status(408)
+            self._linger = True
+            self._finish(responses.render_error_and_close(responses.REQUEST_TIMEOUT))
+            self._flush()
         elif self._in_message and not self._done:
             counters.request_timeouts += 1
             self._count_status(408)
@@ -372,8 +413,8 @@ class HttpConnection(asyncio.Protocol):
             return
         if self._messages_begun == 0 and not self._done:
             pass  # the first request is on its way: it will be answered, then closed
-        elif self._waiting is not None or self._queue:
-            pass  # the last queued answer closes the connection
+        elif self._waiting is not None or self._queue or self._proxy is not None:
+            pass  # the last answer owed closes the connection
         elif self._done:
             transport.close()  # already closing, or lingering after an error
         elif not self._in_message:
@@ -467,33 +508,65 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._head_raw_bytes = 0
         self._body_bytes = 0
-        self.deadline = self._hub.now + self._hub.limits.request_timeout
+        hub = self._hub
+        self._body_limit = hub.limits.max_body_bytes
+        self._headers = [] if hub.proxy is not None else None
+        self.deadline = hub.now + hub.limits.request_timeout
 
     def on_url(self, url: bytes) -> None:
         self._target += url
         self._head_bytes += len(url)
-        if self._head_bytes > self._hub.limits.max_header_bytes:
+        limits = self._hub.limits
+        if self._head_bytes > limits.max_header_bytes:
             raise _Rejected(responses.HEADERS_TOO_LARGE)
+        if len(self._target) > limits.max_target_bytes:
+            raise _Rejected(responses.URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self._hub.limits.max_header_bytes:
             raise _Rejected(responses.HEADERS_TOO_LARGE)
+        if not self._in_head:
+            return  # a trailer after a chunked body: neither read nor passed on
         if len(name) == 4 and name.lower() == b"host":
             self._host = value
             self._hosts_seen += 1
+        headers = self._headers
+        if headers is not None:
+            headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        proxy = self._hub.proxy
+        if proxy is not None and not self._done:
+            self._relay_if_wanted(proxy)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
-        if self._body_bytes > self._hub.limits.max_body_bytes:
-            raise _Rejected(responses.BODY_TOO_LARGE)
+        if self._body_bytes > self._body_limit:
+            raise _Rejected(
+                responses.BODY_TOO_LARGE
+                if self._proxied is None
+                else responses.REQUEST_BODY_TOO_LARGE
+            )
+        exchange = self._proxied
+        if exchange is not None:
+            exchange.feed(body)
+            # A body that keeps coming is not a stalled request.
+            self.deadline = self._hub.now + self._hub.limits.request_timeout
 
     def on_message_complete(self) -> None:
         self._in_message = False
         if self._done:
+            return
+        exchange = self._proxied
+        if exchange is not None:
+            self._proxied = None
+            exchange.end_body()
+            if exchange is self._proxy:
+                # Its answer is on its way: read no further until it has been sent.
+                self._pause_reading(_PAUSED_FOR_WAITING)
+                self.deadline = _NEVER
             return
         parser = self._parser
         http10 = parser.get_http_version() == "1.0"
@@ -508,10 +581,157 @@ class HttpConnection(asyncio.Protocol):
         request = _Request(
             parser.get_method(), self._target, host, parser.should_keep_alive(), http10
         )
-        if self._waiting is not None or self._queue:
+        if self._waiting is not None or self._queue or self._proxy is not None:
             self._queue.append(request)
         else:
             self._answer(request)
+            self._set_idle_deadline()
+
+    # Proxy mode --------------------------------------------------------------------------
+
+    def _relay_if_wanted(self, proxy: ProxyRoutes) -> None:
+        """Called when a request's head is complete: start relaying it if it is for the
+        origin; otherwise it is answered here once read, as in tracking mode."""
+        if self._hosts_seen > 1:
+            raise _Rejected(responses.BAD_REQUEST)
+        raw_host = self._host
+        parser = self._parser
+        method = parser.get_method()
+        if method == b"CONNECT":
+            return
+        relayed = proxy_target(self._target, raw_host)
+        if relayed is None:
+            return
+        target, raw_host, path = relayed
+        host = host_from_header(raw_host) if raw_host else None
+        if host is None or raw_host is None:
+            return
+        if not proxy.relays(path, host, self._hub.router):
+            return
+        tls_name = self._tls_name
+        if tls_name is not None and host != tls_name:
+            raise _Rejected(responses.MISDIRECTED)
+        if not proxy.serves(host):
+            return  # not a name linkcert serves: answered (refused) here, never relayed
+        peer = peer_host(self._transport)
+        assert self._headers is not None
+        head = build_request_head(
+            method=method,
+            target=target,
+            headers=self._headers,
+            host=raw_host,
+            peer=peer,
+            secure=self._secure,
+            trusted=proxy.trusted(peer),
+        )
+        self._headers = None
+        limit = proxy.settings.max_body_bytes
+        if head.content_length > limit:
+            raise _Rejected(responses.REQUEST_BODY_TOO_LARGE)
+        self._body_limit = limit
+        exchange = Exchange(
+            proxy,
+            self,
+            proxy.upstreams_for(host),
+            head,
+            method=method,
+            client_http10=parser.get_http_version() == "1.0",
+            client_keep_alive=parser.should_keep_alive(),
+        )
+        self._proxied = exchange
+        self._hub.counters.requests += 1
+        self._hub.counters.proxied_requests += 1
+        if self._waiting is None and not self._queue and self._proxy is None:
+            self._proxy = exchange
+            exchange.start()
+        else:
+            self._queue.append(exchange)
+
+    @property
+    def draining(self) -> bool:
+        return self._hub.draining
+
+    def proxy_send(self, data: bytes) -> None:
+        self._emit(data)
+
+    def proxy_pause_upload(self) -> None:
+        self._pause_reading(_PAUSED_FOR_UPSTREAM)
+
+    def proxy_resume_upload(self) -> None:
+        self._resume_reading(_PAUSED_FOR_UPSTREAM)
+
+    def proxy_done(self, *, close: bool) -> None:
+        """The relayed response has been sent whole."""
+        exchange = self._proxy
+        self._proxy = None
+        if self._done:
+            return
+        if close or self._hub.draining:
+            if exchange is not None and exchange is self._proxied:
+                # The client is still sending a body nobody will read: let it see the answer.
+                self._proxied = None
+                self._linger = True
+            self._finish_now()
+            return
+        self._continue()
+
+    def proxy_failed(self, response: Response, *, close: bool, http10: bool) -> None:
+        """No origin answered: send the edge's own error page instead."""
+        exchange = self._proxy
+        self._proxy = None
+        if self._done:
+            return
+        self._count_status(response.status)
+        keep_alive = not close and not self._hub.draining
+        self._emit(
+            responses.render(response, head_only=False, keep_alive=keep_alive, http10=http10)
+        )
+        if not keep_alive:
+            if exchange is not None and exchange is self._proxied:
+                self._proxied = None
+                self._linger = True
+            self._finish_now()
+            return
+        self._continue()
+
+    def proxy_abort(self) -> None:
+        self._proxy = None
+        self.abort()
+
+    def _finish_now(self) -> None:
+        self._done = True
+        self._queue.clear()
+        self._stop_after_output()
+
+    def _drop_exchange(self, exchange: Exchange) -> None:
+        exchange.client_gone()
+        if exchange is self._proxy:
+            self._proxy = None
+        if exchange is self._proxied:
+            self._proxied = None
+        with contextlib.suppress(ValueError):
+            self._queue.remove(exchange)
+
+    def _continue(self) -> None:
+        """After a relayed response: answer or relay what was pipelined behind it."""
+        outer = self._out is not None
+        if not outer:
+            self._out = []
+        while self._queue and self._waiting is None and self._proxy is None:
+            queued = self._queue.popleft()
+            if isinstance(queued, bytes):
+                self._finish(queued)
+            elif isinstance(queued, Exchange):
+                self._proxy = queued
+                queued.start()
+            else:
+                self._answer(queued)
+        if not outer:
+            self._flush()
+        if self._done:
+            return
+        if self._waiting is None and (self._proxy is None or self._proxy is self._proxied):
+            self._resume_reading(_PAUSED_FOR_WAITING)
             self._set_idle_deadline()
 
     # Answering ---------------------------------------------------------------------------
@@ -562,16 +782,8 @@ class HttpConnection(asyncio.Protocol):
         self._out = []
         self._respond(request, response)
         # Answer what was pipelined behind it, until another request has to wait.
-        while self._queue and self._waiting is None:
-            queued = self._queue.popleft()
-            if isinstance(queued, bytes):
-                self._finish(queued)
-            else:
-                self._answer(queued)
+        self._continue()
         self._flush()
-        if self._waiting is None:
-            self._resume_reading(_PAUSED_FOR_WAITING)
-            self._set_idle_deadline()
 
     def _reject(self, response: Response) -> None:
         """Answer a request that cannot be read to its end, then close.
@@ -580,6 +792,14 @@ class HttpConnection(asyncio.Protocol):
         reset the connection, which can destroy the response before the client reads it, so
         the edge half-closes and discards input for a moment first.
         """
+        exchange = self._proxied
+        if exchange is not None:
+            if exchange is self._proxy and exchange.sent_to_client:
+                # Its answer has begun: the client must see it cut short.
+                self._drop_exchange(exchange)
+                self.abort()
+                return
+            self._drop_exchange(exchange)
         self._hub.counters.bad_requests += 1
         self._count_status(response.status)
         self._linger = True
@@ -588,7 +808,7 @@ class HttpConnection(asyncio.Protocol):
     def _finish(self, last: bytes) -> None:
         """Send `last` after anything still owed, then close; answer nothing more."""
         self._done = True
-        if self._waiting is not None or self._queue:
+        if self._waiting is not None or self._queue or self._proxy is not None:
             self._queue.append(last)
             return
         if last:
@@ -659,6 +879,9 @@ class HttpConnection(asyncio.Protocol):
 
     def _set_idle_deadline(self) -> None:
         if self._waiting is not None or self._write_paused or self._done:
+            return
+        if self._proxy is not None and not self._in_message:
+            self.deadline = _NEVER  # the relayed exchange keeps its own time
             return
         limits = self._hub.limits
         # A request read while an earlier one waited gets its full time from now.

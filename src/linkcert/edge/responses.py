@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import NamedTuple
 
 
@@ -25,12 +26,17 @@ _STATUS_LINES = {
         405: "Method Not Allowed",
         408: "Request Timeout",
         413: "Content Too Large",
+        414: "URI Too Long",
         421: "Misdirected Request",
         431: "Request Header Fields Too Large",
         500: "Internal Server Error",
+        502: "Bad Gateway",
         503: "Service Unavailable",
+        504: "Gateway Timeout",
     }.items()
 }
+# Reason phrases for any status an origin may answer with (proxy mode).
+REASONS = {int(status): status.phrase.encode("ascii") for status in HTTPStatus}
 _CLOSE = b"Connection: close\r\n"
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
@@ -54,6 +60,11 @@ class _DateLine:
 
 
 _date = _DateLine()
+
+
+def date_line() -> bytes:
+    """`Date: ...\r\n` for now."""
+    return _date.current()
 
 
 def render(response: Response, *, head_only: bool, keep_alive: bool, http10: bool) -> bytes:
@@ -118,6 +129,24 @@ REQUEST_TIMEOUT = Response(408, _TEXT, b"Request timeout\n")
 BODY_TOO_LARGE = Response(413, _TEXT, b"Request bodies are not accepted\n")
 MISDIRECTED = Response(421, _TEXT, b"This connection is for another host name\n")
 HEADERS_TOO_LARGE = Response(431, _TEXT, b"Request headers too large\n")
+URI_TOO_LONG = Response(414, _TEXT, b"Request target too long\n")
+REQUEST_BODY_TOO_LARGE = Response(413, _TEXT, b"Request body too large\n")
+BAD_GATEWAY = Response(
+    502,
+    _HTML + _NO_STORE,
+    _page(
+        "This link is not answering",
+        "The server behind this address could not be reached. Please try again in a moment.",
+    ),
+)
+GATEWAY_TIMEOUT = Response(
+    504,
+    _HTML + _NO_STORE,
+    _page(
+        "This link is taking too long",
+        "The server behind this address did not answer in time. Please try again in a moment.",
+    ),
+)
 INTERNAL_ERROR = Response(500, _TEXT + _NO_STORE, b"Internal server error\n")
 UNAVAILABLE = Response(
     503, b"Retry-After: 5\r\n" + _TEXT + _NO_STORE, b"Temporarily unavailable, retry shortly\n"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from linkcert.edge import responses
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.responses import Response
 from linkcert.tracking import (
@@ -32,12 +33,16 @@ logger = logging.getLogger(__name__)
 ChallengeLookup = Callable[[str], Awaitable[str | None]]
 """Returns the key authorization for an HTTP-01 token, or None when there is no such token."""
 
+ChallengeSource = ChallengeBook | ChallengeLookup
+"""Where challenge answers come from: a ChallengeBook (memory first, the product's way) or a
+lookup called for every token."""
+
 RouteResult = Response | Coroutine[Any, Any, Response]
 
-_CLICK_PREFIX = b"/c/"
-_OPEN_PREFIX = b"/o/"
-_CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
-_HEALTH_PATH = b"/healthz"
+_CLICK_PREFIX = CLICK_PREFIX = b"/c/"
+_OPEN_PREFIX = OPEN_PREFIX = b"/o/"
+_CHALLENGE_PREFIX = CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
+_HEALTH_PATH = HEALTH_PATH = b"/healthz"
 _READ_METHODS = (b"GET", b"HEAD")
 # ACME tokens are base64url; anything else cannot be one, and is not worth a store read.
 _ACME_TOKEN = re.compile(rb"[A-Za-z0-9_-]{1,255}")
@@ -55,7 +60,7 @@ class Router:
         *,
         tracking_key: TrackingKeys | bytes,
         recorder: ClickRecorder,
-        challenge_lookup: ChallengeLookup,
+        challenge_lookup: ChallengeSource,
         challenge_timeout: float,
         counters: EdgeCounters,
     ) -> None:
@@ -103,25 +108,27 @@ class Router:
         token = path[len(_CHALLENGE_PREFIX) :]
         if not _ACME_TOKEN.fullmatch(token):
             return responses.NOT_FOUND
-        return self._challenge(token.decode("ascii"))
+        source = self._challenge_lookup
+        if not isinstance(source, ChallengeBook):
+            return self._challenge(source(token.decode("ascii")))
+        found = source.answer(host, token.decode("ascii"))
+        if found is None:
+            self._counters.challenges_unknown += 1
+            return responses.NOT_FOUND
+        if isinstance(found, str):
+            return self._key_authorization(found)
+        return self._challenge(found)
 
     def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
         if host is None:
             return responses.MISSING_HOST
-        verified = self._verified.get((host, token))
-        if verified is None:
-            try:
-                link = read_token(self._keys, host, token.decode("latin-1"))
-            except InvalidToken as exc:
-                self._counters.invalid_tokens += 1
-                if exc.reason == "key":
-                    self._counters.retired_key_tokens += 1
-                return responses.LINK_NOT_VALID
-            verified = (link, responses.redirect(link.destination.encode("ascii")))
-            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-                del self._verified[next(iter(self._verified))]
-            self._verified[host, token] = verified
-        link, redirect = verified
+        try:
+            link, redirect = self._verify(host, token)
+        except InvalidToken as exc:
+            self._counters.invalid_tokens += 1
+            if exc.reason == "key":
+                self._counters.retired_key_tokens += 1
+            return responses.LINK_NOT_VALID
         # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
         if method == b"GET":
             kind: TrackedKind = "open" if is_open else "click"
@@ -136,10 +143,30 @@ class Router:
             return responses.OPEN_PIXEL
         return redirect
 
-    async def _challenge(self, token: str) -> Response:
+    def _verify(self, host: str, token: bytes) -> tuple[TrackedLink, Response]:
+        """The link a token stands for on `host`, and its redirect; raises InvalidToken."""
+        verified = self._verified.get((host, token))
+        if verified is None:
+            link = read_token(self._keys, host, token.decode("latin-1"))
+            verified = (link, responses.redirect(link.destination.encode("ascii")))
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[host, token] = verified
+        return verified
+
+    def has_valid_token(self, host: str, token: bytes) -> bool:
+        """Whether `token` (after `/c/` or `/o/`) is a valid link for `host`, as `_tracked`
+        would answer it: what `both` mode answers itself rather than relaying."""
+        try:
+            self._verify(host, token)
+        except InvalidToken:
+            return False
+        return True
+
+    async def _challenge(self, pending: Awaitable[str | None]) -> Response:
         try:
             async with asyncio.timeout(self._challenge_timeout):
-                key_authorization = await self._challenge_lookup(token)
+                key_authorization = await pending
         except Exception as exc:
             self._counters.challenge_lookup_failures += 1
             logger.error(
@@ -151,6 +178,9 @@ class Router:
             return responses.UNAVAILABLE
         if key_authorization is None:
             return responses.NOT_FOUND
+        return self._key_authorization(key_authorization)
+
+    def _key_authorization(self, key_authorization: str) -> Response:
         if (
             not key_authorization.isascii()
             or not key_authorization.isprintable()
@@ -161,6 +191,39 @@ class Router:
             return responses.INTERNAL_ERROR
         self._counters.challenges_served += 1
         return responses.key_authorization(key_authorization.encode("ascii"))
+
+
+def proxy_target(target: bytes, host: bytes | None) -> tuple[bytes, bytes | None, bytes] | None:
+    """For relaying: the request target to send, the Host to send and the path, or None when
+    the target is not one an origin server takes.
+
+    An absolute-form target (`http://host/path`, as sent to proxies) becomes origin-form, and
+    its authority wins over the Host header, as HTTP/1.1 says.
+    """
+    if target.startswith(b"/"):
+        query = target.find(b"?")
+        return target, host, target if query < 0 else target[:query]
+    if target == b"*":
+        return target, host, target
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://"):
+        rest = target[7:]
+    elif lowered.startswith(b"https://"):
+        rest = target[8:]
+    else:
+        return None
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        found = rest.find(stop)
+        if 0 <= found < end:
+            end = found
+    authority, remainder = rest[:end], rest[end:]
+    if not authority or b"@" in authority:
+        return None
+    if not remainder.startswith(b"/"):
+        remainder = b"/" + remainder
+    query = remainder.find(b"?")
+    return remainder, authority, remainder if query < 0 else remainder[:query]
 
 
 def _split_absolute_form(target: bytes, host: str | None) -> tuple[bytes, str | None]:

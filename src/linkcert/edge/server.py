@@ -7,14 +7,17 @@ import contextlib
 import functools
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 from linkcert.edge.certs import CertificateCache
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.http import ConnectionHub, HttpConnection, Limits
 from linkcert.edge.listen import ListenSpec, open_listener
-from linkcert.edge.routes import ChallengeLookup, Router
+from linkcert.edge.proxy import AccountUpstreams, ProxyRoutes, ProxySettings
+from linkcert.edge.routes import ChallengeSource, Router
 from linkcert.edge.tls import SniSelector
 from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
 
@@ -56,13 +59,17 @@ class EdgeSettings:
     click_retry_initial: float = 0.5
     click_retry_max: float = 30.0
     click_close_timeout: float = 30.0
+    # Proxy mode: relay requests to the platform's own tracker (edge/proxy.py). None or mode
+    # "tracking": linkcert answers only its own links, challenges and /healthz.
+    proxy: ProxySettings | None = None
 
 
 class Edge:
     """Serves tracked links and ACME challenges for every customer domain.
 
     It knows no database: certificates come from `certificates` (filled by the integrator),
-    challenge answers from `challenge_lookup`, and clicks go to `click_sink` in batches.
+    challenge answers from `challenge_lookup` (a ChallengeBook the integrator feeds, or a
+    function called for each token), and clicks go to `click_sink` in batches.
     """
 
     def __init__(
@@ -70,15 +77,23 @@ class Edge:
         *,
         tracking_key: TrackingKeys | bytes,
         certificates: CertificateCache,
-        challenge_lookup: ChallengeLookup,
+        challenge_lookup: ChallengeSource,
         click_sink: ClickSink,
         settings: EdgeSettings | None = None,
+        serves: Callable[[str], bool] | None = None,
+        account_upstreams: AccountUpstreams | None = None,
     ) -> None:
+        """`serves(name)` says whether a host name is one linkcert serves (by default: it has
+        a certificate in `certificates`); only those are ever relayed in proxy mode.
+        `account_upstreams(name)` gives a name's own origins (its account's), or None for the
+        global list."""
         self.settings = settings = settings or EdgeSettings()
         if settings.http is None and settings.https is None:
             raise ValueError("EdgeSettings needs an http or an https listen address (or both)")
         self.certificates = certificates
         self.counters = EdgeCounters()
+        if isinstance(challenge_lookup, ChallengeBook):
+            challenge_lookup.counters = self.counters
         self.clicks = ClickRecorder(
             click_sink,
             max_batch=settings.click_batch_size,
@@ -95,12 +110,26 @@ class Edge:
             challenge_timeout=settings.challenge_timeout,
             counters=self.counters,
         )
+        self.proxy: ProxyRoutes | None = None
+        proxy_settings = settings.proxy
+        if proxy_settings is not None and proxy_settings.mode != "tracking":
+            self.proxy = ProxyRoutes(
+                proxy_settings,
+                self.counters,
+                serves=serves or certificates.__contains__,
+                account_upstreams=account_upstreams,
+            )
         limits = Limits(
             max_header_bytes=settings.max_header_bytes,
             max_body_bytes=settings.max_body_bytes,
             idle_timeout=settings.idle_timeout,
             request_timeout=settings.request_timeout,
             handshake_timeout=settings.handshake_timeout,
+            max_target_bytes=(
+                proxy_settings.max_request_line_bytes
+                if self.proxy is not None and proxy_settings is not None
+                else settings.max_header_bytes
+            ),
             first_byte_timeout=settings.first_byte_timeout,
             max_connections=settings.max_connections,
             max_connections_per_address=settings.max_connections_per_address,
@@ -108,7 +137,7 @@ class Edge:
         self._sni = SniSelector(
             certificates, self.counters, session_tickets=settings.tls_session_tickets
         )
-        self._hub = ConnectionHub(router, self.counters, limits, self._sni.context)
+        self._hub = ConnectionHub(router, self.counters, limits, self._sni.context, self.proxy)
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self.http_port: int | None = None
@@ -187,6 +216,8 @@ class Edge:
                     await hub.all_closed.wait()
         for connection in list(hub.connections):
             connection.abort()
+        if self.proxy is not None:
+            self.proxy.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)

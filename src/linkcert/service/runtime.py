@@ -8,29 +8,34 @@ a message naming it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fcntl
 import logging
 import socket
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import uvicorn
 
 from linkcert.config import ConfigError, Settings, parse_host_port
-from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec
+from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec, ProxySettings
 from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
+from linkcert.edge.upstream import PoolSettings, parse_origin
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
 from linkcert.links import tracking_keys
-from linkcert.metrics import MetricsListener, serve_metrics, track_edge
+from linkcert.metrics import MetricsListener, serve_metrics, track_edge, track_origins
 from linkcert.notify import Notifier, run_deliveries, watch_expiry
 from linkcert.service.acme_account import AccountProvider
 from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
 from linkcert.store import Store, StoreError
+from linkcert.store.db import sqlite_path
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
 from linkcert.tracking import TrackingKeys
 from linkcert.worker.issuance import Issuer
@@ -38,6 +43,50 @@ from linkcert.worker.lifecycle import LifecyclePolicy, Worker
 from linkcert.worker.ratelimit import rate_limiter_for
 
 log = logging.getLogger("linkcert")
+
+
+class SoleWorker:
+    """The lock that makes a worker on a SQLite file the only one, and so its identity stable.
+
+    SQLite has one worker at a time (fleet mode needs PostgreSQL). The worker holds an
+    exclusive lock on `<database>.worker-lock` for as long as it runs; the system drops it when
+    the process dies, however it dies. Holding the lock proves that leases under this identity
+    are an earlier run's, so the new run takes them back at once instead of waiting them out.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".worker-lock")
+        self.identity = f"{socket.gethostname()}:sqlite-worker"
+        self._handle: IO[bytes] | None = None
+
+    @classmethod
+    def for_store(cls, store: Store) -> SoleWorker | None:
+        """The lock for a store in a SQLite file; None for PostgreSQL or an in-memory store."""
+        database = sqlite_path(store.url)
+        if database is None or database.startswith("file:"):
+            return None
+        return cls(Path(database).resolve())
+
+    def acquire(self) -> None:
+        try:
+            handle = self.path.open("ab")
+        except OSError as exc:
+            raise ConfigError(f"cannot open the worker lock {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(
+                f"another linkcert process runs the worker on this database ({self.path.parent}"
+                f"/{self.path.name.removesuffix('.worker-lock')}); run one `linkcert serve` per "
+                "SQLite file, or move to PostgreSQL for several workers (docs/deploy.md)"
+            ) from None
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the lock
+            self._handle = None
 
 
 def master_keys(settings: Settings) -> MasterKeys:
@@ -72,6 +121,33 @@ def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> Non
         ) from None
 
 
+# How long a worker waits for the edge in its process to read a new order's challenges.
+CHALLENGE_REFRESH_WAIT = 5.0
+
+
+def proxy_settings(settings: Settings) -> ProxySettings | None:
+    """The edge's proxy mode from the settings; None in tracking mode."""
+    if settings.edge_mode == "tracking":
+        return None
+    return ProxySettings(
+        mode=settings.edge_mode,
+        upstreams=tuple(parse_origin(origin) for origin in settings.edge_upstreams),
+        pool=PoolSettings(
+            connect_timeout=settings.upstream_connect_timeout,
+            max_connections=settings.upstream_max_connections,
+            keepalive_timeout=settings.upstream_keepalive_timeout,
+            max_fails=settings.upstream_max_fails,
+            ca_bundle=settings.upstream_ca_bundle,
+            server_name=settings.upstream_server_name,
+        ),
+        first_byte_timeout=settings.upstream_first_byte_timeout,
+        idle_timeout=settings.upstream_idle_timeout,
+        max_body_bytes=settings.proxy_max_body_bytes,
+        max_request_line_bytes=settings.proxy_max_request_line_bytes,
+        trusted_proxies=settings.trusted_proxies,
+    )
+
+
 # A worker of `linkcert edge --processes N` starts its first full comparison with the store this
 # long after it starts; see Runtime._start_edge.
 POOLED_FIRST_FULL_SYNC = 5.0
@@ -94,7 +170,8 @@ def edge_settings(
     """The edge's settings from linkcert's; raises this process's open-file limit first, since
     the connection bound depends on it."""
     open_files = raise_open_file_limit()
-    return EdgeSettings(
+    proxy = proxy_settings(settings)
+    edge = EdgeSettings(
         http=http,
         https=https,
         reuse_port=share_ports,
@@ -103,7 +180,12 @@ def edge_settings(
         idle_timeout=settings.edge_idle_timeout,
         max_connections=connection_budget(settings.edge_max_connections, open_files),
         max_connections_per_address=settings.edge_max_connections_per_address,
+        proxy=proxy,
     )
+    if proxy is None:
+        return edge
+    # Relayed requests carry the platform's cookies and headers, not only linkcert's links.
+    return dataclasses.replace(edge, max_header_bytes=settings.proxy_max_header_bytes)
 
 
 class Runtime:
@@ -143,6 +225,7 @@ class Runtime:
         self.edge: Edge | None = None
         self.api_server: uvicorn.Server | None = None
         self.metrics_listener: MetricsListener | None = None
+        self.sole_worker = SoleWorker.for_store(self.store) if roles.worker else None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -154,6 +237,8 @@ class Runtime:
             await asyncio.to_thread(
                 prepare_store, self.store, self.keys, create=self.create_database
             )
+        if self.sole_worker is not None:
+            self.sole_worker.acquire()
         if self.roles.edge:
             await self._start_edge()
         if self.roles.worker:
@@ -174,12 +259,13 @@ class Runtime:
         self.edge = Edge(
             tracking_key=self.tracking_key,
             certificates=self.cache,
-            challenge_lookup=self.feeds.challenge,
+            challenge_lookup=self.feeds.challenges,
             click_sink=self.feeds.save_clicks,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
         await self.edge.start()
         track_edge(self.edge.counters)
+        track_origins(self.edge.proxy.registry if self.edge.proxy is not None else None)
         if self.settings.edge_session_tickets:
             self._spawn(
                 follow_ticket_keys(
@@ -213,6 +299,18 @@ class Runtime:
             if self.edge is not None:
                 asyncio.run_coroutine_threadsafe(self.feeds.refresh_domain(name), loop)
 
+        def challenges_stored(name: str) -> None:
+            # Called from a worker thread before the CA is told to validate: the edge in this
+            # process holds the name's challenges before the worker goes on.
+            if self.edge is None or self.stop_event.is_set():
+                return
+            done = asyncio.run_coroutine_threadsafe(self.feeds.refresh_challenges(name), loop)
+            try:
+                done.result(timeout=CHALLENGE_REFRESH_WAIT)
+            except Exception as exc:  # the edge then reads the name when the CA asks
+                done.cancel()
+                log.warning("the edge could not read the challenges of %s: %s", name, exc)
+
         notifier = Notifier.from_settings(self.settings)
         issuer = self.issuer = Issuer(
             self.store,
@@ -221,6 +319,7 @@ class Runtime:
             key_type=self.settings.key_type,
             profile=self.settings.acme_profile,
             on_certificate=certificate_stored,
+            on_challenges=challenges_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
             rate_limiter=rate_limiter_for(self.store, self.settings),
             notifier=notifier,
@@ -240,6 +339,8 @@ class Runtime:
             notifier=notifier,
             concurrency=self.settings.worker_concurrency,
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
+            worker_id=self.sole_worker.identity if self.sole_worker is not None else None,
+            reclaim=self.sole_worker is not None,
         )
         self._spawn(self.worker.run(self.stop_event))
         # The edges' shared TLS ticket keys: made ahead by the workers, read by the edges.
@@ -283,9 +384,13 @@ class Runtime:
         if self.edge is not None:
             await self.edge.aclose()
             track_edge(None)
+            track_origins(None)
         if self.metrics_listener is not None:
             self.metrics_listener.close()
+        self.feeds.close()
         self.store.close()
+        if self.sole_worker is not None:
+            self.sole_worker.release()
 
     async def run_until_stopped(self) -> None:
         await self.start()
