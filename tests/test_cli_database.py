@@ -141,3 +141,36 @@ def test_a_single_role_does_not_create_the_database(tmp_path: Path, role: str) -
     assert "no database at sqlite:///" in process.stderr
     assert "Traceback" not in process.stderr
     assert not (tmp_path / "data" / "linkcert.sqlite3").exists()
+
+
+def test_link_create_carries_data(env: dict[str, str], tmp_path: Path) -> None:
+    import base64
+    import json
+
+    from linkcert.tracking import read_token, tracking_key_from_secret
+
+    env = {**env, "LINKCERT_ALLOW_TEST_DOMAINS": "true"}
+    assert run(env, "migrate")[0] == 0
+    assert run(env, "account", "create", "shop", "--email", "ops@shop.example")[0] == 0
+    code, out, err = run(env, "domain", "set", "shop", "links.shop.test")
+    assert code == 0, err
+    code, out, err = run(
+        env,
+        "link",
+        "create",
+        "links.shop.test",
+        "https://shop.example/",
+        "--data",
+        "rcpt=42",
+        "--json",
+    )
+    assert code == 0, err
+    made = json.loads(out)
+    token = made["url"].rsplit("/", 1)[1]
+    link = read_token(tracking_key_from_secret("t" * 40), "links.shop.test", token)
+    assert (link.data, base64.b64decode(made["data_base64"])) == (b"rcpt=42", b"rcpt=42")
+    code, out, err = run(
+        env, "link", "create", "links.shop.test", "https://shop.example/", "--data", "x" * 256
+    )
+    assert code != 0 and out == ""
+    assert "255" in err and "Traceback" not in err

@@ -69,6 +69,7 @@ def test_international_destinations_are_normalized(given_url: str, normalized: s
         ("https://例え.jp/\r\nSet-Cookie: a", "control character"),
         ("ftp://例え.jp/", "http:// or https://"),
         ("https://例え.jp/a\\b", "backslash"),
+        ("https://shop.example/\ud800", "not valid text"),
     ],
 )
 def test_destinations_without_a_valid_host_are_refused(url: str, message: str) -> None:
@@ -122,10 +123,13 @@ async def test_the_api_stores_signs_and_the_edge_redirects_the_normalized_form(
 
     async with running_edge() as edge:
         link = create_link(store, edge.key, "links.alpha.test", "https://münchen.de/straße")
-        [batch] = create_links(
+        batch = create_links(
             store, edge.key, "links.alpha.test", [BatchItem("https://münchen.de/ü", b"")]
         )
-        assert batch.destination == "https://xn--mnchen-3ya.de/%C3%BC"
+        [minted] = batch.tokens
+        assert read_token(edge.key, "links.alpha.test", minted).destination == (
+            "https://xn--mnchen-3ya.de/%C3%BC"
+        )
         answer = await edge.http(get(link.url.split("links.alpha.test", 1)[1], "links.alpha.test"))
     assert answer.status == 302
     assert answer.header("location") == "https://xn--mnchen-3ya.de/stra%C3%9Fe"

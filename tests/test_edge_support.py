@@ -17,7 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from linkcert.edge import CertificateCache, ChallengeLookup, Edge, EdgeSettings
+from linkcert.edge import CertificateCache, Edge, EdgeSettings
+from linkcert.edge.routes import ChallengeSource
 from linkcert.testbed.pki import ONE_DAY, ca_certificate, leaf_certificate, private_key_pem
 from linkcert.tracking import (
     Click,
@@ -232,7 +233,7 @@ class EdgeUnderTest:
 async def running_edge(
     *,
     sink: ClickSink | None = None,
-    challenge_lookup: ChallengeLookup | None = None,
+    challenge_lookup: ChallengeSource | None = None,
     tracking_keys: TrackingKeys | None = None,
     **settings: Any,
 ) -> AsyncIterator[EdgeUnderTest]:
@@ -248,7 +249,7 @@ async def running_edge(
     edge = Edge(
         tracking_key=tracking_keys or key,
         certificates=certificates,
-        challenge_lookup=challenge_lookup or lookup,
+        challenge_lookup=lookup if challenge_lookup is None else challenge_lookup,
         click_sink=sink if sink is not None else clicks.extend,
         settings=EdgeSettings(http="127.0.0.1:0", https="127.0.0.1:0", **settings),
     )

@@ -119,6 +119,15 @@ def create_link(
         )
 
 
+@dataclass(frozen=True)
+class MintedBatch:
+    """The tokens of a batch, in order; the URLs are `https://DOMAIN/c/<token>` (clicks) and
+    `https://DOMAIN/o/<token>` (the open pixel)."""
+
+    domain: str
+    tokens: list[str]
+
+
 def create_links(
     store: Store,
     keys: TrackingKeys | bytes,
@@ -126,7 +135,7 @@ def create_links(
     items: Sequence[BatchItem],
     *,
     account_id: int | None = None,
-) -> list[TrackedUrl]:
+) -> MintedBatch:
     """Mint one link per item, in order, with no row stored; InvalidBatch if any item is bad
     (then none is minted). One store read: the domain and who owns it."""
     if len(items) > MAX_BATCH_LINKS:
@@ -142,25 +151,11 @@ def create_links(
     if problems:
         raise InvalidBatch(problems)
     domain = _owned_domain(store, domain_name, account_id)
-    minter = Minter(keys, domain.name, epoch=_epoch(domain))
-    name = domain.name
-    click_prefix = f"https://{name}/c/"
-    open_prefix = f"https://{name}/o/"
-    out: list[TrackedUrl] = []
-    append = out.append
-    for item, destination in zip(items, destinations, strict=True):
-        token = minter.token(destination, item.data)
-        append(
-            TrackedUrl(
-                link_id=None,
-                domain=name,
-                destination=destination,
-                url=click_prefix + token,
-                open_url=open_prefix + token,
-                data=item.data,
-            )
-        )
-    return out
+    token = Minter(keys, domain.name, epoch=_epoch(domain)).token
+    return MintedBatch(
+        domain.name,
+        [token(url, item.data) for item, url in zip(items, destinations, strict=True)],
+    )
 
 
 def _check_data(data: bytes) -> None:

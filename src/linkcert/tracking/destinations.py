@@ -46,15 +46,20 @@ def normalize_destination(url: str) -> str:
     netloc = parts.netloc
     if not netloc.isascii():
         netloc = _ascii_netloc(netloc, url)
-    normalized = urlunsplit(
-        (
-            parts.scheme,
-            netloc,
-            quote(parts.path, safe=_KEEP),
-            quote(parts.query, safe=_KEEP),
-            quote(parts.fragment, safe=_KEEP),
+    try:
+        normalized = urlunsplit(
+            (
+                parts.scheme,
+                netloc,
+                quote(parts.path, safe=_KEEP),
+                quote(parts.query, safe=_KEEP),
+                quote(parts.fragment, safe=_KEEP),
+            )
         )
-    )
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        raise InvalidDestination(
+            f"destination URL holds characters that are not valid text ({_shown(url)})"
+        ) from None
     return check_destination(normalized)
 
 
