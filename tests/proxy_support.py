@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from linkcert.testbed.waiting import free_port
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -29,13 +31,6 @@ def require_nginx() -> None:
     if os.environ.get("CI"):
         pytest.fail("nginx is required on CI: scripts/install-system-packages.sh installs it")
     pytest.skip("nginx is not installed (scripts/install-system-packages.sh installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # What the origin saw, one line per field: the tests read it back from the response body.

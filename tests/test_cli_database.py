@@ -4,7 +4,6 @@ missing or unmigrated one stops with one line naming it and what to run, exit st
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from linkcert.cli import app
 from linkcert.keys import generate_master_key
 from linkcert.store import Store
+from linkcert.testbed.waiting import free_port
 
 MASTER_KEY = generate_master_key("db")
 
@@ -90,16 +90,10 @@ def test_an_older_schema_asks_for_migrate(env: dict[str, str], tmp_path: Path) -
     assert "is at schema 0001" in err and "run `linkcert migrate` first" in err
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_an_unreachable_postgresql_is_named_with_its_password_masked(
     env: dict[str, str],
 ) -> None:
-    url = f"postgresql+psycopg://linkcert:s3cret-pw@127.0.0.1:{closed_port()}/linkcert"
+    url = f"postgresql+psycopg://linkcert:s3cret-pw@127.0.0.1:{free_port()}/linkcert"
     env["LINKCERT_DATABASE_URL"] = url
     code, out, err = run(env, "domain", "list", "--json")
     assert (code, out) == (2, "")
@@ -141,3 +135,36 @@ def test_a_single_role_does_not_create_the_database(tmp_path: Path, role: str) -
     assert "no database at sqlite:///" in process.stderr
     assert "Traceback" not in process.stderr
     assert not (tmp_path / "data" / "linkcert.sqlite3").exists()
+
+
+def test_link_create_carries_data(env: dict[str, str], tmp_path: Path) -> None:
+    import base64
+    import json
+
+    from linkcert.tracking import read_token, tracking_key_from_secret
+
+    env = {**env, "LINKCERT_ALLOW_TEST_DOMAINS": "true"}
+    assert run(env, "migrate")[0] == 0
+    assert run(env, "account", "create", "shop", "--email", "ops@shop.example")[0] == 0
+    code, out, err = run(env, "domain", "set", "shop", "links.shop.test")
+    assert code == 0, err
+    code, out, err = run(
+        env,
+        "link",
+        "create",
+        "links.shop.test",
+        "https://shop.example/",
+        "--data",
+        "rcpt=42",
+        "--json",
+    )
+    assert code == 0, err
+    made = json.loads(out)
+    token = made["url"].rsplit("/", 1)[1]
+    link = read_token(tracking_key_from_secret("t" * 40), "links.shop.test", token)
+    assert (link.data, base64.b64decode(made["data_base64"])) == (b"rcpt=42", b"rcpt=42")
+    code, out, err = run(
+        env, "link", "create", "links.shop.test", "https://shop.example/", "--data", "x" * 256
+    )
+    assert code != 0 and out == ""
+    assert "255" in err and "Traceback" not in err

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from linkcert.api import create_app
 from linkcert.config import Settings
 from linkcert.domains import set_account_upstreams
@@ -14,10 +12,9 @@ from linkcert.edge import CertificateCache, Edge, EdgeSettings, ProxySettings
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.origins import parse_origin
 from linkcert.service.feeds import StoreFeeds
-from linkcert.store import Store
-from tests.api_support import World, make_world
+from tests.api_support import World
+from tests.edge_support import TestAuthority, close_writer
 from tests.proxy_support import fault_origin, read_reply
-from tests.test_edge_support import TestAuthority, close_writer
 from tests.web_support import browser, log_in
 
 MASTER = generate_master_key("t")
@@ -30,11 +27,6 @@ def settings(**more: object) -> Settings:
         master_key=MASTER,  # type: ignore[arg-type]
         **more,  # type: ignore[arg-type]
     )
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 async def test_the_console_shows_where_a_domain_is_relayed(world: World) -> None:
@@ -86,7 +78,7 @@ async def test_an_accounts_names_are_relayed_to_its_own_origins(world: World) ->
         edge = Edge(
             tracking_key=b"k" * 32,
             certificates=cache,
-            challenge_lookup=feeds.challenge,
+            challenge_lookup=feeds.challenges,
             click_sink=lambda clicks: None,
             settings=EdgeSettings(
                 http="127.0.0.1:0",

@@ -9,8 +9,9 @@ import pytest
 from starlette.requests import Request
 
 from linkcert.domains import DomainStatus
+from linkcert.states import relative_time
 from linkcert.web.session import same_origin
-from linkcert.web.views import TextPart, record_parts, relative_time, status_view
+from linkcert.web.views import TextPart, record_parts, status_view
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -68,12 +68,50 @@ async def test_dns_not_ready_then_fixed_then_ordered(store: Store) -> None:
         domain = session.get(Domain, domain_id)
         assert domain is not None
         assert domain.dns_state == DnsState.OK
-        assert domain.cert_state == CertState.FAILED
+        # The CA not answering needs nobody: the certificate waits, it has not failed.
+        assert domain.cert_state == CertState.WAITING_FOR_CA
         assert domain.failure_class == FailureClass.CA_UNAVAILABLE
         assert domain.next_attempt_at is not None
         assert domain.next_attempt_at >= clock.now + timedelta(seconds=60)
+        assert "tries again by itself at" in domain.problems[0]["fix"]
         kinds = session.scalars(select(Event.kind).order_by(Event.id)).all()
-    assert kinds == ["dns_not_ready", "dns_ok", "issuance_failed"]
+    assert kinds == ["dns_not_ready", "dns_ok", "waiting_for_ca"]
+
+
+async def test_a_ca_outage_fails_only_once_it_outlasts_the_short_retries(store: Store) -> None:
+    clock = Clock()
+
+    async def dns_check(name: str) -> DnsVerdict:
+        return DnsVerdict(DnsState.OK)
+
+    async def obtain(domain_id: int) -> None:
+        raise IssuanceFailure(FailureClass.CA_UNAVAILABLE, "The CA did not answer.")
+
+    domain_id = add_domain(store, "outage.shop.test")
+    worker = Worker(store, dns_check, obtain, clock=clock)
+    states = []
+    for _ in range(4):
+        await worker.run_until_idle()
+        with store.session() as session:
+            domain = session.get(Domain, domain_id)
+            assert domain is not None and domain.next_attempt_at is not None
+            states.append(domain.cert_state)
+            clock.now = domain.next_attempt_at
+    assert states == [CertState.WAITING_FOR_CA] * 3 + [CertState.FAILED]
+
+
+async def test_a_rejection_by_the_ca_fails_at_once(store: Store) -> None:
+    async def dns_check(name: str) -> DnsVerdict:
+        return DnsVerdict(DnsState.OK)
+
+    async def obtain(domain_id: int) -> None:
+        raise IssuanceFailure(FailureClass.CA_REJECTED, "The CA refused.")
+
+    domain_id = add_domain(store, "refused.shop.test")
+    await Worker(store, dns_check, obtain, clock=Clock()).run_until_idle()
+    with store.session() as session:
+        domain = session.get(Domain, domain_id)
+        assert domain is not None and domain.cert_state == CertState.FAILED
 
 
 async def test_two_workers_never_take_the_same_domain(store: Store) -> None:

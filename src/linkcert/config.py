@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.redact import masked_url, shown_url
+
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 ENV_PREFIX = "LINKCERT_"
 SECRET_FIELDS = (
@@ -171,7 +173,7 @@ class Settings(BaseModel):
     tracking_keys: tuple[SecretStr, ...] = ()
     # Worker
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
-    worker_lease_seconds: float = Field(default=300.0, ge=1, le=86400)
+    worker_lease_seconds: float = Field(default=30.0, ge=1, le=86400)
     # Lifecycle timing
     renewal_min_margin_hours: float = Field(default=48.0, ge=0)
     dns_recheck_hours: float = Field(default=6.0, gt=0)
@@ -320,17 +322,15 @@ class Settings(BaseModel):
             if data.get(name):
                 data[name] = "********"
         data["database_url"] = mask_url_password(self.effective_database_url)
+        data["acme_directory_url"] = masked_url(self.acme_directory_url)
+        data["webhook_urls"] = [shown_url(url) for url in self.webhook_urls]
+        data["edge_upstreams"] = [masked_url(url) for url in self.edge_upstreams]
         return data
 
 
 def mask_url_password(url: str) -> str:
-    """A database URL fit to print: its password, if any, replaced by a mask."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:********@{host}"
+    """A database URL fit to print: its password, in the user part or the query, masked."""
+    return masked_url(url)
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:

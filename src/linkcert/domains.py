@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from linkcert.names import DomainName, NamePolicy, validate
-from linkcert.states import FailureClass
+from linkcert.states import FailureClass, waiting_note
 from linkcert.store import Account, Certificate, Domain, Event, Store, utcnow
 from linkcert.store.signals import WORK, announce
 
@@ -164,6 +164,10 @@ class DomainStatus:
     next_attempt_at: datetime | None
     failure_class: str | None
     wanted: bool
+
+    def note(self, now: datetime) -> str | None:
+        """For a certificate waiting for the CA: why, and when the next attempt is, in words."""
+        return waiting_note(self.cert_state, self.failure_class, self.next_attempt_at, now)
 
     def to_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:

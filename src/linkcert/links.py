@@ -18,10 +18,10 @@ from linkcert.tracking import (
     InvalidDestination,
     Minter,
     TrackingKeys,
-    check_destination,
     parse_key_entries,
     tracking_key_from_secret,
 )
+from linkcert.tracking.destinations import normalize_destination
 
 MAX_BATCH_LINKS = 10_000
 
@@ -95,9 +95,10 @@ def create_link(
     """Store a link and return its tracked URLs (`https://DOMAIN/c/<token>`).
 
     With `account_id`, the domain must belong to that account (an account never mints links
-    on another's domain).
+    on another's domain). The destination is stored and signed in its normalized form
+    (`normalize_destination`: IDNA host, percent-encoded path and query).
     """
-    check_destination(destination)
+    destination = normalize_destination(destination)
     _check_data(data)
     with store.session() as session:
         domain = get_domain(session, domain_name)
@@ -118,6 +119,15 @@ def create_link(
         )
 
 
+@dataclass(frozen=True)
+class MintedBatch:
+    """The tokens of a batch, in order; the URLs are `https://DOMAIN/c/<token>` (clicks) and
+    `https://DOMAIN/o/<token>` (the open pixel)."""
+
+    domain: str
+    tokens: list[str]
+
+
 def create_links(
     store: Store,
     keys: TrackingKeys | bytes,
@@ -125,40 +135,27 @@ def create_links(
     items: Sequence[BatchItem],
     *,
     account_id: int | None = None,
-) -> list[TrackedUrl]:
+) -> MintedBatch:
     """Mint one link per item, in order, with no row stored; InvalidBatch if any item is bad
     (then none is minted). One store read: the domain and who owns it."""
     if len(items) > MAX_BATCH_LINKS:
         raise InvalidBatch([(MAX_BATCH_LINKS, f"a batch holds at most {MAX_BATCH_LINKS:,} links")])
     problems: list[tuple[int, str]] = []
+    destinations: list[str] = []
     for index, item in enumerate(items):
         try:
-            check_destination(item.url)
+            destinations.append(normalize_destination(item.url))
             _check_data(item.data)
         except (InvalidDestination, ValueError) as exc:
             problems.append((index, str(exc)))
     if problems:
         raise InvalidBatch(problems)
     domain = _owned_domain(store, domain_name, account_id)
-    minter = Minter(keys, domain.name, epoch=_epoch(domain))
-    name = domain.name
-    click_prefix = f"https://{name}/c/"
-    open_prefix = f"https://{name}/o/"
-    out: list[TrackedUrl] = []
-    append = out.append
-    for item in items:
-        token = minter.token(item.url, item.data)
-        append(
-            TrackedUrl(
-                link_id=None,
-                domain=name,
-                destination=item.url,
-                url=click_prefix + token,
-                open_url=open_prefix + token,
-                data=item.data,
-            )
-        )
-    return out
+    token = Minter(keys, domain.name, epoch=_epoch(domain)).token
+    return MintedBatch(
+        domain.name,
+        [token(url, item.data) for item, url in zip(items, destinations, strict=True)],
+    )
 
 
 def _check_data(data: bytes) -> None:

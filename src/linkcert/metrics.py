@@ -210,6 +210,16 @@ class EdgeCollector(Collector):
             counters.challenges_served,
         )
         yield _counter(
+            "linkcert_edge_challenges_unknown",
+            "ACME HTTP-01 requests refused from memory: no pending order for the name.",
+            counters.challenges_unknown,
+        )
+        yield _counter(
+            "linkcert_edge_challenge_store_reads",
+            "Reads of a pending name's HTTP-01 tokens that memory did not hold yet.",
+            counters.challenge_store_reads,
+        )
+        yield _counter(
             "linkcert_edge_challenge_lookup_failures",
             "ACME HTTP-01 answers that could not be looked up.",
             counters.challenge_lookup_failures,

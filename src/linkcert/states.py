@@ -7,6 +7,7 @@ the current certificate keeps serving links already sent until it expires.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -23,6 +24,9 @@ class CertState(StrEnum):
     NONE = "none"
     PENDING_VALIDATION = "pending_validation"
     PENDING_ISSUANCE = "pending_issuance"
+    # The CA is unreachable, failing on its side or asked us to wait: nobody needs to act,
+    # linkcert tries again at `next_attempt_at`. `failed` is for what needs a person.
+    WAITING_FOR_CA = "waiting_for_ca"
     ACTIVE = "active"
     RENEWING = "renewing"
     EXPIRING = "expiring"
@@ -57,6 +61,8 @@ CERT_STATE_TEXT: dict[CertState, str] = {
     CertState.NONE: "No certificate yet",
     CertState.PENDING_VALIDATION: "Proving control of the domain to the certificate authority",
     CertState.PENDING_ISSUANCE: "Waiting for the certificate authority to issue",
+    CertState.WAITING_FOR_CA: "Waiting for the certificate authority, which cannot issue right "
+    "now; retrying automatically",
     CertState.ACTIVE: "Secured",
     CertState.RENEWING: "Secured; renewing the certificate",
     CertState.EXPIRING: "Secured, but the certificate expires soon and renewal is failing",
@@ -64,6 +70,58 @@ CERT_STATE_TEXT: dict[CertState, str] = {
     CertState.FAILED: "Issuing the certificate failed; retrying automatically",
     CertState.REVOKED: "The certificate was revoked",
 }
+
+# Failures on the CA's side that pass by themselves: a certificate without one waits
+# (`waiting_for_ca`) rather than fails, until the outage has outlasted this many attempts in a
+# row (1 min, 10 min, 100 min: about two hours), when a person should look.
+TRANSIENT_CA_FAILURES = (FailureClass.CA_UNAVAILABLE, FailureClass.RATE_LIMITED)
+CA_WAIT_ATTEMPTS = 3
+
+_WAIT_REASONS: dict[str, str] = {
+    FailureClass.CA_UNAVAILABLE: "The certificate authority is unavailable",
+    FailureClass.RATE_LIMITED: "The certificate authority asked us to wait (a rate limit)",
+}
+
+
+def state_after_failure(failure: FailureClass, attempts: int) -> CertState:
+    """The certificate state of a domain without a certificate after its `attempts`-th failure
+    in a row of class `failure`."""
+    if failure == FailureClass.RATE_LIMITED:
+        return CertState.WAITING_FOR_CA
+    if failure in TRANSIENT_CA_FAILURES and attempts <= CA_WAIT_ATTEMPTS:
+        return CertState.WAITING_FOR_CA
+    return CertState.FAILED
+
+
+def relative_time(at: datetime, now: datetime) -> str:
+    """`at` in words from `now`: "in 3 minutes", "2 hours ago", "now"."""
+    seconds = (at - now).total_seconds()
+    future = seconds >= 0
+    seconds = abs(seconds)
+    if seconds < 5:
+        return "now"
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if seconds >= size:
+            count = int(seconds // size)
+            words = f"{count} {unit}{'' if count == 1 else 's'}"
+            return f"in {words}" if future else f"{words} ago"
+    return "now"  # unreachable: seconds >= 5 always matches a unit
+
+
+def waiting_note(
+    cert_state: str, failure_class: str | None, next_attempt_at: datetime | None, now: datetime
+) -> str | None:
+    """Why a certificate waits for the CA and when linkcert tries again, in words; None unless
+    the state is `waiting_for_ca`. The page, the API, the CLI and the console all show it."""
+    if cert_state != CertState.WAITING_FOR_CA:
+        return None
+    reason = _WAIT_REASONS.get(failure_class or "", "")
+    reason = reason or "The certificate authority cannot issue right now"
+    if next_attempt_at is None:
+        return f"{reason}; we try again automatically."
+    when = relative_time(next_attempt_at, now)
+    moment = "right away" if when == "now" else when
+    return f"{reason}; the next attempt is {moment} (at {next_attempt_at:%Y-%m-%d %H:%M:%S} UTC)."
 
 
 class BrandRequestStatus(StrEnum):

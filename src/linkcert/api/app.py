@@ -78,7 +78,11 @@ def create_app(
     )
     install_problem_handlers(app)
     # Added last runs first: errors are caught around everything, bodies capped before auth.
-    app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=max_body_bytes,
+        larger={f"{API_PREFIX}/links/batch": links.MAX_BATCH_BODY_BYTES},
+    )
     app.add_middleware(CatchAll)
     for module in (
         me,

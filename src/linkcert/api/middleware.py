@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,7 +24,7 @@ def _too_large(limit: int) -> ProblemError:
         413,
         "request-too-large",
         f"The request body is larger than {limit} bytes.",
-        fix="Send less: no request of this API needs a large body.",
+        fix="Send less: a batch of links in several requests, anything else is small.",
     )
 
 
@@ -32,19 +33,28 @@ class BodySizeLimit:
 
     A declared Content-Length is checked first. A body without one (chunked) is read up to
     the limit and handed on from memory; at 64 KiB that costs less than streaming through.
+    Paths in `larger` have their own limit.
     """
 
-    def __init__(self, app: ASGIApp, limit: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int = DEFAULT_MAX_BODY_BYTES,
+        larger: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
+        # Paths that need more (the batch of 10,000 links), exactly as requested.
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.limit)
         declared = _content_length(scope)
-        if declared is not None and declared > self.limit:
-            await _too_large(self.limit).response()(scope, receive, send)
+        if declared is not None and declared > limit:
+            await _too_large(limit).response()(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -55,8 +65,8 @@ class BodySizeLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await _too_large(self.limit).response()(scope, receive, send)
+            if size > limit:
+                await _too_large(limit).response()(scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)

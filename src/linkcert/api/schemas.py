@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from linkcert.domains import AccountSummary, DomainStatus
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
-from linkcert.store import ApiToken
+from linkcert.store import ApiToken, utcnow
 
 # Ids are 32-bit integer columns; a larger number could only fail in the database.
 MAX_ID = 2_147_483_647
@@ -78,6 +78,11 @@ class DomainStatusOut(BaseModel):
     dns_state_text: str = Field(description="The DNS state in words, for customers.")
     cert_state: str = Field(description=f"One of: {', '.join(CertState)}.")
     cert_state_text: str = Field(description="The certificate state in words, for customers.")
+    cert_state_note: str | None = Field(
+        default=None,
+        description="While the certificate waits for the CA (`waiting_for_ca`): why, and when "
+        "linkcert tries again, in words. Null otherwise.",
+    )
     problems: list[dict[str, str]] = Field(
         description="What stops the domain from being secured: code, message and fix."
     )
@@ -94,6 +99,7 @@ class DomainStatusOut(BaseModel):
         # States the worker may add later still come out, as their own name.
         data["dns_state_text"] = _state_text(DNS_STATE_TEXT, DnsState, status.dns_state)
         data["cert_state_text"] = _state_text(CERT_STATE_TEXT, CertState, status.cert_state)
+        data["cert_state_note"] = status.note(utcnow())
         return cls.model_validate(data)
 
 

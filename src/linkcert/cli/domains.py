@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -62,11 +63,19 @@ def domain_set(
         fail(str(exc))
     status = domain_status(store, saved.name)
     if as_json:
-        print_json(status.to_json())
+        print_json(_json(status))
     else:
         console.print(
             f"{status.unicode_name} saved for account {status.account!r}; securing it now"
         )
+
+
+def _json(status: DomainStatus) -> dict[str, object]:
+    """The status as the API gives it: its fields, the states in words and the waiting note."""
+    data = status.to_json()
+    data["cert_state_text"] = CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)
+    data["cert_state_note"] = status.note(datetime.now(UTC))
+    return data
 
 
 def _show(status: DomainStatus) -> None:
@@ -77,6 +86,9 @@ def _show(status: DomainStatus) -> None:
     console.print(
         f"  Certificate: {CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)}"
     )
+    note = status.note(datetime.now(UTC))
+    if note:
+        console.print(f"  Waiting:     {note}", soft_wrap=True)
     if status.not_after:
         console.print(f"  Expires:     {status.not_after:%Y-%m-%d %H:%M} UTC  ({status.issuer})")
     if status.next_attempt_at:
@@ -115,7 +127,7 @@ def domain_status_cmd(
     except NotFound as exc:
         fail(str(exc))
     if as_json:
-        data = status.to_json()
+        data = _json(status)
         if events:
             data["events"] = domain_events(store, domain)
         print_json(data)
@@ -139,7 +151,7 @@ def domain_list(
 
     statuses = list_domains(open_store(settings()))
     if as_json:
-        print_json([s.to_json() for s in statuses])
+        print_json([_json(s) for s in statuses])
         return
     table = Table("domain", "account", "DNS", "certificate", "expires")
     for s in statuses:
@@ -167,6 +179,6 @@ def domain_delete(
     except NotFound as exc:
         fail(str(exc))
     if as_json:
-        print_json(status.to_json())
+        print_json(_json(status))
     else:
         console.print(f"{status.unicode_name} will be deleted by the worker in a moment")

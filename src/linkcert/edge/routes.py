@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from linkcert.edge import responses
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.responses import Response
 from linkcert.tracking import (
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 ChallengeLookup = Callable[[str], Awaitable[str | None]]
 """Returns the key authorization for an HTTP-01 token, or None when there is no such token."""
+
+ChallengeSource = ChallengeBook | ChallengeLookup
+"""Where challenge answers come from: a ChallengeBook (memory first, the product's way) or a
+lookup called for every token."""
 
 RouteResult = Response | Coroutine[Any, Any, Response]
 
@@ -55,7 +60,7 @@ class Router:
         *,
         tracking_key: TrackingKeys | bytes,
         recorder: ClickRecorder,
-        challenge_lookup: ChallengeLookup,
+        challenge_lookup: ChallengeSource,
         challenge_timeout: float,
         counters: EdgeCounters,
     ) -> None:
@@ -103,7 +108,16 @@ class Router:
         token = path[len(_CHALLENGE_PREFIX) :]
         if not _ACME_TOKEN.fullmatch(token):
             return responses.NOT_FOUND
-        return self._challenge(token.decode("ascii"))
+        source = self._challenge_lookup
+        if not isinstance(source, ChallengeBook):
+            return self._challenge(source(token.decode("ascii")))
+        found = source.answer(host, token.decode("ascii"))
+        if found is None:
+            self._counters.challenges_unknown += 1
+            return responses.NOT_FOUND
+        if isinstance(found, str):
+            return self._key_authorization(found)
+        return self._challenge(found)
 
     def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
         if host is None:
@@ -149,10 +163,10 @@ class Router:
             return False
         return True
 
-    async def _challenge(self, token: str) -> Response:
+    async def _challenge(self, pending: Awaitable[str | None]) -> Response:
         try:
             async with asyncio.timeout(self._challenge_timeout):
-                key_authorization = await self._challenge_lookup(token)
+                key_authorization = await pending
         except Exception as exc:
             self._counters.challenge_lookup_failures += 1
             logger.error(
@@ -164,6 +178,9 @@ class Router:
             return responses.UNAVAILABLE
         if key_authorization is None:
             return responses.NOT_FOUND
+        return self._key_authorization(key_authorization)
+
+    def _key_authorization(self, key_authorization: str) -> Response:
         if (
             not key_authorization.isascii()
             or not key_authorization.isprintable()

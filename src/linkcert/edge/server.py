@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from linkcert.edge.certs import CertificateCache
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.http import ConnectionHub, HttpConnection, Limits
 from linkcert.edge.listen import ListenSpec, open_listener
 from linkcert.edge.proxy import AccountUpstreams, ProxyRoutes, ProxySettings
-from linkcert.edge.routes import ChallengeLookup, Router
+from linkcert.edge.routes import ChallengeSource, Router
 from linkcert.edge.tls import SniSelector
 from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
 
@@ -67,7 +68,8 @@ class Edge:
     """Serves tracked links and ACME challenges for every customer domain.
 
     It knows no database: certificates come from `certificates` (filled by the integrator),
-    challenge answers from `challenge_lookup`, and clicks go to `click_sink` in batches.
+    challenge answers from `challenge_lookup` (a ChallengeBook the integrator feeds, or a
+    function called for each token), and clicks go to `click_sink` in batches.
     """
 
     def __init__(
@@ -75,7 +77,7 @@ class Edge:
         *,
         tracking_key: TrackingKeys | bytes,
         certificates: CertificateCache,
-        challenge_lookup: ChallengeLookup,
+        challenge_lookup: ChallengeSource,
         click_sink: ClickSink,
         settings: EdgeSettings | None = None,
         serves: Callable[[str], bool] | None = None,
@@ -90,6 +92,8 @@ class Edge:
             raise ValueError("EdgeSettings needs an http or an https listen address (or both)")
         self.certificates = certificates
         self.counters = EdgeCounters()
+        if isinstance(challenge_lookup, ChallengeBook):
+            challenge_lookup.counters = self.counters
         self.clicks = ClickRecorder(
             click_sink,
             max_batch=settings.click_batch_size,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -179,6 +180,16 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
 
+    __table_args__ = (
+        # Every edge process reads the open orders (and their challenges) once a second.
+        Index(
+            "ix_orders_open",
+            "domain_id",
+            sqlite_where=text("finished_at IS NULL"),
+            postgresql_where=text("finished_at IS NULL"),
+        ),
+    )
+
 
 class Challenge(Base):
     """An HTTP-01 answer any edge process can serve: token -> key authorization."""
@@ -231,7 +242,8 @@ class Click(Base):
     kind: Mapped[str] = mapped_column(String(8), default="click")
     at: Mapped[datetime] = mapped_column()
 
-    __table_args__ = (Index("ix_clicks_link", "link_id"),)
+    # ix_clicks_at: the worker prunes clicks past their retention, oldest first.
+    __table_args__ = (Index("ix_clicks_link", "link_id"), Index("ix_clicks_at", "at"))
 
 
 class ApiToken(Base):

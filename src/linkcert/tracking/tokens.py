@@ -24,6 +24,7 @@ import binascii
 import functools
 import hashlib
 import hmac
+import ipaddress
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -75,8 +76,11 @@ _PATH_PREFIX: dict[TrackedKind, str] = {"click": "/c/", "open": "/o/"}
 # Characters a destination may hold: visible ASCII but the backslash (browsers read it as '/').
 _DESTINATION_CHARS = _VISIBLE_ASCII.replace(b"\\", b"")
 _PLAIN_START = re.compile(
-    r"[hH][tT][tT][pP][sS]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,4})?(?:[/?#]|\Z)"
+    rb"[hH][tT][tT][pP][sS]?://[A-Za-z0-9][A-Za-z0-9-]{0,62}(?:\.[A-Za-z0-9-]{1,63})*\.?"
+    rb"(?::[0-9]{1,4})?(?:[/?#]|\Z)"
 )
+# A host name's labels: letters, digits, hyphens and (seen in the wild) underscores.
+_HOST_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
 
 
 class InvalidToken(ValueError):
@@ -219,7 +223,7 @@ def check_destination(url: str) -> str:
     """
     if not isinstance(url, str):
         raise InvalidDestination(f"destination must be a string, not {type(url).__name__}")
-    if _plainly_valid(url):
+    if _plain_bytes(url) is not None:
         return url
     return _check_destination_fully(url)
 
@@ -260,19 +264,42 @@ def _check_destination_fully(url: str) -> str:
         )
     if not parts.hostname:
         raise InvalidDestination(f"destination URL has no host ({shown!r})")
+    problem = _host_problem(parts.netloc.rpartition("@")[2], parts.hostname)
+    if problem:
+        raise InvalidDestination(f"destination URL has no valid host: {problem} ({shown!r})")
     return url
 
 
-def _plainly_valid(url: str) -> bool:
+def _host_problem(netloc: str, hostname: str) -> str | None:
+    """What is wrong with the host of a destination (`hostname` as urlsplit lowers it)."""
+    if netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(hostname)
+        except ValueError:
+            return f"{hostname!r} is not an IPv6 address"
+        return None
+    name = hostname[:-1] if hostname.endswith(".") else hostname
+    if not name:
+        return "the host is only a dot"
+    for label in name.split("."):
+        if not label:
+            return f"{hostname!r} has an empty label (a leading dot, or two dots in a row)"
+        if not _HOST_LABEL.fullmatch(label):
+            return f"{hostname!r} holds characters a host name cannot, or a label over 63"
+    return None
+
+
+def _plain_bytes(url: str) -> bytes | None:
     """The common case, checked cheaply (minting in bulk comes through here): a URL of allowed
-    characters starting `http(s)://host[:port]` with a plain host name. Anything else takes the
-    full check, which also says what is wrong."""
-    return (
-        len(url) <= MAX_DESTINATION_CHARS
-        and url.isascii()
-        and not url.encode("ascii").translate(None, _DESTINATION_CHARS)
-        and _PLAIN_START.match(url) is not None
-    )
+    characters starting `http(s)://host[:port]` with a plain host name, returned as ASCII
+    bytes. None for anything else, which takes the full check (that also says what is wrong).
+    """
+    if len(url) > MAX_DESTINATION_CHARS or not url.isascii():
+        return None
+    encoded = url.encode("ascii")
+    if encoded.translate(None, _DESTINATION_CHARS) or _PLAIN_START.match(encoded) is None:
+        return None
+    return encoded
 
 
 def make_token(key: bytes, domain: str, link_id: int, destination: str) -> str:
@@ -405,13 +432,10 @@ class Minter:
             middle = b"\x00" + times
         else:
             middle = b"\x01" + times + _encode_varint(_checked_varint("link_id", link_id))
-        payload = (
-            self._prefix
-            + middle
-            + _LENGTH_BYTES[len(data)]
-            + data
-            + check_destination(destination).encode("ascii")
-        )
+        encoded = _plain_bytes(destination) if type(destination) is str else None
+        if encoded is None:
+            encoded = check_destination(destination).encode("ascii")
+        payload = self._prefix + middle + _LENGTH_BYTES[len(data)] + data + encoded
         raw = payload + self._hmac.digest(payload)[:TAG_BYTES]
         return _base64url(raw)
 

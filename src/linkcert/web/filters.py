@@ -35,7 +35,12 @@ FAILING_ISSUANCE = (
     FailureClass.CA_REJECTED,
     FailureClass.INTERNAL,
 )
-NO_CERT_YET = (CertState.NONE, CertState.PENDING_VALIDATION, CertState.PENDING_ISSUANCE)
+NO_CERT_YET = (
+    CertState.NONE,
+    CertState.PENDING_VALIDATION,
+    CertState.PENDING_ISSUANCE,
+    CertState.WAITING_FOR_CA,
+)
 
 
 class DomainFilter(StrEnum):
@@ -61,7 +66,8 @@ FILTER_HELP = {
     DomainFilter.EXPIRING: "Certificates with less than 14 days left (less than a quarter of "
     "their lifetime for short-lived ones), or already expired.",
     DomainFilter.MOVED: "Secured domains whose DNS no longer points to the platform.",
-    DomainFilter.PENDING: "Domains waiting for their first certificate, with nothing wrong yet.",
+    DomainFilter.PENDING: "Domains waiting for their first certificate, with nothing wrong yet "
+    "(or only waiting for the certificate authority).",
 }
 
 
@@ -91,7 +97,11 @@ def _condition(which: DomainFilter, now: datetime) -> ColumnElement[bool] | None
                 or_(
                     Domain.dns_state.in_(FAILING_DNS),
                     Domain.cert_state.in_(FAILING_CERT),
-                    Domain.failure_class.in_(FAILING_ISSUANCE),
+                    # Waiting for the CA is not failing: it passes by itself.
+                    and_(
+                        Domain.failure_class.in_(FAILING_ISSUANCE),
+                        Domain.cert_state != CertState.WAITING_FOR_CA,
+                    ),
                 ),
             )
         case DomainFilter.MOVED:
@@ -101,7 +111,11 @@ def _condition(which: DomainFilter, now: datetime) -> ColumnElement[bool] | None
                 wanted,
                 Domain.cert_state.in_(NO_CERT_YET),
                 Domain.dns_state.in_((DnsState.PENDING, DnsState.OK)),
-                or_(Domain.failure_class.is_(None), Domain.failure_class.not_in(FAILING_ISSUANCE)),
+                or_(
+                    Domain.failure_class.is_(None),
+                    Domain.failure_class.not_in(FAILING_ISSUANCE),
+                    Domain.cert_state == CertState.WAITING_FOR_CA,
+                ),
             )
         case DomainFilter.EXPIRING:
             # A superset, refined by is_expiring(): every certificate within the longest margin.

@@ -16,7 +16,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from linkcert.domains import DomainStatus
-from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState, FailureClass
+from linkcert.states import (
+    CERT_STATE_TEXT,
+    DNS_STATE_TEXT,
+    CertState,
+    DnsState,
+    FailureClass,
+    relative_time,
+)
 from linkcert.worker.schedule import renewal_window
 
 # How a state looks: "ok" green, "working" blue, "action" amber (the customer can fix it),
@@ -37,6 +44,7 @@ CERT_TONES: dict[str, Tone] = {
     CertState.NONE: "neutral",
     CertState.PENDING_VALIDATION: "working",
     CertState.PENDING_ISSUANCE: "working",
+    CertState.WAITING_FOR_CA: "working",
     CertState.ACTIVE: "ok",
     CertState.RENEWING: "ok",
     CertState.EXPIRING: "action",
@@ -159,20 +167,6 @@ def cert_text(state: str) -> str:
     return _text(CERT_STATE_TEXT, CertState, state)
 
 
-def relative_time(at: datetime, now: datetime) -> str:
-    seconds = (at - now).total_seconds()
-    future = seconds >= 0
-    seconds = abs(seconds)
-    if seconds < 5:
-        return "now"
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
-        if seconds >= size:
-            count = int(seconds // size)
-            words = f"{count} {unit}{'' if count == 1 else 's'}"
-            return f"in {words}" if future else f"{words} ago"
-    return "now"  # unreachable: seconds >= 5 always matches a unit
-
-
 def record_parts(text: str) -> list[TextPart]:
     """`text` split so that the DNS records it names stand apart as code."""
     parts: list[TextPart] = []
@@ -270,6 +264,8 @@ def _headline(status: DomainStatus, now: datetime) -> tuple[str, Tone]:
         )
     if dns == DnsState.DNS_ERROR:
         return "Your DNS servers did not answer properly. We try again automatically.", "error"
+    if cert == CertState.WAITING_FOR_CA:
+        return status.note(now) or cert_text(cert), "working"
     if cert == CertState.FAILED:
         return "Getting the certificate failed. We retry automatically.", "error"
     if dns == DnsState.PENDING:
@@ -300,7 +296,8 @@ def _next_step(status: DomainStatus, now: datetime, source: str | None) -> list[
     if status.failure_class is not None and due is not None:
         if status.failure_class in (FailureClass.DNS_NOT_READY, FailureClass.CAA_FORBIDS):
             return [Fact("Next DNS check", "", Moment(max(due, now), now))]
-        return [Fact("Next retry", "", Moment(max(due, now), now))]
+        label = "Next attempt" if status.cert_state == CertState.WAITING_FOR_CA else "Next retry"
+        return [Fact(label, "", Moment(max(due, now), now))]
     if status.not_before and status.not_after and status.cert_state in SECURED:
         earliest, _ = renewal_window(status.not_before, status.not_after)
         if source == "upload":

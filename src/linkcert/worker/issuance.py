@@ -36,7 +36,7 @@ from linkcert.metrics import count_certificate_issued, count_order_started
 from linkcert.notify import NotificationKind, Notifier
 from linkcert.states import CertState, FailureClass
 from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
-from linkcert.store.signals import CERTIFICATES, announce
+from linkcert.store.signals import CERTIFICATES, CHALLENGES, announce
 from linkcert.worker import leases
 from linkcert.worker.lifecycle import IssuanceFailure
 from linkcert.worker.ratelimit import IssuanceBudget, RateLimiter
@@ -100,6 +100,7 @@ class Issuer:
         min_margin: timedelta = timedelta(hours=48),
         notifier: Notifier | None = None,
         on_certificate: Callable[[str], None] | None = None,
+        on_challenges: Callable[[str], None] | None = None,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
@@ -115,6 +116,9 @@ class Issuer:
         self.min_margin = min_margin
         self.notifier = notifier
         self.on_certificate = on_certificate
+        # Called (in a worker thread) once a domain's open order or its challenges are stored,
+        # before the CA is told to look: an edge in this process reads them at once.
+        self.on_challenges = on_challenges
         self._lock = threading.Lock()
 
     async def obtain(self, domain_id: int) -> None:
@@ -262,6 +266,8 @@ class Issuer:
     def _obtain(self, domain_id: int) -> None:
         client, account_id = self.accounts.get()
         work = self._open_order(domain_id, account_id)
+        if self.on_challenges is not None:
+            self.on_challenges(work.domain)
         if work.order_url is None:
             leases.check_held(self.store, domain_id)
             # Only a new order is counted: a resumed one was counted when it was placed. An ARI
@@ -298,6 +304,8 @@ class Issuer:
         if info.status is AcmeStatus.PENDING:
             challenges = client.http01_challenges(info)
             self._publish(domain_id, work.order_id, challenges)
+            if self.on_challenges is not None:
+                self.on_challenges(work.domain)
             for challenge in challenges:
                 if challenge.needs_answer:
                     client.answer(challenge)
@@ -354,6 +362,8 @@ class Issuer:
                 )
                 session.add(order)
                 session.flush()
+                # Every edge learns that this name has an open order before the CA can come.
+                announce(session, CHALLENGES, domain.name)
                 count_order_started(renewal=renewing)
                 state = CertState.RENEWING if renewing else CertState.PENDING_VALIDATION
                 domain.cert_state = state
@@ -387,6 +397,8 @@ class Issuer:
     def _publish(self, domain_id: int, order_id: int, challenges: list[Http01Challenge]) -> None:
         # Written before the CA is told to look, so that any edge process can answer.
         with self.store.session() as session:
+            for name in sorted({challenge.domain for challenge in challenges}):
+                announce(session, CHALLENGES, name)
             for challenge in challenges:
                 if session.get(Challenge, challenge.token) is None:
                     session.add(

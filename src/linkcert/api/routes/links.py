@@ -1,24 +1,53 @@
-"""/links: mint tracked links on a link tracking domain.
+"""/links: mint tracked links on a link tracking domain, one or up to 10,000 at a time.
 
-A tracked link's token carries its destination and id, signed with the tracking key and bound
-to the domain, so the edge can redirect without a database lookup and is never an open
-redirect. An account mints links only on its own domain.
+A tracked link's token carries its destination and the platform's data, signed with the
+tracking key and bound to the domain, so the edge can redirect without a database lookup and
+is never an open redirect. An account mints links only on its own domain. The token format is
+public (docs/tracking-links.md): a platform may equally mint links itself.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import json
+
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, SecretStr
 
 from linkcert.api.deps import ApiContext, ApiContextDep, CurrentPrincipal
 from linkcert.api.problems import ProblemError, not_found, problem_responses
-from linkcert.config import ConfigError
+from linkcert.config import ConfigError, Settings
 from linkcert.domains import NotFound
-from linkcert.links import TrackedUrl, create_link, tracking_keys
+from linkcert.links import (
+    MAX_BATCH_LINKS,
+    BatchItem,
+    InvalidBatch,
+    TrackedUrl,
+    create_link,
+    create_links,
+    tracking_keys,
+)
 from linkcert.store import Account
-from linkcert.tracking import InvalidDestination, TrackingKeys
+from linkcert.tracking import (
+    MAX_DATA_BYTES,
+    InvalidDestination,
+    TrackingKeys,
+    check_destination,
+)
 
 router = APIRouter(tags=["tracked links"])
+
+# What one batch request may weigh: 10,000 links of the longest URL and data, with room.
+MAX_BATCH_BODY_BYTES = 32 * 1024 * 1024
+
+_DATA_DESCRIPTION = (
+    "Up to 255 bytes the platform chooses (message, recipient, campaign ids...), carried in "
+    "the link and handed back in its click and open events. `data` is text (UTF-8); "
+    "`data_base64` is for binary data. At most one of the two."
+)
 
 
 class LinkIn(BaseModel):
@@ -27,6 +56,8 @@ class LinkIn(BaseModel):
         default=None,
         description="The link tracking domain; defaults to the account's own.",
     )
+    data: str | None = Field(default=None, description=_DATA_DESCRIPTION)
+    data_base64: str | None = Field(default=None, description=_DATA_DESCRIPTION)
 
 
 class LinkOut(BaseModel):
@@ -47,9 +78,54 @@ class LinkOut(BaseModel):
         )
 
 
+class BatchLinkIn(BaseModel):
+    url: str = Field(description="The destination: an absolute http or https URL.")
+    data: str | None = Field(default=None, description=_DATA_DESCRIPTION)
+    data_base64: str | None = Field(default=None, description=_DATA_DESCRIPTION)
+
+
+class BatchIn(BaseModel):
+    domain: str | None = Field(
+        default=None,
+        description="The link tracking domain of every link; defaults to the account's own.",
+    )
+    links: list[BatchLinkIn] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_LINKS,
+        description=f"1 to {MAX_BATCH_LINKS:,} links, answered in the same order.",
+    )
+
+
+class BatchLinkOut(BaseModel):
+    url: str = Field(description="The tracked click URL to put in the email.")
+    open_url: str = Field(description="The open-tracking pixel URL.")
+
+
+class BatchOut(BaseModel):
+    domain: str
+    links: list[BatchLinkOut] = Field(description="One per link sent, in the same order.")
+
+
+@functools.lru_cache(maxsize=4)
+def _keys_for(secrets: tuple[str | None, tuple[str, ...]]) -> TrackingKeys:
+    single, entries = secrets
+    return tracking_keys(
+        Settings.model_construct(
+            tracking_key=None if single is None else SecretStr(single),
+            tracking_keys=tuple(SecretStr(entry) for entry in entries),
+        )
+    )
+
+
 def _tracking_key(context: ApiContext) -> TrackingKeys:
+    settings = context.settings
+    single = settings.tracking_key
+    secrets = (
+        None if single is None else single.get_secret_value(),
+        tuple(entry.get_secret_value() for entry in settings.tracking_keys),
+    )
     try:
-        return tracking_keys(context.settings)
+        return _keys_for(secrets)
     except ConfigError:
         raise ProblemError(
             503,
@@ -75,6 +151,28 @@ def _domain_for(context: ApiContext, principal_account: int | None, given: str |
     )
 
 
+def _data_of(text: str | None, encoded: str | None) -> bytes:
+    """The link's data from `data` (UTF-8 text) or `data_base64`; ValueError says what is
+    wrong."""
+    if text is not None and encoded is not None:
+        raise ValueError("send data or data_base64, not both")
+    if encoded is not None:
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("data_base64 is not valid base64") from None
+    elif text is not None:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("data is not valid Unicode text; send binary as data_base64") from None
+    else:
+        return b""
+    if len(data) > MAX_DATA_BYTES:
+        raise ValueError(f"data is {len(data)} bytes long; the limit is {MAX_DATA_BYTES}")
+    return data
+
+
 @router.post(
     "/links",
     status_code=status.HTTP_201_CREATED,
@@ -88,14 +186,79 @@ def create_tracked_link(
     account_id = None if principal.is_operator else principal.account_id
     domain = _domain_for(context, principal.account_id, body.domain)
     try:
-        link = create_link(context.store, key, domain, body.url, account_id=account_id)
+        data = _data_of(body.data, body.data_base64)
+    except ValueError as exc:
+        raise ProblemError(
+            422, "validation-error", str(exc), fix=f"Send at most {MAX_DATA_BYTES} bytes of data."
+        ) from None
+    try:
+        link = create_link(context.store, key, domain, body.url, account_id=account_id, data=data)
     except InvalidDestination as exc:
         raise ProblemError(
             422,
             "invalid-destination",
             str(exc),
-            fix="Use an absolute http:// or https:// URL, percent-encoded, up to 2,048 characters.",
+            fix="Use an absolute http:// or https:// URL with a host name, up to 2,048 characters "
+            "once its non-ASCII characters are encoded.",
         ) from None
     except NotFound:
         raise not_found(f"There is no link tracking domain {domain!r}.") from None
     return LinkOut.of(link)
+
+
+@router.post(
+    "/links/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatchOut,
+    responses=problem_responses(400, 401, 404, 413, 415, 422, 429, 503),
+)
+def create_tracked_links(
+    body: BatchIn, principal: CurrentPrincipal, context: ApiContextDep
+) -> Response:
+    """Mint up to 10,000 tracked links on one link tracking domain, answered in order.
+
+    Nothing is stored and nothing is minted if any link is bad: the problem's `errors` lists
+    each bad link by its `index` in `links`, with what is wrong.
+    """
+    key = _tracking_key(context)
+    account_id = None if principal.is_operator else principal.account_id
+    domain = _domain_for(context, principal.account_id, body.domain)
+    items: list[BatchItem] = []
+    problems: list[tuple[int, str]] = []
+    for index, link in enumerate(body.links):
+        try:
+            items.append(
+                BatchItem(check_destination(link.url), _data_of(link.data, link.data_base64))
+            )
+        except ValueError as exc:  # InvalidDestination is one
+            problems.append((index, str(exc)))
+    try:
+        if problems:
+            raise InvalidBatch(problems)
+        minted = create_links(context.store, key, domain, items, account_id=account_id)
+    except InvalidBatch as exc:
+        shown = exc.problems[:100]
+        raise ProblemError(
+            422,
+            "invalid-destination",
+            f"{len(exc.problems):,} of the {len(body.links):,} links cannot be minted; "
+            "none was minted.",
+            fix="Correct the links listed in `errors` (by their index in `links`) and send "
+            "the batch again.",
+            extra={
+                "errors": [{"index": index, "detail": detail} for index, detail in shown],
+                "errors_total": len(exc.problems),
+            },
+        ) from None
+    except NotFound:
+        raise not_found(f"There is no link tracking domain {domain!r}.") from None
+    # Written directly: a response model would validate 10,000 objects again on the way out.
+    # Tokens are base64url and domains ASCII: nothing in them needs escaping in JSON.
+    click = f'{{"url":"https://{minted.domain}/c/'
+    pixel = f'","open_url":"https://{minted.domain}/o/'
+    body_bytes = (
+        f'{{"domain":{json.dumps(minted.domain)},"links":['
+        + ",".join([f'{click}{token}{pixel}{token}"}}' for token in minted.tokens])
+        + "]}"
+    ).encode("ascii")
+    return Response(body_bytes, status_code=201, media_type="application/json")
