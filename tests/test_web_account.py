@@ -240,7 +240,7 @@ async def test_the_user_name_opens_a_menu_that_works_without_scripts_too(world: 
     assert ">alpha<" in button
     menu = between(page, '<ul class="user-menu" id="user-menu"', "</ul>")
     assert " hidden>" in menu  # closed until the button opens it
-    assert '<a href="/account">Account Details</a>' in menu
+    assert '<a href="/account" aria-current="page">Account Details</a>' in menu
     assert 'action="/logout"' in menu and ">Log out</button>" in menu
     # Without scripts, a stylesheet hides the button and the same choices show as links.
     assert '<noscript><link rel="stylesheet" href="/static/noscript.css' in page

@@ -176,7 +176,9 @@ async def test_the_operators_menu_leads_to_the_console(world: World) -> None:
     start = page.index('class="who-button"')
     menu = page[start : page.index("</ul>", start)]
     assert ">Deliverability team<" in menu
-    assert '<a href="/console">Deliverability console</a>' in menu
+    assert '<a href="/console" aria-current="page">Deliverability console</a>' in menu
+    domain_page = (await web.get("/console/domains/links.alpha.test")).text
+    assert '<a href="/console">Deliverability console</a>' in domain_page
     assert ">Log out</button>" in menu and "Account Details" not in menu
 
 
