@@ -18,7 +18,7 @@ from linkcert.domains import (
 )
 from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
-from tests.api_support import World, make_world
+from tests.api_support import World
 from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
 
 TARGET = "edge.platform.test"
@@ -28,11 +28,6 @@ SETTINGS = Settings(
     cname_targets=(TARGET,),
     dns_timeout=1.0,
 )
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 async def logged_in(world: World, settings: Settings = SETTINGS) -> httpx.AsyncClient:
