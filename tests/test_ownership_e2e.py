@@ -28,13 +28,8 @@ from linkcert.ownership_store import live_claims
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import Certificate, Domain, Store, utcnow
-from tests.e2e_support import (
-    Platform,
-    https_get,
-    start_platform,
-    wait_for,
-    wait_until_secured,
-)
+from linkcert.testbed.waiting import wait_for_async as wait_for
+from tests.e2e_support import Platform, https_get, start_platform, wait_until_secured
 
 pytestmark = [pytest.mark.pebble]
 

@@ -20,10 +20,10 @@ from linkcert.tracking import (
     InvalidDestination,
     Minter,
     TrackingKeys,
-    check_destination,
     parse_key_entries,
     tracking_key_from_secret,
 )
+from linkcert.tracking.destinations import normalize_destination
 
 MAX_BATCH_LINKS = 10_000
 
@@ -121,9 +121,11 @@ def create_link(
     """Store a link and return its tracked URLs (`https://DOMAIN/c/<token>`).
 
     Only on a proven name (NotProven otherwise); with `account_id`, the name must be that
-    account's. The token is signed in the domain's current epoch.
+    account's. The destination is stored and signed in its normalized form
+    (`normalize_destination`: IDNA host, percent-encoded path and query), in the domain's
+    current epoch.
     """
-    check_destination(destination)
+    destination = normalize_destination(destination)
     _check_data(data)
     with store.session() as session:
         domain = _mintable(session, domain_name, account_id)
@@ -164,9 +166,10 @@ def create_links(
     if len(items) > MAX_BATCH_LINKS:
         raise InvalidBatch([(MAX_BATCH_LINKS, f"a batch holds at most {MAX_BATCH_LINKS:,} links")])
     problems: list[tuple[int, str]] = []
+    destinations: list[str] = []
     for index, item in enumerate(items):
         try:
-            check_destination(item.url)
+            destinations.append(normalize_destination(item.url))
             _check_data(item.data)
         except (InvalidDestination, ValueError) as exc:
             problems.append((index, str(exc)))
@@ -174,7 +177,10 @@ def create_links(
         raise InvalidBatch(problems)
     domain = _owned_domain(store, domain_name, account_id)
     token = Minter(keys, domain.name, epoch=_epoch(domain)).token
-    return MintedBatch(domain.name, [token(item.url, item.data) for item in items])
+    return MintedBatch(
+        domain.name,
+        [token(url, item.data) for item, url in zip(items, destinations, strict=True)],
+    )
 
 
 def _check_data(data: bytes) -> None:

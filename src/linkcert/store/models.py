@@ -83,6 +83,9 @@ class Account(Base):
     dns_label: Mapped[str] = mapped_column(
         String(32), nullable=True, unique=True, index=True, default=new_dns_label
     )
+    # Proxy mode: this account's own origins (`http(s)://HOST:PORT`), for platforms with
+    # regional trackers; None: the edge's `edge_upstreams`. Set by operators only.
+    upstreams: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     tracking_domain_id: Mapped[int | None] = mapped_column(
         ForeignKey("domains.id", use_alter=True, name="fk_accounts_tracking_domain"),
     )
