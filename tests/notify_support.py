@@ -27,6 +27,7 @@ from linkcert.notify import Notifier
 from linkcert.states import CertState, DnsState
 from linkcert.store import Certificate, Domain, Store
 from linkcert.testbed.waiting import free_port
+from tests.ownership_support import prove
 
 POLICY = NamePolicy(allow_test_domains=True)
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -247,6 +248,7 @@ def add_customer(
     """An account with a link tracking domain; returns the domain's id."""
     account = create_account(store, name, emails)
     row = set_tracking_domain(store, account.id, domain, POLICY)
+    prove(store, row.name)
     if brand:
         with store.session() as session:
             found = session.get(Domain, row.id)

@@ -21,6 +21,7 @@ from linkcert.localdns import LocalDNSServer
 from linkcert.store.models import Notification
 from tests.api_support import World, app_for, assert_problem, bearer, client
 from tests.certs_support import ThrowawayCA
+from tests.ownership_support import account_target
 
 MISSING = 424242
 UPLOAD_SETTINGS = Settings(
@@ -215,12 +216,15 @@ async def test_dns_check_shows_the_records_to_add(world: World, dns_server: Loca
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["state"] == "caa_blocked" and not body["ready"]
-    zones = [record["zone"] for record in body["records"]]
-    assert zones == [
-        "links.shop.test. CNAME edge.platform.test.",
-        'shop.test. CAA 0 issue "letsencrypt.org"',
+    # The records are this account's own: the shared target the name points at proves nothing.
+    own = account_target(world.store, world.a_id, "edge.platform.test")
+    label = own.split(".", 1)[0]
+    assert [(record["zone"], record["present"]) for record in body["records"]] == [
+        (f"links.shop.test. CNAME {own}.", False),
+        (f'_linkcert.links.shop.test. TXT "linkcert={label}"', False),
+        ('shop.test. CAA 0 issue "letsencrypt.org"', False),
     ]
-    assert body["records"][0]["present"] is True
-    assert body["problems"][0]["code"] == "caa_not_authorized"
+    codes = [problem["code"] for problem in body["problems"]]
+    assert codes == ["ownership_not_proven", "caa_not_authorized"]
     anonymous = await api.post("/api/v1/dns-check", json={"domain": "links.shop.test"})
     assert_problem(anonymous, 401, "unauthenticated")

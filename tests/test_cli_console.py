@@ -17,6 +17,7 @@ from linkcert.keys import generate_master_key
 from linkcert.names import NamePolicy
 from linkcert.store import Store
 from tests.certs_support import ThrowawayCA
+from tests.ownership_support import prove
 
 POLICY = NamePolicy(allow_test_domains=True)
 MASTER = generate_master_key("cli")
@@ -103,6 +104,7 @@ def test_upload(store: Store, queue: list[int], ca: ThrowawayCA, tmp_path: Path)
 def test_domain_retry(store: Store) -> None:
     shop = create_account(store, "shop")
     save(store, shop.id, "links.shop.test", POLICY)
+    prove(store, "links.shop.test")
     result = run(store, "domain", "retry", "LINKS.shop.test", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["domain"] == "links.shop.test"

@@ -31,6 +31,7 @@ from linkcert.uploads import check_upload, store_upload
 from tests.certs_support import ThrowawayCA, pem
 from tests.e2e_support import TRACKING_SECRET, https_get, served_serial
 from tests.fleet_support import Process, child_pids
+from tests.ownership_support import prove
 
 POLICY = NamePolicy(allow_test_domains=True)
 MASTER_KEY = generate_master_key("pool")
@@ -46,6 +47,7 @@ def serve_certificate(store: Store, ca: ThrowawayCA, name: str) -> None:
     """Store a certificate for `name` as its current one, as the worker (or an upload) does."""
     account = create_account(store, name)
     set_tracking_domain(store, account.id, name, POLICY)
+    prove(store, name)
     leaf = ca.issue(name)
     checked = check_upload(leaf.chain_pem, leaf.key_pem, name)
     with store.session() as session:

@@ -19,6 +19,7 @@ from linkcert.domains import (
 from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
 from tests.api_support import World
+from tests.ownership_support import account_target
 from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
 
 TARGET = "edge.platform.test"
@@ -37,6 +38,15 @@ async def logged_in(world: World, settings: Settings = SETTINGS) -> httpx.AsyncC
     return web
 
 
+def own_target(world: World) -> str:
+    """Alpha's own CNAME target: what its page tells it to point at."""
+    return account_target(world.store, world.a_id, TARGET)
+
+
+def label_of(world: World) -> str:
+    return own_target(world).split(".", 1)[0]
+
+
 async def post_form(web: httpx.AsyncClient, path: str, **fields: str) -> httpx.Response:
     csrf = await page_csrf(web, "/account")
     return await web.post(path, data={**fields, "csrf_token": csrf}, headers={"Origin": BASE})
@@ -52,7 +62,8 @@ async def test_the_page_shows_the_account_domain_record_and_status(world: World)
         "alpha",
         "ops@alpha.test",
         'value="links.alpha.test"',
-        f"links.alpha.test. CNAME {TARGET}.",
+        f"links.alpha.test. CNAME {own_target(world)}.",
+        f"_linkcert.links.alpha.test. TXT &#34;linkcert={label_of(world)}&#34;",
         "SAVE CHANGES",
         "HTTPS status",
         "Checking your DNS",
@@ -70,7 +81,7 @@ async def test_saving_without_the_script_redirects_with_a_notice(world: World) -
     assert response.headers["location"] == "/account?notice=saved"
     page = (await web.get(response.headers["location"])).text
     assert "Saved. We are securing your link tracking domain now" in page
-    assert "links.new-alpha.test. CNAME edge.platform.test." in page
+    assert f"links.new-alpha.test. CNAME {own_target(world)}." in page
     assert tracking_domain_status(world.store, world.a_id).domain == "links.new-alpha.test"
     assert not domain_status(world.store, "links.alpha.test").wanted
     assert world.wakes == [1]
@@ -83,7 +94,7 @@ async def test_saving_without_the_script_redirects_with_a_notice(world: World) -
     ("typed", "status", "expected"),
     [
         ("https://links.alpha2.test/path", 422, "looks like a web address"),
-        ("links.beta.test", 409, "already used by another account"),
+        ("edge.platform.test", 422, "one of the platform"),
         ("", 422, "Enter your link tracking domain"),
         ("x.platform.test", 422, "platform"),
     ],
@@ -115,11 +126,12 @@ async def test_saving_with_the_script_answers_json(world: World) -> None:
     assert body["status"]["poll_ms"] == 2000
     refused = await web.post(
         "/account/tracking-domain",
-        data={"domain": "links.beta.test"},
+        data={"domain": own_target(world)},
         headers={**SCRIPT, "X-CSRF-Token": csrf},
     )
-    assert refused.status_code == 409
-    assert refused.json()["field"] == "domain" and "another account" in refused.json()["error"]
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "domain"
+    assert "platform's own domains" in refused.json()["error"]
 
 
 async def test_the_status_changes_its_digest_only_when_it_changes(world: World) -> None:
@@ -150,8 +162,8 @@ async def test_the_dns_check_shows_the_caa_record_to_add(
 ) -> None:
     settings = SETTINGS.model_copy(update={"nameservers": (dns_server.nameserver,)})
     web = await logged_in(world, settings)
-    dns_server.add(TARGET, "A", "127.0.0.1")
-    dns_server.add("links.shop.test", "CNAME", TARGET + ".")
+    dns_server.add(own_target(world), "A", "127.0.0.1")
+    dns_server.add("links.shop.test", "CNAME", own_target(world) + ".")
     dns_server.add("shop.test", "CAA", '0 issue "digicert.com"')
     csrf = await page_csrf(web, "/account")
     response = await web.post(
@@ -162,9 +174,10 @@ async def test_the_dns_check_shows_the_caa_record_to_add(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["state"] == "caa_blocked"
-    assert [r["zone"] for r in body["records"]] == [
-        f"links.shop.test. CNAME {TARGET}.",
-        'shop.test. CAA 0 issue "letsencrypt.org"',
+    assert [(r["zone"], r["present"]) for r in body["records"]] == [
+        (f"links.shop.test. CNAME {own_target(world)}.", True),
+        (f'_linkcert.links.shop.test. TXT "linkcert={label_of(world)}"', False),
+        ('shop.test. CAA 0 issue "letsencrypt.org"', False),
     ]
     assert "digicert.com" in body["problems"][0]["message"]
     # A name that does not exist yet: only the CNAME, not in place, and what DNS says now.
@@ -190,7 +203,7 @@ async def test_the_dns_check_answers_even_when_dns_does_not(world: World) -> Non
     )
     body = response.json()
     assert body["state"] in ("unknown", "dns_error")
-    assert body["records"][0]["zone"] == f"links.slow.test. CNAME {TARGET}."
+    assert body["records"][0]["zone"] == f"links.slow.test. CNAME {own_target(world)}."
 
 
 async def test_asking_for_a_brand_domain(world: World) -> None:
@@ -263,7 +276,7 @@ async def test_the_domain_field_and_its_records_are_in_account_information(world
         '<label for="domain">Link tracking domain</label>',
         'id="domain-hint"',
         'id="dns-help"',
-        f"links.alpha.test. CNAME {TARGET}.",
+        f"links.alpha.test. CNAME {own_target(world)}.",
         ">SAVE CHANGES</button>",
         'id="notice"',
     ):

@@ -566,13 +566,18 @@ def save_tracking_domain(
     with store.session() as session:
         account = find_account(session, account_ref)
         current = account.tracking_domain
-        if (
-            current is not None
-            and current.name == valid.ascii
-            and current.wanted
-            and current.account_id == account.id
-        ):
-            return current, False
+        if current is not None and current.name == valid.ascii:
+            if current.account_id == account.id and current.wanted:
+                return current, False
+            claim = session.scalar(
+                select(DomainClaim).where(
+                    DomainClaim.domain_id == current.id,
+                    DomainClaim.account_id == account.id,
+                    DomainClaim.expires_at > utcnow(),
+                )
+            )
+            if claim is not None:
+                return current, False  # the claim stands; DNS decides
     return set_tracking_domain(store, account_ref, name, policy, claims), True
 
 

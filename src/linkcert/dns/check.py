@@ -97,6 +97,7 @@ class CheckResult:
     # Account labels DNS names: in the CNAME chain (`<label>.<target>`) or in TXT records
     # `linkcert=<label>` at `_linkcert.<name>`. Which account, if any, chose the platform.
     labels: frozenset[str] = frozenset()
+    txt_labels: frozenset[str] = frozenset()  # those named by TXT records alone
 
     @property
     def ready(self) -> bool:
@@ -144,7 +145,8 @@ async def check_domain(
         ),
         resolver.lookup(PROOF_TXT_PREFIX + domain, "TXT"),
     )
-    labels = frozenset(cname.labels) | _txt_labels(txt)
+    txt_labels = _txt_labels(txt)
+    labels = frozenset(cname.labels) | txt_labels
     targets = config.cname_targets
     if config.account_label and targets:
         # The fixes name this account's own target rather than the shared one.
@@ -154,7 +156,7 @@ async def check_domain(
         problems += caa_problems(
             domain, caa, config.cname_targets, config.account_uri, config.challenge_method
         )
-    return CheckResult(domain, _state(cname, caa), cname, caa, tuple(problems), labels)
+    return CheckResult(domain, _state(cname, caa), cname, caa, tuple(problems), labels, txt_labels)
 
 
 PROOF_TXT_PREFIX = "_linkcert."

@@ -161,7 +161,7 @@ def _from_result(
                 r.value,
                 label in cname_labels
                 if r.type == "CNAME"
-                else (label in result.labels if r.type == "TXT" else pointing),
+                else (label in result.txt_labels if r.type == "TXT" else pointing),
             )
             for r in records
         ]

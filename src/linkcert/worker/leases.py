@@ -16,9 +16,9 @@ from __future__ import annotations
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 
-from linkcert.store import Domain, Store
+from linkcert.store import Domain, Store, utcnow
 from linkcert.store.claims import claim_rows
 
 DEFAULT_LEASE = timedelta(seconds=30)
@@ -62,11 +62,20 @@ def extend(store: Store, worker_id: str, domain_id: int, until: datetime) -> boo
 
 
 def release(store: Store, worker_id: str, domain_id: int) -> None:
+    """Free our lease. A delete requested while the pass ran (whose last step may have set a
+    later attempt) is made due now, so that it never waits for the next scheduled look."""
+    now = utcnow()
     with store.session() as session:
         session.execute(
             update(Domain)
             .where(Domain.id == domain_id, Domain.lease_owner == worker_id)
-            .values(lease_owner=None, lease_until=None)
+            .values(
+                lease_owner=None,
+                lease_until=None,
+                next_attempt_at=case(
+                    (Domain.delete_requested.is_(True), now), else_=Domain.next_attempt_at
+                ),
+            )
         )
 
 
