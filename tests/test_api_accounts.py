@@ -5,13 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from linkcert.store import Store
-from tests.api_support import World, app_for, assert_problem, bearer, client, make_world
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
+from tests.api_support import World, app_for, assert_problem, bearer, client
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ from typing import Any
 from linkcert.edge import ProxySettings
 from linkcert.edge.proxy import EdgeMode
 from linkcert.edge.upstream import PoolSettings, parse_origin
+from tests.edge_support import EdgeUnderTest, close_writer, running_edge
 from tests.proxy_support import (
     fault_origin,
     nginx_origin,
     read_reply,
     refused_origin,
 )
-from tests.test_edge_support import EdgeUnderTest, close_writer, running_edge
 
 DOMAIN = "links.shop.test"
 OTHER = "links.other.test"

@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 
 from linkcert.config import Settings
 from linkcert.keys import generate_master_key
-from linkcert.store import Store
 from linkcert.store import WebSession as WebSessionRow
 from linkcert.web.session import (
     SESSION_COOKIE,
@@ -20,13 +19,8 @@ from linkcert.web.session import (
     seal_session,
     start_session,
 )
-from tests.api_support import World, app_for, bearer, client, make_world
+from tests.api_support import World, app_for, bearer, client
 from tests.web_support import BASE, SCRIPT, browser, csrf_of, log_in, page_csrf
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 @pytest.fixture

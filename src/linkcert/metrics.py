@@ -96,6 +96,12 @@ DELIVERY_ATTEMPTS = Counter(
     registry=None,
 )
 
+CLICKS_PRUNED = Counter(
+    "linkcert_clicks_pruned",
+    "Clicks deleted by the workers once past click_retention_days.",
+    registry=None,
+)
+
 _FAILURE_CLASSES = frozenset(item.value for item in FailureClass)
 
 
@@ -130,6 +136,11 @@ def count_notification(kind: str) -> None:
 
 def count_delivery(channel: str, outcome: str) -> None:
     DELIVERY_ATTEMPTS.labels(channel, outcome).inc()
+
+
+def count_clicks_pruned(deleted: int) -> None:
+    if deleted:
+        CLICKS_PRUNED.inc(deleted)
 
 
 # --- the edge's totals --------------------------------------------------------------------
@@ -193,6 +204,12 @@ class EdgeCollector(Collector):
             "linkcert_edge_clicks_dropped",
             "Clicks that could not be recorded.",
             counters.clicks_dropped,
+        )
+        yield _counter(
+            "linkcert_edge_click_repeats_not_recorded",
+            "Clicks and opens answered but not recorded: one client address repeating one "
+            "link past click_repeat_limit within its window.",
+            counters.click_repeats_not_recorded,
         )
         yield _counter(
             "linkcert_edge_invalid_tokens",
@@ -328,6 +345,7 @@ for _collector in (
     RATE_BUDGET,
     NOTIFICATIONS,
     DELIVERY_ATTEMPTS,
+    CLICKS_PRUNED,
     _EDGE,
     _ORIGINS,
 ):
