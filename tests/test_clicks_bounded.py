@@ -16,8 +16,8 @@ from linkcert.store import Click, Store
 from linkcert.testbed.environment import settings_env
 from linkcert.tracking.repeats import RepeatLimiter
 from linkcert.worker.retention import keep_clicks_pruned, prune_clicks
+from tests.edge_support import close_writer, exchange, get, read_response, running_edge
 from tests.fleet_support import Process
-from tests.test_edge_support import close_writer, exchange, get, read_response, running_edge
 
 DOMAIN = "links.shop.test"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
