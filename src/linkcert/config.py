@@ -223,7 +223,7 @@ class Settings(BaseModel):
     @field_validator("edge_upstreams")
     @classmethod
     def _check_upstreams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from linkcert.edge.upstream import parse_origin
+        from linkcert.origins import parse_origin
 
         return tuple(parse_origin(item).label for item in value)
 

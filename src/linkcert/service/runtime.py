@@ -264,6 +264,7 @@ class Runtime:
             certificates=self.cache,
             challenge_lookup=self.feeds.challenges,
             click_sink=self.feeds.save_clicks,
+            account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
         await self.edge.start()
