@@ -42,6 +42,11 @@ bench-edge: setup
 	@scripts/install-system-packages.sh --bench
 	$(BIN)/python -m bench.edge $(BENCH_EDGE_ARGS)
 
+# Proxy mode (2 edge processes) next to Caddy's reverse_proxy, both in front of one nginx.
+bench-proxy: setup
+	@scripts/install-system-packages.sh --bench
+	$(BIN)/python -m bench.proxy $(BENCH_PROXY_ARGS)
+
 # A wave of new domains on two workers on PostgreSQL, next to Caddy's on-demand rate.
 bench-fleet: setup
 	@scripts/install-system-packages.sh --bench
