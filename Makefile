@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup system-packages lint bench-provision bench-edge bench-fleet bench-renewal bench-cli clean
+.PHONY: demo test setup system-packages lint bench-provision bench-edge bench-proxy bench-fleet bench-renewal bench-cli clean
 
 demo: setup
 	$(BIN)/linkcert demo
