@@ -216,7 +216,7 @@ def test_the_kind_migration_backfills_from_the_account(store: Store) -> None:
     config = alembic_config(store.url)
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0010")
+        command.downgrade(config, "0011")
     assert "kind" not in {c["name"] for c in inspect(store.engine).get_columns("api_tokens")}
     assert "web_sessions" not in inspect(store.engine).get_table_names()
     store.migrate()

@@ -4,8 +4,8 @@
 token), and a check keeps the kind and the account consistent from then on. `web_sessions`
 holds one row per logged-in browser, named by the hash of the id its cookie carries.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from alembic import op
 
 import linkcert.store.models
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
