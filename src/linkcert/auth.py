@@ -15,12 +15,14 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
 from linkcert.domains import NotFound, find_account
 from linkcert.store import ApiToken, Store, utcnow
+from linkcert.store.faults import classify
 
 TOKEN_PREFIX = "lct_"  # noqa: S105  (a marker, not a secret)
 TOKEN_PATTERN = re.compile(r"lct_[A-Za-z0-9_-]{43}")
@@ -122,11 +124,26 @@ def authenticate(store: Store, plain: str) -> Principal:
             raise AuthenticationError(
                 "revoked", f"This API token was revoked on {row.revoked_at:%Y-%m-%d}."
             )
-        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-            session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-        return Principal(
+        principal = Principal(
             account_id=row.account_id,
             is_operator=row.account_id is None,
             token_id=row.id,
             token_name=row.name,
         )
+        touch = row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION
+    if touch:
+        _touch(store, row.id, now)
+    return principal
+
+
+def _touch(store: Store, token_id: int, now: datetime) -> None:
+    """Note when a token was last used; a database that takes no writes (read-only, full,
+    locked) must not turn every read into an error, so then the note is skipped."""
+    try:
+        with store.session() as session:
+            session.execute(
+                update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+            )
+    except DBAPIError as exc:
+        if classify(exc) is None:
+            raise
