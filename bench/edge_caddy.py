@@ -30,7 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.edge_pki import BenchPki
-from bench.edge_proc import LOOPBACK, DeadPort, free_port, stop, wait_for_port
+from bench.edge_proc import LOOPBACK, DeadPort, stop, wait_for_port
+from linkcert.testbed.waiting import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The peer's configuration is shared with other benchmarks: used from where it lives, never copied.

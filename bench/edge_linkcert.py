@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.edge_pki import BenchPki
-from bench.edge_proc import LOOPBACK, free_port, stop, wait_for_port
+from bench.edge_proc import LOOPBACK, stop, wait_for_port
 from linkcert.edge import CertificateCache, Edge, EdgeSettings
 from linkcert.edge.certs import DEFAULT_MAX_CONTEXTS
 from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
+from linkcert.testbed.waiting import free_port
 from linkcert.tracking import Click, make_token, tracking_key_from_secret
 
 TRACKING_SECRET = "edge-bench-tracking-secret-" + "z" * 32

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from linkcert.testbed.waiting import free_port
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -29,13 +31,6 @@ def require_nginx() -> None:
     if os.environ.get("CI"):
         pytest.fail("nginx is required on CI: scripts/install-system-packages.sh installs it")
     pytest.skip("nginx is not installed (scripts/install-system-packages.sh installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # What the origin saw, one line per field: the tests read it back from the response body.
@@ -57,7 +52,14 @@ _ECHO = (
 )
 
 
-def nginx_config(prefix: Path, port: int, *, extra: str = "") -> str:
+def nginx_config(
+    prefix: Path, port: int, *, extra: str = "", tls: tuple[Path, Path] | None = None
+) -> str:
+    listen = f"listen 127.0.0.1:{port};"
+    if tls is not None:
+        listen = (
+            f"listen 127.0.0.1:{port} ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};"
+        )
     # Run as root (a test machine's CI), the workers would drop to "nobody", who cannot read
     # pytest's private temporary directory.
     user = "user root;" if os.geteuid() == 0 else ""
@@ -79,7 +81,7 @@ http {{
     keepalive_requests 10000;
     keepalive_timeout 75s;
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         root {prefix}/www;
         location = /echo {{
             default_type text/plain;
@@ -110,21 +112,25 @@ class NginxOrigin:
     port: int
     prefix: Path
 
+    tls: bool = False
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
 
 @contextlib.contextmanager
-def nginx_origin(tmp_path: Path, *, extra: str = "") -> Iterator[NginxOrigin]:
+def nginx_origin(
+    tmp_path: Path, *, extra: str = "", tls: tuple[Path, Path] | None = None
+) -> Iterator[NginxOrigin]:
     """nginx on a free loopback port, serving /echo, /connection, /track, /error and
-    /files/ (from `prefix/www/files`)."""
+    /files/ (from `prefix/www/files`); over TLS with `tls` (chain file, key file)."""
     require_nginx()
     prefix = tmp_path / "nginx"
     (prefix / "www" / "files").mkdir(parents=True)
     port = free_port()
     config = prefix / "nginx.conf"
-    config.write_text(nginx_config(prefix, port, extra=extra))
+    config.write_text(nginx_config(prefix, port, extra=extra, tls=tls))
     process = subprocess.Popen(
         [NGINX, "-c", str(config), "-p", str(prefix), "-e", str(prefix / "error.log")],
         stdout=subprocess.DEVNULL,
@@ -132,7 +138,7 @@ def nginx_origin(tmp_path: Path, *, extra: str = "") -> Iterator[NginxOrigin]:
     )
     try:
         _wait_for_port(port, process)
-        yield NginxOrigin(port, prefix)
+        yield NginxOrigin(port, prefix, tls is not None)
     finally:
         process.terminate()
         try:

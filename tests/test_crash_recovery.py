@@ -28,9 +28,10 @@ from linkcert.service.runtime import Runtime, SoleWorker
 from linkcert.states import DnsState, FailureClass
 from linkcert.store import AcmeAccount, Certificate, Domain, Event, Order, Store
 from linkcert.testbed.environment import settings_env
+from linkcert.testbed.waiting import wait_for_async
 from linkcert.worker import leases
 from linkcert.worker.lifecycle import DnsVerdict, IssuanceFailure, Worker
-from tests.e2e_support import Platform, start_platform, wait_for
+from tests.e2e_support import Platform, start_platform
 from tests.fleet_support import Process
 
 POLICY = NamePolicy(allow_test_domains=True)
@@ -77,7 +78,7 @@ async def test_kill_9_mid_wave_resumes_at_once_and_issues_each_certificate_once(
     first = Process("serve", env, tmp_path, "first")
     try:
         # One second into the wave: the first order placed, then a second more.
-        await wait_for(lambda: _count(store, Domain.lease_owner.is_not(None)) > 0, timeout=60)
+        await wait_for_async(lambda: _count(store, Domain.lease_owner.is_not(None)) > 0, timeout=60)
         await asyncio.sleep(1.0)
         first.kill()
     finally:
@@ -89,7 +90,9 @@ async def test_kill_9_mid_wave_resumes_at_once_and_issues_each_certificate_once(
     restarted_at = time.monotonic()
     second = Process("serve", env, tmp_path, "second")
     try:
-        await wait_for(lambda: _secured(store) == DOMAINS, timeout=RESTART_BOUND, interval=0.25)
+        await wait_for_async(
+            lambda: _secured(store) == DOMAINS, timeout=RESTART_BOUND, interval=0.25
+        )
         took = time.monotonic() - restarted_at
     finally:
         code = second.stop()

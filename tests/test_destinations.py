@@ -21,7 +21,7 @@ from linkcert.tracking import (
 )
 from linkcert.tracking.destinations import normalize_destination
 from tests.api_support import SETTINGS, bearer, client, make_world
-from tests.test_edge_support import get, running_edge
+from tests.edge_support import get, running_edge
 
 SECRET = "s" * 40
 KEY = tracking_key_from_secret(SECRET)

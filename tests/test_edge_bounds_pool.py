@@ -15,7 +15,8 @@ from pathlib import Path
 from linkcert.config import Settings
 from linkcert.store import Store
 from linkcert.testbed.environment import settings_env
-from tests.e2e_support import TRACKING_SECRET, free_port
+from linkcert.testbed.waiting import free_port
+from tests.e2e_support import TRACKING_SECRET
 from tests.fleet_support import Process, child_pids
 from tests.test_edge_processes import MASTER_KEY, PROCESSES, metrics_base_port
 

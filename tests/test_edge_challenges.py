@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Mapping
 
 from linkcert.edge import ChallengeBook
-from tests.test_edge_support import close_writer, exchange, get, read_response, running_edge
+from tests.edge_support import close_writer, exchange, get, read_response, running_edge
 
 PENDING = "new.shop.test"
 

@@ -13,13 +13,13 @@ from typing import Any
 from linkcert.edge import ProxySettings
 from linkcert.edge.proxy import EdgeMode
 from linkcert.edge.upstream import PoolSettings, parse_origin
+from tests.edge_support import EdgeUnderTest, TestAuthority, close_writer, running_edge
 from tests.proxy_support import (
     fault_origin,
     nginx_origin,
     read_reply,
     refused_origin,
 )
-from tests.test_edge_support import EdgeUnderTest, close_writer, running_edge
 
 DOMAIN = "links.shop.test"
 OTHER = "links.other.test"
@@ -488,3 +488,30 @@ async def test_per_origin_metrics(tmp_path: Path) -> None:
     assert f"linkcert_edge_origin_healthy{{{up}}} 1.0" in text
     assert f'linkcert_edge_origin_connections{{{up},state="idle"}} 1.0' in text
     assert f"linkcert_edge_origin_latency_seconds_count{{{up}}} 3.0" in text
+
+
+async def test_an_https_origin_is_verified_against_the_configured_bundle(tmp_path: Path) -> None:
+    authority = TestAuthority()
+    issued = authority.issue("tracker.internal")
+    chain, key, bundle = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    chain.write_bytes(issued.chain_pem)
+    key.write_bytes(issued.key_pem)
+    bundle.write_text(authority.root_pem)
+    other = tmp_path / "other-ca.pem"
+    other.write_text(TestAuthority().root_pem)
+    with nginx_origin(tmp_path, tls=(chain, key)) as nginx:
+        trusted = PoolSettings(ca_bundle=bundle, server_name="tracker.internal")
+        async with proxy_edge(nginx.url, pool=trusted) as env:
+            good = await one(env, request("/echo"), secure=True)
+        wrong_name = PoolSettings(ca_bundle=bundle, server_name="elsewhere.internal")
+        async with proxy_edge(nginx.url, pool=wrong_name) as env:
+            misnamed = await one(env, request("/echo"))
+        untrusted = PoolSettings(ca_bundle=other, server_name="tracker.internal")
+        async with proxy_edge(nginx.url, pool=untrusted) as env:
+            unknown_ca = await one(env, request("/echo"))
+            failures = origin_stats(env)[nginx.url].stats.failures
+    assert good.status == 200
+    assert good.fields["host"] == DOMAIN
+    assert good.fields["x-forwarded-proto"] == "https"
+    assert misnamed.status == unknown_ca.status == 502
+    assert failures["tls"] == 1

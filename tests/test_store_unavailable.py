@@ -64,9 +64,7 @@ def save(http: httpx.AsyncClient, world: World) -> Any:
 
 
 def read(http: httpx.AsyncClient, world: World) -> Any:
-    return http.get(
-        f"/api/v1/accounts/{world.a_id}/tracking-domain", headers=bearer(world.a_token)
-    )
+    return http.get(f"/api/v1/accounts/{world.a_id}/tracking-domain", headers=bearer(world.a_token))
 
 
 def assert_unavailable(response: httpx.Response, code: str, retry_after: str) -> None:

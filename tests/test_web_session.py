@@ -7,7 +7,6 @@ import pytest
 
 from linkcert.config import Settings
 from linkcert.keys import generate_master_key
-from linkcert.store import Store
 from linkcert.web.session import (
     SESSION_COOKIE,
     SessionSigner,
@@ -15,13 +14,8 @@ from linkcert.web.session import (
     open_session,
     seal_session,
 )
-from tests.api_support import World, app_for, bearer, client, make_world
+from tests.api_support import World, app_for, bearer, client
 from tests.web_support import BASE, SCRIPT, browser, csrf_of, log_in, page_csrf
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 @pytest.fixture

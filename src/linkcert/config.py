@@ -165,6 +165,10 @@ class Settings(BaseModel):
     edge_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
     edge_max_connections: int = Field(default=20_000, ge=0, le=10_000_000)
     edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
+    # Clicks: how long they are kept, and how often one address's repeats of one link count
+    click_retention_days: float = Field(default=90.0, ge=0)
+    click_repeat_limit: int = Field(default=20, ge=0, le=1_000_000)
+    click_repeat_window_seconds: float = Field(default=600.0, gt=0, le=86_400)
     # Secrets
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
@@ -219,7 +223,7 @@ class Settings(BaseModel):
     @field_validator("edge_upstreams")
     @classmethod
     def _check_upstreams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from linkcert.edge.upstream import parse_origin
+        from linkcert.origins import parse_origin
 
         return tuple(parse_origin(item).label for item in value)
 

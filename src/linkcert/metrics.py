@@ -103,6 +103,12 @@ STORE_UNAVAILABLE = Counter(
     registry=None,
 )
 
+CLICKS_PRUNED = Counter(
+    "linkcert_clicks_pruned",
+    "Clicks deleted by the workers once past click_retention_days.",
+    registry=None,
+)
+
 _FAILURE_CLASSES = frozenset(item.value for item in FailureClass)
 
 
@@ -142,6 +148,11 @@ def count_delivery(channel: str, outcome: str) -> None:
 def count_store_unavailable(code: str) -> None:
     """Call for each request refused because the database is read-only, full, locked or down."""
     STORE_UNAVAILABLE.labels(code).inc()
+
+
+def count_clicks_pruned(deleted: int) -> None:
+    if deleted:
+        CLICKS_PRUNED.inc(deleted)
 
 
 # --- the edge's totals --------------------------------------------------------------------
@@ -205,6 +216,12 @@ class EdgeCollector(Collector):
             "linkcert_edge_clicks_dropped",
             "Clicks that could not be recorded.",
             counters.clicks_dropped,
+        )
+        yield _counter(
+            "linkcert_edge_click_repeats_not_recorded",
+            "Clicks and opens answered but not recorded: one client address repeating one "
+            "link past click_repeat_limit within its window.",
+            counters.click_repeats_not_recorded,
         )
         yield _counter(
             "linkcert_edge_invalid_tokens",
@@ -341,6 +358,7 @@ for _collector in (
     NOTIFICATIONS,
     DELIVERY_ATTEMPTS,
     STORE_UNAVAILABLE,
+    CLICKS_PRUNED,
     _EDGE,
     _ORIGINS,
 ):

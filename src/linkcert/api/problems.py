@@ -41,6 +41,7 @@ TITLES: dict[str, str] = {
     "validation-error": "Invalid request",
     "invalid-domain": "Invalid domain name",
     "invalid-account": "Invalid account",
+    "invalid-upstreams": "Invalid origin address",
     "unknown-account": "Unknown account",
     "conflict": "Conflict",
     "domain-detached": "Domain detached",

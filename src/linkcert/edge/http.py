@@ -740,7 +740,9 @@ class HttpConnection(asyncio.Protocol):
         hub = self._hub
         hub.counters.requests += 1
         try:
-            result = hub.router.route(request.method, request.target, request.host, self._tls_name)
+            result = hub.router.route(
+                request.method, request.target, request.host, self._tls_name, self.address
+            )
         except Exception:
             logger.exception("unexpected error while answering a request")
             result = responses.INTERNAL_ERROR

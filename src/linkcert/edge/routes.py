@@ -27,6 +27,7 @@ from linkcert.tracking import (
     TrackingKeys,
     read_token,
 )
+from linkcert.tracking.repeats import RepeatLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,10 @@ class Router:
         challenge_lookup: ChallengeSource,
         challenge_timeout: float,
         counters: EdgeCounters,
+        repeats: RepeatLimiter | None = None,
     ) -> None:
         self._keys = TrackingKeys.of(tracking_key)
+        self._repeats = repeats
         self._recorder = recorder
         self._challenge_lookup = challenge_lookup
         self._challenge_timeout = challenge_timeout
@@ -74,12 +77,18 @@ class Router:
         self._verified: dict[tuple[str, bytes], tuple[TrackedLink, Response]] = {}
 
     def route(
-        self, method: bytes, target: bytes, host: str | None, tls_name: str | None
+        self,
+        method: bytes,
+        target: bytes,
+        host: str | None,
+        tls_name: str | None,
+        client: str | None = None,
     ) -> RouteResult:
         """Answer one request.
 
         `host` is the request's host name (lowercase, no port) or None; `tls_name` is the SNI
-        name on HTTPS and None on plain HTTP. `target` is the raw request target.
+        name on HTTPS and None on plain HTTP. `target` is the raw request target. `client` is
+        the client's address as the edge counts it (see http.address_key), or None.
         """
         if not target.startswith(b"/"):
             target, host = _split_absolute_form(target, host)
@@ -100,9 +109,9 @@ class Router:
             return responses.MISDIRECTED
 
         if path.startswith(_CLICK_PREFIX):
-            return self._tracked(path[3:], host, method, is_open=False)
+            return self._tracked(path[3:], host, method, client, is_open=False)
         if path.startswith(_OPEN_PREFIX):
-            return self._tracked(path[3:], host, method, is_open=True)
+            return self._tracked(path[3:], host, method, client, is_open=True)
         if path == _HEALTH_PATH:
             return responses.HEALTHY
         token = path[len(_CHALLENGE_PREFIX) :]
@@ -119,7 +128,9 @@ class Router:
             return self._key_authorization(found)
         return self._challenge(found)
 
-    def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
+    def _tracked(
+        self, token: bytes, host: str | None, method: bytes, client: str | None, *, is_open: bool
+    ) -> Response:
         if host is None:
             return responses.MISSING_HOST
         try:
@@ -130,7 +141,10 @@ class Router:
                 self._counters.retired_key_tokens += 1
             return responses.LINK_NOT_VALID
         # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
-        if method == b"GET":
+        repeats = self._repeats
+        if method == b"GET" and (
+            repeats is None or client is None or repeats.allow((client, host, token, is_open))
+        ):
             kind: TrackedKind = "open" if is_open else "click"
             recorded = self._recorder.record(Click(host, link.link_id, kind, datetime.now(UTC)))
             if not recorded:
@@ -139,6 +153,8 @@ class Router:
                 self._counters.opens_recorded += 1
             else:
                 self._counters.clicks_recorded += 1
+        elif method == b"GET":
+            self._counters.click_repeats_not_recorded += 1
         if is_open:
             return responses.OPEN_PIXEL
         return redirect

@@ -20,6 +20,7 @@ from linkcert.edge.proxy import AccountUpstreams, ProxyRoutes, ProxySettings
 from linkcert.edge.routes import ChallengeSource, Router
 from linkcert.edge.tls import SniSelector
 from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
+from linkcert.tracking.repeats import RepeatLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class EdgeSettings:
     shutdown_timeout: float = 10.0
     sweep_interval: float = 1.0  # how often deadlines are checked: the timeouts' resolution
     click_batch_size: int = 500
+    # Recordings of one link from one client address within click_repeat_window seconds; past
+    # it the link is still answered, not recorded. 0: no limit.
+    click_repeat_limit: int = 0
+    click_repeat_window: float = 600.0
     click_batch_delay: float = 1.0
     max_pending_clicks: int = 100_000
     click_retry_initial: float = 0.5
@@ -109,6 +114,11 @@ class Edge:
             challenge_lookup=challenge_lookup,
             challenge_timeout=settings.challenge_timeout,
             counters=self.counters,
+            repeats=(
+                RepeatLimiter(settings.click_repeat_limit, settings.click_repeat_window)
+                if settings.click_repeat_limit
+                else None
+            ),
         )
         self.proxy: ProxyRoutes | None = None
         proxy_settings = settings.proxy

@@ -22,7 +22,8 @@ from linkcert.edge.certs import CertificateCache
 from linkcert.edge.challenges import ChallengeBook
 from linkcert.keys import DecryptionError, MasterKeys
 from linkcert.keystore import cert_key_context
-from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
+from linkcert.origins import OriginSpec, parse_origin
+from linkcert.store import Account, Certificate, Challenge, Domain, Order, Store, utcnow
 from linkcert.store import Click as ClickRow
 from linkcert.store.signals import CERTIFICATES, CHALLENGES, listen
 from linkcert.tracking import Click
@@ -60,6 +61,37 @@ class StoreFeeds:
         self.challenges = ChallengeBook(self.read_challenges)
         self._challenge_threads: ThreadPoolExecutor | None = None
         self._refreshing: set[asyncio.Task[None]] = set()
+        # Proxy mode: names whose account has origins of its own (few), refreshed with every
+        # full pass. Read by the edge through `upstreams_of`.
+        self.upstreams: dict[str, tuple[OriginSpec, ...]] = {}
+
+    def upstreams_of(self, name: str) -> tuple[OriginSpec, ...] | None:
+        return self.upstreams.get(name)
+
+    def _account_upstreams(self) -> dict[str, tuple[OriginSpec, ...]]:
+        """Every domain of an account that has its own origins, with them, in a thread."""
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Domain.name, Account.upstreams)
+                .join(Account, Domain.account_id == Account.id)
+                .where(Account.upstreams.is_not(None))
+            ).all()
+        found: dict[str, tuple[OriginSpec, ...]] = {}
+        for name, upstreams in rows:
+            try:
+                specs = tuple(parse_origin(item) for item in upstreams or ())
+            except (TypeError, ValueError) as exc:
+                log.error("account origins of %s cannot be used: %s", name, exc)
+                continue
+            if specs:
+                found[name] = specs
+        return found
+
+    def _read_all(
+        self, known: dict[str, int | None]
+    ) -> tuple[list[_Loaded], list[str], dict[str, tuple[OriginSpec, ...]]]:
+        loaded, removed = self._changes(known)
+        return loaded, removed, self._account_upstreams()
 
     # --- certificates ------------------------------------------------------------------------
 
@@ -121,13 +153,15 @@ class StoreFeeds:
 
     async def sync(self) -> SyncResult:
         """Make the cache hold exactly what the store says should be served now."""
-        loaded, removed = await asyncio.to_thread(self._changes, self._known())
+        loaded, removed, upstreams = await asyncio.to_thread(self._read_all, self._known())
+        self.upstreams = upstreams
         return self._apply(loaded, removed)
 
     def sync_here(self) -> SyncResult:
         """`sync()` in the calling thread, for a process with no event loop: the edge pool's
         parent loads the cache this way before it forks its workers."""
-        return self._apply(*self._changes(self._known()))
+        loaded, removed, self.upstreams = self._read_all(self._known())
+        return self._apply(loaded, removed)
 
     def cursor(self) -> int:
         """The newest certificate the cache holds: where an incremental pass starts from."""

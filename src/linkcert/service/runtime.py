@@ -41,6 +41,7 @@ from linkcert.tracking import TrackingKeys
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
 from linkcert.worker.ratelimit import rate_limiter_for
+from linkcert.worker.retention import keep_clicks_pruned
 
 log = logging.getLogger("linkcert")
 
@@ -180,6 +181,8 @@ def edge_settings(
         idle_timeout=settings.edge_idle_timeout,
         max_connections=connection_budget(settings.edge_max_connections, open_files),
         max_connections_per_address=settings.edge_max_connections_per_address,
+        click_repeat_limit=settings.click_repeat_limit,
+        click_repeat_window=settings.click_repeat_window_seconds,
         proxy=proxy,
     )
     if proxy is None:
@@ -261,6 +264,7 @@ class Runtime:
             certificates=self.cache,
             challenge_lookup=self.feeds.challenges,
             click_sink=self.feeds.save_clicks,
+            account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
         await self.edge.start()
@@ -348,6 +352,10 @@ class Runtime:
         # Alerts: send what the worker recorded, and warn of certificates near their end.
         self._spawn(run_deliveries(self.store, self.settings, self.stop_event))
         self._spawn(watch_expiry(self.store, self.settings, self.stop_event))
+        # Clicks past their retention, deleted in batches.
+        self._spawn(
+            keep_clicks_pruned(self.store, self.settings.click_retention_days, self.stop_event)
+        )
 
     async def _start_api(self) -> None:
         from linkcert.api import create_app

@@ -66,6 +66,9 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     contact_emails: Mapped[list[Any]] = mapped_column(default=list)
+    # Proxy mode: this account's own origins (`http(s)://HOST:PORT`), for platforms with
+    # regional trackers; None: the edge's `edge_upstreams`. Set by operators only.
+    upstreams: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     tracking_domain_id: Mapped[int | None] = mapped_column(
         ForeignKey("domains.id", use_alter=True, name="fk_accounts_tracking_domain"),
     )
