@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from linkcert.domains import AccountSummary, DomainStatus
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
 from linkcert.store import ApiToken, utcnow
+from linkcert.store.models import OPERATOR_TOKEN
 
 # Ids are 32-bit integer columns; a larger number could only fail in the database.
 MAX_ID = 2_147_483_647
@@ -160,7 +161,7 @@ class TokenOut(BaseModel):
             name=row.name,
             prefix=row.prefix,
             account_id=row.account_id,
-            operator=row.account_id is None,
+            operator=row.kind == OPERATOR_TOKEN,
             created_at=row.created_at,
             last_used_at=row.last_used_at,
             revoked_at=row.revoked_at,

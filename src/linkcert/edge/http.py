@@ -276,7 +276,9 @@ class HttpConnection(asyncio.Protocol):
         self._become_idle()
         if self._secure:
             self._tls = TlsSession(hub.tls_context)
-        self.deadline = hub.now + hub.limits.first_byte_timeout
+        # The coarse clock may be a sweep old: a new connection's first deadline, the shortest
+        # one, is counted from the true time, so that it never gets less than its limit.
+        self.deadline = asyncio.get_running_loop().time() + hub.limits.first_byte_timeout
 
     def _become_idle(self) -> None:
         hub = self._hub

@@ -15,6 +15,7 @@ from linkcert.store.models import (
     Link,
     Order,
     TicketKey,
+    WebSession,
     utcnow,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "Store",
     "StoreError",
     "TicketKey",
+    "WebSession",
     "utcnow",
 ]

@@ -75,7 +75,7 @@ WebDep = Annotated[WebContext, Depends(get_web)]
 
 
 def current_visitor(request: Request, web: WebDep) -> Visitor:
-    session = open_session(web.signer, request.cookies.get(SESSION_COOKIE))
+    session = open_session(web.signer, web.api.store, request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise LoginRequired()
     principal = principal_for(web.api.store, session)
