@@ -23,6 +23,7 @@ from sqlalchemy import event, text
 from linkcert.api import create_app
 from linkcert.store import Store
 from linkcert.store.faults import classify
+from linkcert.web import create_app as create_app_with_pages
 from tests.api_support import (
     PROBLEM_JSON,
     PROBLEMS,
@@ -181,7 +182,7 @@ async def test_a_postgresql_that_is_down_is_503_unreachable(tmp_path: Path) -> N
 
 async def test_the_pages_say_it_in_words(tmp_path: Path) -> None:
     world, _ = sqlite_world(tmp_path)
-    app = create_app(world.store, SETTINGS, rate_limit=None)
+    app = create_app_with_pages(world.store, SETTINGS, rate_limit=None)
     async with browser(app) as page:
         await log_in(page, world.a_token)
         form = await page.get("/account")
