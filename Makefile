@@ -12,6 +12,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 setup: system-packages $(VENV)/.installed
@@ -35,6 +36,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # linkcert's edge side by side with Caddy (needs Debian's caddy and wrk); see bench/RESULTS.md.
 # BENCH_EDGE_ARGS=--with-haproxy adds HAProxy (Debian's haproxy) as a third side.

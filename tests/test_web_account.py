@@ -6,7 +6,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from linkcert.api import create_app
 from linkcert.auth import create_token
 from linkcert.brand import list_brand_requests
 from linkcert.config import Settings
@@ -18,6 +17,7 @@ from linkcert.domains import (
 )
 from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
+from linkcert.web import create_app
 from tests.api_support import World
 from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
 

@@ -9,6 +9,7 @@ here writes to the store and returns at once; the worker does the rest.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,13 +17,17 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from linkcert.config import Settings
 from linkcert.domains import Conflict, NotFound, claim_domain, find_account, record_event
 from linkcert.keys import MasterKeys
 from linkcert.names import NamePolicy, validate
+from linkcert.notify import NotificationKind, emit
 from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
 from linkcert.states import CertState
 from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
 from linkcert.uploads import CheckedUpload, store_upload
+
+log = logging.getLogger("linkcert.notify")
 
 MAX_NOTE_CHARS = 1000
 
@@ -163,6 +168,36 @@ def request_brand_domain(
         session.add(row)
         session.flush()
         return _view(session, row)
+
+
+def notify_brand_request(store: Store, settings: Settings, request: BrandRequestView) -> None:
+    """A new brand link tracking domain request waits for the deliverability team.
+
+    The alert goes out through the delivery loop (email to `deliverability_email`, or the
+    operators' address, and the webhooks).
+    """
+    try:
+        with store.session() as session:
+            emit(
+                session,
+                NotificationKind.BRAND_REQUESTED,
+                request.domain,
+                message=(
+                    f"Account {request.account!r} asks for the brand link tracking domain "
+                    f"{request.domain} (request {request.id})."
+                ),
+                details={"request_id": request.id, "account": request.account},
+                settings=settings,
+            )
+        if not (settings.deliverability_email or settings.operator_email):
+            log.warning(
+                "brand domain request %d (%s) waits in the queue; no deliverability_email "
+                "or operator_email is configured to tell",
+                request.id,
+                request.domain,
+            )
+    except Exception:  # a failing notice never undoes the stored request
+        log.exception("could not record the notice of brand domain request %d", request.id)
 
 
 def list_brand_requests(

@@ -251,8 +251,8 @@ class Settings(BaseModel):
     @field_validator("acme_rate_limits", mode="before")
     @classmethod
     def _check_rate_limits(cls, value: object) -> object:
-        # Imported here: the worker's modules load the database layer, which settings must not.
-        from linkcert.worker.ratelimit import parse_rate_limits
+        # Imported here, as it is needed only when the setting is given.
+        from linkcert.ca_limits import parse_rate_limits
 
         # Checked before the type, so that a table entry written as a number gets this
         # message rather than one per member of the union.

@@ -30,6 +30,7 @@ from linkcert.brand import (
     brand_request,
     complete_with_upload,
     list_brand_requests,
+    notify_brand_request,
     reject_brand_request,
     request_brand_domain,
     request_domain_name,
@@ -38,7 +39,6 @@ from linkcert.domains import Conflict, NotFound
 from linkcert.keys import MasterKeyError, MasterKeys
 from linkcert.names import DomainNameError
 from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload
-from linkcert.web.hooks import notify_brand_request
 
 router = APIRouter(tags=["brand link tracking domains"])
 
