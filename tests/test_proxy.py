@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,7 @@ async def test_a_down_origin_is_skipped_and_left_out(tmp_path: Path) -> None:
             stats = origin_stats(env)
             assert stats[down].stats.failures["refused"] >= 1
             assert stats[down].stats.failures["refused"] <= 2  # then left out for a while
-            assert not stats[down].healthy(asyncio.get_running_loop().time())
+            assert not stats[down].healthy(time.monotonic())
     assert [reply.status for reply in replies] == [302] * 6
 
 
@@ -515,3 +516,34 @@ async def test_an_https_origin_is_verified_against_the_configured_bundle(tmp_pat
     assert good.fields["x-forwarded-proto"] == "https"
     assert misnamed.status == unknown_ca.status == 502
     assert failures["tls"] == 1
+
+
+async def test_a_get_on_a_pooled_connection_the_origin_dropped_is_sent_again() -> None:
+    async with fault_origin() as origin, proxy_edge(origin.url) as env:
+        first = await one(env, request("/once-a"))
+        second = await one(env, request("/once-b"))  # the pooled connection: reset
+        posted = await one(env, request("/once-c", method="POST", extra="Content-Length: 0\r\n"))
+        again = await one(env, request("/once-d"))
+        stats = origin_stats(env)[origin.url].stats
+    assert (first.status, second.status) == (200, 200)
+    # A POST is never sent twice: the reset reaches the client as a 502.
+    assert posted.status == 502
+    assert again.status == 200
+    assert [seen.target for seen in origin.requests] == [
+        "/once-a",
+        "/once-b",
+        "/once-b",
+        "/once-c",
+        "/once-d",
+    ]
+    assert stats.retries == 1
+    # Connections the origin dropped while idle say nothing of its health.
+    assert stats.failures["stale_connection"] == 2
+    assert stats.failures["reset"] == 0
+
+
+async def test_an_empty_post_keeps_its_content_length() -> None:
+    async with fault_origin() as origin, proxy_edge(origin.url) as env:
+        reply = await one(env, request("/form", method="POST", extra="Content-Length: 0\r\n"))
+    assert reply.status == 200
+    assert origin.requests[0].header("content-length") == "0"

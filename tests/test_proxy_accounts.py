@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from linkcert.api import create_app
 from linkcert.config import Settings
 from linkcert.domains import set_account_upstreams
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ProxySettings
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.origins import parse_origin
 from linkcert.service.feeds import StoreFeeds
+from linkcert.web import create_app
 from tests.api_support import World
 from tests.edge_support import TestAuthority, close_writer
 from tests.proxy_support import fault_origin, read_reply

@@ -17,13 +17,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from linkcert.certificates import install_certificate
 from linkcert.config import Settings
 from linkcert.domains import Conflict, NotFound, claim_domain, find_account, record_event
 from linkcert.keys import MasterKeys
 from linkcert.names import NamePolicy, validate
 from linkcert.notify import NotificationKind, emit
+from linkcert.notify.outbox import Notifier
 from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
-from linkcert.states import CertState
 from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
 from linkcert.uploads import CheckedUpload, store_upload
 
@@ -291,31 +292,31 @@ def complete_with_upload(
     request_id: int,
     upload: CheckedUpload,
     decided_by: str,
+    notifier: Notifier | None = None,
 ) -> BrandRequestView:
     """Serve an uploaded certificate (checked with `uploads.check_upload`) on the domain.
 
-    The domain is then secured at once. The worker still looks after it: it checks the
-    domain's DNS, and when a third of the certificate's lifetime remains it tries to renew it
-    over ACME like any other domain, so an upload that is not replaced in time shows up as
-    expiring (and, if ACME cannot take over, failing) like every other certificate.
+    It is installed like a certificate issued over ACME (`install_certificate`): the edges are
+    told at once, the customer is told the domain is secured, the counter and the timeline
+    record it. The worker still looks after the domain: it checks its DNS, and at the stored
+    renewal time (when about a third of the lifetime remains) it tries to renew it over ACME
+    like any other domain, so an upload that is not replaced in time shows up as expiring
+    (and, if ACME cannot take over, failing) like every other certificate.
     """
     with store.session() as session:
         row = _get(session, request_id)
         _require(row, UPLOADABLE, "completed with a certificate")
         domain = _brand_domain(session, row)
         certificate = store_upload(session, keys, domain, upload)
-        domain.current_certificate_id = certificate.id
-        domain.cert_state = CertState.ACTIVE
-        domain.problems = []
-        domain.failure_class = None
         _decide(row, BrandRequestStatus.UPLOADED, decided_by)
-        record_event(
+        install_certificate(
             session,
             domain,
-            "certificate_uploaded",
-            f"A certificate issued by {certificate.issuer} was uploaded by {row.decided_by}; "
-            f"valid until {certificate.not_after:%Y-%m-%d %H:%M} UTC.",
+            certificate,
+            notifier=notifier,
+            event="certificate_uploaded",
+            message=f"A certificate issued by {certificate.issuer} was uploaded by "
+            f"{row.decided_by}; valid until {certificate.not_after:%Y-%m-%d %H:%M} UTC.",
             request_id=row.id,
-            serial=certificate.serial,
         )
         return _view(session, row)

@@ -280,7 +280,7 @@ class OriginCollector(Collector):
         failures = CounterMetricFamily(
             "linkcert_edge_origin_failures",
             "Failed attempts by origin and reason (refused, reset, timeout, connect_timeout, "
-            "busy, tls, bad_response, 5xx).",
+            "tls, bad_response, 5xx; busy and stale_connection do not count against health).",
             labels=["origin", "reason"],
         )
         retries = CounterMetricFamily(

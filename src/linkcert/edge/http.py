@@ -645,6 +645,8 @@ class HttpConnection(asyncio.Protocol):
         self._hub.counters.proxied_requests += 1
         if self._waiting is None and not self._queue and self._proxy is None:
             self._proxy = exchange
+            if self._write_paused:
+                exchange.client_paused()
             exchange.start()
         else:
             self._queue.append(exchange)
@@ -725,6 +727,8 @@ class HttpConnection(asyncio.Protocol):
                 self._finish(queued)
             elif isinstance(queued, Exchange):
                 self._proxy = queued
+                if self._write_paused:
+                    queued.client_paused()
                 queued.start()
             else:
                 self._answer(queued)
