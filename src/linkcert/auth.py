@@ -15,12 +15,14 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
 from linkcert.domains import NotFound, find_account
 from linkcert.store import ApiToken, Store, utcnow
+from linkcert.store.faults import classify
 from linkcert.store.models import ACCOUNT_TOKEN, OPERATOR_TOKEN
 
 TOKEN_PREFIX = "lct_"  # noqa: S105  (a marker, not a secret)
@@ -127,9 +129,23 @@ def authenticate(store: Store, plain: str) -> Principal:
         principal = principal_of(row)
         if principal is None:
             raise AuthenticationError("unknown", "This API token is not known.")
-        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-            session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-        return principal
+        touch = row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION
+    if touch:
+        _touch(store, row.id, now)
+    return principal
+
+
+def _touch(store: Store, token_id: int, now: datetime) -> None:
+    """Note when a token was last used; a database that takes no writes (read-only, full,
+    locked) must not turn every read into an error, so then the note is skipped."""
+    try:
+        with store.session() as session:
+            session.execute(
+                update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+            )
+    except DBAPIError as exc:
+        if classify(exc) is None:
+            raise
 
 
 def principal_of(row: ApiToken) -> Principal | None:
