@@ -547,3 +547,22 @@ async def test_an_empty_post_keeps_its_content_length() -> None:
         reply = await one(env, request("/form", method="POST", extra="Content-Length: 0\r\n"))
     assert reply.status == 200
     assert origin.requests[0].header("content-length") == "0"
+
+
+async def test_an_answer_that_is_not_http_gives_502() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\nhi")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with proxy_edge(f"http://127.0.0.1:{port}") as env:
+            reply = await one(env, request("/x", method="DELETE"))
+            failures = origin_stats(env)[f"http://127.0.0.1:{port}"].stats.failures
+    finally:
+        server.close()
+    assert reply.status == 502
+    assert failures["bad_response"] == 1

@@ -553,6 +553,7 @@ class Exchange:
         if self._phase == 2:
             self._deadline = self._loop.time() + self._routes.settings.idle_timeout
         self._out = []
+        sent_before = self._sent_to_client
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -560,10 +561,12 @@ class Exchange:
                 self._complete_pending = True
             else:
                 self._out = None
+                self._sent_to_client = sent_before  # a head read in this piece was not sent
                 self._broken(exc)
                 return
         except httptools.HttpParserError as exc:
             self._out = None
+            self._sent_to_client = sent_before
             self._broken(exc)
             return
         out = self._out
