@@ -186,6 +186,8 @@ class Settings(BaseModel):
     expiry_warning_days: float = Field(default=7.0, gt=0, le=60)
     operator_email: str | None = None
     deliverability_email: str | None = None  # brand domain requests; operator_email if unset
+    # Brand domain requests one account may have waiting at once (each emails the team).
+    brand_requests_open_max: int = Field(default=5, ge=1, le=1000)
     smtp_host: str | None = None  # no email alerts without it
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str | None = None
