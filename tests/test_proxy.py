@@ -14,6 +14,7 @@ from typing import Any
 from linkcert.edge import ProxySettings
 from linkcert.edge.proxy import EdgeMode
 from linkcert.edge.upstream import PoolSettings, parse_origin
+from linkcert.testbed.waiting import wait_for_async
 from tests.edge_support import EdgeUnderTest, TestAuthority, close_writer, running_edge
 from tests.proxy_support import (
     fault_origin,
@@ -566,3 +567,16 @@ async def test_an_answer_that_is_not_http_gives_502() -> None:
         server.close()
     assert reply.status == 502
     assert failures["bad_response"] == 1
+
+
+async def test_an_idle_origin_connection_is_closed_after_the_keepalive_timeout(
+    tmp_path: Path,
+) -> None:
+    with nginx_origin(tmp_path) as nginx:
+        pool = PoolSettings(keepalive_timeout=0.2)
+        async with proxy_edge(nginx.url, pool=pool) as env:
+            await one(env, request("/track"))
+            origin = origin_stats(env)[nginx.url]
+            await wait_for_async(lambda: origin.open == 0, "the idle connection closed")
+            assert origin.idle == 0
+            assert (await one(env, request("/track"))).status == 302
