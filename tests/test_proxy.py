@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from linkcert.edge import ProxySettings
 from linkcert.edge.proxy import EdgeMode
 from linkcert.edge.upstream import PoolSettings, parse_origin
@@ -70,6 +72,7 @@ def origin_stats(env: EdgeUnderTest) -> dict[str, Any]:
 # --- what the origin receives ------------------------------------------------------------------
 
 
+@pytest.mark.nginx
 async def test_the_origin_gets_host_forwarding_fields_and_via_and_no_hop_by_hop(
     tmp_path: Path,
 ) -> None:
@@ -107,6 +110,7 @@ async def test_the_origin_gets_host_forwarding_fields_and_via_and_no_hop_by_hop(
     ) is not None and reply.header("server").startswith("nginx")
 
 
+@pytest.mark.nginx
 async def test_a_trusted_proxys_forwarding_fields_are_kept_and_extended(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url, trusted_proxies=("127.0.0.0/8",)) as env:
@@ -125,6 +129,7 @@ async def test_a_trusted_proxys_forwarding_fields_are_kept_and_extended(tmp_path
     assert seen["x-real-ip"] == "203.0.113.7"
 
 
+@pytest.mark.nginx
 async def test_an_untrusted_peer_is_not_a_trusted_proxy(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url, trusted_proxies=("10.0.0.0/8",)) as env:
@@ -132,6 +137,7 @@ async def test_an_untrusted_peer_is_not_a_trusted_proxy(tmp_path: Path) -> None:
     assert reply.fields["x-forwarded-for"] == "127.0.0.1"
 
 
+@pytest.mark.nginx
 async def test_a_redirect_from_the_origin_reaches_the_client_as_sent(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url) as env:
@@ -144,6 +150,7 @@ async def test_a_redirect_from_the_origin_reaches_the_client_as_sent(tmp_path: P
 # --- bodies, streamed --------------------------------------------------------------------------
 
 
+@pytest.mark.nginx
 async def test_a_10_mb_response_streams_through(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         payload = os.urandom(10 * 1024 * 1024)
@@ -249,6 +256,7 @@ async def test_headers_and_request_line_over_their_limits_get_431_and_414() -> N
 # --- keep-alive to the origin --------------------------------------------------------------
 
 
+@pytest.mark.nginx
 async def test_origin_connections_are_reused(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url) as env:
@@ -268,6 +276,7 @@ async def test_origin_connections_are_reused(tmp_path: Path) -> None:
     assert len(seen) == 1
 
 
+@pytest.mark.nginx
 async def test_the_pool_is_bounded_and_requests_wait_for_a_connection(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url, pool=PoolSettings(max_connections=2)) as env:
@@ -281,6 +290,7 @@ async def test_the_pool_is_bounded_and_requests_wait_for_a_connection(tmp_path: 
 # --- failures ------------------------------------------------------------------------------
 
 
+@pytest.mark.nginx
 async def test_a_down_origin_is_skipped_and_left_out(tmp_path: Path) -> None:
     down = refused_origin()
     with nginx_origin(tmp_path) as nginx:
@@ -339,6 +349,7 @@ async def test_a_get_that_times_out_is_tried_once_on_the_other_origin() -> None:
     assert len(slow.requests) == len(fine.requests) == 1
 
 
+@pytest.mark.nginx
 async def test_consecutive_5xx_take_an_origin_out(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with fault_origin() as failing:
@@ -425,6 +436,7 @@ async def test_an_account_of_its_own_origins_gets_its_names_relayed_there() -> N
     assert theirs.header("x-origin-port") == str(default.port)
 
 
+@pytest.mark.nginx
 async def test_head_and_pipelined_requests_keep_their_order(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url) as env:
@@ -466,6 +478,7 @@ async def test_http_1_0_clients_get_a_close_delimited_body_when_the_length_is_un
     assert b"Connection: close" in head
 
 
+@pytest.mark.nginx
 async def test_per_origin_metrics(tmp_path: Path) -> None:
     from prometheus_client import generate_latest
 
@@ -492,6 +505,7 @@ async def test_per_origin_metrics(tmp_path: Path) -> None:
     assert f"linkcert_edge_origin_latency_seconds_count{{{up}}} 3.0" in text
 
 
+@pytest.mark.nginx
 async def test_an_https_origin_is_verified_against_the_configured_bundle(tmp_path: Path) -> None:
     authority = TestAuthority()
     issued = authority.issue("tracker.internal")
@@ -569,6 +583,7 @@ async def test_an_answer_that_is_not_http_gives_502() -> None:
     assert failures["bad_response"] == 1
 
 
+@pytest.mark.nginx
 async def test_an_idle_origin_connection_is_closed_after_the_keepalive_timeout(
     tmp_path: Path,
 ) -> None:
