@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -595,3 +596,29 @@ async def test_an_idle_origin_connection_is_closed_after_the_keepalive_timeout(
             await wait_for_async(lambda: origin.open == 0, "the idle connection closed")
             assert origin.idle == 0
             assert (await one(env, request("/track"))).status == 302
+
+
+async def test_an_origin_that_never_accepts_gives_504_after_the_connect_timeout() -> None:
+    # A listener whose accept queue is full: the kernel drops further connection attempts, so
+    # connecting neither succeeds nor fails, as with a host that has gone silent.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        url = f"http://127.0.0.1:{port}"
+        async with proxy_edge(url, pool=PoolSettings(connect_timeout=0.3)) as env:
+            reply = await one(env, request("/track"))
+            failures = origin_stats(env)[url].stats.failures
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert reply.status == 504
+    assert failures["connect_timeout"] == 1
