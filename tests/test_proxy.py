@@ -622,3 +622,37 @@ async def test_an_origin_that_never_accepts_gives_504_after_the_connect_timeout(
         listener.close()
     assert reply.status == 504
     assert failures["connect_timeout"] == 1
+
+
+@pytest.mark.nginx
+async def test_a_client_that_stops_reading_pauses_the_origin(tmp_path: Path) -> None:
+    """Streaming, not buffering: a client that reads nothing makes the edge stop reading the
+    origin, with little of the 40 MB held in the edge."""
+    with nginx_origin(tmp_path) as nginx:
+        (nginx.prefix / "www" / "files" / "huge.bin").write_bytes(b"z" * (40 * 1024 * 1024))
+        async with proxy_edge(nginx.url) as env:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            sock.connect(("127.0.0.1", env.http_port))
+            _reader, writer = await asyncio.open_connection(sock=sock)
+            try:
+                writer.write(request("/files/huge.bin"))
+                await writer.drain()
+                hub = env.edge._hub
+                connection = await wait_for_async(
+                    lambda: next((c for c in hub.connections if c._proxy is not None), None),
+                    "the request being relayed",
+                )
+                assert connection is not None
+                exchange = connection._proxy
+                assert exchange is not None
+
+                def origin_paused() -> bool:
+                    upstream = exchange._connection
+                    return upstream is not None and not upstream.transport.is_reading()  # type: ignore[union-attr]
+
+                await wait_for_async(origin_paused, "the origin connection paused")
+                held = connection._transport.get_write_buffer_size()  # type: ignore[union-attr]
+                assert held < 1024 * 1024
+            finally:
+                writer.transport.abort()
