@@ -146,6 +146,8 @@ def nginx_origin(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -185,6 +187,7 @@ class FaultOrigin:
     - `/slow`: never answers; `/reset`: resets the connection without answering;
     - `/endless`: a chunked response that never ends (64 KiB chunks as fast as the edge reads);
     - `/early`: answers 200 at once without reading the body, then closes;
+    - `/once...`: answered as the first request of a connection, reset as a later one;
     - anything else: 200 with the body it received.
     """
 
@@ -203,6 +206,7 @@ class FaultOrigin:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self.open_connections += 1
+        answered = 0
         try:
             while True:
                 try:
@@ -214,6 +218,11 @@ class FaultOrigin:
                 except (asyncio.IncompleteReadError, ValueError, ConnectionError):
                     return  # the edge gave up on this request midway
                 self.requests.append(request)
+                if answered and request.target.startswith("/once"):
+                    # As an origin that had just closed an idle keep-alive connection: reset.
+                    _reset(writer)
+                    return
+                answered += 1
                 if not await self._answer(request, writer):
                     return
         finally:
@@ -226,11 +235,7 @@ class FaultOrigin:
             await asyncio.sleep(3600)
             return False
         if path == "/reset":
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-            )
-            writer.transport.abort()
+            _reset(writer)
             return False
         if path == "/endless":
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -252,6 +257,13 @@ class FaultOrigin:
         )
         await writer.drain()
         return path != "/early"
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    linger_zero = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # close sends RST
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+    writer.transport.abort()
 
 
 async def _read_request(reader: asyncio.StreamReader, raw_head: bytes) -> SeenRequest:

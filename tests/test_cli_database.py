@@ -168,3 +168,14 @@ def test_link_create_carries_data(env: dict[str, str], tmp_path: Path) -> None:
     )
     assert code != 0 and out == ""
     assert "255" in err and "Traceback" not in err
+
+
+def test_an_absolute_sqlite_path_is_shown_as_configured() -> None:
+    from linkcert.config import mask_url_password
+
+    assert mask_url_password("sqlite:////var/lib/linkcert/db.sqlite3") == (
+        "sqlite:////var/lib/linkcert/db.sqlite3"
+    )
+    assert mask_url_password("postgresql://lc:secret@db:5432/lc") == (
+        "postgresql://lc:********@db:5432/lc"
+    )

@@ -68,7 +68,7 @@ def test_idle_connections_are_closed_by_the_first_byte_limit_while_clients_are_s
             "http_listen": f"127.0.0.1:{http_port}",
             "https_listen": f"127.0.0.1:{https_port}",
             "metrics_listen": f"127.0.0.1:{metrics_port}",
-            "edge_first_byte_timeout": 1.0,
+            "edge_first_byte_timeout": 2.0,
         }
     )
     store = Store(settings.effective_database_url)

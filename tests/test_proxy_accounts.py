@@ -4,17 +4,27 @@ console, fed to the edge, and used for that account's names only."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 
-from linkcert.api import create_app
+import pytest
+from sqlalchemy import select
+
 from linkcert.config import Settings
 from linkcert.domains import set_account_upstreams
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ProxySettings
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.origins import parse_origin
 from linkcert.service.feeds import StoreFeeds
+from linkcert.service.roles import Roles
+from linkcert.service.runtime import Runtime
+from linkcert.store import Domain
+from linkcert.uploads import check_upload, store_upload
+from linkcert.web import create_app
 from tests.api_support import World
+from tests.certs_support import ThrowawayCA, pem
 from tests.edge_support import TestAuthority, close_writer
-from tests.proxy_support import fault_origin, read_reply
+from tests.proxy_support import fault_origin, nginx_origin, read_reply
 from tests.web_support import browser, log_in
 
 MASTER = generate_master_key("t")
@@ -98,3 +108,56 @@ async def test_an_accounts_names_are_relayed_to_its_own_origins(world: World) ->
                     await close_writer(writer)
     assert answers["links.alpha.test"].header("x-origin-port") == str(regional.port)
     assert answers["links.beta.test"].header("x-origin-port") == str(default.port)
+
+
+@pytest.mark.nginx
+async def test_the_edge_role_in_proxy_mode_as_deploy_md_sets_it_up(
+    world: World, tmp_path: Path
+) -> None:
+    """The settings of docs/deploy.md, "In front of your own tracker", on the edge role of a
+    real runtime: a secured name is relayed to nginx over HTTPS and HTTP; another name on its
+    TLS connection, and a name linkcert does not serve, are not."""
+    keys = MasterKeys.parse(MASTER)
+    ca = ThrowawayCA.create()
+    leaf = ca.issue("links.alpha.test")
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, "links.alpha.test")
+    with world.store.session() as session:
+        domain = session.scalars(select(Domain).where(Domain.name == "links.alpha.test")).one()
+        domain.current_certificate_id = store_upload(session, keys, domain, checked).id
+    with nginx_origin(tmp_path) as nginx:
+        proxy = settings(
+            edge_mode="proxy",
+            edge_upstreams=(nginx.url,),
+            http_listen="127.0.0.1:0",
+            https_listen="127.0.0.1:0",
+            tracking_key="t" * 40,
+        )
+        runtime = Runtime(proxy, Roles(worker=False, edge=True, api=False), store=world.store)
+        await runtime.start()
+        try:
+            assert runtime.edge is not None
+            http_port, https_port = runtime.edge.http_port, runtime.edge.https_port
+            client = ssl.create_default_context(cadata=pem(ca.root).decode())
+            answers = []
+            for port, context in ((https_port, client), (http_port, None)):
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1",
+                    port,
+                    ssl=context,
+                    server_hostname="links.alpha.test" if context else None,
+                )
+                try:
+                    writer.write(b"GET /echo HTTP/1.1\r\nHost: links.alpha.test\r\n\r\n")
+                    answers.append(await read_reply(reader))
+                    writer.write(b"GET /echo HTTP/1.1\r\nHost: links.unknown.test\r\n\r\n")
+                    answers.append(await read_reply(reader))
+                finally:
+                    await close_writer(writer)
+        finally:
+            await runtime.aclose()
+    secure, misdirected, plain, unknown = answers
+    assert secure.status == 200 and secure.fields["x-forwarded-proto"] == "https"
+    assert secure.fields["host"] == "links.alpha.test"
+    assert misdirected.status == 421  # another name on a connection made for this one
+    assert plain.status == 200 and plain.fields["x-forwarded-proto"] == "http"
+    assert unknown.status == 404

@@ -8,7 +8,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from linkcert.api import create_app
 from linkcert.brand import brand_request, request_brand_domain
 from linkcert.config import Settings
 from linkcert.domains import create_account, domain_status, set_tracking_domain
@@ -16,6 +15,7 @@ from linkcert.keys import generate_master_key
 from linkcert.names import NamePolicy
 from linkcert.states import CertState, DnsState, FailureClass
 from linkcert.store import Certificate, Domain, Store, utcnow
+from linkcert.web import create_app
 from linkcert.web.filters import DomainFilter, count_by_filter, find_console_rows, is_expiring
 from tests.api_support import World
 from tests.certs_support import ThrowawayCA

@@ -171,7 +171,7 @@ class Settings(BaseModel):
     edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
     # Clicks: how long they are kept, and how often one address's repeats of one link count
     click_retention_days: float = Field(default=90.0, ge=0)
-    click_repeat_limit: int = Field(default=20, ge=0, le=1_000_000)
+    click_repeat_limit: int = Field(default=60, ge=0, le=1_000_000)
     click_repeat_window_seconds: float = Field(default=600.0, gt=0, le=86_400)
     # Secrets
     master_key: SecretStr | None = None
@@ -190,6 +190,8 @@ class Settings(BaseModel):
     expiry_warning_days: float = Field(default=7.0, gt=0, le=60)
     operator_email: str | None = None
     deliverability_email: str | None = None  # brand domain requests; operator_email if unset
+    # Brand domain requests one account may have waiting at once (each emails the team).
+    brand_requests_open_max: int = Field(default=5, ge=1, le=1000)
     smtp_host: str | None = None  # no email alerts without it
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str | None = None
@@ -253,8 +255,8 @@ class Settings(BaseModel):
     @field_validator("acme_rate_limits", mode="before")
     @classmethod
     def _check_rate_limits(cls, value: object) -> object:
-        # Imported here: the worker's modules load the database layer, which settings must not.
-        from linkcert.worker.ratelimit import parse_rate_limits
+        # Imported here, as it is needed only when the setting is given.
+        from linkcert.ca_limits import parse_rate_limits
 
         # Checked before the type, so that a table entry written as a number gets this
         # message rather than one per member of the union.

@@ -95,6 +95,13 @@ DELIVERY_ATTEMPTS = Counter(
     ["channel", "outcome"],
     registry=None,
 )
+STORE_UNAVAILABLE = Counter(
+    "linkcert_store_unavailable",
+    "Requests answered 503 because the database could not do its part, by code "
+    "(read_only, disk_full, locked, unreachable).",
+    ["code"],
+    registry=None,
+)
 
 CLICKS_PRUNED = Counter(
     "linkcert_clicks_pruned",
@@ -136,6 +143,11 @@ def count_notification(kind: str) -> None:
 
 def count_delivery(channel: str, outcome: str) -> None:
     DELIVERY_ATTEMPTS.labels(channel, outcome).inc()
+
+
+def count_store_unavailable(code: str) -> None:
+    """Call for each request refused because the database is read-only, full, locked or down."""
+    STORE_UNAVAILABLE.labels(code).inc()
 
 
 def count_clicks_pruned(deleted: int) -> None:
@@ -286,7 +298,7 @@ class OriginCollector(Collector):
         failures = CounterMetricFamily(
             "linkcert_edge_origin_failures",
             "Failed attempts by origin and reason (refused, reset, timeout, connect_timeout, "
-            "busy, tls, bad_response, 5xx).",
+            "tls, bad_response, 5xx; busy and stale_connection do not count against health).",
             labels=["origin", "reason"],
         )
         retries = CounterMetricFamily(
@@ -351,6 +363,7 @@ for _collector in (
     RATE_BUDGET,
     NOTIFICATIONS,
     DELIVERY_ATTEMPTS,
+    STORE_UNAVAILABLE,
     CLICKS_PRUNED,
     _EDGE,
     _ORIGINS,

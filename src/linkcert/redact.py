@@ -75,6 +75,10 @@ def masked_url(url: str) -> str:
                 safe="*/:",
                 quote_via=quote,
             )
+    if netloc == parts.netloc and query == parts.query and not parts.fragment:
+        # Nothing to mask: as given. Taken apart and put together again, `sqlite:////abs/path`
+        # (an empty host) would lose two of its slashes.
+        return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 

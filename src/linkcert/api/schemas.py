@@ -16,6 +16,7 @@ from linkcert.domains import AccountSummary, DomainStatus
 from linkcert.ownership import proof_records
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
 from linkcert.store import ApiToken, utcnow
+from linkcert.store.models import OPERATOR_TOKEN
 
 # Ids are 32-bit integer columns; a larger number could only fail in the database.
 MAX_ID = 2_147_483_647
@@ -108,6 +109,19 @@ class DomainStatusOut(BaseModel):
             "at a domain's root needs. Each has name, type, value and zone (one zone-file line)."
         ),
     )
+    renew_at: datetime | None = Field(
+        default=None,
+        description="When the worker renews the current certificate (its stored plan). Null "
+        "without a certificate.",
+    )
+    renewal_basis: Literal["ari", "lifetime"] | None = Field(
+        default=None,
+        description="`ari`: a time in the renewal window the CA suggested (ACME Renewal "
+        "Information); `lifetime`: when about a third of the certificate's lifetime remains.",
+    )
+    ari_next_check_at: datetime | None = Field(
+        default=None, description="With ARI: when linkcert asks the CA for its window again."
+    )
 
     @classmethod
     def of(cls, status: DomainStatus, settings: Settings | None = None) -> DomainStatusOut:
@@ -181,7 +195,7 @@ class TokenOut(BaseModel):
             name=row.name,
             prefix=row.prefix,
             account_id=row.account_id,
-            operator=row.account_id is None,
+            operator=row.kind == OPERATOR_TOKEN,
             created_at=row.created_at,
             last_used_at=row.last_used_at,
             revoked_at=row.revoked_at,

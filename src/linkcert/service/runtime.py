@@ -364,7 +364,7 @@ class Runtime:
         )
 
     async def _start_api(self) -> None:
-        from linkcert.api import create_app
+        from linkcert.web import create_app
 
         host, port = parse_host_port(self.settings.api_listen)
         app = create_app(self.store, self.settings, wake=self.wake)

@@ -16,6 +16,7 @@ from linkcert.store.models import (
     Link,
     Order,
     TicketKey,
+    WebSession,
     utcnow,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "Store",
     "StoreError",
     "TicketKey",
+    "WebSession",
     "utcnow",
 ]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Double,
     ForeignKey,
@@ -30,6 +31,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# The two kinds of API token (`api_tokens.kind`).
+ACCOUNT_TOKEN = "account"  # noqa: S105  (a kind, not a secret)
+OPERATOR_TOKEN = "operator"  # noqa: S105
 
 
 def utcnow() -> datetime:
@@ -302,15 +307,43 @@ class ApiToken(Base):
     """
 
     __tablename__ = "api_tokens"
+    # The kind is stated, never inferred from a missing account: a token whose account link
+    # were lost (a future ON DELETE SET NULL, a bad manual fix) must not become an operator's.
+    __table_args__ = (
+        CheckConstraint(
+            "(kind = 'operator' AND account_id IS NULL)"
+            " OR (kind = 'account' AND account_id IS NOT NULL)",
+            name="ck_api_tokens_kind",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=ACCOUNT_TOKEN)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class WebSession(Base):
+    """A page session: the browser's cookie names it, logging out deletes it.
+
+    Only the SHA-256 of the cookie's session id is kept, so a copy of the database opens no
+    session. The CSRF secret of the session's forms lives here too.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class RateBucket(Base):

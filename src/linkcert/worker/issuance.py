@@ -29,18 +29,19 @@ from linkcert.acme.errors import (
 )
 from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
+from linkcert.certificates import install_certificate
 from linkcert.domains import record_event
 from linkcert.keys import MasterKeys, generate_private_key, private_key_from_pem, private_key_to_pem
 from linkcert.keystore import cert_key_context
-from linkcert.metrics import count_certificate_issued, count_order_started
+from linkcert.metrics import count_order_started
 from linkcert.notify import NotificationKind, Notifier
+from linkcert.renewal import ari_recheck_delay, plan_renewal
 from linkcert.states import CertState, FailureClass
 from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, CHALLENGES, announce
 from linkcert.worker import leases
 from linkcert.worker.lifecycle import IssuanceFailure
 from linkcert.worker.ratelimit import IssuanceBudget, RateLimiter
-from linkcert.worker.schedule import ari_recheck_delay, plan_renewal
 
 log = logging.getLogger("linkcert.worker.issuance")
 
@@ -484,30 +485,18 @@ class Issuer:
             cert.renew_at, cert.ari_next_check_at = self._plan(
                 facts.not_before, facts.not_after, window
             )
-            session.add(cert)
-            session.flush()
-            domain.current_certificate_id = cert.id
-            announce(session, CERTIFICATES, domain.name)
-            domain.cert_state = CertState.ACTIVE
-            domain.problems = []
             order.status = "valid"
             order.finished_at = now
             session.execute(delete(Challenge).where(Challenge.order_id == order.id))
-            count_certificate_issued(renewal=work.renewing)
-            if not work.renewing and self.notifier is not None:
-                self.notifier.emit(
-                    session,
-                    NotificationKind.SECURED,
-                    domain,
-                    message=f"{domain.unicode_name} is secured: tracked links work over HTTPS.",
-                )
-            record_event(
+            install_certificate(
                 session,
                 domain,
-                "renewed" if work.renewing else "secured",
-                f"Certificate issued by {facts.issuer_cn}, valid until "
+                cert,
+                notifier=self.notifier,
+                event="renewed" if work.renewing else "secured",
+                message=f"Certificate issued by {facts.issuer_cn}, valid until "
                 f"{facts.not_after:%Y-%m-%d %H:%M} UTC.",
-                serial=facts.serial_hex,
+                renewing=work.renewing,
             )
 
     def _close_order(self, domain_id: int, status: str, message: str) -> None:

@@ -25,6 +25,7 @@ from linkcert import ownership_store as ownership
 from linkcert.domains import record_event
 from linkcert.metrics import count_issuance_failure
 from linkcert.notify import NotificationKind, Notifier
+from linkcert.renewal import renewal_due, renewal_time
 from linkcert.states import (
     TRANSIENT_CA_FAILURES,
     CertState,
@@ -34,7 +35,7 @@ from linkcert.states import (
 )
 from linkcert.store import Domain, Order, Store, signals, utcnow
 from linkcert.worker import leases
-from linkcert.worker.schedule import dns_recheck_delay, renewal_due, renewal_time, retry_delay
+from linkcert.worker.schedule import dns_recheck_delay, retry_delay
 
 log = logging.getLogger("linkcert.worker")
 

@@ -25,10 +25,12 @@ from linkcert.brand import (
     BrandRequestStatus,
     BrandRequestView,
     RequestClosed,
+    TooManyOpenRequests,
     approve_brand_request,
     brand_request,
     complete_with_upload,
     list_brand_requests,
+    notify_brand_request,
     reject_brand_request,
     request_brand_domain,
     request_domain_name,
@@ -36,8 +38,8 @@ from linkcert.brand import (
 from linkcert.domains import Conflict, NotFound
 from linkcert.keys import MasterKeyError, MasterKeys
 from linkcert.names import DomainNameError
+from linkcert.notify.outbox import Notifier
 from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload
-from linkcert.web.hooks import notify_brand_request
 
 router = APIRouter(tags=["brand link tracking domains"])
 
@@ -102,7 +104,23 @@ def submit_request(
 ) -> BrandRequestView:
     """Queue the request and tell the deliverability team."""
     try:
-        view = request_brand_domain(context.store, account_id, domain, note, context.policy)
+        view = request_brand_domain(
+            context.store,
+            account_id,
+            domain,
+            note,
+            context.policy,
+            max_open=context.settings.brand_requests_open_max,
+        )
+    except TooManyOpenRequests as exc:
+        raise ProblemError(
+            409,
+            "too-many-open-requests",
+            _sentence(str(exc)),
+            fix="Wait for an answer to the requests you have made; they are listed on the "
+            "account page.",
+            extra={"limit": exc.limit},
+        ) from None
     except DomainNameError as exc:
         raise ProblemError(
             422,
@@ -181,7 +199,14 @@ def upload(
     try:
         domain = request_domain_name(context.store, request_id)
         checked = check_upload(certificate_pem, key_pem, domain)
-        view = complete_with_upload(context.store, keys, request_id, checked, decided_by(principal))
+        view = complete_with_upload(
+            context.store,
+            keys,
+            request_id,
+            checked,
+            decided_by(principal),
+            Notifier.from_settings(context.settings),
+        )
     except NotFound:
         raise request_not_found(request_id) from None
     except UploadError as exc:

@@ -6,8 +6,8 @@ keeps proving it until the operator moves it to the account's own record. A name
 never verified becomes a claim that must be proven like any new one. Approved brand domains
 are marked as proven by an operator.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from alembic import op
 
 import linkcert.store.models
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
