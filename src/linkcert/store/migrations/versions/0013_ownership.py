@@ -38,11 +38,10 @@ def upgrade() -> None:
     # Columns are added, never altered: on SQLite, altering a table rebuilds it, which the
     # rows of other tables that refer to it forbid.
     op.add_column("accounts", sa.Column("dns_label", sa.String(length=32), nullable=True))
-    with op.batch_alter_table("domains", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("proof", sa.String(length=16), nullable=True))
-        batch_op.add_column(
-            sa.Column("link_epoch", sa.Integer(), nullable=False, server_default="0")
-        )
+    op.add_column("domains", sa.Column("proof", sa.String(length=16), nullable=True))
+    op.add_column(
+        "domains", sa.Column("link_epoch", sa.Integer(), nullable=False, server_default="0")
+    )
     op.create_table(
         "domain_claims",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -134,9 +133,9 @@ def downgrade() -> None:
     op.drop_index("ix_domain_claims_account_id", table_name="domain_claims")
     op.drop_index("ix_domain_claims_domain_id", table_name="domain_claims")
     op.drop_table("domain_claims")
-    with op.batch_alter_table("domains", schema=None) as batch_op:
-        batch_op.drop_column("link_epoch")
-        batch_op.drop_column("proof")
+    op.drop_column("domains", "link_epoch")
+    op.drop_column("domains", "proof")
     op.drop_index("ix_accounts_dns_label", table_name="accounts")
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_column("dns_label")
+    # A plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): rebuilding the table, as batch mode
+    # would, is refused while other tables' rows refer to accounts.
+    op.drop_column("accounts", "dns_label")
