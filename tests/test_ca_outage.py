@@ -80,7 +80,7 @@ async def test_a_ca_outage_reads_as_a_wait_on_every_surface(
         shop = create_account(store, "outage-shop", ["owner@outage-shop.test"])
         account_token, _ = create_token(store, shop.id, "page")
         operator_token, _ = create_token(store, None, "console")
-        platform.point(DOMAIN)
+        platform.point(DOMAIN, store, shop.id)
         set_tracking_domain(store, shop.id, DOMAIN, NamePolicy(allow_test_domains=True))
         runtime.wake()
         await wait_for_async(lambda: domain_status(store, DOMAIN).cert_state != "none", timeout=60)

@@ -85,7 +85,6 @@ async def test_a_flood_of_unknown_tokens_reads_nothing_while_pebble_validates(
 
     event.listen(edge_store.engine, "before_cursor_execute", record)
     domain = f"links.{tmp_path.name.replace('_', '-')[-20:]}.flood.test".lower()
-    platform.point(domain)
     sent: list[str] = []
     stop = asyncio.Event()
     floods: list[asyncio.Task[None]] = []
@@ -101,6 +100,7 @@ async def test_a_flood_of_unknown_tokens_reads_nothing_while_pebble_validates(
         while len(sent) < 200:  # the flood is under way before the domain is saved
             await asyncio.sleep(0.01)
         create_account(worker_store, "flood")
+        platform.point(domain, worker_store, "flood")
         set_tracking_domain(worker_store, "flood", domain, POLICY)
         runtimes[-1].wake()
         await wait_until_secured(worker_store, domain)

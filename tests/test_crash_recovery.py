@@ -26,7 +26,7 @@ from linkcert.names import NamePolicy
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime, SoleWorker
 from linkcert.states import DnsState, FailureClass
-from linkcert.store import AcmeAccount, Certificate, Domain, Event, Order, Store
+from linkcert.store import Account, AcmeAccount, Certificate, Domain, Event, Order, Store
 from linkcert.testbed.environment import settings_env
 from linkcert.testbed.waiting import wait_for_async
 from linkcert.worker import leases
@@ -70,8 +70,8 @@ async def test_kill_9_mid_wave_resumes_at_once_and_issues_each_certificate_once(
     store.migrate()
     names = [f"l{i}.crash{i % 5}.test" for i in range(DOMAINS)]
     for i, name in enumerate(names):
-        platform.point(name)
         create_account(store, f"crash-{i}")
+        platform.point(name, store, f"crash-{i}")
         set_tracking_domain(store, f"crash-{i}", name, POLICY)
     settings = platform.settings(url, tmp_path, worker_lease_seconds=300)
     env = settings_env(settings)
@@ -166,12 +166,17 @@ async def test_a_resumed_order_that_failed_validation_is_retried_at_once_once(
     wait out the back-off for a failure the crash caused; a second failure does."""
     now = datetime(2030, 1, 1, tzinfo=UTC)
     with store.session() as session:
+        owner = Account(name="resumed")  # proven before per-account proof
+        session.add(owner)
+        session.flush()
         domain = Domain(
             name="l.resumed.test",
             unicode_name="l.resumed.test",
             registrable="resumed.test",
             next_attempt_at=now,
             problems=[],
+            account_id=owner.id,
+            proof="legacy",
         )
         account = AcmeAccount(directory_url="https://ca.test/dir", key_encrypted=b"k")
         session.add_all([domain, account])

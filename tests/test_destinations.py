@@ -122,6 +122,7 @@ async def test_the_api_stores_signs_and_the_edge_redirects_the_normalized_form(
     assert "no valid host" in refused.json()["detail"]
 
     async with running_edge() as edge:
+        edge.add_domain("links.alpha.test")  # the edge serves the name
         link = create_link(store, edge.key, "links.alpha.test", "https://münchen.de/straße")
         batch = create_links(
             store, edge.key, "links.alpha.test", [BatchItem("https://münchen.de/ü", b"")]

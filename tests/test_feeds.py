@@ -25,6 +25,7 @@ from linkcert.testbed.waiting import wait_for_async
 from linkcert.tracking import Click as RecordedClick
 from linkcert.uploads import check_upload, store_upload
 from tests.certs_support import ThrowawayCA
+from tests.ownership_support import prove
 
 POLICY = NamePolicy(allow_test_domains=True)
 ALPHA = "links.alpha.test"
@@ -46,6 +47,7 @@ def domains(store: Store) -> Store:
     for account, name in (("alpha", ALPHA), ("beta", BETA)):
         create_account(store, account)
         set_tracking_domain(store, account, name, POLICY)
+        prove(store, name)
     return store
 
 

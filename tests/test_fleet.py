@@ -74,8 +74,6 @@ async def test_two_workers_two_edges_two_hundred_domains(
     store = Store(postgres_url)
     store.migrate()
     names = [f"l{i}.fleet{i % 7}.test" for i in range(DOMAINS)]
-    for name in names:
-        platform.point(name)
     create_account(store, "fleet")
     settings = platform.settings(
         postgres_url, tmp_path, worker_lease_seconds=10, worker_concurrency=16
@@ -92,6 +90,7 @@ async def test_two_workers_two_edges_two_hundred_domains(
         for i, name in enumerate(names):
             # Separate accounts: one tracking domain each, as customers have.
             account = "fleet" if i == 0 else create_account(store, f"fleet-{i}").name
+            platform.point(name, store, account)
             set_tracking_domain(store, account, name, POLICY)
         # Kill one worker mid-wave, with orders in flight.
         await wait_for_async(lambda: secured(store) >= 30, timeout=120)
@@ -127,8 +126,6 @@ async def test_every_edge_serves_every_certificate(
     store = Store(postgres_url)
     store.migrate()
     names = [f"e{i}.edges.test" for i in range(20)]
-    for name in names:
-        platform.point(name)
     settings = platform.settings(postgres_url, tmp_path)
     base = settings_env(settings)
     https_ports = [free_port(), free_port()]
@@ -141,6 +138,7 @@ async def test_every_edge_serves_every_certificate(
     try:
         for i, name in enumerate(names):
             create_account(store, f"edges-{i}")
+            platform.point(name, store, f"edges-{i}")
             set_tracking_domain(store, f"edges-{i}", name, POLICY)
         await wait_for_async(lambda: secured(store) == len(names), timeout=120)
         for port in https_ports:

@@ -66,8 +66,8 @@ def test_the_supervisor_runs_restarts_and_stops_its_fleet(
         (edge,) = children_by_role(serve.pid)["edge"]
         wait_for(lambda: len(child_pids(edge)) == 2, timeout=30)
         domain = "links.supervised.test"
-        platform.point(domain)
         create_account(store, "supervised")
+        platform.point(domain, store, "supervised")
         set_tracking_domain(store, "supervised", domain, NamePolicy(allow_test_domains=True))
         wait_for(lambda: domain_status(store, domain).cert_state == "active", timeout=60)
 

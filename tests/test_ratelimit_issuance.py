@@ -24,7 +24,7 @@ from linkcert.ca_limits import (
 )
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.states import CertState, DnsState, FailureClass
-from linkcert.store import AcmeAccount, Certificate, Domain, Order, Store
+from linkcert.store import Account, AcmeAccount, Certificate, Domain, Order, Store
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import DnsVerdict, IssuanceFailure, Worker
 from linkcert.worker.ratelimit import (
@@ -146,6 +146,9 @@ def add_account(store: Store) -> int:
 
 def add_domain(store: Store, name: str = NAME, *, with_certificate: bool = False) -> int:
     with store.session() as session:
+        owner = Account(name=f"owner of {name}")  # proven before per-account proof
+        session.add(owner)
+        session.flush()
         domain = Domain(
             name=name,
             unicode_name=name,
@@ -153,6 +156,8 @@ def add_domain(store: Store, name: str = NAME, *, with_certificate: bool = False
             dns_state=DnsState.OK,
             next_attempt_at=NOW,
             problems=[],
+            account_id=owner.id,
+            proof="legacy",
         )
         session.add(domain)
         session.flush()
