@@ -663,9 +663,8 @@ async def test_an_http_1_0_client_keeps_its_connection_when_it_asks_to() -> None
         reader, writer = await env.open_http()
         try:
             for number in range(3):
-                writer.write(
-                    f"GET /{number} HTTP/1.0\r\nHost: {DOMAIN}\r\nConnection: keep-alive\r\n\r\n".encode()
-                )
+                head = f"GET /{number} HTTP/1.0\r\nHost: {DOMAIN}\r\nConnection: keep-alive\r\n"
+                writer.write(head.encode() + b"\r\n")
                 reply = await read_reply(reader)
                 assert reply.status == 200
                 assert reply.header("connection") == "keep-alive"
