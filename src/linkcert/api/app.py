@@ -25,6 +25,7 @@ from linkcert.api.routes import (
     brand_requests,
     dns_check,
     domains,
+    events,
     links,
     me,
     tokens,
@@ -93,6 +94,7 @@ def create_app(
         brand_requests,
         tokens,
         links,
+        events,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(deliveries_router, prefix=API_PREFIX)

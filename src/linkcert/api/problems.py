@@ -38,6 +38,7 @@ TITLES: dict[str, str] = {
     "domain-detached": "Domain detached",
     "retry-too-early": "Retry not allowed yet",
     "invalid-destination": "Invalid link destination",
+    "invalid-endpoint": "Endpoint not allowed",
     "tracking-unavailable": "Tracked links are not configured",
     "request-closed": "Request already decided",
     "invalid-certificate": "Unusable certificate or key",

@@ -26,6 +26,7 @@ from linkcert.tracking import (
     TrackingKeys,
     read_token,
 )
+from linkcert.tracking.machines import AgentMatcher, MachinePolicy
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,12 @@ class Router:
         challenge_lookup: ChallengeLookup,
         challenge_timeout: float,
         counters: EdgeCounters,
+        machines: MachinePolicy | None = None,
+        record: bool = True,
     ) -> None:
         self._keys = TrackingKeys.of(tracking_key)
+        self._machines = machines or MachinePolicy(agents=AgentMatcher())
+        self._record = record
         self._recorder = recorder
         self._challenge_lookup = challenge_lookup
         self._challenge_timeout = challenge_timeout
@@ -69,12 +74,19 @@ class Router:
         self._verified: dict[tuple[str, bytes], tuple[TrackedLink, Response]] = {}
 
     def route(
-        self, method: bytes, target: bytes, host: str | None, tls_name: str | None
+        self,
+        method: bytes,
+        target: bytes,
+        host: str | None,
+        tls_name: str | None,
+        client: str | None = None,
+        user_agent: bytes | None = None,
     ) -> RouteResult:
         """Answer one request.
 
         `host` is the request's host name (lowercase, no port) or None; `tls_name` is the SNI
-        name on HTTPS and None on plain HTTP. `target` is the raw request target.
+        name on HTTPS and None on plain HTTP. `target` is the raw request target. `client` (the
+        peer's address) and `user_agent` (the header) go into click and open events.
         """
         if not target.startswith(b"/"):
             target, host = _split_absolute_form(target, host)
@@ -95,9 +107,9 @@ class Router:
             return responses.MISDIRECTED
 
         if path.startswith(_CLICK_PREFIX):
-            return self._tracked(path[3:], host, method, is_open=False)
+            return self._tracked(path[3:], host, method, client, user_agent, is_open=False)
         if path.startswith(_OPEN_PREFIX):
-            return self._tracked(path[3:], host, method, is_open=True)
+            return self._tracked(path[3:], host, method, client, user_agent, is_open=True)
         if path == _HEALTH_PATH:
             return responses.HEALTHY
         token = path[len(_CHALLENGE_PREFIX) :]
@@ -105,7 +117,16 @@ class Router:
             return responses.NOT_FOUND
         return self._challenge(token.decode("ascii"))
 
-    def _tracked(self, token: bytes, host: str | None, method: bytes, *, is_open: bool) -> Response:
+    def _tracked(
+        self,
+        token: bytes,
+        host: str | None,
+        method: bytes,
+        client: str | None,
+        user_agent: bytes | None,
+        *,
+        is_open: bool,
+    ) -> Response:
         if host is None:
             return responses.MISSING_HOST
         try:
@@ -115,16 +136,25 @@ class Router:
             if exc.reason == "key":
                 self._counters.retired_key_tokens += 1
             return responses.LINK_NOT_VALID
-        # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
-        if method == b"GET":
+        if self._record:
+            # Machine requests (HEAD, scanners, too soon after minting) are answered and
+            # recorded like the others, marked with why.
+            now = datetime.now(UTC)
+            machine = self._machines.reason(method, user_agent, link.minted_at, now.timestamp())
             kind: TrackedKind = "open" if is_open else "click"
-            recorded = self._recorder.record(Click(host, link.link_id, kind, datetime.now(UTC)))
+            recorded = self._recorder.record(
+                Click(host, link.link_id, kind, now, link, client, user_agent, machine)
+            )
+            counters = self._counters
             if not recorded:
-                self._counters.clicks_dropped += 1
-            elif is_open:
-                self._counters.opens_recorded += 1
+                counters.clicks_dropped += 1
             else:
-                self._counters.clicks_recorded += 1
+                if machine is not None:
+                    counters.machine_recorded += 1
+                if is_open:
+                    counters.opens_recorded += 1
+                else:
+                    counters.clicks_recorded += 1
         if is_open:
             return responses.OPEN_PIXEL
         return redirect

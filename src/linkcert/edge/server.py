@@ -19,6 +19,7 @@ from linkcert.edge.proxy import AccountUpstreams, ProxyRoutes, ProxySettings
 from linkcert.edge.routes import ChallengeLookup, Router
 from linkcert.edge.tls import SniSelector
 from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
+from linkcert.tracking.machines import AgentMatcher, MachinePolicy
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ class EdgeSettings:
     click_retry_initial: float = 0.5
     click_retry_max: float = 30.0
     click_close_timeout: float = 30.0
+    # Click and open events: off answers links without recording anything.
+    record_events: bool = True
+    event_machine_seconds: float = 5.0  # a click this soon after minting is marked machine
     # Proxy mode: relay requests to the platform's own tracker (edge/proxy.py). None or mode
     # "tracking": linkcert answers only its own links, challenges and /healthz.
     proxy: ProxySettings | None = None
@@ -105,6 +109,8 @@ class Edge:
             challenge_lookup=challenge_lookup,
             challenge_timeout=settings.challenge_timeout,
             counters=self.counters,
+            machines=MachinePolicy(settings.event_machine_seconds, AgentMatcher()),
+            record=settings.record_events,
         )
         self.proxy: ProxyRoutes | None = None
         proxy_settings = settings.proxy

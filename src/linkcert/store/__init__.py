@@ -3,6 +3,7 @@
 from linkcert.store.db import Store, StoreError
 from linkcert.store.models import (
     Account,
+    AccountWebhook,
     AcmeAccount,
     ApiToken,
     Base,
@@ -12,7 +13,9 @@ from linkcert.store.models import (
     Click,
     Domain,
     Event,
+    EventCursor,
     Link,
+    LinkEvent,
     Order,
     TicketKey,
     utcnow,
@@ -20,6 +23,7 @@ from linkcert.store.models import (
 
 __all__ = [
     "Account",
+    "AccountWebhook",
     "AcmeAccount",
     "ApiToken",
     "Base",
@@ -29,7 +33,9 @@ __all__ = [
     "Click",
     "Domain",
     "Event",
+    "EventCursor",
     "Link",
+    "LinkEvent",
     "Order",
     "Store",
     "StoreError",
