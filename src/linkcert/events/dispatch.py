@@ -52,11 +52,12 @@ def dispatch_once(store: Store, owner: str, batch_size: int) -> int:
             select(AccountWebhook).where(AccountWebhook.account_id.in_(accounts))
         ):
             endpoints[endpoint.account_id].append(endpoint)
-        names = dict(
-            session.execute(select(Account.id, Account.name).where(Account.id.in_(accounts)))
-            .tuples()
-            .all()
-        )
+        names: dict[int, str] = {
+            account_id: name
+            for account_id, name in session.execute(
+                select(Account.id, Account.name).where(Account.id.in_(accounts))
+            )
+        }
         groups: dict[tuple[int, str], list[dict[str, object]]] = defaultdict(list)
         for row in rows:
             if row.account_id in endpoints:

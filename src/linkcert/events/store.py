@@ -92,11 +92,12 @@ def save_events(store: Store, clicks: Sequence[Click], mode: ClientIpMode) -> in
         return 0
     names = {click.domain for click in clicks}
     with store.session() as session:
-        owners = dict(
-            session.execute(select(Domain.name, Domain.account_id).where(Domain.name.in_(names)))
-            .tuples()
-            .all()
-        )
+        owners: dict[str, int | None] = {
+            name: account_id
+            for name, account_id in session.execute(
+                select(Domain.name, Domain.account_id).where(Domain.name.in_(names))
+            )
+        }
         rows = event_rows(clicks, mode, owners)
         if store.dialect == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENTS_LOCK})
