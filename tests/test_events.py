@@ -28,7 +28,14 @@ from linkcert.notify.delivery import DeliveryRunner, senders_from_settings
 from linkcert.notify.webhooks import verify_signature
 from linkcert.store import LinkEvent, Store
 from linkcert.store.models import Delivery, Notification
-from linkcert.tracking import Click, ClickRecorder, Minter, read_token, tracking_key_from_secret
+from linkcert.tracking import (
+    Click,
+    ClickRecorder,
+    Minter,
+    TrackedKind,
+    read_token,
+    tracking_key_from_secret,
+)
 from tests.api_support import SETTINGS, bearer, client, make_world
 from tests.certs_support import ThrowawayCA
 from tests.events_support import (
@@ -54,7 +61,7 @@ def _clicks(domain: str, count: int, start: int = 0) -> list[Click]:
         data = HOSTILE if number % 50 == 0 else f"\x00n={number};{domain}".encode()
         token = minter.token(f"https://shop.example/{number}", data, minted_at=1_800_000_000)
         link = read_token(KEY, domain, token)
-        kind = "open" if number % 2 else "click"
+        kind: TrackedKind = "open" if number % 2 else "click"
         at = datetime.fromtimestamp(1_800_000_100, UTC)
         clicks.append(
             Click(domain, None, kind, at, link, "203.0.113.77", b"Mozilla/5.0 " + b"x" * 600)
