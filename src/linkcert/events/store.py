@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, insert, or_, select, text, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from linkcert.store import Domain, Store, utcnow
@@ -35,6 +35,10 @@ ClientIpMode = Literal["full", "truncated", "none"]
 # Any constant both engines agree on; only this module takes it.
 _EVENTS_LOCK = 0x6C6B_6576  # "lkev"
 MAX_PAGE = 1000
+_EVENTS_TABLE = LinkEvent.__table__
+
+
+_shown_addresses: dict[tuple[str, str], str | None] = {}
 
 
 def client_ip(address: str | None, mode: ClientIpMode) -> str | None:
@@ -42,6 +46,19 @@ def client_ip(address: str | None, mode: ClientIpMode) -> str | None:
     network, or nothing."""
     if address is None or mode == "none":
         return None
+    key = (address, mode)
+    try:
+        return _shown_addresses[key]
+    except KeyError:
+        pass
+    shown = _client_ip(address, mode)
+    if len(_shown_addresses) >= 65536:
+        _shown_addresses.clear()
+    _shown_addresses[key] = shown
+    return shown
+
+
+def _client_ip(address: str, mode: ClientIpMode) -> str | None:
     try:
         parsed = ipaddress.ip_address(address.partition("%")[0])
     except ValueError:
@@ -101,7 +118,8 @@ def save_events(store: Store, clicks: Sequence[Click], mode: ClientIpMode) -> in
         rows = event_rows(clicks, mode, owners)
         if store.dialect == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENTS_LOCK})
-        session.execute(insert(LinkEvent), rows)
+        # Core, not the ORM: a batch is hundreds of rows, and nothing needs them as objects.
+        session.connection().execute(_EVENTS_TABLE.insert(), rows)
     return len(rows)
 
 

@@ -18,7 +18,7 @@ ClickSink = Callable[[Sequence["Click"]], Awaitable[None] | None]
 (any exception) makes the recorder keep the batch and offer it again later."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: that costs a call per field on the edge's hot path
 class Click:
     """One followed link ("click") or one loaded open pixel ("open"), at a UTC instant.
 

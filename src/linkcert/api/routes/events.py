@@ -112,7 +112,7 @@ HOOKS = "/accounts/{account_id}/webhooks"
 @router.post(
     HOOKS,
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 404, 422, 429, 503),
+    responses=problem_responses(400, 401, 404, 413, 415, 422, 429, 503),
 )
 def create_webhook(
     account_id: AccountId, body: WebhookIn, principal: CurrentPrincipal, context: ApiContextDep
