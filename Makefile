@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup system-packages lint bench-provision bench-edge bench-fleet bench-renewal bench-cli clean
+.PHONY: demo test setup system-packages lint bench-provision bench-edge bench-proxy bench-fleet bench-renewal bench-cli clean
 
 demo: setup
 	$(BIN)/linkcert demo
@@ -12,6 +12,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 setup: system-packages $(VENV)/.installed
@@ -35,12 +36,18 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # linkcert's edge side by side with Caddy (needs Debian's caddy and wrk); see bench/RESULTS.md.
 # BENCH_EDGE_ARGS=--with-haproxy adds HAProxy (Debian's haproxy) as a third side.
 bench-edge: setup
 	@scripts/install-system-packages.sh --bench
 	$(BIN)/python -m bench.edge $(BENCH_EDGE_ARGS)
+
+# Proxy mode (2 edge processes) next to Caddy's reverse_proxy, both in front of one nginx.
+bench-proxy: setup
+	@scripts/install-system-packages.sh --bench
+	$(BIN)/python -m bench.proxy $(BENCH_PROXY_ARGS)
 
 # A wave of new domains on two workers on PostgreSQL, next to Caddy's on-demand rate.
 bench-fleet: setup

@@ -16,6 +16,9 @@ JSON it adapts to, both to measure the same thing on both sides:
 - TLS session tickets off: otherwise `wrk` resumes sessions and the "full handshake" run would
   measure resumptions (linkcert's edge sends no tickets);
 - listen on 127.0.0.1 only and no HTTP→HTTPS redirect listener: the benchmark stays on loopback.
+
+With `upstream` (bench/proxy.py), the Caddyfile's `respond` becomes a `reverse_proxy` to that
+origin: Caddy's on-demand TLS in front of an origin, as linkcert's proxy mode is.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.edge_pki import BenchPki
-from bench.edge_proc import LOOPBACK, DeadPort, free_port, stop, wait_for_port
+from bench.edge_proc import LOOPBACK, DeadPort, stop, wait_for_port
+from linkcert.testbed.waiting import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The peer's configuration is shared with other benchmarks: used from where it lives, never copied.
@@ -87,7 +91,23 @@ class AskEndpoint:
         self._server.server_close()
 
 
-def _adapted_config(env: dict[str, str], https_port: int) -> dict[str, Any]:
+def _reverse_proxy_instead_of_respond(node: Any, upstream: str) -> None:
+    """Replace every `static_response` handler in the adapted config with a reverse proxy."""
+    if isinstance(node, list):
+        for item in node:
+            _reverse_proxy_instead_of_respond(item, upstream)
+    elif isinstance(node, dict):
+        if node.get("handler") == "static_response":
+            node.clear()
+            node.update({"handler": "reverse_proxy", "upstreams": [{"dial": upstream}]})
+            return
+        for value in node.values():
+            _reverse_proxy_instead_of_respond(value, upstream)
+
+
+def _adapted_config(
+    env: dict[str, str], https_port: int, upstream: str | None = None
+) -> dict[str, Any]:
     adapted = subprocess.run(
         ["caddy", "adapt", "--adapter", "caddyfile", "--config", str(CADDYFILE)],
         env=env,
@@ -101,13 +121,17 @@ def _adapted_config(env: dict[str, str], https_port: int) -> dict[str, Any]:
     for server in apps["http"]["servers"].values():
         server["listen"] = [f"{LOOPBACK}:{https_port}"]
         server.setdefault("automatic_https", {})["disable_redirects"] = True
+    if upstream is not None:
+        _reverse_proxy_instead_of_respond(apps["http"], upstream)
     return config
 
 
 class CaddyPeer:
     """One Caddy process serving `names` from preloaded storage, on a loopback HTTPS port."""
 
-    def __init__(self, run_dir: Path, pki: BenchPki, names: list[str]) -> None:
+    def __init__(
+        self, run_dir: Path, pki: BenchPki, names: list[str], *, upstream: str | None = None
+    ) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self._dead_ca = DeadPort()
         self._ask = AskEndpoint()
@@ -131,7 +155,8 @@ class CaddyPeer:
             "ASK_URL": self._ask.url,
         }
         config_path = run_dir / "caddy.json"
-        config_path.write_text(json.dumps(_adapted_config(env, self.https_port), indent=1))
+        config = _adapted_config(env, self.https_port, upstream)
+        config_path.write_text(json.dumps(config, indent=1))
         self._log = (run_dir / "caddy.log").open("wb")
         self.log_path = run_dir / "caddy.log"
         self.process = subprocess.Popen(

@@ -37,7 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.edge_pki import NAME_SUFFIX, BenchPki
-from bench.edge_proc import LOOPBACK, cpu_seconds_of_tree, free_port, stop, wait_for_port
+from bench.edge_proc import LOOPBACK, cpu_seconds_of_tree, stop, wait_for_port
+from linkcert.testbed.waiting import free_port
 
 REDIRECT_TO = "https://example.org/"
 

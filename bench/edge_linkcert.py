@@ -1,10 +1,13 @@
 """linkcert's edge as the benchmark runs it: a child process with the benchmark's certificates.
 
     python -m bench.edge_linkcert --names FILE --pki DIR --port PORT [--workers N]
+                                  [--upstream http://HOST:PORT]
 
 Certificates are put into a CertificateCache the way the service fills it from the store, once,
 before the edge pool forks its workers; each worker then builds a name's TLS context at its
 first handshake there. Clicks go to a sink that drops them: the store is not what is measured.
+With `--upstream`, the edge runs in proxy mode and relays every request to that origin
+(bench/proxy.py).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.edge_pki import BenchPki
-from bench.edge_proc import LOOPBACK, free_port, stop, wait_for_port
-from linkcert.edge import CertificateCache, Edge, EdgeSettings
+from bench.edge_proc import LOOPBACK, stop, wait_for_port
+from linkcert.edge import CertificateCache, Edge, EdgeSettings, ProxySettings
 from linkcert.edge.certs import DEFAULT_MAX_CONTEXTS
+from linkcert.origins import parse_origin
 from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
+from linkcert.testbed.waiting import free_port
 from linkcert.tracking import Click, make_token, tracking_key_from_secret
 
 TRACKING_SECRET = "edge-bench-tracking-secret-" + "z" * 32
@@ -43,7 +48,11 @@ def load_cache(
     return cache
 
 
-def _worker_main(cache: CertificateCache) -> WorkerMain:
+def _worker_main(cache: CertificateCache, upstream: str | None = None) -> WorkerMain:
+    proxy = None
+    if upstream is not None:
+        proxy = ProxySettings(mode="proxy", upstreams=(parse_origin(upstream),))
+
     async def serve(worker: PoolWorker) -> None:
         def discard(batch: Sequence[Click]) -> None:
             pass
@@ -56,7 +65,7 @@ def _worker_main(cache: CertificateCache) -> WorkerMain:
             certificates=cache,
             challenge_lookup=no_challenge,
             click_sink=discard,
-            settings=EdgeSettings(https=worker.https_socket),
+            settings=EdgeSettings(https=worker.https_socket, proxy=proxy),
         )
         async with edge:
             await worker.stopping.wait()
@@ -71,12 +80,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--max-contexts", type=int, default=DEFAULT_MAX_CONTEXTS)
+    parser.add_argument("--upstream", help="proxy mode: relay every request to this origin")
     args = parser.parse_args(argv)
     names = args.names.read_text().split()
     # Loaded once before the workers fork, as the service would fill it from the store.
     cache = load_cache(BenchPki(args.pki, tuple(names)), names, args.max_contexts)
     pool = EdgePool(
-        PoolSettings(workers=args.workers, https=f"{LOOPBACK}:{args.port}"), _worker_main(cache)
+        PoolSettings(workers=args.workers, https=f"{LOOPBACK}:{args.port}"),
+        _worker_main(cache, args.upstream),
     )
     sys.exit(pool.run())
 
@@ -92,6 +103,7 @@ class LinkcertEdge:
         *,
         workers: int = 1,
         max_contexts: int = DEFAULT_MAX_CONTEXTS,
+        upstream: str | None = None,
     ) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         names_file = run_dir / "names.txt"
@@ -113,6 +125,7 @@ class LinkcertEdge:
                 str(workers),
                 "--max-contexts",
                 str(max_contexts),
+                *(["--upstream", upstream] if upstream is not None else []),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

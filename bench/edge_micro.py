@@ -265,13 +265,16 @@ async def _handshakes_per_second(port: int, concurrency: int, seconds: float) ->
     return completed, time.monotonic() - started
 
 
-async def _route_cost(version: int, distinct: int, record: bool = True) -> None:
+async def _route_cost(version: int, distinct: int, repeat_limit: int, record: bool = True) -> None:
     """The edge's own work for one verified click, in this process: parsing the target,
     verifying the token (or finding it verified), and recording the click. Best of 15 runs of
-    20,000 clicks, so other load on the machine matters less than in the loopback runs."""
+    20,000 clicks, so other load on the machine matters less than in the loopback runs. With
+    `repeat_limit`, each click comes from an address of its own, so every one is counted in the
+    repeat limiter's table (its costliest case) and recorded."""
     from linkcert.edge.counters import EdgeCounters
     from linkcert.edge.routes import Router
     from linkcert.tracking import ClickRecorder, tracking_key_from_secret
+    from linkcert.tracking.repeats import RepeatLimiter
 
     targets = [request.split(b" ", 2)[1] for request in click_requests(version, max(distinct, 1))]
     recorder = ClickRecorder(lambda batch: None, max_batch=1000, max_pending=10_000_000)
@@ -285,22 +288,25 @@ async def _route_cost(version: int, distinct: int, record: bool = True) -> None:
         challenge_lookup=no_challenge,
         challenge_timeout=1.0,
         counters=EdgeCounters(),
+        repeats=RepeatLimiter(repeat_limit, 600.0) if repeat_limit else None,
         record=record,
     )
     clicks = 20_000
     agent = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0"
+    clients = [f"198.51.{number // 256 % 256}.{number % 256}" for number in range(clicks)]
     best = float("inf")
     for _ in range(15):
         started = time.perf_counter()
         for number in range(clicks):
+            client = clients[number]
             router.route(
-                b"GET", targets[number % len(targets)], DOMAIN, DOMAIN, "203.0.113.9", agent
+                b"GET", targets[number % len(targets)], DOMAIN, DOMAIN, client, agent, client
             )
         best = min(best, time.perf_counter() - started)
         await asyncio.sleep(0)  # let the recorder hand its batches to the sink
     print(
-        f"route cost per verified click (v{version} tokens, {distinct} distinct,"
-        f" recording {'on' if record else 'off'}):"
+        f"route cost per verified click (v{version} tokens, {distinct} distinct, repeat limit "
+        f"{repeat_limit or 'off'}, recording {'on' if record else 'off'}):"
         f" {best / clicks * 1e6:.2f} us"
     )
     await recorder.aclose()
@@ -316,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--token-version", type=int, choices=[1, 2], default=2)
     parser.add_argument("--distinct", type=int, default=1, help="distinct tokens clicked")
     parser.add_argument("--server-loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument(
+        "--repeat-limit", type=int, default=0, help="route only: click_repeat_limit (0: off)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--recording",
@@ -332,7 +341,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.only == "route":
         _run_loop(
             "asyncio",
-            lambda: _route_cost(args.token_version, args.distinct, args.recording != "off"),
+            lambda: _route_cost(
+                args.token_version, args.distinct, args.repeat_limit, args.recording != "off"
+            ),
         )
         return
 

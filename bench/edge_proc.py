@@ -11,14 +11,6 @@ from dataclasses import dataclass
 LOOPBACK = "127.0.0.1"
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's pick)."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class DeadPort:
     """A loopback port held bound but never listening: connecting to it is refused at once.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from linkcert.config import Settings
 from linkcert.keys import generate_master_key
 from linkcert.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer
+from linkcert.testbed.waiting import free_port
 
 POSTGRES_URL = os.environ.get(
     "LINKCERT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -33,13 +33,6 @@ POSTGRES_URL = os.environ.get(
 EDGE_TARGET = "edge.platform.test"
 TRACKING_SECRET = "bench-tracking-" + "k" * 40
 STOP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def exit_on_sigterm() -> None:

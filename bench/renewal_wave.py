@@ -25,8 +25,8 @@ from sqlalchemy import func, select, update
 
 from bench import lab, order_pace
 from bench.linkcert_fleet import Fleet, follow, release_wave, secured_count, wave_names
+from linkcert.ca_limits import NEW_ORDERS, PEBBLE_BENCH_LIMITS
 from linkcert.store import Certificate, Domain, Event, Store, signals, utcnow
-from linkcert.worker.ratelimit import NEW_ORDERS, PEBBLE_BENCH_LIMITS
 
 LIFETIME_SECONDS = 90 * 86400
 WINDOWS = (1, 10, 60, 300)

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from linkcert.api import create_app
 from linkcert.auth import create_token
 from linkcert.config import Settings
 from linkcert.domains import create_account, set_tracking_domain
 from linkcert.names import NamePolicy
 from linkcert.store import Store
+from linkcert.web import create_app
 
 SETTINGS = Settings(allow_test_domains=True, platform_domains=("platform.test",))
 POLICY = NamePolicy(allow_test_domains=True)

@@ -1,7 +1,18 @@
-"""Shared fixtures: databases on both engines.
+"""Shared fixtures: databases on both engines, a loopback DNS server, the API tests' world.
 
 PostgreSQL tests run against the server at 127.0.0.1:5432 (database `test`), each test run in a
 schema of its own. On CI (`CI` set) a missing server is a failure, never a silent skip.
+
+Markers say what a test needs started: `postgres`, `pebble`, `browser`. A test that uses a
+fixture needing one gets the marker from `pytest_collection_modifyitems` below (the PostgreSQL
+half of `db_url`/`store` included), so `pytest -m "not pebble and not postgres and not browser"`
+is a quick run that needs nothing started. A test that starts one of them itself (a subprocess,
+`start_platform`) carries the marker in its module.
+
+Helpers live in modules not named `test_*`: `api_support` (the `world` below), `e2e_support`
+(a loopback platform: DNS and Pebble), `edge_support`, `web_support`, `browser_support`,
+`notify_support`, `certs_support`; waiting and free ports come from `linkcert.testbed.waiting`,
+throwaway certificates from `linkcert.testbed.pki`.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from sqlalchemy import create_engine, text
 
 from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
+from tests.api_support import World, make_world
 
 pytest_plugins = ["tests.fixtures_pebble"]
 
@@ -61,7 +73,7 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated-ready database URL, once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
@@ -85,3 +97,26 @@ def dns_server() -> Iterator[LocalDNSServer]:
     """A started LocalDNSServer on 127.0.0.1 (a free port), empty, stopped after the test."""
     with LocalDNSServer() as server:
         yield server
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    """An operator and two accounts with their tracking domains and tokens (see api_support)."""
+    return make_world(store)
+
+
+# The fixtures that start or reach something, by the marker a test using them needs.
+NEEDS = {
+    "postgres": {"postgres_url"},
+    # `platform`: the modules' loopback platform of e2e_support.start_platform (DNS and Pebble).
+    "pebble": {"pebble", "pebble_factory", "pebble_acme_settings", "platform"},
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in NEEDS.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                item.add_marker(getattr(pytest.mark, marker))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +16,10 @@ from linkcert.keys import generate_master_key
 from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
 from linkcert.testbed.pebble import PebbleServer
+from linkcert.testbed.waiting import NotInTime, free_port, wait_for_async
 
 EDGE_TARGET = "edge.platform.test"
 TRACKING_SECRET = "t" * 48
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -74,24 +65,14 @@ def start_platform(workdir: Path, **pebble_options: Any) -> Platform:
     return Platform(dns, pebble, http_port, generate_master_key("test"))
 
 
-async def wait_for(
-    predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
-
-
 async def wait_until_secured(store: Store, domain: str, timeout: float = 60.0) -> None:
     def secured() -> bool:
         status = domain_status(store, domain)
         return status.cert_state == "active"
 
     try:
-        await wait_for(secured, timeout)
-    except AssertionError:
+        await wait_for_async(secured, f"{domain} secured", timeout=timeout, interval=0.1)
+    except NotInTime:
         status = domain_status(store, domain)
         raise AssertionError(f"{domain} not secured in time: {status}") from None
 

@@ -7,7 +7,6 @@ told to fail a number of times, or to never answer. Both only listen on 127.0.0.
 from __future__ import annotations
 
 import email
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from linkcert.names import NamePolicy
 from linkcert.notify import Notifier
 from linkcert.states import CertState, DnsState
 from linkcert.store import Certificate, Domain, Store
+from linkcert.testbed.waiting import free_port
 
 POLICY = NamePolicy(allow_test_domains=True)
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -45,13 +45,6 @@ class Clock:
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # --- SMTP ---------------------------------------------------------------------------------

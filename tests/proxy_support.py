@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from linkcert.testbed.waiting import free_port
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -29,13 +31,6 @@ def require_nginx() -> None:
     if os.environ.get("CI"):
         pytest.fail("nginx is required on CI: scripts/install-system-packages.sh installs it")
     pytest.skip("nginx is not installed (scripts/install-system-packages.sh installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # What the origin saw, one line per field: the tests read it back from the response body.
@@ -57,7 +52,14 @@ _ECHO = (
 )
 
 
-def nginx_config(prefix: Path, port: int, *, extra: str = "") -> str:
+def nginx_config(
+    prefix: Path, port: int, *, extra: str = "", tls: tuple[Path, Path] | None = None
+) -> str:
+    listen = f"listen 127.0.0.1:{port};"
+    if tls is not None:
+        listen = (
+            f"listen 127.0.0.1:{port} ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};"
+        )
     # Run as root (a test machine's CI), the workers would drop to "nobody", who cannot read
     # pytest's private temporary directory.
     user = "user root;" if os.geteuid() == 0 else ""
@@ -79,7 +81,7 @@ http {{
     keepalive_requests 10000;
     keepalive_timeout 75s;
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         root {prefix}/www;
         location = /echo {{
             default_type text/plain;
@@ -110,21 +112,25 @@ class NginxOrigin:
     port: int
     prefix: Path
 
+    tls: bool = False
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
 
 @contextlib.contextmanager
-def nginx_origin(tmp_path: Path, *, extra: str = "") -> Iterator[NginxOrigin]:
+def nginx_origin(
+    tmp_path: Path, *, extra: str = "", tls: tuple[Path, Path] | None = None
+) -> Iterator[NginxOrigin]:
     """nginx on a free loopback port, serving /echo, /connection, /track, /error and
-    /files/ (from `prefix/www/files`)."""
+    /files/ (from `prefix/www/files`); over TLS with `tls` (chain file, key file)."""
     require_nginx()
     prefix = tmp_path / "nginx"
     (prefix / "www" / "files").mkdir(parents=True)
     port = free_port()
     config = prefix / "nginx.conf"
-    config.write_text(nginx_config(prefix, port, extra=extra))
+    config.write_text(nginx_config(prefix, port, extra=extra, tls=tls))
     process = subprocess.Popen(
         [NGINX, "-c", str(config), "-p", str(prefix), "-e", str(prefix / "error.log")],
         stdout=subprocess.DEVNULL,
@@ -132,7 +138,7 @@ def nginx_origin(tmp_path: Path, *, extra: str = "") -> Iterator[NginxOrigin]:
     )
     try:
         _wait_for_port(port, process)
-        yield NginxOrigin(port, prefix)
+        yield NginxOrigin(port, prefix, tls is not None)
     finally:
         process.terminate()
         try:
@@ -140,6 +146,8 @@ def nginx_origin(tmp_path: Path, *, extra: str = "") -> Iterator[NginxOrigin]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -179,6 +187,7 @@ class FaultOrigin:
     - `/slow`: never answers; `/reset`: resets the connection without answering;
     - `/endless`: a chunked response that never ends (64 KiB chunks as fast as the edge reads);
     - `/early`: answers 200 at once without reading the body, then closes;
+    - `/once...`: answered as the first request of a connection, reset as a later one;
     - anything else: 200 with the body it received.
     """
 
@@ -197,6 +206,7 @@ class FaultOrigin:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self.open_connections += 1
+        answered = 0
         try:
             while True:
                 try:
@@ -208,6 +218,11 @@ class FaultOrigin:
                 except (asyncio.IncompleteReadError, ValueError, ConnectionError):
                     return  # the edge gave up on this request midway
                 self.requests.append(request)
+                if answered and request.target.startswith("/once"):
+                    # As an origin that had just closed an idle keep-alive connection: reset.
+                    _reset(writer)
+                    return
+                answered += 1
                 if not await self._answer(request, writer):
                     return
         finally:
@@ -220,11 +235,7 @@ class FaultOrigin:
             await asyncio.sleep(3600)
             return False
         if path == "/reset":
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-            )
-            writer.transport.abort()
+            _reset(writer)
             return False
         if path == "/endless":
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -246,6 +257,13 @@ class FaultOrigin:
         )
         await writer.drain()
         return path != "/early"
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    linger_zero = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # close sends RST
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+    writer.transport.abort()
 
 
 async def _read_request(reader: asyncio.StreamReader, raw_head: bytes) -> SeenRequest:

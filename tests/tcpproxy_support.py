@@ -14,7 +14,7 @@ import threading
 from types import TracebackType
 from typing import Self
 
-from tests.e2e_support import free_port
+from linkcert.testbed.waiting import free_port
 
 
 class TcpProxy:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from linkcert.acme import (
     verify_chain,
 )
 from linkcert.testbed import ChallengeResponder, PebbleServer, new_eab_hmac_key
+from linkcert.testbed.waiting import free_port
 
 pytestmark = pytest.mark.pebble
 
@@ -384,9 +384,7 @@ def test_revoke_marks_the_certificate_revoked(
 
 
 def test_unreachable_directory_is_unavailable_quickly() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     settings = AcmeSettings(directory_url=f"https://127.0.0.1:{port}/dir", retry_pause=0.05)
     started = time.monotonic()
     with (

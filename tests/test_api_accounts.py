@@ -5,13 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from linkcert.store import Store
-from tests.api_support import World, app_for, assert_problem, bearer, client, make_world
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
+from tests.api_support import World, app_for, assert_problem, bearer, client
 
 
 @pytest.fixture
@@ -145,3 +139,36 @@ async def test_bad_token_requests_are_refused(api: httpx.AsyncClient, world: Wor
 async def test_revoking_an_unknown_token(api: httpx.AsyncClient, world: World) -> None:
     response = await api.delete("/api/v1/tokens/999", headers=bearer(world.operator))
     assert_problem(response, 404, "not-found")
+
+
+async def test_operators_give_an_account_its_own_origins(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    url = f"/api/v1/accounts/{world.a_id}"
+    origins = ["http://tracker-eu.internal:8080", "HTTPS://Tracker-EU2.internal"]
+    changed = await api.patch(url, json={"upstreams": origins}, headers=bearer(world.operator))
+    assert changed.status_code == 200, changed.text
+    expected = ["http://tracker-eu.internal:8080", "https://tracker-eu2.internal:443"]
+    assert changed.json()["upstreams"] == expected
+    assert (await api.get(url, headers=bearer(world.operator))).json()["upstreams"] == expected
+
+    # The account itself neither sets nor sees them: they are the platform's addresses.
+    refused = await api.patch(url, json={"upstreams": []}, headers=bearer(world.a_token))
+    assert_problem(refused, 403, "operator-only")
+    own = await api.get(url, headers=bearer(world.a_token))
+    assert own.json()["upstreams"] is None
+    me = (await api.get("/api/v1/me", headers=bearer(world.a_token))).json()
+    assert me["account"]["upstreams"] is None
+
+    for bad in (["ftp://x"], ["http://x:1/path"], ["http://user:pw@x"], "http://x"):
+        rejected = await api.patch(url, json={"upstreams": bad}, headers=bearer(world.operator))
+        assert rejected.status_code == 422, bad
+    unchanged = await api.get(url, headers=bearer(world.operator))
+    assert unchanged.json()["upstreams"] == expected
+
+    cleared = await api.patch(url, json={"upstreams": None}, headers=bearer(world.operator))
+    assert cleared.json()["upstreams"] is None
+    missing = await api.patch(
+        "/api/v1/accounts/999999", json={"upstreams": None}, headers=bearer(world.operator)
+    )
+    assert_problem(missing, 404, "not-found")

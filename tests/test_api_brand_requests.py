@@ -18,9 +18,8 @@ from linkcert.config import Settings
 from linkcert.domains import domain_status
 from linkcert.keys import generate_master_key
 from linkcert.localdns import LocalDNSServer
-from linkcert.store import Store
 from linkcert.store.models import Notification
-from tests.api_support import World, app_for, assert_problem, bearer, client, make_world
+from tests.api_support import World, app_for, assert_problem, bearer, client
 from tests.certs_support import ThrowawayCA
 
 MISSING = 424242
@@ -29,11 +28,6 @@ UPLOAD_SETTINGS = Settings(
     master_key=generate_master_key("t"),  # type: ignore[arg-type]
     deliverability_email="deliverability@platform.test",
 )
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 @pytest.fixture

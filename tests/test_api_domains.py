@@ -6,13 +6,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from linkcert.store import Domain, Store
-from tests.api_support import World, app_for, assert_problem, bearer, client, make_world
+from linkcert.store import Domain
+from tests.api_support import World, app_for, assert_problem, bearer, client
 
 
 @pytest.fixture
-def world(store: Store) -> World:
-    world = make_world(store)
+def world(world: World) -> World:
+    """The shared world, with beta's domain already secured."""
+    store = world.store
     with store.session() as session:
         beta = session.scalars(select(Domain).where(Domain.name == "links.beta.test")).one()
         beta.dns_state, beta.cert_state = "ok", "active"

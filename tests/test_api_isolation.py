@@ -13,15 +13,9 @@ import httpx
 import pytest
 
 from linkcert.domains import account_summary, domain_events, domain_status
-from linkcert.store import Store
-from tests.api_support import World, app_for, assert_problem, bearer, client, make_world
+from tests.api_support import World, app_for, assert_problem, bearer, client
 
 MISSING_ACCOUNT = 424242
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 @pytest.fixture

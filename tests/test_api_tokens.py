@@ -11,6 +11,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, update
+from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner, Result
 
 from linkcert.auth import (
@@ -19,6 +20,7 @@ from linkcert.auth import (
     authenticate,
     create_token,
     list_tokens,
+    principal_of,
     revoke_token,
 )
 from linkcert.cli import app
@@ -186,3 +188,41 @@ def test_cli_refuses_unclear_requests(store: Store) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert "error:" in result.stderr, args
     assert list_tokens(store) == []
+
+
+def test_a_tokens_kind_is_stated_and_an_account_token_never_turns_operator(
+    store: Store,
+) -> None:
+    create_account(store, "shop")
+    account_plain, account_row = create_token(store, "shop", "billing")
+    operator_plain, operator_row = create_token(store, None, "ops")
+    assert (account_row.kind, operator_row.kind) == ("account", "operator")
+    assert not authenticate(store, account_plain).is_operator
+    assert authenticate(store, operator_plain).is_operator
+    # Losing the account link (a future ON DELETE SET NULL, a manual fix) is refused by the
+    # database rather than turning the account's token into an operator's.
+    with pytest.raises(IntegrityError), store.session() as session:
+        session.execute(
+            update(ApiToken).where(ApiToken.id == account_row.id).values(account_id=None)
+        )
+    assert principal_of(ApiToken(id=9, kind="account", account_id=None, name="x")) is None
+    assert principal_of(ApiToken(id=9, kind="operator", account_id=3, name="x")) is None
+
+
+def test_the_kind_migration_backfills_from_the_account(store: Store) -> None:
+    create_account(store, "shop")
+    create_token(store, "shop", "billing")
+    create_token(store, None, "ops")
+    config = alembic_config(store.url)
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0011")
+    assert "kind" not in {c["name"] for c in inspect(store.engine).get_columns("api_tokens")}
+    assert "web_sessions" not in inspect(store.engine).get_table_names()
+    store.migrate()
+    with store.session() as session:
+        kinds = {n: k for n, k in session.execute(select(ApiToken.name, ApiToken.kind))}
+    assert kinds == {"billing": "account", "ops": "operator"}
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in differences if "api_tokens" in repr(d) or "web_sessions" in repr(d)] == []

@@ -10,13 +10,8 @@ from sqlalchemy import select
 
 from linkcert.domains import Conflict, NotFound, domain_events, retry_now
 from linkcert.states import FailureClass
-from linkcert.store import Domain, Store, utcnow
-from tests.api_support import World, app_for, assert_problem, bearer, client, make_world
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
+from linkcert.store import Domain, utcnow
+from tests.api_support import World, app_for, assert_problem, bearer, client
 
 
 @pytest.fixture

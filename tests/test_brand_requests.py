@@ -16,6 +16,7 @@ from linkcert.brand import (
     brand_request,
     complete_with_upload,
     list_brand_requests,
+    notify_brand_request,
     reject_brand_request,
     request_brand_domain,
 )
@@ -34,7 +35,6 @@ from linkcert.store import Domain, Store
 from linkcert.store.db import alembic_config
 from linkcert.store.models import Base, Delivery
 from linkcert.uploads import check_upload
-from linkcert.web.hooks import notify_brand_request
 from tests.certs_support import ThrowawayCA
 
 POLICY = NamePolicy(allow_test_domains=True)

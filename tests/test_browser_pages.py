@@ -23,6 +23,7 @@ from linkcert.domains import create_account, set_tracking_domain
 from linkcert.names import NamePolicy
 from linkcert.service.runtime import Runtime
 from linkcert.store import Store
+from linkcert.testbed.waiting import wait_for_async
 from tests.browser_support import (
     chromium,
     has_horizontal_scroll,
@@ -32,7 +33,12 @@ from tests.browser_support import (
     screenshot,
 )
 from tests.certs_support import ThrowawayCA, pem
-from tests.e2e_support import EDGE_TARGET, Platform, https_get, start_platform, wait_for
+from tests.e2e_support import (
+    EDGE_TARGET,
+    Platform,
+    https_get,
+    start_platform,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.pebble]
 
@@ -369,7 +375,7 @@ async def test_an_operator_provisions_a_brand_domain_by_upload(
             await screenshot(page, "console-domain")
 
         # The edge serves the uploaded certificate to clients that trust the brand's CA.
-        await wait_for(lambda: domain in running.runtime.cache)
+        await wait_for_async(lambda: domain in running.runtime.cache)
         edge = running.runtime.edge
         assert edge is not None and edge.https_port
         root = pem(ca.root).decode()

@@ -23,7 +23,8 @@ from linkcert.domains import create_account, domain_status, retry_now, set_track
 from linkcert.names import NamePolicy
 from linkcert.service.runtime import Runtime
 from linkcert.store import Store
-from tests.e2e_support import Platform, start_platform, wait_for, wait_until_secured
+from linkcert.testbed.waiting import wait_for_async
+from tests.e2e_support import Platform, start_platform, wait_until_secured
 from tests.tcpproxy_support import TcpProxy
 from tests.web_support import csrf_of
 
@@ -82,8 +83,8 @@ async def test_a_ca_outage_reads_as_a_wait_on_every_surface(
         platform.point(DOMAIN)
         set_tracking_domain(store, shop.id, DOMAIN, NamePolicy(allow_test_domains=True))
         runtime.wake()
-        await wait_for(lambda: domain_status(store, DOMAIN).cert_state != "none", timeout=60)
-        await wait_for(
+        await wait_for_async(lambda: domain_status(store, DOMAIN).cert_state != "none", timeout=60)
+        await wait_for_async(
             lambda: domain_status(store, DOMAIN).failure_class == "ca_unavailable", timeout=60
         )
         status = domain_status(store, DOMAIN)

@@ -4,7 +4,6 @@ missing or unmigrated one stops with one line naming it and what to run, exit st
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from linkcert.cli import app
 from linkcert.keys import generate_master_key
 from linkcert.store import Store
+from linkcert.testbed.waiting import free_port
 
 MASTER_KEY = generate_master_key("db")
 
@@ -90,16 +90,10 @@ def test_an_older_schema_asks_for_migrate(env: dict[str, str], tmp_path: Path) -
     assert "is at schema 0001" in err and "run `linkcert migrate` first" in err
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_an_unreachable_postgresql_is_named_with_its_password_masked(
     env: dict[str, str],
 ) -> None:
-    url = f"postgresql+psycopg://linkcert:s3cret-pw@127.0.0.1:{closed_port()}/linkcert"
+    url = f"postgresql+psycopg://linkcert:s3cret-pw@127.0.0.1:{free_port()}/linkcert"
     env["LINKCERT_DATABASE_URL"] = url
     code, out, err = run(env, "domain", "list", "--json")
     assert (code, out) == (2, "")
@@ -174,3 +168,14 @@ def test_link_create_carries_data(env: dict[str, str], tmp_path: Path) -> None:
     )
     assert code != 0 and out == ""
     assert "255" in err and "Traceback" not in err
+
+
+def test_an_absolute_sqlite_path_is_shown_as_configured() -> None:
+    from linkcert.config import mask_url_password
+
+    assert mask_url_password("sqlite:////var/lib/linkcert/db.sqlite3") == (
+        "sqlite:////var/lib/linkcert/db.sqlite3"
+    )
+    assert mask_url_password("postgresql://lc:secret@db:5432/lc") == (
+        "postgresql://lc:********@db:5432/lc"
+    )

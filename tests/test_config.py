@@ -99,6 +99,46 @@ def test_host_port(text: str, expected: tuple[str, int]) -> None:
     assert parse_host_port(text, default_port=53) == expected
 
 
+def test_config_show_masks_every_secret_in_urls() -> None:
+    settings = load_settings(
+        environ={
+            "LINKCERT_DATABASE_URL": (
+                "postgresql://lc:hunter2-userinfo@db:5432/linkcert"
+                "?sslmode=require&password=hunter2-query&sslpassword=hunter2-ssl"
+            ),
+            "LINKCERT_ACME_DIRECTORY_URL": "https://ca.test/dir?token=hunter2-acme",
+            "LINKCERT_WEBHOOK_URLS": (
+                "https://hooks.test/services/T0/B0/hunter2-path,"
+                "https://alerts.test/in?key=hunter2-hook"
+            ),
+            "LINKCERT_WEBHOOK_SECRET": "hunter2-secret",
+        }
+    )
+    shown = settings.masked()
+    assert "hunter2" not in repr(shown)
+    # What an operator needs to read stays.
+    assert shown["database_url"].startswith("postgresql://lc:********@db:5432/linkcert?")
+    assert "sslmode=require" in shown["database_url"]
+    assert shown["acme_directory_url"] == "https://ca.test/dir?token=********"
+    assert shown["webhook_urls"] == ["https://hooks.test/services/…", "https://alerts.test/in?…"]
+
+
+def test_cli_config_show_masks_urls(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from linkcert.cli import app
+
+    env = {
+        "LINKCERT_DATABASE_URL": "postgresql://lc@db/linkcert?password=hunter2",
+        "LINKCERT_WEBHOOK_URLS": "https://hooks.test/services/T0/B0/hunter2",
+        "LINKCERT_WEBHOOK_SECRET": "s",
+    }
+    result = CliRunner().invoke(app, ["config", "show"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output
+    assert "password=********" in result.output
+
+
 def test_proxy_mode_settings(tmp_path: Path) -> None:
     from linkcert.service.runtime import edge_settings
 

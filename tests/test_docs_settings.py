@@ -28,7 +28,8 @@ SETTINGS = frozenset(Settings.model_fields)
 OTHER_VARIABLES = {"LINKCERT_CONFIG", "LINKCERT_TEST_POSTGRES_URL"}
 # Names from outside linkcert that the docs mention in backticks.
 OUTSIDE_NAMES = {
-    "max_connections",  # PostgreSQL's setting
+    "max_connections",  # PostgreSQL's settings
+    "default_transaction_read_only",
     "python_info",  # the Prometheus client's own series
     "is_operator",  # an attribute of the API's principal, in the embedding section
 }

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from linkcert.edge.fdlimit import RESERVED_DESCRIPTORS, connection_budget
 from linkcert.edge.http import address_key
-from tests.test_edge_support import (
+from tests.edge_support import (
     EdgeUnderTest,
     close_writer,
     get,

@@ -15,7 +15,8 @@ from pathlib import Path
 from linkcert.config import Settings
 from linkcert.store import Store
 from linkcert.testbed.environment import settings_env
-from tests.e2e_support import TRACKING_SECRET, free_port
+from linkcert.testbed.waiting import free_port
+from tests.e2e_support import TRACKING_SECRET
 from tests.fleet_support import Process, child_pids
 from tests.test_edge_processes import MASTER_KEY, PROCESSES, metrics_base_port
 
@@ -67,7 +68,7 @@ def test_idle_connections_are_closed_by_the_first_byte_limit_while_clients_are_s
             "http_listen": f"127.0.0.1:{http_port}",
             "https_listen": f"127.0.0.1:{https_port}",
             "metrics_listen": f"127.0.0.1:{metrics_port}",
-            "edge_first_byte_timeout": 1.0,
+            "edge_first_byte_timeout": 2.0,
         }
     )
     store = Store(settings.effective_database_url)

@@ -9,7 +9,7 @@ import pytest
 
 from linkcert.edge import CertificateCache, DomainContext, PemError, UnusableCertificate
 from linkcert.edge.pem import certificates_from_pem, to_pem
-from tests.test_edge_support import TestAuthority
+from tests.edge_support import TestAuthority
 
 authority = TestAuthority()
 

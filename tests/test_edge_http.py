@@ -11,7 +11,7 @@ import pytest
 from linkcert.edge import CertificateCache, Edge, EdgeSettings
 from linkcert.edge.listen import parse_address
 from linkcert.tracking import Click
-from tests.test_edge_support import (
+from tests.edge_support import (
     close_writer,
     exchange,
     get,

@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from tests.test_edge_support import close_writer, get, read_response, running_edge
+from tests.edge_support import close_writer, get, read_response, running_edge
 
 
 def _peer_names(writer: asyncio.StreamWriter) -> list[str]:

@@ -3,7 +3,7 @@ edge parses a repeated Host value only once per connection."""
 
 from __future__ import annotations
 
-from tests.test_edge_support import close_writer, get, read_response, running_edge
+from tests.edge_support import close_writer, get, read_response, running_edge
 
 
 async def test_host_changes_between_requests_on_one_connection() -> None:

@@ -24,11 +24,12 @@ from linkcert.names import NamePolicy
 from linkcert.service.edgeprocs import worker_settings
 from linkcert.store import Domain, LinkEvent, Store
 from linkcert.testbed.environment import settings_env
+from linkcert.testbed.waiting import free_port
 from linkcert.ticketkeys import ensure_ticket_keys
 from linkcert.tracking import make_token, tracking_key_from_secret
 from linkcert.uploads import check_upload, store_upload
 from tests.certs_support import ThrowawayCA, pem
-from tests.e2e_support import TRACKING_SECRET, free_port, https_get, served_serial
+from tests.e2e_support import TRACKING_SECRET, https_get, served_serial
 from tests.fleet_support import Process, child_pids
 
 POLICY = NamePolicy(allow_test_domains=True)

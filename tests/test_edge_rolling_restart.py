@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from linkcert.edge import listen
+from linkcert.testbed.waiting import free_port
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: restart.test\r\nConnection: close\r\n\r\n"
 
@@ -43,13 +44,6 @@ def queued_connections_migrate() -> Iterator[None]:
         sysctl.write_text(before)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def _start(port: int) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.edge_restart_child", str(port)],
@@ -70,7 +64,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 
 def test_rolling_restarts_under_load_fail_no_request(queued_connections_migrate: None) -> None:
-    port = _free_port()
+    port = free_port()
     edges = [_start(port), _start(port)]
     answered = 0
     failures: collections.Counter[str] = collections.Counter()

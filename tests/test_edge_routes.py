@@ -12,7 +12,7 @@ import pytest
 
 from linkcert.edge.responses import TRANSPARENT_GIF
 from linkcert.tracking import Click
-from tests.test_edge_support import HttpResponse, get, read_response, running_edge
+from tests.edge_support import HttpResponse, get, read_response, running_edge
 
 DOMAIN = "links.shop.test"
 OTHER = "links.other.test"

@@ -10,7 +10,7 @@ import ssl
 import pytest
 
 from linkcert.edge import sslctx
-from tests.test_edge_support import EdgeUnderTest, running_edge
+from tests.edge_support import EdgeUnderTest, running_edge
 
 
 def _ticket_then_resume(

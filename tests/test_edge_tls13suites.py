@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from linkcert.edge import sslctx, tls13suites, tlsconfig
-from tests.test_edge_support import EdgeUnderTest, running_edge
+from tests.edge_support import EdgeUnderTest, running_edge
 
 NAME = "links.alpha.test"
 

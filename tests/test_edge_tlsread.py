@@ -6,7 +6,7 @@ import ssl
 
 from linkcert.edge.certs import CertificateCache
 from linkcert.edge.tlssession import TlsSession
-from tests.test_edge_support import TestAuthority, get, read_response, running_edge
+from tests.edge_support import TestAuthority, get, read_response, running_edge
 
 NAME = "read.example.test"
 

@@ -8,7 +8,7 @@ import ssl
 import pytest
 import uvloop
 
-from tests.test_edge_support import close_writer, get, read_response, running_edge
+from tests.edge_support import close_writer, get, read_response, running_edge
 
 
 async def _scenario() -> None:

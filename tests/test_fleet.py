@@ -22,13 +22,8 @@ from linkcert.domains import create_account, set_tracking_domain
 from linkcert.names import NamePolicy
 from linkcert.store import Certificate, Domain, Order, Store
 from linkcert.testbed.environment import settings_env
-from tests.e2e_support import (
-    Platform,
-    free_port,
-    served_serial,
-    start_platform,
-    wait_for,
-)
+from linkcert.testbed.waiting import free_port, wait_for_async
+from tests.e2e_support import Platform, served_serial, start_platform
 from tests.fleet_support import Process
 
 POLICY = NamePolicy(allow_test_domains=True)
@@ -99,10 +94,10 @@ async def test_two_workers_two_edges_two_hundred_domains(
             account = "fleet" if i == 0 else create_account(store, f"fleet-{i}").name
             set_tracking_domain(store, account, name, POLICY)
         # Kill one worker mid-wave, with orders in flight.
-        await wait_for(lambda: secured(store) >= 30, timeout=120)
+        await wait_for_async(lambda: secured(store) >= 30, timeout=120)
         workers[0].kill()
         restart_postgres()
-        await wait_for(lambda: secured(store) == DOMAINS, timeout=240, interval=0.5)
+        await wait_for_async(lambda: secured(store) == DOMAINS, timeout=240, interval=0.5)
     finally:
         codes = {p.log_path.name: p.stop() for p in processes}
     # Exactly once: one certificate per domain in the store and at the CA.
@@ -147,10 +142,10 @@ async def test_every_edge_serves_every_certificate(
         for i, name in enumerate(names):
             create_account(store, f"edges-{i}")
             set_tracking_domain(store, f"edges-{i}", name, POLICY)
-        await wait_for(lambda: secured(store) == len(names), timeout=120)
+        await wait_for_async(lambda: secured(store) == len(names), timeout=120)
         for port in https_ports:
             for name in names:
-                await wait_for(_serving(port, name, root), timeout=10)
+                await wait_for_async(_serving(port, name, root), timeout=10)
     finally:
         for process in (*edges, worker):
             process.stop()

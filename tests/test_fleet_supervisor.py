@@ -6,8 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from linkcert.domains import create_account, domain_status, set_tracking_domain
 from linkcert.names import NamePolicy
 from linkcert.store import Store
 from linkcert.testbed.environment import settings_env
+from linkcert.testbed.waiting import wait_for
 from tests.e2e_support import Platform, start_platform
 from tests.fleet_support import child_pids
 
@@ -41,14 +41,6 @@ def children_by_role(pid: int) -> dict[str, list[int]]:
     return found
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
-
-
 def test_the_supervisor_runs_restarts_and_stops_its_fleet(
     platform: Platform, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -64,7 +56,7 @@ def test_the_supervisor_runs_restarts_and_stops_its_fleet(
     )
     try:
         # --edges 2: one edge child, which forks the two edge processes.
-        wait_until(
+        wait_for(
             lambda: (
                 {k: len(v) for k, v in children_by_role(serve.pid).items()}
                 == {"worker": 2, "edge": 1, "api": 1}
@@ -72,22 +64,20 @@ def test_the_supervisor_runs_restarts_and_stops_its_fleet(
             timeout=30,
         )
         (edge,) = children_by_role(serve.pid)["edge"]
-        wait_until(lambda: len(child_pids(edge)) == 2, timeout=30)
+        wait_for(lambda: len(child_pids(edge)) == 2, timeout=30)
         domain = "links.supervised.test"
         platform.point(domain)
         create_account(store, "supervised")
         set_tracking_domain(store, "supervised", domain, NamePolicy(allow_test_domains=True))
-        wait_until(lambda: domain_status(store, domain).cert_state == "active", timeout=60)
+        wait_for(lambda: domain_status(store, domain).cert_state == "active", timeout=60)
 
         # An edge process that dies is forked again by its parent...
         victim = child_pids(edge)[0]
         os.kill(victim, signal.SIGKILL)
-        wait_until(
-            lambda: len(child_pids(edge)) == 2 and victim not in child_pids(edge), timeout=30
-        )
+        wait_for(lambda: len(child_pids(edge)) == 2 and victim not in child_pids(edge), timeout=30)
         # ...and an edge parent that dies is started again by the supervisor, with its own.
         os.kill(edge, signal.SIGKILL)
-        wait_until(
+        wait_for(
             lambda: (
                 len(children_by_role(serve.pid).get("edge", [])) == 1
                 and edge not in children_by_role(serve.pid)["edge"]
@@ -95,7 +85,7 @@ def test_the_supervisor_runs_restarts_and_stops_its_fleet(
             timeout=30,
         )
         (edge,) = children_by_role(serve.pid)["edge"]
-        wait_until(lambda: len(child_pids(edge)) == 2, timeout=30)
+        wait_for(lambda: len(child_pids(edge)) == 2, timeout=30)
     finally:
         serve.send_signal(signal.SIGTERM)
         code = serve.wait(timeout=60)

@@ -27,13 +27,13 @@ from linkcert.names import NamePolicy
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import Certificate, Domain, Order, Store
+from linkcert.testbed.waiting import wait_for_async
 from tests.ari_support import RenewalInfoFront
 from tests.e2e_support import (
     Platform,
     https_get,
     served_serial,
     start_platform,
-    wait_for,
     wait_until_secured,
 )
 
@@ -91,7 +91,7 @@ async def test_renewal_hands_over_with_no_failed_handshake(
         set_tracking_domain(store, "renewing", domain, POLICY)
         runtime.wake()
         await wait_until_secured(store, domain)
-        await wait_for(lambda: domain in runtime.cache)
+        await wait_for_async(lambda: domain in runtime.cache)
         assert runtime.edge is not None and runtime.edge.https_port
         with store.session() as session:
             first = session.scalars(select(Certificate)).one()
@@ -102,9 +102,9 @@ async def test_renewal_hands_over_with_no_failed_handshake(
         watcher = Handshakes(runtime.edge.https_port, domain, root)
         watcher.start()
         try:
-            await wait_for(lambda: len(_certificates(store)) >= 2, timeout=LIFETIME * 2)
+            await wait_for_async(lambda: len(_certificates(store)) >= 2, timeout=LIFETIME * 2)
             second = max(_certificates(store), key=lambda c: c.id)
-            await wait_for(lambda: int(second.serial, 16) in watcher.serials, timeout=10)
+            await wait_for_async(lambda: int(second.serial, 16) in watcher.serials, timeout=10)
         finally:
             watcher.stop.set()
             await asyncio.to_thread(watcher.join)
@@ -135,8 +135,8 @@ async def test_delete_revokes_and_erases_keys(platform: Platform, tmp_path: Path
         cert = _certificates(store)[0]
         delete_domain(store, domain)
         runtime.wake()
-        await wait_for(lambda: domain_status(store, domain).cert_state == "revoked")
-        await wait_for(lambda: domain not in runtime.cache, timeout=5)
+        await wait_for_async(lambda: domain_status(store, domain).cert_state == "revoked")
+        await wait_for_async(lambda: domain not in runtime.cache, timeout=5)
     finally:
         await runtime.aclose()
     status = platform.pebble.cert_status(cert.serial)
@@ -162,7 +162,7 @@ async def test_changed_domain_keeps_serving_old_links(platform: Platform, tmp_pa
         set_tracking_domain(store, "before", new, POLICY)
         runtime.wake()
         await wait_until_secured(store, new)
-        await wait_for(lambda: old in runtime.cache and new in runtime.cache)
+        await wait_for_async(lambda: old in runtime.cache and new in runtime.cache)
         assert runtime.edge is not None and runtime.edge.https_port
         path = link.url.split(old, 1)[1]
         status, headers, _ = await asyncio.to_thread(
@@ -179,7 +179,7 @@ async def test_changed_domain_keeps_serving_old_links(platform: Platform, tmp_pa
                 state.not_after is not None and state.next_attempt_at >= state.not_after
             )
 
-        await wait_for(parked, timeout=LIFETIME)
+        await wait_for_async(parked, timeout=LIFETIME)
         with store.session() as session:
             old_certs = session.scalars(
                 select(Certificate)
@@ -229,7 +229,7 @@ async def test_ari_window_drives_renewal(long_lived: Platform, tmp_path: Path) -
         assert first.renew_at is not None and soon <= first.renew_at <= soon + timedelta(seconds=1)
         assert first.ari_next_check_at is not None
         assert front.requested  # asked for the new certificate's window
-        await wait_for(lambda: len(_certificates(store)) >= 2, timeout=30)
+        await wait_for_async(lambda: len(_certificates(store)) >= 2, timeout=30)
         second = max(_certificates(store), key=lambda c: c.id)
         assert second.renew_at is not None and second.renew_at >= month
         assert len(_certificates(store)) == 2

@@ -23,7 +23,13 @@ from linkcert.names import NamePolicy
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import LinkEvent, Order, Store
-from tests.e2e_support import Platform, https_get, start_platform, wait_for, wait_until_secured
+from linkcert.testbed.waiting import wait_for_async
+from tests.e2e_support import (
+    Platform,
+    https_get,
+    start_platform,
+    wait_until_secured,
+)
 from tests.notify_support import SECRET as WEBHOOK_SECRET
 from tests.notify_support import SmtpReceiver, WebhookReceiver
 
@@ -54,7 +60,7 @@ async def test_saved_domain_is_secured_and_serves_tracked_links(
         set_tracking_domain(store, "shop", domain, POLICY)
         runtime.wake()
         await wait_until_secured(store, domain)
-        await wait_for(lambda: domain in runtime.cache)
+        await wait_for_async(lambda: domain in runtime.cache)
         link = create_link(store, runtime.tracking_key, domain, "https://shop.example.com/sale")
         assert runtime.edge is not None and runtime.edge.https_port
         port = runtime.edge.https_port
@@ -107,7 +113,7 @@ async def test_dns_fixed_later_is_secured_without_any_action(
         create_account(store, "later")
         set_tracking_domain(store, "later", domain, POLICY)
         runtime.wake()
-        await wait_for(lambda: domain_status(store, domain).dns_state == "points_elsewhere")
+        await wait_for_async(lambda: domain_status(store, domain).dns_state == "points_elsewhere")
         status = domain_status(store, domain)
         assert status.cert_state == "none"
         assert status.problems and status.problems[0]["fix"]
@@ -133,7 +139,7 @@ async def test_unknown_profile_is_a_clear_error(platform: Platform, tmp_path: Pa
         create_account(store, "profiled")
         set_tracking_domain(store, "profiled", domain, POLICY)
         runtime.wake()
-        await wait_for(lambda: domain_status(store, domain).cert_state == "failed")
+        await wait_for_async(lambda: domain_status(store, domain).cert_state == "failed")
         problem = domain_status(store, domain).problems[0]
         assert "shortlived" in problem["message"] and "LINKCERT_ACME_PROFILE" in problem["message"]
     finally:
@@ -166,7 +172,7 @@ async def test_secured_is_told_by_email_and_signed_webhook(
             set_tracking_domain(store, "told", domain, POLICY)
             runtime.wake()
             await wait_until_secured(store, domain)
-            await wait_for(lambda: bool(smtp.mails) and bool(hooks.requests), timeout=30)
+            await wait_for_async(lambda: bool(smtp.mails) and bool(hooks.requests), timeout=30)
         finally:
             await runtime.aclose()
     mail = smtp.mails[0]

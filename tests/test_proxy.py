@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,13 @@ from typing import Any
 from linkcert.edge import ProxySettings
 from linkcert.edge.proxy import EdgeMode
 from linkcert.edge.upstream import PoolSettings, parse_origin
+from tests.edge_support import EdgeUnderTest, TestAuthority, close_writer, running_edge
 from tests.proxy_support import (
     fault_origin,
     nginx_origin,
     read_reply,
     refused_origin,
 )
-from tests.test_edge_support import EdgeUnderTest, close_writer, running_edge
 
 DOMAIN = "links.shop.test"
 OTHER = "links.other.test"
@@ -287,7 +288,7 @@ async def test_a_down_origin_is_skipped_and_left_out(tmp_path: Path) -> None:
             stats = origin_stats(env)
             assert stats[down].stats.failures["refused"] >= 1
             assert stats[down].stats.failures["refused"] <= 2  # then left out for a while
-            assert not stats[down].healthy(asyncio.get_running_loop().time())
+            assert not stats[down].healthy(time.monotonic())
     assert [reply.status for reply in replies] == [302] * 6
 
 
@@ -488,3 +489,80 @@ async def test_per_origin_metrics(tmp_path: Path) -> None:
     assert f"linkcert_edge_origin_healthy{{{up}}} 1.0" in text
     assert f'linkcert_edge_origin_connections{{{up},state="idle"}} 1.0' in text
     assert f"linkcert_edge_origin_latency_seconds_count{{{up}}} 3.0" in text
+
+
+async def test_an_https_origin_is_verified_against_the_configured_bundle(tmp_path: Path) -> None:
+    authority = TestAuthority()
+    issued = authority.issue("tracker.internal")
+    chain, key, bundle = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    chain.write_bytes(issued.chain_pem)
+    key.write_bytes(issued.key_pem)
+    bundle.write_text(authority.root_pem)
+    other = tmp_path / "other-ca.pem"
+    other.write_text(TestAuthority().root_pem)
+    with nginx_origin(tmp_path, tls=(chain, key)) as nginx:
+        trusted = PoolSettings(ca_bundle=bundle, server_name="tracker.internal")
+        async with proxy_edge(nginx.url, pool=trusted) as env:
+            good = await one(env, request("/echo"), secure=True)
+        wrong_name = PoolSettings(ca_bundle=bundle, server_name="elsewhere.internal")
+        async with proxy_edge(nginx.url, pool=wrong_name) as env:
+            misnamed = await one(env, request("/echo"))
+        untrusted = PoolSettings(ca_bundle=other, server_name="tracker.internal")
+        async with proxy_edge(nginx.url, pool=untrusted) as env:
+            unknown_ca = await one(env, request("/echo"))
+            failures = origin_stats(env)[nginx.url].stats.failures
+    assert good.status == 200
+    assert good.fields["host"] == DOMAIN
+    assert good.fields["x-forwarded-proto"] == "https"
+    assert misnamed.status == unknown_ca.status == 502
+    assert failures["tls"] == 1
+
+
+async def test_a_get_on_a_pooled_connection_the_origin_dropped_is_sent_again() -> None:
+    async with fault_origin() as origin, proxy_edge(origin.url) as env:
+        first = await one(env, request("/once-a"))
+        second = await one(env, request("/once-b"))  # the pooled connection: reset
+        posted = await one(env, request("/once-c", method="POST", extra="Content-Length: 0\r\n"))
+        again = await one(env, request("/once-d"))
+        stats = origin_stats(env)[origin.url].stats
+    assert (first.status, second.status) == (200, 200)
+    # A POST is never sent twice: the reset reaches the client as a 502.
+    assert posted.status == 502
+    assert again.status == 200
+    assert [seen.target for seen in origin.requests] == [
+        "/once-a",
+        "/once-b",
+        "/once-b",
+        "/once-c",
+        "/once-d",
+    ]
+    assert stats.retries == 1
+    # Connections the origin dropped while idle say nothing of its health.
+    assert stats.failures["stale_connection"] == 2
+    assert stats.failures["reset"] == 0
+
+
+async def test_an_empty_post_keeps_its_content_length() -> None:
+    async with fault_origin() as origin, proxy_edge(origin.url) as env:
+        reply = await one(env, request("/form", method="POST", extra="Content-Length: 0\r\n"))
+    assert reply.status == 200
+    assert origin.requests[0].header("content-length") == "0"
+
+
+async def test_an_answer_that_is_not_http_gives_502() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\nhi")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with proxy_edge(f"http://127.0.0.1:{port}") as env:
+            reply = await one(env, request("/x", method="DELETE"))
+            failures = origin_stats(env)[f"http://127.0.0.1:{port}"].stats.failures
+    finally:
+        server.close()
+    assert reply.status == 502
+    assert failures["bad_response"] == 1

@@ -12,8 +12,8 @@ import pytest
 
 from linkcert.edge import ProxySettings
 from linkcert.edge.upstream import parse_origin
+from tests.edge_support import close_writer, read_until_closed, running_edge
 from tests.proxy_support import fault_origin
-from tests.test_edge_support import close_writer, read_until_closed, running_edge
 
 DOMAIN = "links.shop.test"
 SMUGGLED = b"GET /admin HTTP/1.1\r\nHost: links.shop.test\r\n\r\n"

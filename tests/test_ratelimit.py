@@ -10,14 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from linkcert.ca_limits import RateLimit
 from linkcert.store import Base, Store
-from linkcert.worker.ratelimit import (
-    BucketRequest,
-    Decision,
-    RateLimit,
-    RateLimiter,
-    budget_left,
-)
+from linkcert.worker.ratelimit import BucketRequest, Decision, RateLimiter, budget_left
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from linkcert.config import ConfigError, load_settings
-from linkcert.store import Store
-from linkcert.worker.ratelimit import (
+from linkcert.ca_limits import (
     CERTS_PER_DOMAIN,
     DUPLICATE_CERTS,
     FAILED_AUTHORIZATIONS,
@@ -18,8 +16,10 @@ from linkcert.worker.ratelimit import (
     RateLimit,
     limits_for,
     parse_rate_limits,
-    rate_limiter_for,
 )
+from linkcert.config import ConfigError, load_settings
+from linkcert.store import Store
+from linkcert.worker.ratelimit import rate_limiter_for
 
 PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"

@@ -12,24 +12,26 @@ import pytest
 import requests
 
 from linkcert.acme.errors import AcmeUnavailable, ChallengeFailed
+from linkcert.acme.failures import never_reached_the_ca
 from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
+from linkcert.ca_limits import (
+    CERTS_PER_DOMAIN,
+    DUPLICATE_CERTS,
+    FAILED_AUTHORIZATIONS,
+    NEW_ORDERS,
+    RateLimit,
+)
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.states import CertState, DnsState, FailureClass
 from linkcert.store import AcmeAccount, Certificate, Domain, Order, Store
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import DnsVerdict, IssuanceFailure, Worker
 from linkcert.worker.ratelimit import (
-    CERTS_PER_DOMAIN,
-    DUPLICATE_CERTS,
-    FAILED_AUTHORIZATIONS,
-    NEW_ORDERS,
     IssuanceBudget,
-    RateLimit,
     RateLimiter,
     bucket_key,
     budget_left,
-    never_reached_the_ca,
     order_requests,
 )
 from tests.test_ratelimit import create_bucket_table

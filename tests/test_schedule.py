@@ -1,8 +1,9 @@
 import random
 from datetime import UTC, datetime, timedelta
 
+from linkcert.renewal import renewal_time
 from linkcert.states import FailureClass
-from linkcert.worker.schedule import dns_recheck_delay, renewal_time, retry_delay
+from linkcert.worker.schedule import dns_recheck_delay, retry_delay
 
 
 def test_dns_rechecks_slow_down_and_cap() -> None:

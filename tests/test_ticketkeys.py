@@ -12,6 +12,7 @@ from sqlalchemy import select
 from linkcert.keys import DecryptionError, MasterKeys, generate_master_key
 from linkcert.keystore import rotate_all
 from linkcert.store import Store, TicketKey
+from linkcert.testbed.waiting import wait_for_async
 from linkcert.ticketkeys import (
     KEY_BYTES,
     PERIOD,
@@ -99,10 +100,7 @@ async def test_an_edge_follows_the_key_and_a_worker_keeps_it(
     await asyncio.sleep(0.2)
     assert used == [None]  # no worker yet: no shared key, told once
     worker = asyncio.ensure_future(keep_ticket_keys(store, keys, stop, 0.05))
-    for _ in range(100):
-        if len(used) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for_async(lambda: len(used) == 2, "the edge told of the worker's key")
     stop.set()
     await asyncio.gather(edge, worker)
     assert used[1] == current_ticket_key(store, keys)

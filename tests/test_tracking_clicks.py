@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from linkcert.testbed.waiting import wait_for_async
 from linkcert.tracking import Click, ClickRecorder
 
 
@@ -67,8 +68,7 @@ async def test_a_lone_click_goes_out_after_the_delay() -> None:
     sink = FlakySink()
     recorder = ClickRecorder(sink, max_batch=100, max_delay=0.05)
     recorder.record(_click(1))
-    await asyncio.sleep(0.3)
-    assert sink.link_ids == [1]
+    await wait_for_async(lambda: sink.link_ids == [1], "the lone click delivered")
     await recorder.aclose()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from linkcert.api import create_app
 from linkcert.auth import create_token
 from linkcert.brand import list_brand_requests
 from linkcert.config import Settings
@@ -18,7 +17,8 @@ from linkcert.domains import (
 )
 from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
-from tests.api_support import World, make_world
+from linkcert.web import create_app
+from tests.api_support import World
 from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
 
 TARGET = "edge.platform.test"
@@ -28,11 +28,6 @@ SETTINGS = Settings(
     cname_targets=(TARGET,),
     dns_timeout=1.0,
 )
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 async def logged_in(world: World, settings: Settings = SETTINGS) -> httpx.AsyncClient:
@@ -240,7 +235,7 @@ async def test_the_user_name_opens_a_menu_that_works_without_scripts_too(world: 
     assert ">alpha<" in button
     menu = between(page, '<ul class="user-menu" id="user-menu"', "</ul>")
     assert " hidden>" in menu  # closed until the button opens it
-    assert '<a href="/account">Account Details</a>' in menu
+    assert '<a href="/account" aria-current="page">Account Details</a>' in menu
     assert 'action="/logout"' in menu and ">Log out</button>" in menu
     # Without scripts, a stylesheet hides the button and the same choices show as links.
     assert '<noscript><link rel="stylesheet" href="/static/noscript.css' in page

@@ -8,7 +8,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from linkcert.api import create_app
 from linkcert.brand import brand_request, request_brand_domain
 from linkcert.config import Settings
 from linkcert.domains import create_account, domain_status, set_tracking_domain
@@ -16,8 +15,9 @@ from linkcert.keys import generate_master_key
 from linkcert.names import NamePolicy
 from linkcert.states import CertState, DnsState, FailureClass
 from linkcert.store import Certificate, Domain, Store, utcnow
+from linkcert.web import create_app
 from linkcert.web.filters import DomainFilter, count_by_filter, find_console_rows, is_expiring
-from tests.api_support import World, make_world
+from tests.api_support import World
 from tests.certs_support import ThrowawayCA
 from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
 
@@ -27,11 +27,6 @@ SETTINGS = Settings(
     cname_targets=("edge.platform.test",),
     master_key=generate_master_key("t"),  # type: ignore[arg-type]
 )
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +171,9 @@ async def test_the_operators_menu_leads_to_the_console(world: World) -> None:
     start = page.index('class="who-button"')
     menu = page[start : page.index("</ul>", start)]
     assert ">Deliverability team<" in menu
-    assert '<a href="/console">Deliverability console</a>' in menu
+    assert '<a href="/console" aria-current="page">Deliverability console</a>' in menu
+    domain_page = (await web.get("/console/domains/links.alpha.test")).text
+    assert '<a href="/console">Deliverability console</a>' in domain_page
     assert ">Log out</button>" in menu and "Account Details" not in menu
 
 

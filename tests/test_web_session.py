@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from linkcert.config import Settings
 from linkcert.keys import generate_master_key
-from linkcert.store import Store
+from linkcert.store import WebSession as WebSessionRow
 from linkcert.web.session import (
     SESSION_COOKIE,
     SessionSigner,
-    new_session,
+    end_session,
     open_session,
     seal_session,
+    start_session,
 )
-from tests.api_support import World, app_for, bearer, client, make_world
+from tests.api_support import World, app_for, bearer, client
 from tests.web_support import BASE, SCRIPT, browser, csrf_of, log_in, page_csrf
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return make_world(store)
 
 
 @pytest.fixture
@@ -29,17 +28,25 @@ def web(world: World) -> httpx.AsyncClient:
     return browser(app_for(world))
 
 
-def test_sealed_sessions_open_only_untouched_and_in_time() -> None:
+def test_sessions_open_only_untouched_stored_and_in_time(world: World) -> None:
+    store = world.store
     signer = SessionSigner(b"k" * 32)
-    session = new_session(7, now=1000)
-    sealed = seal_session(signer, session)
-    assert open_session(signer, sealed, now=1001) == session
-    assert open_session(signer, sealed, now=session.expires) is None  # expired
+    issued = datetime(2030, 1, 1, tzinfo=UTC)
+    session_id, session = start_session(store, 2, now=issued)
+    sealed = seal_session(signer, session_id)
+    assert session_id not in repr(session)  # only its hash is stored
+    later = issued + timedelta(seconds=1)
+    assert open_session(signer, store, sealed, now=later) == session
+    assert open_session(signer, store, sealed, now=session.expires) is None  # expired
     body, mac = sealed.split(".")
-    assert open_session(signer, body + "." + mac[:-2] + "AA", now=1001) is None
-    assert open_session(SessionSigner(b"o" * 32), sealed, now=1001) is None
+    assert open_session(signer, store, body + "." + mac[:-2] + "AA", now=later) is None
+    assert open_session(SessionSigner(b"o" * 32), store, sealed, now=later) is None
     for garbage in ("", "abc", "a.b.c", "e30.", None):
-        assert open_session(signer, garbage, now=1001) is None
+        assert open_session(signer, store, garbage, now=later) is None
+    # A well-signed cookie naming no stored session opens nothing.
+    assert open_session(signer, store, signer.seal({"s": "x" * 43}), now=later) is None
+    end_session(store, session)
+    assert open_session(signer, store, sealed, now=later) is None
 
 
 def test_the_session_key_follows_the_master_key() -> None:
@@ -160,6 +167,23 @@ async def test_logout_ends_the_session(web: httpx.AsyncClient, world: World) -> 
     assert 'linkcert_session=""' in response.headers["set-cookie"]
     assert (await web.get("/account")).headers["location"] == "/login"
     assert "You are logged out." in (await web.get("/login?logged_out=1")).text
+
+
+async def test_the_cookie_of_a_logged_out_session_opens_nothing(
+    web: httpx.AsyncClient, world: World
+) -> None:
+    """Someone who copied the cookie before the logout gets nothing with it after."""
+    await log_in(web, world.a_token)
+    stolen = web.cookies[SESSION_COOKIE]
+    csrf = await page_csrf(web, "/account")
+    await web.post("/logout", data={"csrf_token": csrf}, headers={"Origin": BASE})
+    replay = browser(app_for(world))
+    replay.cookies.set(SESSION_COOKIE, stolen)
+    assert (await replay.get("/account")).headers["location"] == "/login"
+    scripted = await replay.get("/account/status", headers=SCRIPT)
+    assert scripted.status_code == 401
+    with world.store.session() as session:
+        assert session.scalar(select(func.count()).select_from(WebSessionRow)) == 0
 
 
 async def test_revoking_the_token_ends_its_sessions(web: httpx.AsyncClient, world: World) -> None:

@@ -8,22 +8,15 @@ which has an A record for 127.0.0.1, so names resolve the same way for both.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from linkcert.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer
+from linkcert.testbed.waiting import free_port
 
 EDGE_TARGET = "edge.platform.bench.test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class World:

@@ -15,12 +15,15 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
 from linkcert.domains import NotFound, find_account
 from linkcert.store import ApiToken, Store, utcnow
+from linkcert.store.faults import classify
+from linkcert.store.models import ACCOUNT_TOKEN, OPERATOR_TOKEN
 
 TOKEN_PREFIX = "lct_"  # noqa: S105  (a marker, not a secret)
 TOKEN_PATTERN = re.compile(r"lct_[A-Za-z0-9_-]{43}")
@@ -74,6 +77,7 @@ def create_token(store: Store, account_ref: str | int | None, name: str) -> tupl
         account_id = None if account_ref is None else find_account(session, account_ref).id
         row = ApiToken(
             account_id=account_id,
+            kind=OPERATOR_TOKEN if account_id is None else ACCOUNT_TOKEN,
             name=name,
             token_hash=hash_token(plain),
             prefix=plain[:LISTED_PREFIX_CHARS],
@@ -122,11 +126,35 @@ def authenticate(store: Store, plain: str) -> Principal:
             raise AuthenticationError(
                 "revoked", f"This API token was revoked on {row.revoked_at:%Y-%m-%d}."
             )
-        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-            session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+        principal = principal_of(row)
+        if principal is None:
+            raise AuthenticationError("unknown", "This API token is not known.")
+        touch = row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION
+    if touch:
+        _touch(store, row.id, now)
+    return principal
+
+
+def _touch(store: Store, token_id: int, now: datetime) -> None:
+    """Note when a token was last used; a database that takes no writes (read-only, full,
+    locked) must not turn every read into an error, so then the note is skipped."""
+    try:
+        with store.session() as session:
+            session.execute(
+                update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+            )
+    except DBAPIError as exc:
+        if classify(exc) is None:
+            raise
+
+
+def principal_of(row: ApiToken) -> Principal | None:
+    """Who a token acts for, by its stated kind; None for a token whose kind and account
+    disagree (the database refuses to store one; never read one as an operator's)."""
+    if row.kind == OPERATOR_TOKEN and row.account_id is None:
+        return Principal(account_id=None, is_operator=True, token_id=row.id, token_name=row.name)
+    if row.kind == ACCOUNT_TOKEN and row.account_id is not None:
         return Principal(
-            account_id=row.account_id,
-            is_operator=row.account_id is None,
-            token_id=row.id,
-            token_name=row.name,
+            account_id=row.account_id, is_operator=False, token_id=row.id, token_name=row.name
         )
+    return None

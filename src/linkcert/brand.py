@@ -9,6 +9,7 @@ here writes to the store and returns at once; the worker does the rest.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,13 +17,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from linkcert.certificates import install_certificate
+from linkcert.config import Settings
 from linkcert.domains import Conflict, NotFound, claim_domain, find_account, record_event
 from linkcert.keys import MasterKeys
 from linkcert.names import NamePolicy, validate
+from linkcert.notify import NotificationKind, emit
+from linkcert.notify.outbox import Notifier
 from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
-from linkcert.states import CertState
 from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
 from linkcert.uploads import CheckedUpload, store_upload
+
+log = logging.getLogger("linkcert.notify")
 
 MAX_NOTE_CHARS = 1000
 
@@ -137,6 +143,36 @@ def request_brand_domain(
         return _view(session, row)
 
 
+def notify_brand_request(store: Store, settings: Settings, request: BrandRequestView) -> None:
+    """A new brand link tracking domain request waits for the deliverability team.
+
+    The alert goes out through the delivery loop (email to `deliverability_email`, or the
+    operators' address, and the webhooks).
+    """
+    try:
+        with store.session() as session:
+            emit(
+                session,
+                NotificationKind.BRAND_REQUESTED,
+                request.domain,
+                message=(
+                    f"Account {request.account!r} asks for the brand link tracking domain "
+                    f"{request.domain} (request {request.id})."
+                ),
+                details={"request_id": request.id, "account": request.account},
+                settings=settings,
+            )
+        if not (settings.deliverability_email or settings.operator_email):
+            log.warning(
+                "brand domain request %d (%s) waits in the queue; no deliverability_email "
+                "or operator_email is configured to tell",
+                request.id,
+                request.domain,
+            )
+    except Exception:  # a failing notice never undoes the stored request
+        log.exception("could not record the notice of brand domain request %d", request.id)
+
+
 def list_brand_requests(
     store: Store,
     *,
@@ -228,31 +264,31 @@ def complete_with_upload(
     request_id: int,
     upload: CheckedUpload,
     decided_by: str,
+    notifier: Notifier | None = None,
 ) -> BrandRequestView:
     """Serve an uploaded certificate (checked with `uploads.check_upload`) on the domain.
 
-    The domain is then secured at once. The worker still looks after it: it checks the
-    domain's DNS, and when a third of the certificate's lifetime remains it tries to renew it
-    over ACME like any other domain, so an upload that is not replaced in time shows up as
-    expiring (and, if ACME cannot take over, failing) like every other certificate.
+    It is installed like a certificate issued over ACME (`install_certificate`): the edges are
+    told at once, the customer is told the domain is secured, the counter and the timeline
+    record it. The worker still looks after the domain: it checks its DNS, and at the stored
+    renewal time (when about a third of the lifetime remains) it tries to renew it over ACME
+    like any other domain, so an upload that is not replaced in time shows up as expiring
+    (and, if ACME cannot take over, failing) like every other certificate.
     """
     with store.session() as session:
         row = _get(session, request_id)
         _require(row, UPLOADABLE, "completed with a certificate")
         domain = _brand_domain(session, row)
         certificate = store_upload(session, keys, domain, upload)
-        domain.current_certificate_id = certificate.id
-        domain.cert_state = CertState.ACTIVE
-        domain.problems = []
-        domain.failure_class = None
         _decide(row, BrandRequestStatus.UPLOADED, decided_by)
-        record_event(
+        install_certificate(
             session,
             domain,
-            "certificate_uploaded",
-            f"A certificate issued by {certificate.issuer} was uploaded by {row.decided_by}; "
-            f"valid until {certificate.not_after:%Y-%m-%d %H:%M} UTC.",
+            certificate,
+            notifier=notifier,
+            event="certificate_uploaded",
+            message=f"A certificate issued by {certificate.issuer} was uploaded by "
+            f"{row.decided_by}; valid until {certificate.not_after:%Y-%m-%d %H:%M} UTC.",
             request_id=row.id,
-            serial=certificate.serial,
         )
         return _view(session, row)

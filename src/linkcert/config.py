@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.redact import masked_url, shown_url
+
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 ENV_PREFIX = "LINKCERT_"
 SECRET_FIELDS = (
@@ -164,6 +166,10 @@ class Settings(BaseModel):
     edge_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
     edge_max_connections: int = Field(default=20_000, ge=0, le=10_000_000)
     edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
+    # Clicks: how long they are kept, and how often one address's repeats of one link count
+    click_retention_days: float = Field(default=90.0, ge=0)
+    click_repeat_limit: int = Field(default=20, ge=0, le=1_000_000)
+    click_repeat_window_seconds: float = Field(default=600.0, gt=0, le=86_400)
     # Secrets
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
@@ -172,7 +178,7 @@ class Settings(BaseModel):
     tracking_keys: tuple[SecretStr, ...] = ()
     # Worker
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
-    worker_lease_seconds: float = Field(default=300.0, ge=1, le=86400)
+    worker_lease_seconds: float = Field(default=30.0, ge=1, le=86400)
     # Lifecycle timing
     renewal_min_margin_hours: float = Field(default=48.0, ge=0)
     dns_recheck_hours: float = Field(default=6.0, gt=0)
@@ -230,7 +236,7 @@ class Settings(BaseModel):
     @field_validator("edge_upstreams")
     @classmethod
     def _check_upstreams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from linkcert.edge.upstream import parse_origin
+        from linkcert.origins import parse_origin
 
         return tuple(parse_origin(item).label for item in value)
 
@@ -256,8 +262,8 @@ class Settings(BaseModel):
     @field_validator("acme_rate_limits", mode="before")
     @classmethod
     def _check_rate_limits(cls, value: object) -> object:
-        # Imported here: the worker's modules load the database layer, which settings must not.
-        from linkcert.worker.ratelimit import parse_rate_limits
+        # Imported here, as it is needed only when the setting is given.
+        from linkcert.ca_limits import parse_rate_limits
 
         # Checked before the type, so that a table entry written as a number gets this
         # message rather than one per member of the union.
@@ -333,17 +339,15 @@ class Settings(BaseModel):
             if data.get(name):
                 data[name] = "********"
         data["database_url"] = mask_url_password(self.effective_database_url)
+        data["acme_directory_url"] = masked_url(self.acme_directory_url)
+        data["webhook_urls"] = [shown_url(url) for url in self.webhook_urls]
+        data["edge_upstreams"] = [masked_url(url) for url in self.edge_upstreams]
         return data
 
 
 def mask_url_password(url: str) -> str:
-    """A database URL fit to print: its password, if any, replaced by a mask."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:********@{host}"
+    """A database URL fit to print: its password, in the user part or the query, masked."""
+    return masked_url(url)
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:

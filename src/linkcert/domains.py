@@ -251,6 +251,7 @@ class AccountSummary:
     contact_emails: list[str]
     tracking_domain: str | None
     created_at: datetime
+    upstreams: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -259,6 +260,7 @@ class AccountSummary:
             "contact_emails": self.contact_emails,
             "tracking_domain": self.tracking_domain,
             "created_at": self.created_at.isoformat(),
+            "upstreams": self.upstreams,
         }
 
 
@@ -270,7 +272,45 @@ def summary_of(account: Account) -> AccountSummary:
         contact_emails=list(account.contact_emails or []),
         tracking_domain=domain.name if domain else None,
         created_at=account.created_at,
+        upstreams=list(account.upstreams) if account.upstreams else None,
     )
+
+
+MAX_ACCOUNT_UPSTREAMS = 16
+
+
+def set_account_upstreams(
+    store: Store, account_ref: str | int, upstreams: Sequence[str] | None
+) -> AccountSummary:
+    """Give an account its own origins for proxy mode (None or empty: the edge's global
+    `edge_upstreams` again). Raises ValueError naming a bad origin, NotFound."""
+    from linkcert.origins import parse_origin
+
+    cleaned: list[str] | None = None
+    if upstreams:
+        if len(upstreams) > MAX_ACCOUNT_UPSTREAMS:
+            raise ValueError(f"at most {MAX_ACCOUNT_UPSTREAMS} origins per account")
+        cleaned = []
+        for item in upstreams:
+            label = parse_origin(item).label
+            if label not in cleaned:
+                cleaned.append(label)
+    with store.session() as session:
+        account = find_account(session, account_ref)
+        account.upstreams = cleaned
+        session.flush()
+        return summary_of(account)
+
+
+def account_upstreams_of_domain(store: Store, name: str) -> list[str] | None:
+    """The origins a domain's requests go to when its account has its own (else None)."""
+    with store.session() as session:
+        upstreams = session.scalar(
+            select(Account.upstreams)
+            .join(Domain, Domain.account_id == Account.id)
+            .where(Domain.name == name)
+        )
+    return list(upstreams) if upstreams else None
 
 
 def account_summary(store: Store, account_ref: str | int) -> AccountSummary:

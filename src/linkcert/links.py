@@ -18,10 +18,10 @@ from linkcert.tracking import (
     InvalidDestination,
     Minter,
     TrackingKeys,
-    check_destination,
     parse_key_entries,
     tracking_key_from_secret,
 )
+from linkcert.tracking.destinations import normalize_destination
 
 MAX_BATCH_LINKS = 10_000
 
@@ -95,9 +95,10 @@ def create_link(
     """Store a link and return its tracked URLs (`https://DOMAIN/c/<token>`).
 
     With `account_id`, the domain must belong to that account (an account never mints links
-    on another's domain).
+    on another's domain). The destination is stored and signed in its normalized form
+    (`normalize_destination`: IDNA host, percent-encoded path and query).
     """
-    check_destination(destination)
+    destination = normalize_destination(destination)
     _check_data(data)
     with store.session() as session:
         domain = get_domain(session, domain_name)
@@ -140,9 +141,10 @@ def create_links(
     if len(items) > MAX_BATCH_LINKS:
         raise InvalidBatch([(MAX_BATCH_LINKS, f"a batch holds at most {MAX_BATCH_LINKS:,} links")])
     problems: list[tuple[int, str]] = []
+    destinations: list[str] = []
     for index, item in enumerate(items):
         try:
-            check_destination(item.url)
+            destinations.append(normalize_destination(item.url))
             _check_data(item.data)
         except (InvalidDestination, ValueError) as exc:
             problems.append((index, str(exc)))
@@ -150,7 +152,10 @@ def create_links(
         raise InvalidBatch(problems)
     domain = _owned_domain(store, domain_name, account_id)
     token = Minter(keys, domain.name, epoch=_epoch(domain)).token
-    return MintedBatch(domain.name, [token(item.url, item.data) for item in items])
+    return MintedBatch(
+        domain.name,
+        [token(url, item.data) for item, url in zip(items, destinations, strict=True)],
+    )
 
 
 def _check_data(data: bytes) -> None:

@@ -95,6 +95,19 @@ DELIVERY_ATTEMPTS = Counter(
     ["channel", "outcome"],
     registry=None,
 )
+STORE_UNAVAILABLE = Counter(
+    "linkcert_store_unavailable",
+    "Requests answered 503 because the database could not do its part, by code "
+    "(read_only, disk_full, locked, unreachable).",
+    ["code"],
+    registry=None,
+)
+
+CLICKS_PRUNED = Counter(
+    "linkcert_clicks_pruned",
+    "Clicks deleted by the workers once past click_retention_days.",
+    registry=None,
+)
 
 _FAILURE_CLASSES = frozenset(item.value for item in FailureClass)
 
@@ -130,6 +143,16 @@ def count_notification(kind: str) -> None:
 
 def count_delivery(channel: str, outcome: str) -> None:
     DELIVERY_ATTEMPTS.labels(channel, outcome).inc()
+
+
+def count_store_unavailable(code: str) -> None:
+    """Call for each request refused because the database is read-only, full, locked or down."""
+    STORE_UNAVAILABLE.labels(code).inc()
+
+
+def count_clicks_pruned(deleted: int) -> None:
+    if deleted:
+        CLICKS_PRUNED.inc(deleted)
 
 
 # --- the edge's totals --------------------------------------------------------------------
@@ -200,6 +223,12 @@ class EdgeCollector(Collector):
             counters.clicks_dropped,
         )
         yield _counter(
+            "linkcert_edge_click_repeats_not_recorded",
+            "Clicks and opens answered but not recorded: one client address repeating one "
+            "link past click_repeat_limit within its window.",
+            counters.click_repeats_not_recorded,
+        )
+        yield _counter(
             "linkcert_edge_invalid_tokens",
             "Tracking links with a bad token.",
             counters.invalid_tokens,
@@ -213,6 +242,16 @@ class EdgeCollector(Collector):
             "linkcert_edge_challenges_served",
             "ACME HTTP-01 answers served.",
             counters.challenges_served,
+        )
+        yield _counter(
+            "linkcert_edge_challenges_unknown",
+            "ACME HTTP-01 requests refused from memory: no pending order for the name.",
+            counters.challenges_unknown,
+        )
+        yield _counter(
+            "linkcert_edge_challenge_store_reads",
+            "Reads of a pending name's HTTP-01 tokens that memory did not hold yet.",
+            counters.challenge_store_reads,
         )
         yield _counter(
             "linkcert_edge_challenge_lookup_failures",
@@ -258,7 +297,7 @@ class OriginCollector(Collector):
         failures = CounterMetricFamily(
             "linkcert_edge_origin_failures",
             "Failed attempts by origin and reason (refused, reset, timeout, connect_timeout, "
-            "busy, tls, bad_response, 5xx).",
+            "tls, bad_response, 5xx; busy and stale_connection do not count against health).",
             labels=["origin", "reason"],
         )
         retries = CounterMetricFamily(
@@ -323,6 +362,8 @@ for _collector in (
     RATE_BUDGET,
     NOTIFICATIONS,
     DELIVERY_ATTEMPTS,
+    STORE_UNAVAILABLE,
+    CLICKS_PRUNED,
     _EDGE,
     _ORIGINS,
 ):

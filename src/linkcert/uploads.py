@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from linkcert.acme.certs import ChainError, ChainInfo, parse_chain, verify_chain
 from linkcert.keys import MasterKeys, private_key_to_pem
 from linkcert.keystore import cert_key_context
+from linkcert.renewal import renewal_time
 from linkcert.store import Certificate, Domain
 
 # Far above any real chain and key (a few kilobytes); two of them still fit in one request
@@ -88,6 +89,8 @@ def store_upload(
         fingerprint_sha256=info.fingerprint_sha256,
         order_id=None,
         source="upload",
+        # No renewal information for a certificate from elsewhere: the lifetime rule.
+        renew_at=renewal_time(info.not_before, info.not_after),
     )
     session.add(certificate)
     session.flush()

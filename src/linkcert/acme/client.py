@@ -45,6 +45,7 @@ from linkcert.acme.network import RetryingNetwork
 from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
 from linkcert.acme.settings import AcmeSettings
+from linkcert.redact import masked_url
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class AcmeClient:
                 uri = protocol.new_account(registration).uri
             except acme_errors.ConflictError as existing_account:
                 uri = existing_account.location
-        log.info("ACME account at %s: %s", self.settings.directory_url, uri)
+        log.info("ACME account at %s: %s", masked_url(self.settings.directory_url), uri)
         return self._remember_account(uri)
 
     def _existing_account_uri(
@@ -485,7 +486,7 @@ class AcmeClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"AcmeClient({self.settings.directory_url}, account={self._account_uri})"
+        return f"AcmeClient({masked_url(self.settings.directory_url)}, account={self._account_uri})"
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ import requests
 from acme import errors as acme_errors
 from acme import messages
 from josepy.errors import DeserializationError
+from requests.exceptions import ConnectTimeout
+from urllib3.exceptions import ConnectTimeoutError
 
 from linkcert.acme.errors import (
     AcmeError,
@@ -167,3 +169,30 @@ def _connection_reason(error: requests.exceptions.ConnectionError) -> str:
     if "unreachable" in text:
         return "network unreachable"
     return "connection failed"
+
+
+def never_reached_the_ca(error: BaseException) -> bool:
+    """Whether a failed request never got to the CA: no connection could be made.
+
+    The connection error may follow an earlier try of the same request that did reach the
+    CA and timed out while reading; such an order is then counted by the CA and not by us,
+    which the CA's own `rateLimited` answer (honoured by the worker) still covers.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        # requests wraps urllib3's MaxRetryError, whose `reason` says why the connection failed;
+        # ConnectTimeoutError covers refused connections and failed name lookups too.
+        if isinstance(current, ConnectTimeoutError | ConnectTimeout):
+            return True
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+    return False

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from linkcert import __version__, web
+from linkcert import __version__
 from linkcert.api.deps import ApiContext
 from linkcert.api.middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, CatchAll
 from linkcert.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers
@@ -31,10 +31,10 @@ from linkcert.api.routes import (
     tokens,
     tracking_domain,
 )
+from linkcert.api.routes.deliveries import router as deliveries_router
 from linkcert.config import Settings
 from linkcert.metrics import metrics_router
 from linkcert.names import NamePolicy
-from linkcert.notify.routes import router as deliveries_router
 from linkcert.store import Store
 
 API_PREFIX = "/api/v1"
@@ -56,11 +56,13 @@ def create_app(
     rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     clock: Callable[[], float] = time.monotonic,
+    mount: Callable[[FastAPI, ApiContext], None] | None = None,
 ) -> FastAPI:
     """The API application over `store`.
 
     `wake` is called when a domain was saved or a retry forced, so that an in-process worker
     starts at once. `rate_limit` applies per token (None turns it off); `clock` drives it.
+    `mount` adds more on the same context: `linkcert.web.create_app` mounts the pages with it.
     """
     app = FastAPI(
         title="linkcert",
@@ -99,8 +101,8 @@ def create_app(
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(deliveries_router, prefix=API_PREFIX)
     app.include_router(metrics_router(store))  # unauthenticated: counts only, see docs/alerts.md
-    # The account page and the deliverability console, on the same store and settings.
-    web.mount(app, app.state.linkcert)
+    if mount is not None:
+        mount(app, app.state.linkcert)
     _document_problems_as_problem_json(app)
     return app
 

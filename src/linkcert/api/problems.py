@@ -7,15 +7,23 @@ domain name breaks, and `fix` says what to do about it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from linkcert.metrics import count_store_unavailable
+from linkcert.store.faults import StoreUnavailable, classify
+
+log = logging.getLogger("linkcert.api")
 
 PROBLEM_BASE = "https://linkcert.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -33,6 +41,7 @@ TITLES: dict[str, str] = {
     "validation-error": "Invalid request",
     "invalid-domain": "Invalid domain name",
     "invalid-account": "Invalid account",
+    "invalid-upstreams": "Invalid origin address",
     "unknown-account": "Unknown account",
     "conflict": "Conflict",
     "domain-detached": "Domain detached",
@@ -45,6 +54,7 @@ TITLES: dict[str, str] = {
     "uploads-unavailable": "Certificate uploads are not configured",
     "request-too-large": "Request too large",
     "rate-limited": "Too many requests",
+    "store-unavailable": "Database unavailable",
     "internal-error": "Internal error",
     "http-error": "HTTP error",
 }
@@ -244,10 +254,49 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return problem_for_http_error(request, exc).response()
 
 
+def store_unavailable(trouble: StoreUnavailable) -> ProblemError:
+    """503 for a database that is read-only, full, locked or down: nothing the client did."""
+    return ProblemError(
+        503,
+        "store-unavailable",
+        f"{trouble.detail} Nothing already saved is lost.",
+        code=trouble.code,
+        fix=f"Try again in {trouble.retry_after} seconds; reads may still work meanwhile.",
+        headers={"Retry-After": str(trouble.retry_after)},
+    )
+
+
+# Set on app.state by the pages, to answer a page request in HTML rather than JSON.
+StoreTroublePage = Callable[[Request, StoreUnavailable], Response]
+
+
+async def _on_store_error(request: Request, exc: Exception) -> Response:
+    trouble = classify(exc)
+    if trouble is None:
+        raise exc  # a bug, not a condition: CatchAll answers 500 with an error id
+    count_store_unavailable(trouble.code)
+    # The driver's own message only: SQLAlchemy's text of the error holds the statement and
+    # its parameters, which may be secrets.
+    reason = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
+    log.warning(
+        "database unavailable (%s) on %s %s: %s",
+        trouble.code,
+        request.method,
+        request.url.path,
+        reason[0] if reason else "",
+    )
+    page: StoreTroublePage | None = getattr(request.app.state, "store_trouble_page", None)
+    if page is not None and not request.url.path.startswith("/api/"):
+        return page(request, trouble)
+    return store_unavailable(trouble).response()
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(DBAPIError, _on_store_error)
+    app.add_exception_handler(PoolTimeout, _on_store_error)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -262,6 +311,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "The body is not JSON.",
         422: "The request is invalid; `errors` lists each problem.",
         429: "Too many requests for this token; see Retry-After.",
+        503: "The database is read-only, full, locked or unreachable; see Retry-After.",
     }
     return {
         status: {"model": Problem, "description": described.get(status, "A problem.")}

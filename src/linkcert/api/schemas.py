@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from linkcert.domains import AccountSummary, DomainStatus
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
 from linkcert.store import ApiToken, utcnow
+from linkcert.store.models import OPERATOR_TOKEN
 
 # Ids are 32-bit integer columns; a larger number could only fail in the database.
 MAX_ID = 2_147_483_647
@@ -37,10 +38,28 @@ class AccountOut(BaseModel):
     contact_emails: list[str]
     tracking_domain: str | None = Field(description="ASCII form of the link tracking domain.")
     created_at: datetime
+    upstreams: list[str] | None = Field(
+        default=None,
+        description="Proxy mode: the origins this account's names are relayed to, or null for "
+        "the edge's `edge_upstreams`. Shown to operator tokens only (null for the account's own "
+        "token); set by operators with PATCH.",
+    )
 
     @classmethod
-    def of(cls, summary: AccountSummary) -> AccountOut:
-        return cls.model_validate(summary.to_json())
+    def of(cls, summary: AccountSummary, *, operator: bool = True) -> AccountOut:
+        data = summary.to_json()
+        if not operator:
+            data["upstreams"] = None  # the platform's internal addresses stay the platform's
+        return cls.model_validate(data)
+
+
+class AccountPatch(_Input):
+    upstreams: list[Annotated[str, Field(max_length=300)]] | None = Field(
+        description="Origins (`http://HOST:PORT` or `https://HOST:PORT`) for this account's "
+        "names in proxy mode, used in turn; null or [] for the edge's `edge_upstreams`.",
+        max_length=16,
+        examples=[["http://tracker-eu.internal:8080"]],
+    )
 
 
 class AccountList(BaseModel):
@@ -142,7 +161,7 @@ class TokenOut(BaseModel):
             name=row.name,
             prefix=row.prefix,
             account_id=row.account_id,
-            operator=row.account_id is None,
+            operator=row.kind == OPERATOR_TOKEN,
             created_at=row.created_at,
             last_used_at=row.last_used_at,
             revoked_at=row.revoked_at,

@@ -148,6 +148,7 @@ def brand_upload(
     from linkcert.brand import RequestClosed, complete_with_upload, request_domain_name
     from linkcert.config import ConfigError
     from linkcert.domains import Conflict, NotFound
+    from linkcert.notify.outbox import Notifier
     from linkcert.service.runtime import master_keys
     from linkcert.uploads import UploadError, check_upload
 
@@ -162,7 +163,9 @@ def brand_upload(
     try:
         domain = request_domain_name(store, request_id)
         checked = check_upload(chain_pem, key_pem, domain)
-        view = complete_with_upload(store, keys, request_id, checked, _who())
+        view = complete_with_upload(
+            store, keys, request_id, checked, _who(), Notifier.from_settings(current)
+        )
     except NotFound as exc:
         fail(str(exc))
     except UploadError as exc:

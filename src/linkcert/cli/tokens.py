@@ -25,7 +25,7 @@ def _token_json(row: ApiToken, account: str | None) -> dict[str, Any]:
         "prefix": row.prefix,
         "account_id": row.account_id,
         "account": account,
-        "operator": row.account_id is None,
+        "operator": row.kind == "operator",
         "created_at": iso(row.created_at),
         "last_used_at": iso(row.last_used_at),
         "revoked_at": iso(row.revoked_at),
@@ -103,7 +103,7 @@ def token_list(
         return
     table = Table("id", "prefix", "name", "for", "created", "last used", "state")
     for r in rows:
-        owner = "operator" if r.account_id is None else names[r.account_id]
+        owner = "operator" if r.kind == "operator" or r.account_id is None else names[r.account_id]
         used = f"{r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "never"
         state = f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "active"
         table.add_row(

@@ -3,7 +3,7 @@
 edge = Edge(
     tracking_key=tracking_key_from_secret(settings.tracking_key),
     certificates=cache,           # CertificateCache, filled from the store
-    challenge_lookup=lookup,      # async token -> key authorization | None
+    challenge_lookup=book,        # ChallengeBook fed from the store (or async token -> str | None)
     click_sink=sink,              # batches of Click, sync or async
     settings=EdgeSettings(http="0.0.0.0:80", https="0.0.0.0:443"),
 )
@@ -13,6 +13,7 @@ await edge.aclose()
 """
 
 from linkcert.edge.certs import CertificateCache, DomainContext, UnusableCertificate
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.listen import ListenSpec
 from linkcert.edge.pem import PemError
@@ -22,6 +23,7 @@ from linkcert.edge.server import Edge, EdgeSettings
 
 __all__ = [
     "CertificateCache",
+    "ChallengeBook",
     "ChallengeLookup",
     "DomainContext",
     "Edge",

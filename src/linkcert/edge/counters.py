@@ -19,6 +19,8 @@ class EdgeCounters:
     invalid_tokens: int = 0
     retired_key_tokens: int = 0  # of invalid_tokens: minted with a key no longer listed
     challenges_served: int = 0
+    challenges_unknown: int = 0  # refused from memory: no pending order for the name
+    challenge_store_reads: int = 0  # reads of a pending name's tokens memory did not have
     challenge_lookup_failures: int = 0
     bad_requests: int = 0
     request_timeouts: int = 0

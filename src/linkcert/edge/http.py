@@ -13,13 +13,16 @@ Bounds: a new connection must send its first byte (a request, or a ClientHello) 
 `first_byte_timeout`, and a process holds at most `max_connections`, at most
 `max_connections_per_address` of them from one client address (an IPv6 /64 counts as one).
 A new connection over a bound takes the place of the oldest idle one (no request in progress:
-not yet spoken, or kept alive between requests); when none is idle, the new one is refused.
+not yet spoken, or kept alive between requests; a full process closes a small share of its
+bound at once); when none is idle, the new one is refused. Keeping track costs two attribute
+writes per request: the idle ones are looked for only when a bound is reached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import ipaddress
 import logging
 import ssl
@@ -44,6 +47,8 @@ _NEVER = float("inf")
 _LINGER_SECONDS = 2.0
 _PAUSED_FOR_WRITING = 1
 _PAUSED_FOR_WAITING = 2
+# At its bound, a process closes this share of its bound of its oldest idle connections at once.
+_EVICTED_SHARE = 64
 _PAUSED_FOR_UPSTREAM = 4  # proxy mode: the origin is not taking the request body as fast
 
 
@@ -94,8 +99,6 @@ class ConnectionHub:
         self.limits = limits
         self.tls_context = tls_context
         self.connections: set[HttpConnection] = set()
-        # Connections with no request in progress, longest idle first (dicts keep order).
-        self.idle: dict[HttpConnection, None] = {}
         self.by_address: dict[str, dict[HttpConnection, None]] = {}
         self.draining = False
         self.now = 0.0  # a coarse clock, refreshed by the sweeper
@@ -112,11 +115,12 @@ class ConnectionHub:
                 if victim is None:
                     return "address_cap"
                 victim.evict("address_cap")
-        if limits.max_connections and len(self.connections) >= limits.max_connections:
-            victim = self._oldest_idle()
-            if victim is None:
-                return "process_cap"
-            victim.evict("process_cap")
+        if (
+            limits.max_connections
+            and len(self.connections) >= limits.max_connections
+            and not self._close_oldest_idle()
+        ):
+            return "process_cap"
         self.connections.add(connection)
         if address is not None:
             group = self.by_address.get(address)
@@ -125,18 +129,19 @@ class ConnectionHub:
             group[connection] = None
         return None
 
-    def _oldest_idle(self) -> HttpConnection | None:
-        idle = self.idle
-        while idle:
-            connection = next(iter(idle))
-            if connection.closable():
-                return connection
-            del idle[connection]
-        return None
+    def _close_oldest_idle(self) -> bool:
+        """Close the process's oldest idle connections, a small share of the bound at once, so
+        that a flood at the bound costs one scan of the connections per many new ones. Whether
+        any could be closed."""
+        share = max(1, self.limits.max_connections // _EVICTED_SHARE)
+        idle = (connection for connection in self.connections if connection.closable())
+        oldest = heapq.nsmallest(share, idle, key=_idle_order)
+        for connection in oldest:
+            connection.evict("process_cap")
+        return bool(oldest)
 
     def forget(self, connection: HttpConnection) -> None:
         self.connections.discard(connection)
-        self.idle.pop(connection, None)
         address = connection.address
         if address is not None:
             group = self.by_address.get(address)
@@ -154,6 +159,10 @@ def _oldest_idle(group: dict[HttpConnection, None]) -> HttpConnection | None:
         if connection.closable() and (oldest is None or connection.idle_since < oldest.idle_since):
             oldest = connection
     return oldest
+
+
+def _idle_order(connection: HttpConnection) -> tuple[float, int]:
+    return connection.idle_since, connection.serial
 
 
 class _Rejected(Exception):
@@ -228,6 +237,7 @@ class HttpConnection(asyncio.Protocol):
         "address",
         "deadline",
         "idle_since",
+        "serial",
     )
 
     def __init__(self, hub: ConnectionHub, *, secure: bool) -> None:
@@ -240,6 +250,7 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = _NEVER
         self.address: str | None = None
         self.idle_since = _NEVER  # when it last became idle; _NEVER while a request is on
+        self.serial = 0  # the order of acceptance
         self._heard = False  # whether the client has sent a byte
         # The request being read.
         self._in_message = False
@@ -274,6 +285,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         hub = self._hub
         hub.counters.connections_accepted += 1
+        self.serial = hub.counters.connections_accepted
         # uvloop's transports do not derive from asyncio's classes, but behave alike.
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
@@ -286,15 +298,12 @@ class HttpConnection(asyncio.Protocol):
             self._done = True
             self._transport.abort()
             return
-        self._become_idle()
+        self.idle_since = hub.now
         if self._secure:
             self._tls = TlsSession(hub.tls_context)
-        self.deadline = hub.now + hub.limits.first_byte_timeout
-
-    def _become_idle(self) -> None:
-        hub = self._hub
-        self.idle_since = hub.now
-        hub.idle[self] = None
+        # The coarse clock may be a sweep old: a new connection's first deadline, the shortest
+        # one, is counted from the true time, so that it never gets less than its limit.
+        self.deadline = asyncio.get_running_loop().time() + hub.limits.first_byte_timeout
 
     def closable(self) -> bool:
         """Whether closing this connection would free a place: open and idle."""
@@ -509,9 +518,7 @@ class HttpConnection(asyncio.Protocol):
         return plaintext
 
     def on_message_begin(self) -> None:
-        if self.idle_since != _NEVER:
-            self.idle_since = _NEVER
-            self._hub.idle.pop(self, None)
+        self.idle_since = _NEVER
         self._in_message = True
         self._in_head = True
         self._messages_begun += 1
@@ -664,6 +671,8 @@ class HttpConnection(asyncio.Protocol):
         self._hub.counters.proxied_requests += 1
         if self._waiting is None and not self._queue and self._proxy is None:
             self._proxy = exchange
+            if self._write_paused:
+                exchange.client_paused()
             exchange.start()
         else:
             self._queue.append(exchange)
@@ -744,6 +753,8 @@ class HttpConnection(asyncio.Protocol):
                 self._finish(queued)
             elif isinstance(queued, Exchange):
                 self._proxy = queued
+                if self._write_paused:
+                    queued.client_paused()
                 queued.start()
             else:
                 self._answer(queued)
@@ -766,8 +777,9 @@ class HttpConnection(asyncio.Protocol):
                 request.target,
                 request.host,
                 self._tls_name,
-                self._peer,
+                self.address,
                 request.user_agent,
+                self._peer,
             )
         except Exception:
             logger.exception("unexpected error while answering a request")
@@ -918,7 +930,7 @@ class HttpConnection(asyncio.Protocol):
             return
         self.deadline = self._hub.now + limits.idle_timeout
         if self.idle_since == _NEVER:
-            self._become_idle()
+            self.idle_since = self._hub.now
 
     def _count_status(self, status: int) -> None:
         self._hub.counters.responses_by_status[status] += 1

@@ -30,6 +30,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -223,8 +224,6 @@ def build_request_head(
             content_length = int(value)
         elif lowered == b"expect":
             expect_continue = value.strip().lower() == b"100-continue"
-    if framing == _LENGTH and content_length == 0:
-        framing = _NO_BODY
     lines = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
     forwarded_for: list[bytes] = []
     forwarded: list[bytes] = []
@@ -286,6 +285,7 @@ class Exchange:
         "_client",
         "_client_http10",
         "_client_keep_alive",
+        "_client_paused",
         "_close_client",
         "_complete_pending",
         "_connection",
@@ -334,12 +334,16 @@ class Exchange:
         self._method = method
         self._client_http10 = client_http10
         self._client_keep_alive = client_keep_alive
-        self.retryable = method in _SAFE_TO_RETRY and head.framing == _NO_BODY
+        bodiless = head.framing == _NO_BODY or (
+            head.framing == _LENGTH and head.content_length == 0
+        )
+        self.retryable = method in _SAFE_TO_RETRY and bodiless
         self.started = False
         self._loop = asyncio.get_running_loop()
         self._buffered: list[bytes] = []
         self._buffered_bytes = 0
-        self._body_done = head.framing == _NO_BODY
+        self._body_done = bodiless
+        self._client_paused = False
         self._upload_paused = False
         self._connection: UpstreamConnection | None = None
         self._origin: Origin = upstreams.origins[0]
@@ -376,7 +380,7 @@ class Exchange:
         self.started = True
         if self._head.expect_continue and not self._client_http10 and not self._body_done:
             self._client.proxy_send(_CONTINUE)
-        self._try(self._upstreams.pick(self._loop.time()))
+        self._try(self._upstreams.pick(time.monotonic()))
 
     def feed(self, chunk: bytes) -> None:
         """A piece of the request body as the client sent it (decoded from chunks)."""
@@ -407,10 +411,12 @@ class Exchange:
             self._client.proxy_pause_upload()
 
     def client_paused(self) -> None:
+        self._client_paused = True
         if self._connection is not None:
             self._connection.pause_reading()
 
     def client_resumed(self) -> None:
+        self._client_paused = False
         if self._connection is not None:
             self._connection.resume_reading()
 
@@ -489,6 +495,8 @@ class Exchange:
         if self._upload_paused:
             self._upload_paused = False
             self._client.proxy_resume_upload()
+        if self._client_paused:
+            connection.pause_reading()
         self._arm(self._routes.settings.first_byte_timeout)
 
     def _failed(self, reason: str) -> None:
@@ -501,12 +509,19 @@ class Exchange:
             connection.close()
         if self._finished:
             return
-        if not stale:
+        if reason == "busy":
+            # The pool's bound was reached: this edge's limit, not a sign the origin is down.
+            origin.stats.failures[reason] += 1
+        elif stale:
+            # A kept-alive connection the origin closed as it was reused: counted, but no sign
+            # the origin is down either.
+            origin.stats.failures["stale_connection"] += 1
+        else:
             origin.failed(reason)
         if self.retryable and not self._retried and not self._sent_to_client:
             # A pooled connection the origin had just closed is not the origin's fault: try
             # the same list again; otherwise another origin.
-            following = self._upstreams.pick(self._loop.time(), avoid=None if stale else origin)
+            following = self._upstreams.pick(time.monotonic(), avoid=None if stale else origin)
             if following is not None:
                 self._retried = True
                 origin.stats.retries += 1
@@ -538,6 +553,7 @@ class Exchange:
         if self._phase == 2:
             self._deadline = self._loop.time() + self._routes.settings.idle_timeout
         self._out = []
+        sent_before = self._sent_to_client
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -545,10 +561,12 @@ class Exchange:
                 self._complete_pending = True
             else:
                 self._out = None
+                self._sent_to_client = sent_before  # a head read in this piece was not sent
                 self._broken(exc)
                 return
         except httptools.HttpParserError as exc:
             self._out = None
+            self._sent_to_client = sent_before
             self._broken(exc)
             return
         out = self._out

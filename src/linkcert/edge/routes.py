@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from linkcert.edge import responses
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.responses import Response
 from linkcert.tracking import (
@@ -27,11 +28,16 @@ from linkcert.tracking import (
     read_token,
 )
 from linkcert.tracking.machines import AgentMatcher, MachinePolicy
+from linkcert.tracking.repeats import RepeatLimiter
 
 logger = logging.getLogger(__name__)
 
 ChallengeLookup = Callable[[str], Awaitable[str | None]]
 """Returns the key authorization for an HTTP-01 token, or None when there is no such token."""
+
+ChallengeSource = ChallengeBook | ChallengeLookup
+"""Where challenge answers come from: a ChallengeBook (memory first, the product's way) or a
+lookup called for every token."""
 
 RouteResult = Response | Coroutine[Any, Any, Response]
 
@@ -56,13 +62,15 @@ class Router:
         *,
         tracking_key: TrackingKeys | bytes,
         recorder: ClickRecorder,
-        challenge_lookup: ChallengeLookup,
+        challenge_lookup: ChallengeSource,
         challenge_timeout: float,
         counters: EdgeCounters,
+        repeats: RepeatLimiter | None = None,
         machines: MachinePolicy | None = None,
         record: bool = True,
     ) -> None:
         self._keys = TrackingKeys.of(tracking_key)
+        self._repeats = repeats
         self._machines = machines or MachinePolicy(agents=AgentMatcher())
         self._record = record
         self._recorder = recorder
@@ -81,12 +89,15 @@ class Router:
         tls_name: str | None,
         client: str | None = None,
         user_agent: bytes | None = None,
+        peer: str | None = None,
     ) -> RouteResult:
         """Answer one request.
 
         `host` is the request's host name (lowercase, no port) or None; `tls_name` is the SNI
-        name on HTTPS and None on plain HTTP. `target` is the raw request target. `client` (the
-        peer's address) and `user_agent` (the header) go into click and open events.
+        name on HTTPS and None on plain HTTP. `target` is the raw request target. `client` is
+        the client's address as the edge counts it (see http.address_key), or None. `peer`
+        (the client's address itself) and `user_agent` (the header) go into click and open
+        events.
         """
         if not target.startswith(b"/"):
             target, host = _split_absolute_form(target, host)
@@ -107,15 +118,24 @@ class Router:
             return responses.MISDIRECTED
 
         if path.startswith(_CLICK_PREFIX):
-            return self._tracked(path[3:], host, method, client, user_agent, is_open=False)
+            return self._tracked(path[3:], host, method, client, user_agent, peer, False)
         if path.startswith(_OPEN_PREFIX):
-            return self._tracked(path[3:], host, method, client, user_agent, is_open=True)
+            return self._tracked(path[3:], host, method, client, user_agent, peer, True)
         if path == _HEALTH_PATH:
             return responses.HEALTHY
         token = path[len(_CHALLENGE_PREFIX) :]
         if not _ACME_TOKEN.fullmatch(token):
             return responses.NOT_FOUND
-        return self._challenge(token.decode("ascii"))
+        source = self._challenge_lookup
+        if not isinstance(source, ChallengeBook):
+            return self._challenge(source(token.decode("ascii")))
+        found = source.answer(host, token.decode("ascii"))
+        if found is None:
+            self._counters.challenges_unknown += 1
+            return responses.NOT_FOUND
+        if isinstance(found, str):
+            return self._key_authorization(found)
+        return self._challenge(found)
 
     def _tracked(
         self,
@@ -124,7 +144,7 @@ class Router:
         method: bytes,
         client: str | None,
         user_agent: bytes | None,
-        *,
+        peer: str | None,
         is_open: bool,
     ) -> Response:
         if host is None:
@@ -136,14 +156,22 @@ class Router:
             if exc.reason == "key":
                 self._counters.retired_key_tokens += 1
             return responses.LINK_NOT_VALID
-        if self._record:
-            # Machine requests (HEAD, scanners, too soon after minting) are answered and
-            # recorded like the others, marked with why.
+        # Machine requests (HEAD, scanners, too soon after minting) are answered and recorded
+        # like the others, marked with why; past the repeat limit, one client address
+        # following one link again is answered and not recorded.
+        repeats = self._repeats
+        if not self._record:
+            pass
+        elif (
+            repeats is None
+            or client is None
+            or repeats.allow((client, host, token, is_open, method == b"HEAD"))
+        ):
             now = datetime.now(UTC)
             machine = self._machines.reason(method, user_agent, link.minted_at, now.timestamp())
             kind: TrackedKind = "open" if is_open else "click"
             recorded = self._recorder.record(
-                Click(host, link.link_id, kind, now, link, client, user_agent, machine)
+                Click(host, link.link_id, kind, now, link, peer or client, user_agent, machine)
             )
             counters = self._counters
             if not recorded:
@@ -155,6 +183,8 @@ class Router:
                     counters.opens_recorded += 1
                 else:
                     counters.clicks_recorded += 1
+        else:
+            self._counters.click_repeats_not_recorded += 1
         if is_open:
             return responses.OPEN_PIXEL
         return redirect
@@ -179,10 +209,10 @@ class Router:
             return False
         return True
 
-    async def _challenge(self, token: str) -> Response:
+    async def _challenge(self, pending: Awaitable[str | None]) -> Response:
         try:
             async with asyncio.timeout(self._challenge_timeout):
-                key_authorization = await self._challenge_lookup(token)
+                key_authorization = await pending
         except Exception as exc:
             self._counters.challenge_lookup_failures += 1
             logger.error(
@@ -194,6 +224,9 @@ class Router:
             return responses.UNAVAILABLE
         if key_authorization is None:
             return responses.NOT_FOUND
+        return self._key_authorization(key_authorization)
+
+    def _key_authorization(self, key_authorization: str) -> Response:
         if (
             not key_authorization.isascii()
             or not key_authorization.isprintable()

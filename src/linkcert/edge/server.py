@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from linkcert.edge.certs import CertificateCache
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.http import ConnectionHub, HttpConnection, Limits
 from linkcert.edge.listen import ListenSpec, open_listener
 from linkcert.edge.proxy import AccountUpstreams, ProxyRoutes, ProxySettings
-from linkcert.edge.routes import ChallengeLookup, Router
+from linkcert.edge.routes import ChallengeSource, Router
 from linkcert.edge.tls import SniSelector
 from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
 from linkcert.tracking.machines import AgentMatcher, MachinePolicy
+from linkcert.tracking.repeats import RepeatLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ class EdgeSettings:
     shutdown_timeout: float = 10.0
     sweep_interval: float = 1.0  # how often deadlines are checked: the timeouts' resolution
     click_batch_size: int = 500
+    # Recordings of one link from one client address within click_repeat_window seconds; past
+    # it the link is still answered, not recorded. 0: no limit.
+    click_repeat_limit: int = 0
+    click_repeat_window: float = 600.0
     click_batch_delay: float = 1.0
     max_pending_clicks: int = 100_000
     click_retry_initial: float = 0.5
@@ -71,7 +77,8 @@ class Edge:
     """Serves tracked links and ACME challenges for every customer domain.
 
     It knows no database: certificates come from `certificates` (filled by the integrator),
-    challenge answers from `challenge_lookup`, and clicks go to `click_sink` in batches.
+    challenge answers from `challenge_lookup` (a ChallengeBook the integrator feeds, or a
+    function called for each token), and clicks go to `click_sink` in batches.
     """
 
     def __init__(
@@ -79,7 +86,7 @@ class Edge:
         *,
         tracking_key: TrackingKeys | bytes,
         certificates: CertificateCache,
-        challenge_lookup: ChallengeLookup,
+        challenge_lookup: ChallengeSource,
         click_sink: ClickSink,
         settings: EdgeSettings | None = None,
         serves: Callable[[str], bool] | None = None,
@@ -94,6 +101,8 @@ class Edge:
             raise ValueError("EdgeSettings needs an http or an https listen address (or both)")
         self.certificates = certificates
         self.counters = EdgeCounters()
+        if isinstance(challenge_lookup, ChallengeBook):
+            challenge_lookup.counters = self.counters
         self.clicks = ClickRecorder(
             click_sink,
             max_batch=settings.click_batch_size,
@@ -109,6 +118,11 @@ class Edge:
             challenge_lookup=challenge_lookup,
             challenge_timeout=settings.challenge_timeout,
             counters=self.counters,
+            repeats=(
+                RepeatLimiter(settings.click_repeat_limit, settings.click_repeat_window)
+                if settings.click_repeat_limit
+                else None
+            ),
             machines=MachinePolicy(settings.event_machine_seconds, AgentMatcher()),
             record=settings.record_events,
         )

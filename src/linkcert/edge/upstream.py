@@ -24,55 +24,16 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, cast
-from urllib.parse import urlsplit
+from typing import Protocol, cast
+
+from linkcert.origins import OriginSpec, parse_origin
 
 logger = logging.getLogger(__name__)
 
-Scheme = Literal["http", "https"]
+__all__ = ["OriginSpec", "parse_origin"]  # re-exported for the edge's users
 
 # Upper bounds (seconds) of the per-origin latency histogram: time to the response's head.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-@dataclass(frozen=True, slots=True)
-class OriginSpec:
-    scheme: Scheme
-    host: str
-    port: int
-
-    @property
-    def label(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def parse_origin(text: str) -> OriginSpec:
-    """`http://HOST:PORT` or `https://HOST:PORT` (the port may be left out: 80 or 443).
-
-    Raises ValueError saying what is wrong; paths, queries and credentials are refused, since
-    the request's own path is what goes to the origin.
-    """
-    value = text.strip()
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"{text!r}: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{text!r}: an origin is http://HOST:PORT or https://HOST:PORT")
-    if not parts.hostname:
-        raise ValueError(f"{text!r}: the host is missing")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"{text!r}: credentials do not belong in an origin address")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{text!r}: give only scheme, host and port; paths are passed on as sent")
-    scheme = cast(Scheme, parts.scheme)
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    if port == 0:
-        raise ValueError(f"{text!r}: port 0 is not an origin's port")
-    return OriginSpec(scheme, parts.hostname.lower(), port)
 
 
 @dataclass(frozen=True, slots=True)

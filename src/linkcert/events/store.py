@@ -35,7 +35,7 @@ ClientIpMode = Literal["full", "truncated", "none"]
 # Any constant both engines agree on; only this module takes it.
 _EVENTS_LOCK = 0x6C6B_6576  # "lkev"
 MAX_PAGE = 1000
-_EVENTS_TABLE = LinkEvent.__table__
+_EVENTS_INSERT = insert(LinkEvent.__table__)  # Core: a batch is hundreds of plain rows
 
 
 _shown_addresses: dict[tuple[str, str], str | None] = {}
@@ -119,7 +119,7 @@ def save_events(store: Store, clicks: Sequence[Click], mode: ClientIpMode) -> in
         if store.dialect == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENTS_LOCK})
         # Core, not the ORM: a batch is hundreds of rows, and nothing needs them as objects.
-        session.connection().execute(_EVENTS_TABLE.insert(), rows)
+        session.connection().execute(_EVENTS_INSERT, rows)
     return len(rows)
 
 

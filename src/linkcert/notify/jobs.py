@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
+from linkcert.redact import shown_url
 from linkcert.store.models import Delivery, Notification
 
 
@@ -81,17 +81,8 @@ class Attempt:
 
 
 def shown_target(channel: str, target: str) -> str:
-    """The target as logs and listings show it: a webhook URL without credentials or query,
-    which some receivers use to carry a token."""
+    """The target as logs and listings show it: a webhook URL without credentials, query or
+    path past its first segment, where receivers carry their tokens."""
     if channel != "webhook":
         return target
-    parts = urlsplit(target)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    hidden = "?…" if parts.query else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}{hidden}"
+    return shown_url(target)

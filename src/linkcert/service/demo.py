@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +25,12 @@ from linkcert.names import NamePolicy
 from linkcert.service.runtime import Runtime
 from linkcert.store import Account, Store
 from linkcert.testbed.pebble import PebbleServer
+from linkcert.testbed.waiting import free_port
 
 DEMO_TARGET = "edge.linkcert.test"
 DEMO_ACCOUNT = "demo-shop"
 DEMO_DOMAIN = "links.demo-shop.test"
 DEMO_DESTINATION = "https://demo-shop.test/spring-sale?utm_source=email"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _secret(path: Path, make: Callable[[], str]) -> str:

@@ -2,8 +2,9 @@
 
 The edge keeps certificates in memory and never touches the database on its hot path. This
 module fills its cache (a full pass at start, then new certificates as they appear, with a
-periodic full pass that also drops removed ones), answers HTTP-01 tokens from the store so any
-edge process can answer for any worker, and writes recorded clicks in batches.
+periodic full pass that also drops removed ones), keeps its book of pending HTTP-01 challenges
+(every open order's name and tokens, read each second and at once when a worker announces a
+change), so that any edge process answers for any worker, and writes recorded clicks in batches.
 """
 
 from __future__ import annotations
@@ -12,19 +13,27 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from linkcert.edge.certs import CertificateCache
+from linkcert.edge.challenges import ChallengeBook
 from linkcert.events.store import ClientIpMode, save_events
 from linkcert.keys import DecryptionError, MasterKeys
 from linkcert.keystore import cert_key_context
-from linkcert.store import Certificate, Challenge, Domain, Store, utcnow
-from linkcert.store.signals import CERTIFICATES, listen
+from linkcert.origins import OriginSpec, parse_origin
+from linkcert.store import Account, Certificate, Challenge, Domain, Order, Store, utcnow
+from linkcert.store.signals import CERTIFICATES, CHALLENGES, listen
 from linkcert.tracking import Click
 
 log = logging.getLogger("linkcert.feeds")
+
+# Threads (so at most as many database connections) for reads of one pending name's challenges:
+# requests from the internet can cause those, so they never take the threads that certificate
+# sync and clicks use, nor more than these.
+CHALLENGE_READ_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,40 @@ class StoreFeeds:
         self.keys = keys
         self.cache = cache
         self.client_ip: ClientIpMode = client_ip
+        self.challenges = ChallengeBook(self.read_challenges)
+        self._challenge_threads: ThreadPoolExecutor | None = None
+        self._refreshing: set[asyncio.Task[None]] = set()
+        # Proxy mode: names whose account has origins of its own (few), refreshed with every
+        # full pass. Read by the edge through `upstreams_of`.
+        self.upstreams: dict[str, tuple[OriginSpec, ...]] = {}
+
+    def upstreams_of(self, name: str) -> tuple[OriginSpec, ...] | None:
+        return self.upstreams.get(name)
+
+    def _account_upstreams(self) -> dict[str, tuple[OriginSpec, ...]]:
+        """Every domain of an account that has its own origins, with them, in a thread."""
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Domain.name, Account.upstreams)
+                .join(Account, Domain.account_id == Account.id)
+                .where(Account.upstreams.is_not(None))
+            ).all()
+        found: dict[str, tuple[OriginSpec, ...]] = {}
+        for name, upstreams in rows:
+            try:
+                specs = tuple(parse_origin(item) for item in upstreams or ())
+            except (TypeError, ValueError) as exc:
+                log.error("account origins of %s cannot be used: %s", name, exc)
+                continue
+            if specs:
+                found[name] = specs
+        return found
+
+    def _read_all(
+        self, known: dict[str, int | None]
+    ) -> tuple[list[_Loaded], list[str], dict[str, tuple[OriginSpec, ...]]]:
+        loaded, removed = self._changes(known)
+        return loaded, removed, self._account_upstreams()
 
     # --- certificates ------------------------------------------------------------------------
 
@@ -117,13 +160,15 @@ class StoreFeeds:
 
     async def sync(self) -> SyncResult:
         """Make the cache hold exactly what the store says should be served now."""
-        loaded, removed = await asyncio.to_thread(self._changes, self._known())
+        loaded, removed, upstreams = await asyncio.to_thread(self._read_all, self._known())
+        self.upstreams = upstreams
         return self._apply(loaded, removed)
 
     def sync_here(self) -> SyncResult:
         """`sync()` in the calling thread, for a process with no event loop: the edge pool's
         parent loads the cache this way before it forks its workers."""
-        return self._apply(*self._changes(self._known()))
+        loaded, removed, self.upstreams = self._read_all(self._known())
+        return self._apply(loaded, removed)
 
     def cursor(self) -> int:
         """The newest certificate the cache holds: where an incremental pass starts from."""
@@ -183,15 +228,27 @@ class StoreFeeds:
         """
         loop = asyncio.get_running_loop()
         changed: asyncio.Queue[str] = asyncio.Queue()
+
+        def notified(channel: str, payload: str) -> None:
+            if channel == CERTIFICATES:
+                changed.put_nowait(payload)
+            elif payload:  # a name's open order or challenges changed
+                self._spawn_refresh(payload)
+            # (after a reconnect, the next pass reads every pending challenge anyway)
+
         listener = None
         if self.store.dialect == "postgresql":
             listener = asyncio.ensure_future(
-                listen(self.store.url, [CERTIFICATES], lambda _c, p: changed.put_nowait(p), stop)
+                listen(self.store.url, [CERTIFICATES, CHALLENGES], notified, stop)
             )
         last_full = loop.time() - full_every + first_full_after
         last_id = since or 0
         try:
             while not stop.is_set():
+                try:
+                    await self.sync_challenges()
+                except Exception as exc:
+                    log.warning("challenge sync failed, answering from memory: %s", exc)
                 try:
                     if loop.time() - last_full >= full_every:
                         await self.sync()
@@ -218,15 +275,68 @@ class StoreFeeds:
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
 
-    # --- challenges and clicks ---------------------------------------------------------------
+    # --- challenges ------------------------------------------------------------------------
 
-    async def challenge(self, token: str) -> str | None:
-        return await asyncio.to_thread(self._challenge, token)
-
-    def _challenge(self, token: str) -> str | None:
+    def _pending_challenges(self, name: str | None = None) -> dict[str, dict[str, str]]:
+        """The names with an open order (all, or just `name`), each with its published tokens."""
+        query = (
+            select(Domain.name, Challenge.token, Challenge.key_authorization)
+            .select_from(Order)
+            .join(Domain, Domain.id == Order.domain_id)
+            .outerjoin(Challenge, Challenge.order_id == Order.id)
+            .where(Order.finished_at.is_(None))
+        )
+        if name is not None:
+            query = query.where(Domain.name == name)
+        pending: dict[str, dict[str, str]] = {}
         with self.store.session() as session:
-            row = session.get(Challenge, token)
-            return row.key_authorization if row is not None else None
+            for domain, token, key_authorization in session.execute(query):
+                tokens = pending.setdefault(domain, {})
+                if token is not None:
+                    tokens[token] = key_authorization
+        return pending
+
+    async def sync_challenges(self) -> None:
+        """Make the book hold every open order's name and tokens, as the store has them now."""
+        as_of = asyncio.get_running_loop().time()
+        pending = await asyncio.to_thread(self._pending_challenges)
+        self.challenges.replace_all(pending, as_of)
+
+    async def read_challenges(self, name: str) -> dict[str, str] | None:
+        """One name's tokens (None: no open order), on the challenge threads."""
+        loop = asyncio.get_running_loop()
+        if self._challenge_threads is None:
+            self._challenge_threads = ThreadPoolExecutor(
+                CHALLENGE_READ_THREADS, thread_name_prefix="linkcert-challenges"
+            )
+        pending = await loop.run_in_executor(
+            self._challenge_threads, self._pending_challenges, name
+        )
+        return pending.get(name)
+
+    async def refresh_challenges(self, name: str) -> None:
+        """Read one name's open order and tokens into the book now: a worker changed them."""
+        as_of = asyncio.get_running_loop().time()
+        self.challenges.put(name, await self.read_challenges(name), as_of)
+
+    def _spawn_refresh(self, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.refresh_challenges(name))
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshed)
+
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        self._refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("reading an announced challenge failed: %s", task.exception())
+
+    def close(self) -> None:
+        for task in self._refreshing:
+            task.cancel()
+        if self._challenge_threads is not None:
+            self._challenge_threads.shutdown(wait=False, cancel_futures=True)
+            self._challenge_threads = None
+
+    # --- clicks ------------------------------------------------------------------------------
 
     async def save_clicks(self, clicks: Sequence[Click]) -> None:
         await asyncio.to_thread(self._save_clicks, list(clicks))

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import logging
 import socket
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import uvicorn
 
@@ -37,13 +39,59 @@ from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
 from linkcert.store import Store, StoreError
+from linkcert.store.db import sqlite_path
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
 from linkcert.tracking import TrackingKeys
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
 from linkcert.worker.ratelimit import rate_limiter_for
+from linkcert.worker.retention import keep_clicks_pruned
 
 log = logging.getLogger("linkcert")
+
+
+class SoleWorker:
+    """The lock that makes a worker on a SQLite file the only one, and so its identity stable.
+
+    SQLite has one worker at a time (fleet mode needs PostgreSQL). The worker holds an
+    exclusive lock on `<database>.worker-lock` for as long as it runs; the system drops it when
+    the process dies, however it dies. Holding the lock proves that leases under this identity
+    are an earlier run's, so the new run takes them back at once instead of waiting them out.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".worker-lock")
+        self.identity = f"{socket.gethostname()}:sqlite-worker"
+        self._handle: IO[bytes] | None = None
+
+    @classmethod
+    def for_store(cls, store: Store) -> SoleWorker | None:
+        """The lock for a store in a SQLite file; None for PostgreSQL or an in-memory store."""
+        database = sqlite_path(store.url)
+        if database is None or database.startswith("file:"):
+            return None
+        return cls(Path(database).resolve())
+
+    def acquire(self) -> None:
+        try:
+            handle = self.path.open("ab")
+        except OSError as exc:
+            raise ConfigError(f"cannot open the worker lock {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(
+                f"another linkcert process runs the worker on this database ({self.path.parent}"
+                f"/{self.path.name.removesuffix('.worker-lock')}); run one `linkcert serve` per "
+                "SQLite file, or move to PostgreSQL for several workers (docs/deploy.md)"
+            ) from None
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the lock
+            self._handle = None
 
 
 def master_keys(settings: Settings) -> MasterKeys:
@@ -76,6 +124,10 @@ def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> Non
             f"the master key does not open the keys in the database ({exc}); "
             "set LINKCERT_MASTER_KEY to the key they were stored with"
         ) from None
+
+
+# How long a worker waits for the edge in its process to read a new order's challenges.
+CHALLENGE_REFRESH_WAIT = 5.0
 
 
 def proxy_settings(settings: Settings) -> ProxySettings | None:
@@ -133,6 +185,8 @@ def edge_settings(
         idle_timeout=settings.edge_idle_timeout,
         max_connections=connection_budget(settings.edge_max_connections, open_files),
         max_connections_per_address=settings.edge_max_connections_per_address,
+        click_repeat_limit=settings.click_repeat_limit,
+        click_repeat_window=settings.click_repeat_window_seconds,
         proxy=proxy,
         record_events=settings.record_events,
         event_machine_seconds=settings.event_machine_seconds,
@@ -181,6 +235,7 @@ class Runtime:
         self.journal: Journal | None = None
         self.api_server: uvicorn.Server | None = None
         self.metrics_listener: MetricsListener | None = None
+        self.sole_worker = SoleWorker.for_store(self.store) if roles.worker else None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -192,6 +247,8 @@ class Runtime:
             await asyncio.to_thread(
                 prepare_store, self.store, self.keys, create=self.create_database
             )
+        if self.sole_worker is not None:
+            self.sole_worker.acquire()
         if self.roles.edge:
             await self._start_edge()
         if self.roles.worker:
@@ -212,8 +269,9 @@ class Runtime:
         self.edge = Edge(
             tracking_key=self.tracking_key,
             certificates=self.cache,
-            challenge_lookup=self.feeds.challenge,
+            challenge_lookup=self.feeds.challenges,
             click_sink=self.feeds.save_clicks,
+            account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
         journal_dir = self.settings.data_dir / "edge-journal"
@@ -257,6 +315,18 @@ class Runtime:
             if self.edge is not None:
                 asyncio.run_coroutine_threadsafe(self.feeds.refresh_domain(name), loop)
 
+        def challenges_stored(name: str) -> None:
+            # Called from a worker thread before the CA is told to validate: the edge in this
+            # process holds the name's challenges before the worker goes on.
+            if self.edge is None or self.stop_event.is_set():
+                return
+            done = asyncio.run_coroutine_threadsafe(self.feeds.refresh_challenges(name), loop)
+            try:
+                done.result(timeout=CHALLENGE_REFRESH_WAIT)
+            except Exception as exc:  # the edge then reads the name when the CA asks
+                done.cancel()
+                log.warning("the edge could not read the challenges of %s: %s", name, exc)
+
         notifier = Notifier.from_settings(self.settings)
         issuer = self.issuer = Issuer(
             self.store,
@@ -265,6 +335,7 @@ class Runtime:
             key_type=self.settings.key_type,
             profile=self.settings.acme_profile,
             on_certificate=certificate_stored,
+            on_challenges=challenges_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
             rate_limiter=rate_limiter_for(self.store, self.settings),
             notifier=notifier,
@@ -284,6 +355,8 @@ class Runtime:
             notifier=notifier,
             concurrency=self.settings.worker_concurrency,
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
+            worker_id=self.sole_worker.identity if self.sole_worker is not None else None,
+            reclaim=self.sole_worker is not None,
         )
         self._spawn(self.worker.run(self.stop_event))
         # The edges' shared TLS ticket keys: made ahead by the workers, read by the edges.
@@ -295,9 +368,13 @@ class Runtime:
         self._spawn(run_dispatch(self.store, self.settings.event_webhook_batch, self.stop_event))
         self._spawn(run_broker(self.store, self.settings, self.stop_event))
         self._spawn(run_retention(self.store, self.settings.events_retention_days, self.stop_event))
+        # Clicks past their retention, deleted in batches.
+        self._spawn(
+            keep_clicks_pruned(self.store, self.settings.click_retention_days, self.stop_event)
+        )
 
     async def _start_api(self) -> None:
-        from linkcert.api import create_app
+        from linkcert.web import create_app
 
         host, port = parse_host_port(self.settings.api_listen)
         app = create_app(self.store, self.settings, wake=self.wake)
@@ -336,7 +413,10 @@ class Runtime:
             track_origins(None)
         if self.metrics_listener is not None:
             self.metrics_listener.close()
+        self.feeds.close()
         self.store.close()
+        if self.sole_worker is not None:
+            self.sole_worker.release()
 
     async def run_until_stopped(self) -> None:
         await self.start()

@@ -18,6 +18,7 @@ from linkcert.store.models import (
     LinkEvent,
     Order,
     TicketKey,
+    WebSession,
     utcnow,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "Store",
     "StoreError",
     "TicketKey",
+    "WebSession",
     "utcnow",
 ]

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Double,
     ForeignKey,
@@ -23,9 +24,14 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# The two kinds of API token (`api_tokens.kind`).
+ACCOUNT_TOKEN = "account"  # noqa: S105  (a kind, not a secret)
+OPERATOR_TOKEN = "operator"  # noqa: S105
 
 
 def utcnow() -> datetime:
@@ -65,6 +71,9 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     contact_emails: Mapped[list[Any]] = mapped_column(default=list)
+    # Proxy mode: this account's own origins (`http(s)://HOST:PORT`), for platforms with
+    # regional trackers; None: the edge's `edge_upstreams`. Set by operators only.
+    upstreams: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     tracking_domain_id: Mapped[int | None] = mapped_column(
         ForeignKey("domains.id", use_alter=True, name="fk_accounts_tracking_domain"),
     )
@@ -176,6 +185,16 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
 
+    __table_args__ = (
+        # Every edge process reads the open orders (and their challenges) once a second.
+        Index(
+            "ix_orders_open",
+            "domain_id",
+            sqlite_where=text("finished_at IS NULL"),
+            postgresql_where=text("finished_at IS NULL"),
+        ),
+    )
+
 
 class Challenge(Base):
     """An HTTP-01 answer any edge process can serve: token -> key authorization."""
@@ -228,7 +247,8 @@ class Click(Base):
     kind: Mapped[str] = mapped_column(String(8), default="click")
     at: Mapped[datetime] = mapped_column()
 
-    __table_args__ = (Index("ix_clicks_link", "link_id"),)
+    # ix_clicks_at: the worker prunes clicks past their retention, oldest first.
+    __table_args__ = (Index("ix_clicks_link", "link_id"), Index("ix_clicks_at", "at"))
 
 
 class LinkEvent(Base):
@@ -299,15 +319,43 @@ class ApiToken(Base):
     """
 
     __tablename__ = "api_tokens"
+    # The kind is stated, never inferred from a missing account: a token whose account link
+    # were lost (a future ON DELETE SET NULL, a bad manual fix) must not become an operator's.
+    __table_args__ = (
+        CheckConstraint(
+            "(kind = 'operator' AND account_id IS NULL)"
+            " OR (kind = 'account' AND account_id IS NOT NULL)",
+            name="ck_api_tokens_kind",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=ACCOUNT_TOKEN)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class WebSession(Base):
+    """A page session: the browser's cookie names it, logging out deletes it.
+
+    Only the SHA-256 of the cookie's session id is kept, so a copy of the database opens no
+    session. The CSRF secret of the session's forms lives here too.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class RateBucket(Base):

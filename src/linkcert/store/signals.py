@@ -29,6 +29,7 @@ log = logging.getLogger("linkcert.signals")
 
 WORK = "linkcert_work"  # a domain is due now (payload: domain id)
 CERTIFICATES = "linkcert_certificates"  # a domain's certificate changed (payload: domain name)
+CHALLENGES = "linkcert_challenges"  # a domain's open order or challenges changed (payload: name)
 
 
 def announce(session: Session, channel: str, payload: str = "") -> None:

@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from linkcert.acme.settings import AcmeSettings
 from linkcert.testbed.pki import ONE_DAY, ca_certificate, leaf_certificate, private_key_pem
+from linkcert.testbed.waiting import free_port
 
 DEFAULT_BINARY = "/usr/bin/pebble"
 _LISTENER_NAMES = ("localhost",)
@@ -251,9 +251,9 @@ class PebbleServer:
         return f"[{self.host}]" if ":" in self.host else self.host
 
     def _pick_ports(self) -> None:
-        self.acme_port = _free_port(self.host)
-        self.management_port = _free_port(self.host)
-        self.tls_port = self._requested_tls_port or _free_port(self.host)
+        self.acme_port = free_port(self.host)
+        self.management_port = free_port(self.host)
+        self.tls_port = self._requested_tls_port or free_port(self.host)
 
     def _write_config(self) -> None:
         settings: dict[str, Any] = {
@@ -364,11 +364,3 @@ class PebbleServer:
         self._listener_cert_path.write_bytes(listener_cert.public_bytes(serialization.Encoding.PEM))
         self._listener_key_path.write_bytes(private_key_pem(listener_key))
         self._listener_key_path.chmod(0o600)
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -24,6 +24,7 @@ import binascii
 import functools
 import hashlib
 import hmac
+import ipaddress
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -75,8 +76,11 @@ _PATH_PREFIX: dict[TrackedKind, str] = {"click": "/c/", "open": "/o/"}
 # Characters a destination may hold: visible ASCII but the backslash (browsers read it as '/').
 _DESTINATION_CHARS = _VISIBLE_ASCII.replace(b"\\", b"")
 _PLAIN_START = re.compile(
-    rb"[hH][tT][tT][pP][sS]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,4})?(?:[/?#]|\Z)"
+    rb"[hH][tT][tT][pP][sS]?://[A-Za-z0-9][A-Za-z0-9-]{0,62}(?:\.[A-Za-z0-9-]{1,63})*\.?"
+    rb"(?::[0-9]{1,4})?(?:[/?#]|\Z)"
 )
+# A host name's labels: letters, digits, hyphens and (seen in the wild) underscores.
+_HOST_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
 
 
 class InvalidToken(ValueError):
@@ -260,7 +264,29 @@ def _check_destination_fully(url: str) -> str:
         )
     if not parts.hostname:
         raise InvalidDestination(f"destination URL has no host ({shown!r})")
+    problem = _host_problem(parts.netloc.rpartition("@")[2], parts.hostname)
+    if problem:
+        raise InvalidDestination(f"destination URL has no valid host: {problem} ({shown!r})")
     return url
+
+
+def _host_problem(netloc: str, hostname: str) -> str | None:
+    """What is wrong with the host of a destination (`hostname` as urlsplit lowers it)."""
+    if netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(hostname)
+        except ValueError:
+            return f"{hostname!r} is not an IPv6 address"
+        return None
+    name = hostname[:-1] if hostname.endswith(".") else hostname
+    if not name:
+        return "the host is only a dot"
+    for label in name.split("."):
+        if not label:
+            return f"{hostname!r} has an empty label (a leading dot, or two dots in a row)"
+        if not _HOST_LABEL.fullmatch(label):
+            return f"{hostname!r} holds characters a host name cannot, or a label over 63"
+    return None
 
 
 def _plain_bytes(url: str) -> bytes | None:

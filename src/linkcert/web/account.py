@@ -23,6 +23,7 @@ from linkcert.api.routes.tracking_domain import (
 )
 from linkcert.api.schemas import TrackingDomainIn
 from linkcert.brand import BrandRequestStatus, BrandRequestView, list_brand_requests
+from linkcert.dns.preview import DnsRecord, pointing_records, preview_dns
 from linkcert.domains import (
     AccountSummary,
     DomainStatus,
@@ -41,7 +42,6 @@ from linkcert.web.guard import (
     from_script,
     require_csrf,
 )
-from linkcert.web.preview import DnsRecord, pointing_records, preview_dns
 from linkcert.web.render import page, redirect
 from linkcert.web.session import CSRF_HEADER
 from linkcert.web.status import status_payload

@@ -20,7 +20,14 @@ from linkcert.api.problems import ProblemError
 from linkcert.api.routes import brand_requests as brand_api
 from linkcert.api.schemas import MAX_ID
 from linkcert.brand import UPLOADABLE, BrandRequestStatus, brand_request, list_brand_requests
-from linkcert.domains import Conflict, NotFound, TooEarly, domain_status, retry_now
+from linkcert.domains import (
+    Conflict,
+    NotFound,
+    TooEarly,
+    account_upstreams_of_domain,
+    domain_status,
+    retry_now,
+)
 from linkcert.store import utcnow
 from linkcert.uploads import MAX_UPLOAD_BYTES
 from linkcert.web.filters import (
@@ -193,6 +200,20 @@ def _domain_panel(request: Request, web: WebContext, visitor: Visitor, name: str
     )
 
 
+def _tracker(web: WebContext, name: str) -> dict[str, Any] | None:
+    """Where the edge relays this domain's requests in proxy mode (read-only here: operators
+    set an account's origins through the API), or None in tracking mode with none set."""
+    own = account_upstreams_of_domain(web.api.store, name)
+    settings = web.api.settings
+    if own is None and settings.edge_mode == "tracking":
+        return None
+    return {
+        "origins": own or list(settings.edge_upstreams),
+        "own": own is not None,
+        "mode": settings.edge_mode,
+    }
+
+
 @router.get(CONSOLE + "/domains/{name}")
 def domain_page(
     request: Request,
@@ -211,6 +232,7 @@ def domain_page(
         "visitor": visitor,
         "csrf_token": visitor.session.csrf,
         "status": status,
+        "tracker": _tracker(web, status.domain),
         "panel": _domain_panel(request, web, visitor, status.domain),
         "status_url": domain_url(status.domain) + "/status",
         "notice": _notice(web, notice, None, status.domain),

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from linkcert.api.deps import ApiContext
 from linkcert.auth import Principal
+from linkcert.store.faults import StoreUnavailable
 from linkcert.web.render import page, redirect
 from linkcert.web.session import (
     SESSION_COOKIE,
@@ -74,7 +75,7 @@ WebDep = Annotated[WebContext, Depends(get_web)]
 
 
 def current_visitor(request: Request, web: WebDep) -> Visitor:
-    session = open_session(web.signer, request.cookies.get(SESSION_COOKIE))
+    session = open_session(web.signer, web.api.store, request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise LoginRequired()
     principal = principal_for(web.api.store, session)
@@ -137,7 +138,39 @@ async def _form_expired(request: Request, _exc: Exception) -> Response:
     return page(request, "error.html", {"title": "Please try again", "message": message}, 403)
 
 
+# What a customer or operator reads when the database cannot do its part.
+_STORE_TROUBLE = {
+    "read_only": "Changes can't be saved right now: our database is read-only.",
+    "disk_full": "Changes can't be saved right now: our database has run out of space.",
+    "locked": "We're too busy to finish this right now.",
+    "unreachable": "We can't reach our database right now.",
+}
+
+
+def store_trouble_page(request: Request, trouble: StoreUnavailable) -> Response:
+    """503 in words, for the pages (JSON for their scripts), with Retry-After."""
+    first = _STORE_TROUBLE.get(trouble.code, "This can't be done right now.")
+    message = (
+        f"{first} Nothing you saved before is lost. Please try again in "
+        f"{trouble.retry_after} seconds."
+    )
+    headers = {"Retry-After": str(trouble.retry_after)}
+    if from_script(request):
+        return JSONResponse(
+            {"error": message, "code": trouble.code}, status_code=503, headers=headers
+        )
+    response = page(
+        request,
+        "error.html",
+        {"title": "Temporarily unavailable", "message": message, "code": trouble.code},
+        503,
+    )
+    response.headers.update(headers)
+    return response
+
+
 def install_handlers(app: FastAPI) -> None:
+    app.state.store_trouble_page = store_trouble_page
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(ElsewhereForYou, _elsewhere)
     app.add_exception_handler(FormExpired, _form_expired)

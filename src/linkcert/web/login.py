@@ -24,10 +24,11 @@ from linkcert.web.session import (
     SESSION_LIFETIME_SECONDS,
     clear_cookie,
     csrf_matches,
-    new_session,
+    end_session,
     same_origin,
     seal_session,
     set_cookie,
+    start_session,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -82,13 +83,13 @@ def login(
         principal = authenticate(web.api.store, token.strip())
     except AuthenticationError as exc:
         return _login_form(request, exc.message, 401)
-    session = new_session(principal.token_id)
+    session_id, _ = start_session(web.api.store, principal.token_id)
     response = redirect("/console" if principal.is_operator else "/account")
     set_cookie(
         request,
         response,
         SESSION_COOKIE,
-        seal_session(web.signer, session),
+        seal_session(web.signer, session_id),
         SESSION_LIFETIME_SECONDS,
     )
     clear_cookie(request, response, LOGIN_COOKIE)
@@ -98,10 +99,12 @@ def login(
 @router.post("/logout")
 def logout(
     request: Request,
+    web: WebDep,
     visitor: AnyVisitor,
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     require_csrf(request, visitor, csrf_token)
+    end_session(web.api.store, visitor.session)
     response = redirect(LOGIN_PATH + "?logged_out=1")
     clear_cookie(request, response, SESSION_COOKIE)
     return response

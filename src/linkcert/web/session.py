@@ -1,9 +1,11 @@
 """Signed browser sessions for the pages, and the CSRF tokens that go with them.
 
-A person logs in with an API token. The cookie then holds no token: it holds the token's id,
-an expiry and a CSRF secret, signed with a key derived from the master key. Each request looks
-the token up again, so revoking the token ends its sessions at once, and a stolen cookie is
-worth at most SESSION_LIFETIME, never a token that works against the API.
+A person logs in with an API token. The cookie then holds no token: it holds the random id of
+a session stored in the database (`web_sessions`, which keeps only the id's hash, the token's
+id, the expiry and the CSRF secret), signed with a key derived from the master key. Each
+request looks the session and its token up again, so logging out (which deletes the session)
+or revoking the token ends it at once, and a stolen cookie is worth at most SESSION_LIFETIME,
+never a token that works against the API.
 
 The cookie is HttpOnly (scripts can't read it), SameSite=Strict (other sites can't make the
 browser send it) and Secure when the page is served over HTTPS. Form posts carry the session's
@@ -20,19 +22,20 @@ import hmac
 import json
 import logging
 import secrets
-import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from linkcert.auth import Principal
+from linkcert.auth import Principal, principal_of
 from linkcert.config import Settings
 from linkcert.keys import MasterKeyError, MasterKeys
-from linkcert.store import ApiToken, Store
+from linkcert.store import ApiToken, Store, utcnow
+from linkcert.store import WebSession as WebSessionRow
 
 log = logging.getLogger("linkcert.web")
 
@@ -102,32 +105,70 @@ class SessionSigner:
 
 @dataclass(frozen=True)
 class WebSession:
+    id_hash: str
     token_id: int
-    expires: int
+    expires: datetime
     csrf: str
 
 
-def new_session(token_id: int, now: float | None = None) -> WebSession:
-    issued = int(now if now is not None else time.time())
-    return WebSession(token_id, issued + SESSION_LIFETIME_SECONDS, secrets.token_urlsafe(24))
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
 
-def seal_session(signer: SessionSigner, session: WebSession) -> str:
-    return signer.seal({"t": session.token_id, "e": session.expires, "c": session.csrf})
+def start_session(
+    store: Store, token_id: int, now: datetime | None = None
+) -> tuple[str, WebSession]:
+    """Store a new session of the token; return the id the cookie carries, and the session.
+
+    Expired sessions are swept here, so the table holds only live ones and recent leftovers.
+    """
+    issued = now or utcnow()
+    session_id = secrets.token_urlsafe(32)
+    web = WebSession(
+        _hash(session_id),
+        token_id,
+        issued + timedelta(seconds=SESSION_LIFETIME_SECONDS),
+        secrets.token_urlsafe(24),
+    )
+    with store.session() as db:
+        db.execute(delete(WebSessionRow).where(WebSessionRow.expires_at <= issued))
+        db.add(
+            WebSessionRow(
+                id_hash=web.id_hash,
+                token_id=token_id,
+                csrf=web.csrf,
+                created_at=issued,
+                expires_at=web.expires,
+            )
+        )
+    return session_id, web
+
+
+def seal_session(signer: SessionSigner, session_id: str) -> str:
+    return signer.seal({"s": session_id})
 
 
 def open_session(
-    signer: SessionSigner, sealed: str | None, now: float | None = None
+    signer: SessionSigner, store: Store, sealed: str | None, now: datetime | None = None
 ) -> WebSession | None:
+    """The live session the cookie names: signed by us, stored, not ended, not expired."""
     payload = signer.open(sealed)
     if payload is None:
         return None
-    token_id, expires, csrf = payload.get("t"), payload.get("e"), payload.get("c")
-    if not isinstance(token_id, int) or not isinstance(expires, int) or not isinstance(csrf, str):
+    session_id = payload.get("s")
+    if not isinstance(session_id, str) or not 20 <= len(session_id) <= 100:
         return None
-    if expires <= (now if now is not None else time.time()):
-        return None
-    return WebSession(token_id, expires, csrf)
+    with store.session() as db:
+        row = db.get(WebSessionRow, _hash(session_id))
+        if row is None or row.expires_at <= (now or utcnow()):
+            return None
+        return WebSession(row.id_hash, row.token_id, row.expires_at, row.csrf)
+
+
+def end_session(store: Store, session: WebSession) -> None:
+    """Log out: the session's row goes, so its cookie opens nothing from now on."""
+    with store.session() as db:
+        db.execute(delete(WebSessionRow).where(WebSessionRow.id_hash == session.id_hash))
 
 
 def principal_for(store: Store, session: WebSession) -> Principal | None:
@@ -136,12 +177,7 @@ def principal_for(store: Store, session: WebSession) -> Principal | None:
         row = db.scalar(select(ApiToken).where(ApiToken.id == session.token_id))
         if row is None or row.revoked_at is not None:
             return None
-        return Principal(
-            account_id=row.account_id,
-            is_operator=row.account_id is None,
-            token_id=row.id,
-            token_name=row.name,
-        )
+        return principal_of(row)
 
 
 def csrf_matches(expected: str, given: str | None) -> bool:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from linkcert.domains import DomainStatus
+from linkcert.renewal import renewal_window
 from linkcert.states import (
     CERT_STATE_TEXT,
     DNS_STATE_TEXT,
@@ -24,7 +25,6 @@ from linkcert.states import (
     FailureClass,
     relative_time,
 )
-from linkcert.worker.schedule import renewal_window
 
 # How a state looks: "ok" green, "working" blue, "action" amber (the customer can fix it),
 # "error" red (something failed), "neutral" grey. Each also has its own icon and words, so

@@ -29,18 +29,19 @@ from linkcert.acme.errors import (
 )
 from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
+from linkcert.certificates import install_certificate
 from linkcert.domains import record_event
 from linkcert.keys import MasterKeys, generate_private_key, private_key_from_pem, private_key_to_pem
 from linkcert.keystore import cert_key_context
-from linkcert.metrics import count_certificate_issued, count_order_started
+from linkcert.metrics import count_order_started
 from linkcert.notify import NotificationKind, Notifier
+from linkcert.renewal import ari_recheck_delay, plan_renewal
 from linkcert.states import CertState, FailureClass
 from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
-from linkcert.store.signals import CERTIFICATES, announce
+from linkcert.store.signals import CERTIFICATES, CHALLENGES, announce
 from linkcert.worker import leases
 from linkcert.worker.lifecycle import IssuanceFailure
 from linkcert.worker.ratelimit import IssuanceBudget, RateLimiter
-from linkcert.worker.schedule import ari_recheck_delay, plan_renewal
 
 log = logging.getLogger("linkcert.worker.issuance")
 
@@ -100,6 +101,7 @@ class Issuer:
         min_margin: timedelta = timedelta(hours=48),
         notifier: Notifier | None = None,
         on_certificate: Callable[[str], None] | None = None,
+        on_challenges: Callable[[str], None] | None = None,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
@@ -115,6 +117,9 @@ class Issuer:
         self.min_margin = min_margin
         self.notifier = notifier
         self.on_certificate = on_certificate
+        # Called (in a worker thread) once a domain's open order or its challenges are stored,
+        # before the CA is told to look: an edge in this process reads them at once.
+        self.on_challenges = on_challenges
         self._lock = threading.Lock()
 
     async def obtain(self, domain_id: int) -> None:
@@ -262,6 +267,8 @@ class Issuer:
     def _obtain(self, domain_id: int) -> None:
         client, account_id = self.accounts.get()
         work = self._open_order(domain_id, account_id)
+        if self.on_challenges is not None:
+            self.on_challenges(work.domain)
         if work.order_url is None:
             leases.check_held(self.store, domain_id)
             # Only a new order is counted: a resumed one was counted when it was placed. An ARI
@@ -298,6 +305,8 @@ class Issuer:
         if info.status is AcmeStatus.PENDING:
             challenges = client.http01_challenges(info)
             self._publish(domain_id, work.order_id, challenges)
+            if self.on_challenges is not None:
+                self.on_challenges(work.domain)
             for challenge in challenges:
                 if challenge.needs_answer:
                     client.answer(challenge)
@@ -354,6 +363,8 @@ class Issuer:
                 )
                 session.add(order)
                 session.flush()
+                # Every edge learns that this name has an open order before the CA can come.
+                announce(session, CHALLENGES, domain.name)
                 count_order_started(renewal=renewing)
                 state = CertState.RENEWING if renewing else CertState.PENDING_VALIDATION
                 domain.cert_state = state
@@ -387,6 +398,8 @@ class Issuer:
     def _publish(self, domain_id: int, order_id: int, challenges: list[Http01Challenge]) -> None:
         # Written before the CA is told to look, so that any edge process can answer.
         with self.store.session() as session:
+            for name in sorted({challenge.domain for challenge in challenges}):
+                announce(session, CHALLENGES, name)
             for challenge in challenges:
                 if session.get(Challenge, challenge.token) is None:
                     session.add(
@@ -470,30 +483,18 @@ class Issuer:
             cert.renew_at, cert.ari_next_check_at = self._plan(
                 facts.not_before, facts.not_after, window
             )
-            session.add(cert)
-            session.flush()
-            domain.current_certificate_id = cert.id
-            announce(session, CERTIFICATES, domain.name)
-            domain.cert_state = CertState.ACTIVE
-            domain.problems = []
             order.status = "valid"
             order.finished_at = now
             session.execute(delete(Challenge).where(Challenge.order_id == order.id))
-            count_certificate_issued(renewal=work.renewing)
-            if not work.renewing and self.notifier is not None:
-                self.notifier.emit(
-                    session,
-                    NotificationKind.SECURED,
-                    domain,
-                    message=f"{domain.unicode_name} is secured: tracked links work over HTTPS.",
-                )
-            record_event(
+            install_certificate(
                 session,
                 domain,
-                "renewed" if work.renewing else "secured",
-                f"Certificate issued by {facts.issuer_cn}, valid until "
+                cert,
+                notifier=self.notifier,
+                event="renewed" if work.renewing else "secured",
+                message=f"Certificate issued by {facts.issuer_cn}, valid until "
                 f"{facts.not_after:%Y-%m-%d %H:%M} UTC.",
-                serial=facts.serial_hex,
+                renewing=work.renewing,
             )
 
     def _close_order(self, domain_id: int, status: str, message: str) -> None:

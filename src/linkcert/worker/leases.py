@@ -4,6 +4,11 @@ A worker claims due domains by writing its id and a lease expiry on their rows. 
 the candidates are selected `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint sets
 without waiting on each other; on SQLite the database serializes writers. A lease that expires
 (its worker died) makes the domain claimable again, and the next worker resumes its order.
+
+Leases are short (`worker_lease_seconds`, 30 s by default) and a heartbeat extends them while a
+pass runs, so a dead worker's domains are taken up within seconds. A process that knows it is
+the only holder of its identity (the single-process `serve` on SQLite, which holds a lock file
+for it) also gives back its own stale leases as it starts: they belong to its previous run.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from sqlalchemy import func, or_, select, update
 from linkcert.store import Domain, Store
 from linkcert.store.claims import claim_rows
 
-DEFAULT_LEASE = timedelta(minutes=5)
+DEFAULT_LEASE = timedelta(seconds=30)
 
 # The worker holding the lease of the domain being worked on, set by the worker for each pass.
 # asyncio.to_thread copies it into threads, so a step deep in issuance can check the lease
@@ -63,6 +68,19 @@ def release(store: Store, worker_id: str, domain_id: int) -> None:
             .where(Domain.id == domain_id, Domain.lease_owner == worker_id)
             .values(lease_owner=None, lease_until=None)
         )
+
+
+def reclaim_own(store: Store, worker_id: str) -> int:
+    """Free every lease held under `worker_id`, left by an earlier run of this same identity;
+    return how many. Only for an identity that no other live process can hold."""
+    with store.session() as session:
+        result = session.execute(
+            update(Domain)
+            .where(Domain.lease_owner == worker_id)
+            .values(lease_owner=None, lease_until=None)
+            .returning(Domain.id)
+        )
+        return len(result.all())
 
 
 def next_due(store: Store, now: datetime) -> datetime | None:

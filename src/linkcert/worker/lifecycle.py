@@ -18,11 +18,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from linkcert.domains import record_event
 from linkcert.metrics import count_issuance_failure
 from linkcert.notify import NotificationKind, Notifier
+from linkcert.renewal import renewal_due, renewal_time
 from linkcert.states import (
     TRANSIENT_CA_FAILURES,
     CertState,
@@ -30,14 +32,16 @@ from linkcert.states import (
     FailureClass,
     state_after_failure,
 )
-from linkcert.store import Domain, Store, signals, utcnow
+from linkcert.store import Domain, Order, Store, signals, utcnow
 from linkcert.worker import leases
-from linkcert.worker.schedule import dns_recheck_delay, renewal_due, renewal_time, retry_delay
+from linkcert.worker.schedule import dns_recheck_delay, retry_delay
 
 log = logging.getLogger("linkcert.worker")
 
 MOVED_RECHECK = timedelta(hours=1)
 ARI_RETRY = timedelta(hours=1)
+# Failures a crash can cause (the CA validated while no edge answered): retried at once, once.
+INTERRUPTIBLE = frozenset({FailureClass.CHALLENGE_FAILED, FailureClass.CA_REJECTED})
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class Worker:
         worker_id: str | None = None,
         lease: timedelta = leases.DEFAULT_LEASE,
         clock: Callable[[], datetime] = utcnow,
+        reclaim: bool = False,
     ) -> None:
         self.store = store
         self.dns_check = dns_check
@@ -128,8 +133,13 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
         self.lease = lease
+        # True when worker_id is stable across runs and no other live process can hold it.
+        self.reclaim = reclaim
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        # Domains with a pass running here: a lease renewed by a claim (it had run out while
+        # the pass was slow) must not start a second pass on the same domain.
+        self._busy: set[int] = set()
 
     def wake(self) -> None:
         """Look for due work now (called when a domain is saved or a retry is forced)."""
@@ -138,6 +148,16 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; then let running passes finish."""
         log.info("worker started", extra={"worker_id": self.worker_id})
+        if self.reclaim:
+            # This identity is ours alone (a lock proves it): leases under it are a dead
+            # run's, and its domains are resumed now rather than when the leases run out.
+            try:
+                freed = await asyncio.to_thread(leases.reclaim_own, self.store, self.worker_id)
+            except Exception:
+                log.exception("could not take back the leases of an earlier run; they expire")
+            else:
+                if freed:
+                    log.info("resuming %d domain(s) an earlier run had in hand", freed)
         listener = None
         if self.store.dialect == "postgresql":
             # Saves in other processes (the API, a CLI) announce due work: start at once.
@@ -184,6 +204,9 @@ class Worker:
             leases.claim_due, self.store, self.worker_id, self.clock(), room, self.lease
         )
         for domain_id in ids:
+            if domain_id in self._busy:
+                continue
+            self._busy.add(domain_id)
             task = asyncio.create_task(self._pass(domain_id))
             self._running.add(task)
             task.add_done_callback(self._finished)
@@ -227,6 +250,7 @@ class Worker:
                 )
         finally:
             heartbeat.cancel()
+            self._busy.discard(domain_id)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(leases.release, self.store, self.worker_id, domain_id)
 
@@ -271,26 +295,35 @@ class Worker:
         if not await asyncio.to_thread(self._needs_certificate, domain_id):
             await asyncio.to_thread(self._schedule_renewal, domain_id)
             return
-        await self._attempt(domain_id, self.obtain, then=self._schedule_renewal)
+        resumed = await asyncio.to_thread(self._has_open_order, domain_id)
+        await self._attempt(domain_id, self.obtain, then=self._schedule_renewal, resumed=resumed)
 
     async def _attempt(
         self,
         domain_id: int,
         step: Callable[[int], Awaitable[None]] | None,
         then: Callable[[int], None],
+        resumed: bool = False,
     ) -> None:
-        """Run a CA step; on failure schedule the retry its class calls for."""
+        """Run a CA step; on failure schedule the retry its class calls for.
+
+        An order resumed from an earlier pass (its worker died or was restarted) may have
+        failed validation only because nobody answered the CA meanwhile: its first failure is
+        retried at once with a new order, not after the usual back-off.
+        """
         if step is None:
             return
         try:
             await step(domain_id)
         except IssuanceFailure as failure:
+            interrupted = resumed and failure.failure in INTERRUPTIBLE
             await asyncio.to_thread(
                 self._schedule_failure,
                 domain_id,
                 failure.failure,
                 failure.message,
                 failure.retry_after,
+                interrupted,
             )
             return
         await asyncio.to_thread(then, domain_id)
@@ -443,17 +476,40 @@ class Worker:
             if state == CertState.EXPIRED:
                 self._tell(session, NotificationKind.EXPIRED, domain, message)
 
+    def _has_open_order(self, domain_id: int) -> bool:
+        """Whether an order placed by an earlier pass is still open (this pass resumes it)."""
+        with self.store.session() as session:
+            found = session.scalar(
+                select(Order.id).where(Order.domain_id == domain_id, Order.finished_at.is_(None))
+            )
+            return found is not None
+
     def _schedule_failure(
-        self, domain_id: int, failure: FailureClass, message: str, retry_after: float | None
+        self,
+        domain_id: int,
+        failure: FailureClass,
+        message: str,
+        retry_after: float | None,
+        interrupted: bool = False,
     ) -> None:
         now = self.clock()
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
             if domain is None:
                 return
+            first = domain.attempts == 0
             domain.attempts += 1
             domain.failure_class = failure
             domain.next_attempt_at = now + retry_delay(failure, domain.attempts, retry_after)
+            if interrupted and first:
+                domain.next_attempt_at = now
+                record_event(
+                    session,
+                    domain,
+                    "order_interrupted",
+                    "An order resumed after a restart had failed validation while linkcert "
+                    "was down; trying again now with a new order.",
+                )
             waiting = False
             if domain.current_certificate_id is None:
                 domain.cert_state = state_after_failure(failure, domain.attempts)

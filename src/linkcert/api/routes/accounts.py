@@ -16,13 +16,14 @@ from linkcert.api.deps import (
 )
 from linkcert.api.problems import ProblemError, problem_responses
 from linkcert.api.routes.paging import next_page
-from linkcert.api.schemas import MAX_ID, AccountIn, AccountList, AccountOut
+from linkcert.api.schemas import MAX_ID, AccountIn, AccountList, AccountOut, AccountPatch
 from linkcert.domains import (
     Conflict,
     NotFound,
     account_summary,
     create_account,
     list_accounts,
+    set_account_upstreams,
 )
 
 router = APIRouter(tags=["accounts"])
@@ -76,6 +77,30 @@ def get_account(
     """One account (operator, or that account's own token)."""
     require_account_access(principal, account_id)
     try:
-        return AccountOut.of(account_summary(context.store, account_id))
+        summary = account_summary(context.store, account_id)
     except NotFound:
         raise account_not_found(account_id) from None
+    return AccountOut.of(summary, operator=principal.is_operator)
+
+
+@router.patch(
+    "/accounts/{account_id}",
+    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 429),
+)
+def patch_account(
+    account_id: AccountId, body: AccountPatch, _: OperatorPrincipal, context: ApiContextDep
+) -> AccountOut:
+    """Change an account (operator): its own origins in proxy mode, `upstreams`. The edges
+    pick the change up within a minute."""
+    try:
+        summary = set_account_upstreams(context.store, account_id, body.upstreams)
+    except NotFound:
+        raise account_not_found(account_id) from None
+    except ValueError as exc:
+        raise ProblemError(
+            422,
+            "invalid-upstreams",
+            str(exc),
+            fix="Give each origin as http://HOST:PORT or https://HOST:PORT, without a path.",
+        ) from None
+    return AccountOut.of(summary)

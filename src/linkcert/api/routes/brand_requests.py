@@ -29,6 +29,7 @@ from linkcert.brand import (
     brand_request,
     complete_with_upload,
     list_brand_requests,
+    notify_brand_request,
     reject_brand_request,
     request_brand_domain,
     request_domain_name,
@@ -36,8 +37,8 @@ from linkcert.brand import (
 from linkcert.domains import Conflict, NotFound
 from linkcert.keys import MasterKeyError, MasterKeys
 from linkcert.names import DomainNameError
+from linkcert.notify.outbox import Notifier
 from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload
-from linkcert.web.hooks import notify_brand_request
 
 router = APIRouter(tags=["brand link tracking domains"])
 
@@ -181,7 +182,14 @@ def upload(
     try:
         domain = request_domain_name(context.store, request_id)
         checked = check_upload(certificate_pem, key_pem, domain)
-        view = complete_with_upload(context.store, keys, request_id, checked, decided_by(principal))
+        view = complete_with_upload(
+            context.store,
+            keys,
+            request_id,
+            checked,
+            decided_by(principal),
+            Notifier.from_settings(context.settings),
+        )
     except NotFound:
         raise request_not_found(request_id) from None
     except UploadError as exc:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from linkcert.api.deps import ApiContextDep, CurrentPrincipal
 from linkcert.api.problems import problem_responses
-from linkcert.web.preview import preview_dns
+from linkcert.dns.preview import preview_dns
 
 router = APIRouter(tags=["tracking domain"])
 

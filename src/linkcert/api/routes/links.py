@@ -198,7 +198,8 @@ def create_tracked_link(
             422,
             "invalid-destination",
             str(exc),
-            fix="Use an absolute http:// or https:// URL, percent-encoded, up to 2,048 characters.",
+            fix="Use an absolute http:// or https:// URL with a host name, up to 2,048 characters "
+            "once its non-ASCII characters are encoded.",
         ) from None
     except NotFound:
         raise not_found(f"There is no link tracking domain {domain!r}.") from None

@@ -17,7 +17,9 @@ def get_me(principal: CurrentPrincipal, context: ApiContextDep) -> MeOut:
     """The token's kind, its account (for account tokens) and its id and name."""
     account = None
     if principal.account_id is not None:
-        account = AccountOut.of(account_summary(context.store, principal.account_id))
+        account = AccountOut.of(
+            account_summary(context.store, principal.account_id), operator=False
+        )
     return MeOut(
         kind="operator" if principal.is_operator else "account",
         account=account,

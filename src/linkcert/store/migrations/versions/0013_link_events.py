@@ -4,8 +4,8 @@ feeds, and accounts' webhook endpoints for event batches.
 The old `clicks` table is left as it was: nothing wrote anything readable to it, and nothing
 writes to it any more.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from alembic import op
 
 import linkcert.store.models
 
-revision = "0010"
-down_revision = "0009"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
