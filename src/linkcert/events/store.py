@@ -35,7 +35,7 @@ ClientIpMode = Literal["full", "truncated", "none"]
 # Any constant both engines agree on; only this module takes it.
 _EVENTS_LOCK = 0x6C6B_6576  # "lkev"
 MAX_PAGE = 1000
-_EVENTS_INSERT = insert(LinkEvent.__table__)  # Core: a batch is hundreds of plain rows
+_EVENTS_INSERT = insert(LinkEvent)  # run on the connection: Core, no ORM objects
 
 
 _shown_addresses: dict[tuple[str, str], str | None] = {}
