@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.hostport import parse_host_port
 from linkcert.redact import masked_url, shown_url
 
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
@@ -43,34 +44,6 @@ EdgeMode = Literal["tracking", "proxy", "both"]
 
 class ConfigError(Exception):
     """A setting is missing or invalid; the message names it and says what it takes."""
-
-
-def parse_host_port(value: str, *, default_port: int | None = None) -> tuple[str, int]:
-    """Split `HOST:PORT`, `[V6]:PORT` or (with a default port) a bare host."""
-    text = value.strip()
-    host: str
-    port_text: str | None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{value!r}: missing ']' after an IPv6 address")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"{value!r}: expected ':PORT' after ']'")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, None  # a bare host, or an IPv6 address without a port
-    if not host:
-        raise ValueError(f"{value!r}: the host is empty")
-    if port_text is None:
-        if default_port is None:
-            raise ValueError(f"{value!r}: expected HOST:PORT")
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
-    return host, int(port_text)
 
 
 def _listen(value: str) -> str:
