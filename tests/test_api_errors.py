@@ -243,7 +243,7 @@ async def test_crashes_answer_an_opaque_500_and_are_logged(
 EXPECTED = {
     "/api/v1/me": {"get"},
     "/api/v1/accounts": {"get", "post"},
-    "/api/v1/accounts/{account_id}": {"get"},
+    "/api/v1/accounts/{account_id}": {"get", "patch"},
     "/api/v1/accounts/{account_id}/tracking-domain": {"get", "put", "delete"},
     "/api/v1/accounts/{account_id}/tracking-domain/events": {"get"},
     "/api/v1/accounts/{account_id}/tracking-domain/retry": {"post"},
@@ -252,6 +252,7 @@ EXPECTED = {
     "/api/v1/tokens": {"post"},
     "/api/v1/tokens/{token_id}": {"delete"},
     "/api/v1/links": {"post"},
+    "/api/v1/links/batch": {"post"},
     "/api/v1/deliveries": {"get"},
     "/api/v1/dns-check": {"post"},
     "/api/v1/brand-requests": {"get", "post"},

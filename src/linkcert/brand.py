@@ -21,7 +21,7 @@ from linkcert.certificates import install_certificate
 from linkcert.config import Settings
 from linkcert.domains import Conflict, NotFound, claim_domain, find_account, record_event
 from linkcert.keys import MasterKeys
-from linkcert.names import NamePolicy, validate
+from linkcert.names import STORED_NAMES, NamePolicy, validate
 from linkcert.notify import NotificationKind, emit
 from linkcert.notify.outbox import Notifier
 from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
@@ -100,7 +100,7 @@ def _view(session: Session, row: BrandRequest) -> BrandRequestView:
         unicode_name = domain.unicode_name
     else:
         with contextlib.suppress(ValueError):
-            unicode_name = validate(row.domain, NamePolicy(allow_test_domains=True)).unicode
+            unicode_name = validate(row.domain, STORED_NAMES).unicode
     return BrandRequestView(
         id=row.id,
         account_id=row.account_id,
@@ -251,7 +251,7 @@ def _decide(row: BrandRequest, status: BrandRequestStatus, decided_by: str) -> N
 
 def _brand_domain(session: Session, row: BrandRequest) -> Domain:
     """The domain row the request provisions, made on first use; kind "brand", wanted."""
-    valid = validate(row.domain, NamePolicy(allow_test_domains=True))
+    valid = validate(row.domain, STORED_NAMES)
     return claim_domain(session, valid, row.account_id, kind="brand")
 
 

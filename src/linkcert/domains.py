@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from linkcert.names import DomainName, NamePolicy, validate
+from linkcert.names import STORED_NAMES, DomainName, NamePolicy, validate
 from linkcert.renewal import renewal_window
 from linkcert.states import FailureClass, waiting_note
 from linkcert.store import Account, Certificate, Domain, Event, Store, utcnow
@@ -144,7 +144,7 @@ def _lookup_name(name: str, policy: NamePolicy | None) -> str:
     # Look names up in their normalized form, but a name that no longer validates (say, a
     # policy change) must still be found, so fall back to simple folding.
     try:
-        return validate(name, policy or NamePolicy(allow_test_domains=True)).ascii
+        return validate(name, policy or STORED_NAMES).ascii
     except Exception:
         return name.strip().rstrip(".").lower()
 
