@@ -110,6 +110,7 @@ class Settings(BaseModel):
     http_listen: str = "0.0.0.0:80"
     https_listen: str = "0.0.0.0:443"
     api_listen: str = "127.0.0.1:8080"
+    api_docs: bool = True  # /docs, the API's interactive reference (files served locally)
     # Edge: `linkcert edge` processes sharing the ports, forked after one certificate load
     edge_processes: int = Field(default=1, ge=1, le=64)
     # TLS session resumption with ticket keys shared by every edge (made by the workers)

@@ -57,7 +57,9 @@ def migrate() -> None:
     current = settings()
     try:
         store = Store(current.effective_database_url)
-        store.migrate()
+        created = store.migrate()
     except StoreError as exc:
         fail(str(exc))
+    if created:
+        console.print(f"created a new, empty database at {store.display_url}", soft_wrap=True)
     console.print(f"the database at {store.display_url} is at the current schema", soft_wrap=True)
