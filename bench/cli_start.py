@@ -82,6 +82,7 @@ def measure(runs: int) -> dict[str, dict[str, float]]:
         results: list[dict[str, Any]] = json.loads(export.read_text())["results"]
     return {
         r["command"]: {k: float(r[k]) for k in ("mean", "stddev", "median", "min", "max")}
+        | {"cpu": float(r["user"]) + float(r["system"])}
         for r in results
     }
 
@@ -93,8 +94,8 @@ def _quote(part: str) -> str:
 def render(figures: dict[str, dict[str, float]]) -> str:
     floor = figures["python -c pass (floor)"]["median"]
     lines = [
-        "| command | median | mean ± σ | min | target | over `python -c pass` |",
-        "|---|---|---|---|---|---|",
+        "| command | median | mean ± σ | min | CPU (user+sys) | target (median) | over floor |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, f in figures.items():
         target = ""
@@ -103,7 +104,8 @@ def render(figures: dict[str, dict[str, float]]) -> str:
             target = f"< {TARGET_SECONDS:.1f} s: {target}"
         lines.append(
             f"| `{label}` | {f['median'] * 1000:.0f} ms | {f['mean'] * 1000:.0f} ± "
-            f"{f['stddev'] * 1000:.0f} ms | {f['min'] * 1000:.0f} ms | {target} | "
+            f"{f['stddev'] * 1000:.0f} ms | {f['min'] * 1000:.0f} ms | {f['cpu'] * 1000:.0f} ms | "
+            f"{target} | "
             f"{f['median'] / floor:.1f}x |"
         )
     return "\n".join(lines)
@@ -114,8 +116,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()
+    before = os.getloadavg()[0]
     figures = measure(args.runs)
     print(render(figures))
+    print(f"\nload average (1 min) before {before:.1f}, after {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -224,3 +224,26 @@ async def test_dns_check_shows_the_records_to_add(world: World, dns_server: Loca
     assert body["problems"][0]["code"] == "caa_not_authorized"
     anonymous = await api.post("/api/v1/dns-check", json={"domain": "links.shop.test"})
     assert_problem(anonymous, 401, "unauthenticated")
+
+
+async def test_open_requests_per_account_are_capped(world: World) -> None:
+    settings = UPLOAD_SETTINGS.model_copy(update={"brand_requests_open_max": 2})
+    api = client(create_app(world.store, settings, rate_limit=None))
+    for name in ("links.one.test", "links.two.test"):
+        assert (await ask(api, world.a_token, name)).status_code == 201
+    refused = await ask(api, world.a_token, "links.three.test")
+    body = assert_problem(refused, 409, "too-many-open-requests")
+    assert body["limit"] == 2 and "2 brand domain requests waiting" in body["detail"]
+    with world.store.session() as session:
+        told = session.scalars(
+            select(Notification.domain_name).where(Notification.kind == "brand_requested")
+        ).all()
+    assert "links.three.test" not in told  # the team is not emailed for a refused request
+    # Another account has its own allowance; a decision frees a place.
+    assert (await ask(api, world.b_token, "links.beta-brand.test")).status_code == 201
+    first = list_brand_requests(world.store, account_id=world.a_id)[0]
+    decided = await api.post(
+        f"/api/v1/brand-requests/{first.id}/reject", headers=bearer(world.operator)
+    )
+    assert decided.status_code == 200, decided.text
+    assert (await ask(api, world.a_token, "links.three.test")).status_code == 201

@@ -11,8 +11,10 @@ import sys
 import textwrap
 from collections.abc import Callable
 
+from linkcert.config import Settings
 from linkcert.edge.fdlimit import RESERVED_DESCRIPTORS, connection_budget
 from linkcert.edge.http import address_key
+from linkcert.service.runtime import edge_settings
 from tests.edge_support import (
     EdgeUnderTest,
     close_writer,
@@ -204,3 +206,20 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
     expected = hard if hard != resource.RLIM_INFINITY else int(output[1])
     assert [int(value) for value in output] == [expected, expected]
     assert expected > lowered
+
+
+def test_the_settings_reach_the_edge() -> None:
+    settings = Settings(
+        edge_first_byte_timeout=2,
+        edge_handshake_timeout=7,
+        edge_idle_timeout=30,
+        edge_max_connections=1000,
+        edge_max_connections_per_address=9,
+        click_repeat_limit=5,
+        click_repeat_window_seconds=30,
+    )
+    edge = edge_settings(settings, "127.0.0.1:0", None, share_ports=True)
+    assert (edge.first_byte_timeout, edge.handshake_timeout, edge.idle_timeout) == (2, 7, 30)
+    assert (edge.max_connections, edge.max_connections_per_address) == (1000, 9)
+    assert (edge.click_repeat_limit, edge.click_repeat_window) == (5, 30)
+    assert Settings().click_repeat_limit == 60 and Settings().edge_first_byte_timeout == 5

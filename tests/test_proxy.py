@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from linkcert.edge import ProxySettings
 from linkcert.edge.proxy import EdgeMode
 from linkcert.edge.upstream import PoolSettings, parse_origin
+from linkcert.testbed.waiting import wait_for_async
 from tests.edge_support import EdgeUnderTest, TestAuthority, close_writer, running_edge
 from tests.proxy_support import (
     fault_origin,
@@ -69,6 +73,7 @@ def origin_stats(env: EdgeUnderTest) -> dict[str, Any]:
 # --- what the origin receives ------------------------------------------------------------------
 
 
+@pytest.mark.nginx
 async def test_the_origin_gets_host_forwarding_fields_and_via_and_no_hop_by_hop(
     tmp_path: Path,
 ) -> None:
@@ -106,6 +111,7 @@ async def test_the_origin_gets_host_forwarding_fields_and_via_and_no_hop_by_hop(
     ) is not None and reply.header("server").startswith("nginx")
 
 
+@pytest.mark.nginx
 async def test_a_trusted_proxys_forwarding_fields_are_kept_and_extended(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url, trusted_proxies=("127.0.0.0/8",)) as env:
@@ -124,6 +130,7 @@ async def test_a_trusted_proxys_forwarding_fields_are_kept_and_extended(tmp_path
     assert seen["x-real-ip"] == "203.0.113.7"
 
 
+@pytest.mark.nginx
 async def test_an_untrusted_peer_is_not_a_trusted_proxy(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url, trusted_proxies=("10.0.0.0/8",)) as env:
@@ -131,6 +138,7 @@ async def test_an_untrusted_peer_is_not_a_trusted_proxy(tmp_path: Path) -> None:
     assert reply.fields["x-forwarded-for"] == "127.0.0.1"
 
 
+@pytest.mark.nginx
 async def test_a_redirect_from_the_origin_reaches_the_client_as_sent(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url) as env:
@@ -143,6 +151,7 @@ async def test_a_redirect_from_the_origin_reaches_the_client_as_sent(tmp_path: P
 # --- bodies, streamed --------------------------------------------------------------------------
 
 
+@pytest.mark.nginx
 async def test_a_10_mb_response_streams_through(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         payload = os.urandom(10 * 1024 * 1024)
@@ -248,6 +257,7 @@ async def test_headers_and_request_line_over_their_limits_get_431_and_414() -> N
 # --- keep-alive to the origin --------------------------------------------------------------
 
 
+@pytest.mark.nginx
 async def test_origin_connections_are_reused(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url) as env:
@@ -267,6 +277,7 @@ async def test_origin_connections_are_reused(tmp_path: Path) -> None:
     assert len(seen) == 1
 
 
+@pytest.mark.nginx
 async def test_the_pool_is_bounded_and_requests_wait_for_a_connection(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url, pool=PoolSettings(max_connections=2)) as env:
@@ -280,6 +291,7 @@ async def test_the_pool_is_bounded_and_requests_wait_for_a_connection(tmp_path: 
 # --- failures ------------------------------------------------------------------------------
 
 
+@pytest.mark.nginx
 async def test_a_down_origin_is_skipped_and_left_out(tmp_path: Path) -> None:
     down = refused_origin()
     with nginx_origin(tmp_path) as nginx:
@@ -338,6 +350,7 @@ async def test_a_get_that_times_out_is_tried_once_on_the_other_origin() -> None:
     assert len(slow.requests) == len(fine.requests) == 1
 
 
+@pytest.mark.nginx
 async def test_consecutive_5xx_take_an_origin_out(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with fault_origin() as failing:
@@ -424,6 +437,7 @@ async def test_an_account_of_its_own_origins_gets_its_names_relayed_there() -> N
     assert theirs.header("x-origin-port") == str(default.port)
 
 
+@pytest.mark.nginx
 async def test_head_and_pipelined_requests_keep_their_order(tmp_path: Path) -> None:
     with nginx_origin(tmp_path) as nginx:
         async with proxy_edge(nginx.url) as env:
@@ -465,6 +479,7 @@ async def test_http_1_0_clients_get_a_close_delimited_body_when_the_length_is_un
     assert b"Connection: close" in head
 
 
+@pytest.mark.nginx
 async def test_per_origin_metrics(tmp_path: Path) -> None:
     from prometheus_client import generate_latest
 
@@ -491,6 +506,7 @@ async def test_per_origin_metrics(tmp_path: Path) -> None:
     assert f"linkcert_edge_origin_latency_seconds_count{{{up}}} 3.0" in text
 
 
+@pytest.mark.nginx
 async def test_an_https_origin_is_verified_against_the_configured_bundle(tmp_path: Path) -> None:
     authority = TestAuthority()
     issued = authority.issue("tracker.internal")
@@ -566,3 +582,93 @@ async def test_an_answer_that_is_not_http_gives_502() -> None:
         server.close()
     assert reply.status == 502
     assert failures["bad_response"] == 1
+
+
+@pytest.mark.nginx
+async def test_an_idle_origin_connection_is_closed_after_the_keepalive_timeout(
+    tmp_path: Path,
+) -> None:
+    with nginx_origin(tmp_path) as nginx:
+        pool = PoolSettings(keepalive_timeout=0.2)
+        async with proxy_edge(nginx.url, pool=pool) as env:
+            await one(env, request("/track"))
+            origin = origin_stats(env)[nginx.url]
+            await wait_for_async(lambda: origin.open == 0, "the idle connection closed")
+            assert origin.idle == 0
+            assert (await one(env, request("/track"))).status == 302
+
+
+async def test_an_origin_that_never_accepts_gives_504_after_the_connect_timeout() -> None:
+    # A listener whose accept queue is full: the kernel drops further connection attempts, so
+    # connecting neither succeeds nor fails, as with a host that has gone silent.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        url = f"http://127.0.0.1:{port}"
+        async with proxy_edge(url, pool=PoolSettings(connect_timeout=0.3)) as env:
+            reply = await one(env, request("/track"))
+            failures = origin_stats(env)[url].stats.failures
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert reply.status == 504
+    assert failures["connect_timeout"] == 1
+
+
+@pytest.mark.nginx
+async def test_a_client_that_stops_reading_pauses_the_origin(tmp_path: Path) -> None:
+    """Streaming, not buffering: a client that reads nothing makes the edge stop reading the
+    origin, with little of the 40 MB held in the edge."""
+    with nginx_origin(tmp_path) as nginx:
+        (nginx.prefix / "www" / "files" / "huge.bin").write_bytes(b"z" * (40 * 1024 * 1024))
+        async with proxy_edge(nginx.url) as env:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            sock.connect(("127.0.0.1", env.http_port))
+            _reader, writer = await asyncio.open_connection(sock=sock)
+            try:
+                writer.write(request("/files/huge.bin"))
+                await writer.drain()
+                hub = env.edge._hub
+                connection = await wait_for_async(
+                    lambda: next((c for c in hub.connections if c._proxy is not None), None),
+                    "the request being relayed",
+                )
+                assert connection is not None
+                exchange = connection._proxy
+                assert exchange is not None
+
+                def origin_paused() -> bool:
+                    upstream = exchange._connection
+                    return upstream is not None and not upstream.transport.is_reading()  # type: ignore[union-attr]
+
+                await wait_for_async(origin_paused, "the origin connection paused")
+                held = connection._transport.get_write_buffer_size()  # type: ignore[union-attr]
+                assert held < 1024 * 1024
+            finally:
+                writer.transport.abort()
+
+
+async def test_an_http_1_0_client_keeps_its_connection_when_it_asks_to() -> None:
+    async with fault_origin() as origin, proxy_edge(origin.url) as env:
+        reader, writer = await env.open_http()
+        try:
+            for number in range(3):
+                head = f"GET /{number} HTTP/1.0\r\nHost: {DOMAIN}\r\nConnection: keep-alive\r\n"
+                writer.write(head.encode() + b"\r\n")
+                reply = await read_reply(reader)
+                assert reply.status == 200
+                assert reply.header("connection") == "keep-alive"
+        finally:
+            await close_writer(writer)
+    assert [seen.target for seen in origin.requests] == ["/0", "/1", "/2"]
+    assert all(seen.header("connection") is None for seen in origin.requests)

@@ -7,6 +7,7 @@ import asyncio
 import ssl
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from linkcert.config import Settings
@@ -109,6 +110,7 @@ async def test_an_accounts_names_are_relayed_to_its_own_origins(world: World) ->
     assert answers["links.beta.test"].header("x-origin-port") == str(default.port)
 
 
+@pytest.mark.nginx
 async def test_the_edge_role_in_proxy_mode_as_deploy_md_sets_it_up(
     world: World, tmp_path: Path
 ) -> None:

@@ -33,7 +33,7 @@ from tests.api_support import (
     client,
     make_world,
 )
-from tests.web_support import BASE, browser, csrf_of, log_in
+from tests.web_support import BASE, SCRIPT, browser, csrf_of, log_in
 
 
 def sqlite_world(tmp_path: Path) -> tuple[World, Path]:
@@ -217,3 +217,21 @@ def test_other_database_errors_are_not_store_trouble(tmp_path: Path) -> None:
     with pytest.raises(Exception) as caught:
         failing(world.store, "SELECT * FROM no_such_table")()
     assert classify(caught.value) is None
+
+
+async def test_the_pages_scripts_get_it_as_json(tmp_path: Path) -> None:
+    world, _ = sqlite_world(tmp_path)
+    app = create_app_with_pages(world.store, SETTINGS, rate_limit=None)
+    async with browser(app) as page:
+        await log_in(page, world.a_token)
+        form = await page.get("/account")
+        on_every_connection(world.store, "PRAGMA query_only = ON")
+        saved = await page.post(
+            "/account/tracking-domain",
+            data={"domain": "links.new-alpha.test", "csrf_token": csrf_of(form.text)},
+            headers=SCRIPT,
+        )
+    assert saved.status_code == 503
+    assert saved.headers["retry-after"] == "60"
+    body = saved.json()
+    assert body["code"] == "read_only" and "our database is read-only" in body["error"]

@@ -291,3 +291,15 @@ async def test_the_brand_card_names_the_deliverability_team_when_configured(
     for address in ("brand@platform.test", "deliver@platform.test"):
         link = f'<a href="mailto:{address}?subject=Brand%20link%20tracking%20domain%20for%20alpha">'
         assert link + f"{address}</a>" in brand
+
+
+async def test_an_account_may_have_only_so_many_brand_requests_waiting(world: World) -> None:
+    web = await logged_in(world, SETTINGS.model_copy(update={"brand_requests_open_max": 2}))
+    for name in ("links.one.test", "links.two.test"):
+        response = await post_form(web, "/account/brand-requests", domain=name)
+        assert response.status_code == 303, response.text
+    third = await post_form(web, "/account/brand-requests", domain="links.three.test")
+    assert third.status_code == 409
+    assert "already has 2 brand domain requests waiting" in third.text
+    assert "Wait for an answer to the requests you have made" in third.text
+    assert len(list_brand_requests(world.store, account_id=world.a_id)) == 2

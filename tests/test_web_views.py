@@ -37,6 +37,8 @@ SECURED = replace(
     not_before=NOW - timedelta(days=10),
     not_after=NOW + timedelta(days=80),
     next_attempt_at=NOW + timedelta(hours=6),
+    renew_at=NOW + timedelta(days=49),
+    renewal_basis="lifetime",
 )
 
 
@@ -83,9 +85,18 @@ def test_a_secured_domain_shows_issuer_expiry_and_next_renewal() -> None:
     expires = facts["Expires"].when
     assert expires is not None and expires.relative == "in 80 days"
     renewal = facts["Next renewal"]
-    assert renewal.value == "Automatic, from" and renewal.when is not None
-    assert renewal.when.at < NOW + timedelta(days=80 - 29)  # a third of 90 days before expiry
+    assert renewal.value == "Automatic" and renewal.when is not None
+    assert renewal.when.at == SECURED.renew_at  # the worker's stored plan
     assert view.settled
+
+
+def test_the_next_renewal_is_the_stored_plan_even_where_the_lifetime_rule_differs() -> None:
+    # With ARI the CA may suggest renewing long before (or after) a third of the lifetime.
+    planned = NOW + timedelta(days=3)
+    view = status_view(replace(SECURED, renew_at=planned, renewal_basis="ari"), NOW)
+    renewal = {fact.label: fact for fact in view.facts}["Next renewal"]
+    assert renewal.value == "Automatic, when the CA suggests"
+    assert renewal.when is not None and renewal.when.at == planned
 
 
 def test_uploaded_certificates_say_what_happens_if_renewal_fails() -> None:

@@ -259,3 +259,26 @@ async def test_failing_renewal_becomes_expiring_then_expired(store: Store) -> No
     # A quarter of a 6-day lifetime is the warning time for this short certificate.
     assert CertState.EXPIRING in seen and seen[-1] == CertState.EXPIRED
     assert seen.index(CertState.EXPIRING) > 0  # not expiring the moment renewal is due
+
+
+async def test_a_rate_limit_waits_for_the_ca_and_says_until_when(store: Store) -> None:
+    from linkcert.domains import domain_status
+
+    clock = Clock()
+
+    async def dns_check(name: str) -> DnsVerdict:
+        return DnsVerdict(DnsState.OK)
+
+    async def obtain(domain_id: int) -> None:
+        raise IssuanceFailure(FailureClass.RATE_LIMITED, "Too many certificates.", 3600.0)
+
+    add_domain(store, "limited.shop.test")
+    await Worker(store, dns_check, obtain, clock=clock).run_until_idle()
+    status = domain_status(store, "limited.shop.test")
+    assert status.cert_state == CertState.WAITING_FOR_CA
+    assert status.next_attempt_at is not None
+    assert status.next_attempt_at >= NOW + timedelta(hours=1)
+    note = status.note(NOW)
+    assert note is not None
+    assert note.startswith("The certificate authority asked us to wait (a rate limit); ")
+    assert "the next attempt is in 1 hour" in note

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from linkcert.certificates import install_certificate
 from linkcert.config import Settings
 from linkcert.domains import Conflict, NotFound, claim_domain, find_account, record_event
 from linkcert.keys import MasterKeys
-from linkcert.names import NamePolicy, validate
+from linkcert.names import STORED_NAMES, NamePolicy, validate
 from linkcert.notify import NotificationKind, emit
 from linkcert.notify.outbox import Notifier
 from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
@@ -41,6 +41,17 @@ UPLOADABLE = (
     BrandRequestStatus.APPROVED,
     BrandRequestStatus.UPLOADED,
 )
+
+
+class TooManyOpenRequests(Exception):
+    """The account has as many requests waiting as it may; the message says how many."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this account already has {limit} brand domain request"
+            f"{'' if limit == 1 else 's'} waiting for the deliverability team, the most it may have"
+        )
+        self.limit = limit
 
 
 class RequestClosed(Exception):
@@ -89,7 +100,7 @@ def _view(session: Session, row: BrandRequest) -> BrandRequestView:
         unicode_name = domain.unicode_name
     else:
         with contextlib.suppress(ValueError):
-            unicode_name = validate(row.domain, NamePolicy(allow_test_domains=True)).unicode
+            unicode_name = validate(row.domain, STORED_NAMES).unicode
     return BrandRequestView(
         id=row.id,
         account_id=row.account_id,
@@ -105,9 +116,15 @@ def _view(session: Session, row: BrandRequest) -> BrandRequestView:
 
 
 def request_brand_domain(
-    store: Store, account_ref: str | int, name: str, note: str, policy: NamePolicy
+    store: Store,
+    account_ref: str | int,
+    name: str,
+    note: str,
+    policy: NamePolicy,
+    max_open: int | None = None,
 ) -> BrandRequestView:
-    """Queue the account's request for `name` (DomainNameError, Conflict, ValueError)."""
+    """Queue the account's request for `name` (DomainNameError, Conflict, ValueError,
+    TooManyOpenRequests when the account already has `max_open` requests waiting)."""
     valid = validate(name, policy)
     note = note.strip()
     if len(note) > MAX_NOTE_CHARS:
@@ -131,6 +148,17 @@ def request_brand_domain(
                 f"{valid.unicode} was already requested (request {pending.id}); the "
                 "deliverability team has it"
             )
+        if max_open is not None:
+            waiting = session.scalar(
+                select(func.count())
+                .select_from(BrandRequest)
+                .where(
+                    BrandRequest.account_id == account.id,
+                    BrandRequest.status == BrandRequestStatus.REQUESTED,
+                )
+            )
+            if (waiting or 0) >= max_open:
+                raise TooManyOpenRequests(max_open)
         row = BrandRequest(
             account_id=account.id,
             domain=valid.ascii,
@@ -223,7 +251,7 @@ def _decide(row: BrandRequest, status: BrandRequestStatus, decided_by: str) -> N
 
 def _brand_domain(session: Session, row: BrandRequest) -> Domain:
     """The domain row the request provisions, made on first use; kind "brand", wanted."""
-    valid = validate(row.domain, NamePolicy(allow_test_domains=True))
+    valid = validate(row.domain, STORED_NAMES)
     return claim_domain(session, valid, row.account_id, kind="brand")
 
 

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.hostport import parse_host_port
 from linkcert.redact import masked_url, shown_url
 
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
@@ -44,34 +45,6 @@ EdgeMode = Literal["tracking", "proxy", "both"]
 
 class ConfigError(Exception):
     """A setting is missing or invalid; the message names it and says what it takes."""
-
-
-def parse_host_port(value: str, *, default_port: int | None = None) -> tuple[str, int]:
-    """Split `HOST:PORT`, `[V6]:PORT` or (with a default port) a bare host."""
-    text = value.strip()
-    host: str
-    port_text: str | None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{value!r}: missing ']' after an IPv6 address")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"{value!r}: expected ':PORT' after ']'")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, None  # a bare host, or an IPv6 address without a port
-    if not host:
-        raise ValueError(f"{value!r}: the host is empty")
-    if port_text is None:
-        if default_port is None:
-            raise ValueError(f"{value!r}: expected HOST:PORT")
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
-    return host, int(port_text)
 
 
 def _listen(value: str) -> str:
@@ -138,6 +111,7 @@ class Settings(BaseModel):
     http_listen: str = "0.0.0.0:80"
     https_listen: str = "0.0.0.0:443"
     api_listen: str = "127.0.0.1:8080"
+    api_docs: bool = True  # /docs, the API's interactive reference (files served locally)
     # Edge: `linkcert edge` processes sharing the ports, forked after one certificate load
     edge_processes: int = Field(default=1, ge=1, le=64)
     # TLS session resumption with ticket keys shared by every edge (made by the workers)
@@ -168,7 +142,7 @@ class Settings(BaseModel):
     edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
     # Clicks: how long they are kept, and how often one address's repeats of one link count
     click_retention_days: float = Field(default=90.0, ge=0)
-    click_repeat_limit: int = Field(default=20, ge=0, le=1_000_000)
+    click_repeat_limit: int = Field(default=60, ge=0, le=1_000_000)
     click_repeat_window_seconds: float = Field(default=600.0, gt=0, le=86_400)
     # Secrets
     master_key: SecretStr | None = None
@@ -187,6 +161,8 @@ class Settings(BaseModel):
     expiry_warning_days: float = Field(default=7.0, gt=0, le=60)
     operator_email: str | None = None
     deliverability_email: str | None = None  # brand domain requests; operator_email if unset
+    # Brand domain requests one account may have waiting at once (each emails the team).
+    brand_requests_open_max: int = Field(default=5, ge=1, le=1000)
     smtp_host: str | None = None  # no email alerts without it
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str | None = None

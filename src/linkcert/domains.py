@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from linkcert.names import DomainName, NamePolicy, validate
+from linkcert.names import STORED_NAMES, DomainName, NamePolicy, validate
+from linkcert.renewal import renewal_window
 from linkcert.states import FailureClass, waiting_note
 from linkcert.store import Account, Certificate, Domain, Event, Store, utcnow
 from linkcert.store.signals import WORK, announce
@@ -143,7 +144,7 @@ def _lookup_name(name: str, policy: NamePolicy | None) -> str:
     # Look names up in their normalized form, but a name that no longer validates (say, a
     # policy change) must still be found, so fall back to simple folding.
     try:
-        return validate(name, policy or NamePolicy(allow_test_domains=True)).ascii
+        return validate(name, policy or STORED_NAMES).ascii
     except Exception:
         return name.strip().rstrip(".").lower()
 
@@ -164,6 +165,12 @@ class DomainStatus:
     next_attempt_at: datetime | None
     failure_class: str | None
     wanted: bool
+    # The worker's stored plan for the current certificate: when it renews it, and on what
+    # basis ("ari": a time the CA suggested, asked again at `ari_next_check_at`; "lifetime":
+    # when about a third of the lifetime remains).
+    renew_at: datetime | None = None
+    renewal_basis: str | None = None
+    ari_next_check_at: datetime | None = None
 
     def note(self, now: datetime) -> str | None:
         """For a certificate waiting for the CA: why, and when the next attempt is, in words."""
@@ -186,6 +193,9 @@ class DomainStatus:
             "next_attempt_at": iso(self.next_attempt_at),
             "failure_class": self.failure_class,
             "wanted": self.wanted,
+            "renew_at": iso(self.renew_at),
+            "renewal_basis": self.renewal_basis,
+            "ari_next_check_at": iso(self.ari_next_check_at),
         }
 
 
@@ -196,6 +206,12 @@ def status_of(session: Session, domain: Domain) -> DomainStatus:
         else None
     )
     account = session.get(Account, domain.account_id) if domain.account_id else None
+    renew_at, basis = None, None
+    if cert is not None:
+        basis = "ari" if cert.ari_next_check_at is not None else "lifetime"
+        # A certificate stored before plans were stored: the worker renews from the window's
+        # start (see Lifecycle._needs_certificate).
+        renew_at = cert.renew_at or renewal_window(cert.not_before, cert.not_after)[0]
     return DomainStatus(
         domain=domain.name,
         unicode_name=domain.unicode_name,
@@ -209,6 +225,9 @@ def status_of(session: Session, domain: Domain) -> DomainStatus:
         next_attempt_at=domain.next_attempt_at,
         failure_class=domain.failure_class,
         wanted=domain.wanted,
+        renew_at=renew_at,
+        renewal_basis=basis,
+        ari_next_check_at=cert.ari_next_check_at if cert else None,
     )
 
 

@@ -45,7 +45,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import case, extract, func, or_, select
 
-from linkcert.config import parse_host_port
+from linkcert.hostport import parse_host_port
 from linkcert.states import CertState, DnsState, FailureClass
 from linkcert.store import Store
 from linkcert.store.models import Certificate, Delivery, Domain, utcnow

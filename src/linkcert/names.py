@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from linkcert.config import Settings
 
 __all__ = [
+    "STORED_NAMES",
     "DomainName",
     "DomainNameError",
     "ErrorCode",
@@ -151,6 +152,9 @@ class _Labels:
 
 
 _DEFAULT_POLICY = NamePolicy()
+# For reading back names that were accepted when saved (under NamePolicy.from_settings): a
+# later change of the settings must not make a stored name impossible to find or show.
+STORED_NAMES = NamePolicy(allow_test_domains=True)
 
 # Reserved and special-use names (RFC 2606, 6761, 6762, 7686, 8375, 9476, and ICANN's
 # reservation of .internal). Each entry covers the name itself and every name under it.

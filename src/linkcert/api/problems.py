@@ -50,6 +50,7 @@ TITLES: dict[str, str] = {
     "invalid-endpoint": "Endpoint not allowed",
     "tracking-unavailable": "Tracked links are not configured",
     "request-closed": "Request already decided",
+    "too-many-open-requests": "Too many open requests",
     "invalid-certificate": "Unusable certificate or key",
     "uploads-unavailable": "Certificate uploads are not configured",
     "request-too-large": "Request too large",

@@ -93,6 +93,19 @@ class DomainStatusOut(BaseModel):
     next_attempt_at: datetime | None
     failure_class: str | None
     wanted: bool = Field(description="False once detached: it is no longer renewed.")
+    renew_at: datetime | None = Field(
+        default=None,
+        description="When the worker renews the current certificate (its stored plan). Null "
+        "without a certificate.",
+    )
+    renewal_basis: Literal["ari", "lifetime"] | None = Field(
+        default=None,
+        description="`ari`: a time in the renewal window the CA suggested (ACME Renewal "
+        "Information); `lifetime`: when about a third of the certificate's lifetime remains.",
+    )
+    ari_next_check_at: datetime | None = Field(
+        default=None, description="With ARI: when linkcert asks the CA for its window again."
+    )
 
     @classmethod
     def of(cls, status: DomainStatus) -> DomainStatusOut:

@@ -91,6 +91,9 @@ def _show(status: DomainStatus) -> None:
         console.print(f"  Waiting:     {note}", soft_wrap=True)
     if status.not_after:
         console.print(f"  Expires:     {status.not_after:%Y-%m-%d %H:%M} UTC  ({status.issuer})")
+    if status.renew_at and status.wanted:
+        basis = "suggested by the CA" if status.renewal_basis == "ari" else "by its lifetime"
+        console.print(f"  Renews:      {status.renew_at:%Y-%m-%d %H:%M} UTC  ({basis})")
     if status.next_attempt_at:
         console.print(f"  Next check:  {status.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
     for problem in status.problems:

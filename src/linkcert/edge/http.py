@@ -744,7 +744,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _continue(self) -> None:
         """After a relayed response: answer or relay what was pipelined behind it."""
-        outer = self._out is not None
+        # With nothing queued (the usual case) there is nothing to write either.
+        outer = self._out is not None or not self._queue
         if not outer:
             self._out = []
         while self._queue and self._waiting is None and self._proxy is None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 
-from linkcert.config import ConfigError, Settings, parse_host_port
+from linkcert.config import ConfigError, Settings
 from linkcert.edge import CertificateCache
 from linkcert.edge.fdlimit import raise_open_file_limit
+from linkcert.hostport import parse_host_port
 from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import uvicorn
 
-from linkcert.config import ConfigError, Settings, parse_host_port
+from linkcert.config import ConfigError, Settings
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec, ProxySettings
 from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
 from linkcert.edge.upstream import PoolSettings, parse_origin
@@ -29,6 +29,7 @@ from linkcert.events.broker import run_broker
 from linkcert.events.dispatch import run_dispatch
 from linkcert.events.journal import Journal, report_lost
 from linkcert.events.store import run_retention
+from linkcert.hostport import parse_host_port
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
 from linkcert.links import tracking_keys
@@ -96,7 +97,7 @@ class SoleWorker:
 
 def master_keys(settings: Settings) -> MasterKeys:
     try:
-        return MasterKeys.parse(settings.master_key_text())
+        return MasterKeys.from_settings(settings)
     except MasterKeyError as exc:
         raise ConfigError(str(exc)) from None
 

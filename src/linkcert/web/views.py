@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from linkcert.domains import DomainStatus
-from linkcert.renewal import renewal_window
 from linkcert.states import (
     CERT_STATE_TEXT,
     DNS_STATE_TEXT,
@@ -298,16 +297,20 @@ def _next_step(status: DomainStatus, now: datetime, source: str | None) -> list[
             return [Fact("Next DNS check", "", Moment(max(due, now), now))]
         label = "Next attempt" if status.cert_state == CertState.WAITING_FOR_CA else "Next retry"
         return [Fact(label, "", Moment(max(due, now), now))]
-    if status.not_before and status.not_after and status.cert_state in SECURED:
-        earliest, _ = renewal_window(status.not_before, status.not_after)
+    if status.renew_at is not None and status.cert_state in SECURED:
+        # The worker's stored plan, not a recomputation: what the API and the CLI show too.
+        when = status.renew_at
         if source == "upload":
             # An uploaded certificate is renewed over ACME only if DNS and CAA allow it.
             return [
-                Fact("Next renewal", "Automatic attempt from", Moment(max(earliest, now), now)),
+                Fact("Next renewal", "Automatic attempt", Moment(max(when, now), now)),
                 Fact("If that fails", "Upload a new certificate before this one expires"),
             ]
-        if earliest > now:
-            return [Fact("Next renewal", "Automatic, from", Moment(earliest, now))]
+        if when > now:
+            value = (
+                "Automatic, when the CA suggests" if status.renewal_basis == "ari" else "Automatic"
+            )
+            return [Fact("Next renewal", value, Moment(when, now))]
         return [Fact("Next renewal", "Automatic, under way")]
     if due is not None and status.cert_state not in IN_PROGRESS:
         return [Fact("Next check", "", Moment(max(due, now), now))]

@@ -25,6 +25,7 @@ from linkcert.brand import (
     BrandRequestStatus,
     BrandRequestView,
     RequestClosed,
+    TooManyOpenRequests,
     approve_brand_request,
     brand_request,
     complete_with_upload,
@@ -103,7 +104,23 @@ def submit_request(
 ) -> BrandRequestView:
     """Queue the request and tell the deliverability team."""
     try:
-        view = request_brand_domain(context.store, account_id, domain, note, context.policy)
+        view = request_brand_domain(
+            context.store,
+            account_id,
+            domain,
+            note,
+            context.policy,
+            max_open=context.settings.brand_requests_open_max,
+        )
+    except TooManyOpenRequests as exc:
+        raise ProblemError(
+            409,
+            "too-many-open-requests",
+            _sentence(str(exc)),
+            fix="Wait for an answer to the requests you have made; they are listed on the "
+            "account page.",
+            extra={"limit": exc.limit},
+        ) from None
     except DomainNameError as exc:
         raise ProblemError(
             422,
@@ -160,7 +177,7 @@ def reject(context: ApiContext, request_id: int, principal: Principal) -> BrandR
 
 def upload_keys(context: ApiContext) -> MasterKeys:
     try:
-        return MasterKeys.parse(context.settings.master_key_text())
+        return MasterKeys.from_settings(context.settings)
     except MasterKeyError:
         raise ProblemError(
             503,
