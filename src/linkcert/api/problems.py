@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from linkcert.metrics import count_store_unavailable
+from linkcert.counters import count_store_unavailable
 from linkcert.store.faults import StoreUnavailable, classify
 
 log = logging.getLogger("linkcert.api")

@@ -23,7 +23,7 @@ from typing import Protocol
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
-from linkcert import metrics
+from linkcert import counters
 from linkcert.config import Settings
 from linkcert.keys import MasterKeys
 from linkcert.notify.email import EmailSender, SmtpSettings
@@ -192,10 +192,10 @@ class DeliveryRunner:
         status = await asyncio.to_thread(
             record_attempt, self.store, job, attempt, self.owner, now, self.schedule, self.rng
         )
-        metrics.count_delivery(job.channel, "delivered" if attempt.delivered else "failed")
+        counters.count_delivery(job.channel, "delivered" if attempt.delivered else "failed")
         where = f"{job.channel} to {shown_target(job.channel, job.target)}"
         if status == FAILED:
-            metrics.count_delivery(job.channel, "given_up")
+            counters.count_delivery(job.channel, "given_up")
             log.warning(
                 "gave up on delivery %s (%s %s, %s) after %s attempts: %s",
                 job.id,
