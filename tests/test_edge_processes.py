@@ -21,7 +21,7 @@ from linkcert.config import Settings
 from linkcert.domains import create_account, set_tracking_domain
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.names import NamePolicy
-from linkcert.service.edgeprocs import worker_settings
+from linkcert.service.edge_processes import worker_settings
 from linkcert.store import Domain, LinkEvent, Store
 from linkcert.testbed.environment import settings_env
 from linkcert.testbed.waiting import free_port

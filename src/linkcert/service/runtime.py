@@ -161,7 +161,7 @@ POOLED_FIRST_FULL_SYNC = 5.0
 
 @dataclass(frozen=True)
 class PreloadedEdge:
-    """What an edge pool worker inherits from the parent that forked it (service/edgeprocs.py):
+    """What an edge pool worker inherits from the parent that forked it (service/edge_processes.py):
     the certificates the parent loaded, where that load left off, and the worker's sockets."""
 
     cache: CertificateCache
