@@ -88,6 +88,16 @@ class DomainStatusOut(BaseModel):
         description="What stops the domain from being secured: code, message and fix."
     )
     issuer: str | None
+    ca: str | None = Field(
+        default=None,
+        description="The configured CA (its name in `acme_cas`) that issued the current "
+        "certificate. Null without one, or for an uploaded certificate.",
+    )
+    ca_reason: str | None = Field(
+        default=None,
+        description='Why that CA was chosen, in words ("the CAA records allow only ...", '
+        '"... was unavailable").',
+    )
     not_before: datetime | None
     not_after: datetime | None
     next_attempt_at: datetime | None
