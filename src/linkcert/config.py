@@ -36,6 +36,7 @@ SECRET_FIELDS = (
     "acme_eab_hmac_key",
     "smtp_password",
     "webhook_secret",
+    "event_broker_url",
 )
 
 KeyType = Literal["ec256", "rsa2048", "rsa3072"]
@@ -173,6 +174,18 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
     metrics_listen: str | None = None  # a /metrics listener of its own, e.g. for worker processes
+    # Click and open events: see docs/events.md
+    record_events: bool = True
+    event_client_ip: Literal["full", "truncated", "none"] = "truncated"
+    event_machine_seconds: float = Field(default=5.0, ge=0, le=3600)
+    events_retention_days: float = Field(default=30.0, gt=0, le=3650)
+    event_webhook_batch: int = Field(default=100, ge=1, le=1000)
+    event_broker_url: SecretStr | None = None  # amqp://user:password@host:5672/vhost
+    event_broker_exchange: str = "linkcert.events"
+    event_broker_queue: str = "linkcert.events"  # declared and bound to the exchange; "" for none
+    # Accounts' event endpoints: https on public addresses only. For tests and private setups:
+    webhook_allow_private_addresses: bool = False
+    webhook_ca_bundle: Path | None = None
 
     _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
     _check_alerts = model_validator(mode="after")(check_alert_settings)

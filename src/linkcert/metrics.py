@@ -122,6 +122,11 @@ class EdgeCollector(Collector):
         clicks.add_metric(["open"], counters.opens_recorded)
         yield clicks
         yield _counter(
+            "linkcert_edge_machine_events",
+            "Clicks and opens recorded with a machine reason (HEAD, a scanner, too soon).",
+            counters.machine_recorded,
+        )
+        yield _counter(
             "linkcert_edge_clicks_dropped",
             "Clicks that could not be recorded.",
             counters.clicks_dropped,

@@ -48,6 +48,7 @@ TITLES: dict[str, str] = {
     "domain-detached": "Domain detached",
     "retry-too-early": "Retry not allowed yet",
     "invalid-destination": "Invalid link destination",
+    "invalid-endpoint": "Endpoint not allowed",
     "tracking-unavailable": "Tracked links are not configured",
     "request-closed": "Request already decided",
     "too-many-open-requests": "Too many open requests",
