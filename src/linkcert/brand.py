@@ -414,6 +414,19 @@ def reject(store: Store, request_id: int, decided_by: str) -> BrandRequestView:
         raise _closed(exc) from None
 
 
+def keys_to_store_with(settings: Settings) -> MasterKeys:
+    """The master keys a private key sent by someone is stored under; refused without one."""
+    try:
+        return MasterKeys.from_settings(settings)
+    except MasterKeyError:
+        raise Refused(
+            503,
+            "uploads-unavailable",
+            "No master key is configured, so an uploaded private key could not be stored.",
+            fix="Set LINKCERT_MASTER_KEY (the key the worker stores certificate keys with).",
+        ) from None
+
+
 def upload(
     store: Store,
     settings: Settings,
@@ -423,15 +436,7 @@ def upload(
     decided_by: str,
 ) -> BrandRequestView:
     """Check a certificate and key against the requested domain, then install and serve them."""
-    try:
-        keys = MasterKeys.from_settings(settings)
-    except MasterKeyError:
-        raise Refused(
-            503,
-            "uploads-unavailable",
-            "No master key is configured, so an uploaded private key could not be stored.",
-            fix="Set LINKCERT_MASTER_KEY (the key the worker stores certificate keys with).",
-        ) from None
+    keys = keys_to_store_with(settings)
     try:
         domain = request_domain_name(store, request_id)
         checked = check_upload(certificate_pem, key_pem, domain)

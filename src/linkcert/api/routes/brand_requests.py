@@ -15,8 +15,8 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from linkcert import brand
-from linkcert.api.deps import ApiContextDep, CurrentPrincipal, OperatorPrincipal
-from linkcert.api.problems import ProblemError, not_found, problem_responses
+from linkcert.api.deps import ApiContext, ApiContextDep, CurrentPrincipal, OperatorPrincipal
+from linkcert.api.problems import ProblemError, not_found, problem_for_refusal, problem_responses
 from linkcert.api.routes.paging import next_page
 from linkcert.api.schemas import MAX_ID, Id
 from linkcert.auth import Principal
@@ -28,6 +28,8 @@ from linkcert.brand import (
     list_brand_requests,
 )
 from linkcert.domains import NotFound
+from linkcert.keys import MasterKeys
+from linkcert.refusals import Refused
 from linkcert.uploads import MAX_UPLOAD_BYTES
 
 router = APIRouter(tags=["brand link tracking domains"])
@@ -82,6 +84,14 @@ class UploadIn(BaseModel):
 
 def decided_by(principal: Principal) -> str:
     return f"operator token {principal.token_id} ({principal.token_name})"
+
+
+def upload_keys(context: ApiContext) -> MasterKeys:
+    """The master keys to store a key sent to the API under; a 503 problem without one."""
+    try:
+        return brand.keys_to_store_with(context.settings)
+    except Refused as exc:
+        raise problem_for_refusal(exc) from None
 
 
 # --- the routes ----------------------------------------------------------------------------
