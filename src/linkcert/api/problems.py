@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from linkcert.metrics import count_store_unavailable
+from linkcert.counters import count_store_unavailable
 from linkcert.store.faults import StoreUnavailable, classify
 
 log = logging.getLogger("linkcert.api")
@@ -47,6 +47,7 @@ TITLES: dict[str, str] = {
     "domain-detached": "Domain detached",
     "retry-too-early": "Retry not allowed yet",
     "invalid-destination": "Invalid link destination",
+    "invalid-endpoint": "Endpoint not allowed",
     "tracking-unavailable": "Tracked links are not configured",
     "request-closed": "Request already decided",
     "too-many-open-requests": "Too many open requests",

@@ -177,7 +177,7 @@ def reject(context: ApiContext, request_id: int, principal: Principal) -> BrandR
 
 def upload_keys(context: ApiContext) -> MasterKeys:
     try:
-        return MasterKeys.parse(context.settings.master_key_text())
+        return MasterKeys.from_settings(context.settings)
     except MasterKeyError:
         raise ProblemError(
             503,
