@@ -29,6 +29,7 @@ from linkcert.notify.outbox import Notifier
 from linkcert.refusals import Refused, sentence
 from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
 from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
+from linkcert.text import check_clean
 from linkcert.uploads import CheckedUpload, UploadError, check_upload, store_upload
 
 log = logging.getLogger("linkcert.notify")
@@ -129,7 +130,7 @@ def request_brand_domain(
     """Queue the account's request for `name` (DomainNameError, Conflict, ValueError,
     TooManyOpenRequests when the account already has `max_open` requests waiting)."""
     valid = validate(name, policy)
-    note = note.strip()
+    note = check_clean(note.strip(), "note", multiline=True)
     if len(note) > MAX_NOTE_CHARS:
         raise ValueError(f"the note takes at most {MAX_NOTE_CHARS} characters")
     with store.session() as session:

@@ -74,8 +74,17 @@ def check_proxy_settings(settings: Settings) -> Settings:
             "(http://HOST:PORT or https://HOST:PORT)"
         )
     bundle = settings.upstream_ca_bundle
-    if bundle is not None and not bundle.is_file():
-        raise ValueError(f"upstream_ca_bundle: {bundle} is not a readable file")
+    if bundle is not None:
+        if not bundle.is_file():
+            raise ValueError(f"upstream_ca_bundle: {bundle} is not a readable file")
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=str(bundle))
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(
+                f"upstream_ca_bundle: {bundle} holds no usable PEM certificate ({exc})"
+            ) from None
     return settings
 
 

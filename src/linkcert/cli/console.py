@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from linkcert.cli.app import EXIT_NO, app, console, fail, open_store, print_json, settings
+from linkcert.cli.app import (
+    EXIT_NO,
+    app,
+    console,
+    fail,
+    open_store,
+    plain_table,
+    print_json,
+    settings,
+)
 from linkcert.cli.domains import domain_app
 from linkcert.refusals import Refused
 from linkcert.states import BrandRequestStatus
@@ -54,7 +63,7 @@ def _report(view: BrandRequestView, as_json: bool, said: str) -> None:
     if as_json:
         print_json(view.to_json())
     else:
-        console.print(said, highlight=False, soft_wrap=True)
+        console.print(said, highlight=False, soft_wrap=True, markup=False)
 
 
 @brand_app.command("list")
@@ -65,7 +74,6 @@ def brand_list(
     as_json: JsonOption = False,
 ) -> None:
     """List brand domain requests, oldest first."""
-    from rich.table import Table
 
     from linkcert.brand import list_brand_requests
 
@@ -74,7 +82,7 @@ def brand_list(
     if as_json:
         print_json([view.to_json() for view in views])
         return
-    table = Table()
+    table = plain_table()
     table.add_column("id")
     # Whole domain names, so they can be copied; the other columns wrap instead.
     table.add_column("domain", no_wrap=True)
