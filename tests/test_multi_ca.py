@@ -31,12 +31,12 @@ from linkcert.domains import (
     set_tracking_domain,
 )
 from linkcert.keys import generate_master_key
-from linkcert.localdns import LocalDNSServer
 from linkcert.metrics import PROCESS_REGISTRY
 from linkcert.names import NamePolicy
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import Certificate, Domain, Store
+from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer, new_eab_hmac_key
 from linkcert.testbed.waiting import free_port, wait_for_async
 from tests.e2e_support import EDGE_TARGET, TRACKING_SECRET, wait_until_secured
