@@ -208,8 +208,7 @@ def bench_edge(seconds: float, rounds: int) -> tuple[float, float]:
                 "--distinct",
                 "1000",
             ]
-            if events:
-                command.append("--events")
+            command += ["--recording", "store" if events else "off"]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             rate = float(output.split("):", 1)[1].split("/s", 1)[0].replace(",", ""))
             best[events] = max(best[events], rate)

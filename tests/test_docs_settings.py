@@ -32,6 +32,7 @@ OUTSIDE_NAMES = {
     "default_transaction_read_only",
     "python_info",  # the Prometheus client's own series
     "is_operator",  # an attribute of the API's principal, in the embedding section
+    "message_id",  # the AMQP message property events are published with
 }
 
 _VARIABLE = re.compile(r"\bLINKCERT_[A-Z0-9_]*[A-Z0-9]\b")

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.hostport import parse_host_port
 from linkcert.redact import masked_url, shown_url
 
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
@@ -35,6 +36,7 @@ SECRET_FIELDS = (
     "acme_eab_hmac_key",
     "smtp_password",
     "webhook_secret",
+    "event_broker_url",
 )
 
 KeyType = Literal["ec256", "rsa2048", "rsa3072"]
@@ -43,34 +45,6 @@ EdgeMode = Literal["tracking", "proxy", "both"]
 
 class ConfigError(Exception):
     """A setting is missing or invalid; the message names it and says what it takes."""
-
-
-def parse_host_port(value: str, *, default_port: int | None = None) -> tuple[str, int]:
-    """Split `HOST:PORT`, `[V6]:PORT` or (with a default port) a bare host."""
-    text = value.strip()
-    host: str
-    port_text: str | None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{value!r}: missing ']' after an IPv6 address")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"{value!r}: expected ':PORT' after ']'")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, None  # a bare host, or an IPv6 address without a port
-    if not host:
-        raise ValueError(f"{value!r}: the host is empty")
-    if port_text is None:
-        if default_port is None:
-            raise ValueError(f"{value!r}: expected HOST:PORT")
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
-    return host, int(port_text)
 
 
 def _listen(value: str) -> str:
@@ -100,8 +74,17 @@ def check_proxy_settings(settings: Settings) -> Settings:
             "(http://HOST:PORT or https://HOST:PORT)"
         )
     bundle = settings.upstream_ca_bundle
-    if bundle is not None and not bundle.is_file():
-        raise ValueError(f"upstream_ca_bundle: {bundle} is not a readable file")
+    if bundle is not None:
+        if not bundle.is_file():
+            raise ValueError(f"upstream_ca_bundle: {bundle} is not a readable file")
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=str(bundle))
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(
+                f"upstream_ca_bundle: {bundle} holds no usable PEM certificate ({exc})"
+            ) from None
     return settings
 
 
@@ -200,6 +183,18 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
     metrics_listen: str | None = None  # a /metrics listener of its own, e.g. for worker processes
+    # Click and open events: see docs/events.md
+    record_events: bool = True
+    event_client_ip: Literal["full", "truncated", "none"] = "truncated"
+    event_machine_seconds: float = Field(default=5.0, ge=0, le=3600)
+    events_retention_days: float = Field(default=30.0, gt=0, le=3650)
+    event_webhook_batch: int = Field(default=100, ge=1, le=1000)
+    event_broker_url: SecretStr | None = None  # amqp://user:password@host:5672/vhost
+    event_broker_exchange: str = "linkcert.events"
+    event_broker_queue: str = "linkcert.events"  # declared and bound to the exchange; "" for none
+    # Accounts' event endpoints: https on public addresses only. For tests and private setups:
+    webhook_allow_private_addresses: bool = False
+    webhook_ca_bundle: Path | None = None
 
     _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
     _check_alerts = model_validator(mode="after")(check_alert_settings)

@@ -26,6 +26,7 @@ from linkcert.api.routes import (
     brand_requests,
     dns_check,
     domains,
+    events,
     links,
     me,
     tokens,
@@ -96,6 +97,7 @@ def create_app(
         brand_requests,
         tokens,
         links,
+        events,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(deliveries_router, prefix=API_PREFIX)

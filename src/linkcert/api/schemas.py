@@ -87,6 +87,11 @@ class DomainStatusOut(BaseModel):
     problems: list[dict[str, str]] = Field(
         description="What stops the domain from being secured: code, message and fix."
     )
+    warnings: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="What to know though nothing stops the domain: code, message and fix. "
+        "`mixed_script`: a label mixes scripts (UTS 39), as look-alike names do.",
+    )
     issuer: str | None
     not_before: datetime | None
     not_after: datetime | None

@@ -42,7 +42,7 @@ def keys_rotate() -> None:
 
     current = settings()
     with user_errors(MasterKeyError, StoreError):
-        keys = MasterKeys.parse(current.master_key_text())
+        keys = MasterKeys.from_settings(current)
     store = open_store(current)
     with user_errors(MasterKeyError, StoreError):
         changed = rotate_all(store, keys)

@@ -21,10 +21,15 @@ from typing import IO, Any
 
 import uvicorn
 
-from linkcert.config import ConfigError, Settings, parse_host_port
+from linkcert.config import ConfigError, Settings
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec, ProxySettings
 from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
 from linkcert.edge.upstream import PoolSettings, parse_origin
+from linkcert.events.broker import run_broker
+from linkcert.events.dispatch import run_dispatch
+from linkcert.events.journal import Journal, report_lost
+from linkcert.events.store import run_retention
+from linkcert.hostport import parse_host_port
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
 from linkcert.links import tracking_keys
@@ -92,7 +97,7 @@ class SoleWorker:
 
 def master_keys(settings: Settings) -> MasterKeys:
     try:
-        return MasterKeys.parse(settings.master_key_text())
+        return MasterKeys.from_settings(settings)
     except MasterKeyError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -156,7 +161,7 @@ POOLED_FIRST_FULL_SYNC = 5.0
 
 @dataclass(frozen=True)
 class PreloadedEdge:
-    """What an edge pool worker inherits from the parent that forked it (service/edgeprocs.py):
+    """What an edge pool worker inherits from the parent that forked it (service/edge_processes.py):
     the certificates the parent loaded, where that load left off, and the worker's sockets."""
 
     cache: CertificateCache
@@ -184,6 +189,8 @@ def edge_settings(
         click_repeat_limit=settings.click_repeat_limit,
         click_repeat_window=settings.click_repeat_window_seconds,
         proxy=proxy,
+        record_events=settings.record_events,
+        event_machine_seconds=settings.event_machine_seconds,
     )
     if proxy is None:
         return edge
@@ -221,11 +228,12 @@ class Runtime:
         self.stop_event = asyncio.Event()
         self.preloaded = preloaded
         self.cache = preloaded.cache if preloaded is not None else CertificateCache()
-        self.feeds = StoreFeeds(self.store, self.keys, self.cache)
+        self.feeds = StoreFeeds(self.store, self.keys, self.cache, settings.event_client_ip)
         self.accounts = AccountProvider(self.store, self.keys, settings)
         self.worker: Worker | None = None
         self.issuer: Issuer | None = None
         self.edge: Edge | None = None
+        self.journal: Journal | None = None
         self.api_server: uvicorn.Server | None = None
         self.metrics_listener: MetricsListener | None = None
         self.sole_worker = SoleWorker.for_store(self.store) if roles.worker else None
@@ -267,8 +275,13 @@ class Runtime:
             account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
+        journal_dir = self.settings.data_dir / "edge-journal"
+        await asyncio.to_thread(report_lost, journal_dir)
         await self.edge.start()
         track_edge(self.edge.counters)
+        if self.settings.record_events:
+            self.journal = Journal(journal_dir, self.edge.clicks)
+            self._spawn(self.journal.run(self.stop_event))
         track_origins(self.edge.proxy.registry if self.edge.proxy is not None else None)
         if self.settings.edge_session_tickets:
             self._spawn(
@@ -350,8 +363,12 @@ class Runtime:
         # The edges' shared TLS ticket keys: made ahead by the workers, read by the edges.
         self._spawn(keep_ticket_keys(self.store, self.keys, self.stop_event))
         # Alerts: send what the worker recorded, and warn of certificates near their end.
-        self._spawn(run_deliveries(self.store, self.settings, self.stop_event))
+        self._spawn(run_deliveries(self.store, self.settings, self.stop_event, keys=self.keys))
         self._spawn(watch_expiry(self.store, self.settings, self.stop_event))
+        # Click and open events: batches for accounts' endpoints, the broker, retention.
+        self._spawn(run_dispatch(self.store, self.settings.event_webhook_batch, self.stop_event))
+        self._spawn(run_broker(self.store, self.settings, self.stop_event))
+        self._spawn(run_retention(self.store, self.settings.events_retention_days, self.stop_event))
         # Clicks past their retention, deleted in batches.
         self._spawn(
             keep_clicks_pruned(self.store, self.settings.click_retention_days, self.stop_event)
@@ -391,6 +408,8 @@ class Runtime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.edge is not None:
             await self.edge.aclose()
+            if self.journal is not None:
+                self.journal.remove()
             track_edge(None)
             track_origins(None)
         if self.metrics_listener is not None:

@@ -3,6 +3,7 @@
 from linkcert.store.db import Store, StoreError
 from linkcert.store.models import (
     Account,
+    AccountWebhook,
     AcmeAccount,
     ApiToken,
     Base,
@@ -12,7 +13,9 @@ from linkcert.store.models import (
     Click,
     Domain,
     Event,
+    EventCursor,
     Link,
+    LinkEvent,
     Order,
     TicketKey,
     WebSession,
@@ -21,6 +24,7 @@ from linkcert.store.models import (
 
 __all__ = [
     "Account",
+    "AccountWebhook",
     "AcmeAccount",
     "ApiToken",
     "Base",
@@ -30,7 +34,9 @@ __all__ = [
     "Click",
     "Domain",
     "Event",
+    "EventCursor",
     "Link",
+    "LinkEvent",
     "Order",
     "Store",
     "StoreError",

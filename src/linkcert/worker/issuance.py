@@ -30,10 +30,10 @@ from linkcert.acme.errors import (
 from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
 from linkcert.certificates import install_certificate
+from linkcert.counters import count_order_started
 from linkcert.domains import record_event
 from linkcert.keys import MasterKeys, generate_private_key, private_key_from_pem, private_key_to_pem
 from linkcert.keystore import cert_key_context
-from linkcert.metrics import count_order_started
 from linkcert.notify import NotificationKind, Notifier
 from linkcert.renewal import ari_recheck_delay, plan_renewal
 from linkcert.states import CertState, FailureClass

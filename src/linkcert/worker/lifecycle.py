@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from linkcert.counters import count_issuance_failure
 from linkcert.domains import record_event
-from linkcert.metrics import count_issuance_failure
 from linkcert.notify import NotificationKind, Notifier
 from linkcert.renewal import renewal_due, renewal_time
 from linkcert.states import (
