@@ -7,6 +7,7 @@ from linkcert.config import ConfigError, load_settings
 from linkcert.dns.resolver import Nameserver, parse_nameserver
 from linkcert.edge.listen import parse_address
 from linkcert.hostport import HostPortError, parse_host_port
+from tests.certs_support import ThrowawayCA, pem
 
 
 def test_defaults_and_environment(tmp_path: Path) -> None:
@@ -147,7 +148,7 @@ def test_proxy_mode_settings(tmp_path: Path) -> None:
     from linkcert.service.runtime import edge_settings
 
     bundle = tmp_path / "origin-ca.pem"
-    bundle.write_text("not read here")
+    bundle.write_bytes(pem(ThrowawayCA.create().root))
     settings = load_settings(
         environ={
             "LINKCERT_EDGE_MODE": "both",
@@ -183,6 +184,16 @@ def test_proxy_mode_needs_origins_and_a_readable_bundle(tmp_path: Path) -> None:
                 "LINKCERT_EDGE_MODE": "proxy",
                 "LINKCERT_EDGE_UPSTREAMS": "https://tracker.internal",
                 "LINKCERT_UPSTREAM_CA_BUNDLE": str(tmp_path / "missing.pem"),
+            }
+        )
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="no usable PEM certificate"):
+        load_settings(
+            environ={
+                "LINKCERT_EDGE_MODE": "proxy",
+                "LINKCERT_EDGE_UPSTREAMS": "https://tracker.internal",
+                "LINKCERT_UPSTREAM_CA_BUNDLE": str(garbage),
             }
         )
 
