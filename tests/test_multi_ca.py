@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,11 @@ from linkcert.metrics import PROCESS_REGISTRY
 from linkcert.names import NamePolicy
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
-from linkcert.store import Certificate, Domain, Store
+from linkcert.store import Certificate, Domain, Store, utcnow
 from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer, new_eab_hmac_key
 from linkcert.testbed.waiting import free_port, wait_for_async
+from tests.acme_front_support import RateLimitingFront
 from tests.e2e_support import EDGE_TARGET, TRACKING_SECRET, wait_until_secured
 from tests.tcpproxy_support import TcpProxy
 from tests.web_support import csrf_of
@@ -280,10 +282,59 @@ async def test_an_outage_of_the_first_ca_moves_new_orders_to_the_second_and_back
             "linkcert_ca_failovers_total", {"from_ca": "Pebble A", "to_ca": "Pebble B"}
         )
         assert failovers is not None and failovers >= 1
+
+        # A renewal goes to the CA of the current certificate, though the first is back.
+        renewed = during[0]
+        old_serial = serial_of(store, renewed)
+        with store.session() as session:
+            domain = session.scalar(select(Domain).where(Domain.name == renewed))
+            assert domain is not None and domain.current_certificate is not None
+            domain.current_certificate.renew_at = utcnow() - timedelta(seconds=1)
+            domain.next_attempt_at = utcnow()
+        runtime.wake()
+        await wait_for_async(lambda: serial_of(store, renewed) != old_serial, timeout=90)
+        status = domain_status(store, renewed)
+        assert status.ca == "Pebble B"
+        assert status.ca_reason == "Pebble B issued the current certificate"
+        assert status.issuer == intermediate_name(world.second)
     finally:
         world.proxy.stop()
         world.proxy.start()
         await runtime.aclose()
+
+
+async def test_a_rate_limited_answer_moves_that_domain_to_the_second_ca(
+    world: World, tmp_path: Path
+) -> None:
+    front = RateLimitingFront(world.first, tmp_path / "front").start()
+    cas = world.cas()
+    cas[0] = {
+        **cas[0],
+        "directory_url": front.directory_url,
+        "ca_bundle": str(front.ca_bundle_path),
+    }
+    runtime, store = await start(world.settings(tmp_path, acme_cas=cas))
+    try:
+        limited, other = "links.limited.test", "links.unlimited.test"
+        front.limited[limited] = 3600
+        for name in (limited, other):
+            world.point(name)
+            set_tracking_domain(store, create_account(store, name).id, name, POLICY)
+        runtime.wake()
+        await wait_until_secured(store, limited, timeout=90)
+        await wait_until_secured(store, other, timeout=90)
+        assert front.refused == [limited]
+        status = domain_status(store, limited)
+        assert status.ca == "Pebble B"
+        assert status.ca_reason == f"Pebble A asked to wait before another order for {limited}"
+        assert status.issuer == intermediate_name(world.second)
+        moves = [e for e in domain_events(store, limited) if e["kind"] == "ca_failover"]
+        assert moves and "rate limit" in moves[0]["message"]
+        # Only that domain moved: the first CA still takes the others.
+        assert domain_status(store, other).ca == "Pebble A"
+    finally:
+        await runtime.aclose()
+        front.stop()
 
 
 async def test_wrong_eab_credentials_stop_the_start_with_a_clear_error(

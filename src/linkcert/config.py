@@ -338,7 +338,8 @@ class Settings(BaseModel):
             AcmeCa(
                 name=ca_name_for(self.acme_directory_url),
                 directory_url=self.acme_directory_url,
-                caa_domains=self.ca_domains,
+                # The first of ca_domains is the CA in use; the others are only reported.
+                caa_domains=self.ca_domains[:1],
                 eab_kid=self.acme_eab_kid,
                 eab_hmac_key=self.acme_eab_hmac_key,
                 profile=self.acme_profile,
