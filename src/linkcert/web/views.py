@@ -281,6 +281,9 @@ def _facts(status: DomainStatus, now: datetime, source: str | None) -> list[Fact
         if source == "upload":
             issuer += " (uploaded certificate)"
         facts.append(Fact("Issued by", issuer))
+    if status.ca and source != "upload":
+        chosen = f"{status.ca} ({status.ca_reason})" if status.ca_reason else status.ca
+        facts.append(Fact("Certificate authority", chosen))
     if status.not_before:
         facts.append(Fact("Valid from", "", Moment(status.not_before, now)))
     if status.not_after:
