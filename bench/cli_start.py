@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from linkcert.domains import create_account, set_tracking_domain
-from linkcert.localdns import LocalDNSServer
 from linkcert.names import NamePolicy
 from linkcert.store import Store
+from linkcert.testbed.localdns import LocalDNSServer
 
 TARGET_SECONDS = 0.3
 DOMAIN = "links.bench-shop.test"

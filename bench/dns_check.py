@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from linkcert.dns import CheckConfig, Resolver, check_domain
-from linkcert.localdns import LocalDNSServer
 from linkcert.names import NamePolicy
+from linkcert.testbed.localdns import LocalDNSServer
 
 TARGET = "track.platform.example"
 EDGE = "192.0.2.10"

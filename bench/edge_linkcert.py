@@ -24,7 +24,7 @@ from bench.edge_proc import LOOPBACK, stop, wait_for_port
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ProxySettings
 from linkcert.edge.certs import DEFAULT_MAX_CONTEXTS
 from linkcert.origins import parse_origin
-from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
+from linkcert.service.prefork import EdgePool, PoolSettings, PoolWorker, WorkerMain
 from linkcert.testbed.waiting import free_port
 from linkcert.tracking import Click, make_token, tracking_key_from_secret
 

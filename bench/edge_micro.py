@@ -64,8 +64,12 @@ def _self_signed(name: str) -> tuple[bytes, bytes]:
 # The server side -------------------------------------------------------------------------
 
 
-async def _serve() -> None:
+async def _serve(recording: str) -> None:
+    import tempfile
+
     from linkcert.edge import CertificateCache, Edge, EdgeSettings
+    from linkcert.events.store import save_events
+    from linkcert.store import Store
     from linkcert.tracking import Click, tracking_key_from_secret
 
     certificates = CertificateCache()
@@ -80,12 +84,27 @@ async def _serve() -> None:
     async def no_challenge(token: str) -> str | None:
         return None
 
+    directory = tempfile.TemporaryDirectory()
+    database = os.environ.get("LINKCERT_BENCH_EVENTS_DB") or (
+        f"sqlite:///{directory.name}/events.sqlite3"
+    )
+    store = Store(database)
+    if recording == "store":
+        store.migrate()
+
+    async def write(batch: Sequence[Click]) -> None:
+        # As `linkcert edge` does: a thread writes each batch as events.
+        count(batch)
+        await asyncio.to_thread(save_events, store, list(batch), "truncated")
+
     edge = Edge(
         tracking_key=tracking_key_from_secret(SECRET),
         certificates=certificates,
         challenge_lookup=no_challenge,
-        click_sink=count,
-        settings=EdgeSettings(http="127.0.0.1:0", https="127.0.0.1:0"),
+        click_sink=write if recording == "store" else count,
+        settings=EdgeSettings(
+            http="127.0.0.1:0", https="127.0.0.1:0", record_events=recording != "off"
+        ),
     )
     await edge.start()
     print(edge.http_port, edge.https_port, flush=True)
@@ -93,13 +112,24 @@ async def _serve() -> None:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)
     await edge.aclose()
+    store.close()
+    directory.cleanup()
     print(f"clicks delivered to the sink: {clicks}", file=sys.stderr)
 
 
 class _Server:
-    def __init__(self, loop_name: str) -> None:
+    def __init__(self, loop_name: str, recording: str = "count") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.edge_micro", "--serve", "--server-loop", loop_name],
+            [
+                sys.executable,
+                "-m",
+                "bench.edge_micro",
+                "--serve",
+                "--server-loop",
+                loop_name,
+                "--recording",
+                recording,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -238,7 +268,7 @@ async def _handshakes_per_second(port: int, concurrency: int, seconds: float) ->
     return completed, time.monotonic() - started
 
 
-async def _route_cost(version: int, distinct: int, repeat_limit: int) -> None:
+async def _route_cost(version: int, distinct: int, repeat_limit: int, record: bool = True) -> None:
     """The edge's own work for one verified click, in this process: parsing the target,
     verifying the token (or finding it verified), and recording the click. Best of 15 runs of
     20,000 clicks, so other load on the machine matters less than in the loopback runs. With
@@ -268,19 +298,24 @@ async def _route_cost(version: int, distinct: int, repeat_limit: int) -> None:
         counters=EdgeCounters(),
         link_epoch=cache.link_epoch,
         repeats=RepeatLimiter(repeat_limit, 600.0) if repeat_limit else None,
+        record=record,
     )
     clicks = 20_000
+    agent = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0"
     clients = [f"198.51.{number // 256 % 256}.{number % 256}" for number in range(clicks)]
     best = float("inf")
     for _ in range(15):
         started = time.perf_counter()
         for number in range(clicks):
-            router.route(b"GET", targets[number % len(targets)], DOMAIN, DOMAIN, clients[number])
+            client = clients[number]
+            router.route(
+                b"GET", targets[number % len(targets)], DOMAIN, DOMAIN, client, agent, client
+            )
         best = min(best, time.perf_counter() - started)
         await asyncio.sleep(0)  # let the recorder hand its batches to the sink
     print(
         f"route cost per verified click (v{version} tokens, {distinct} distinct, repeat limit "
-        f"{repeat_limit or 'off'}):"
+        f"{repeat_limit or 'off'}, recording {'on' if record else 'off'}):"
         f" {best / clicks * 1e6:.2f} us"
     )
     await recorder.aclose()
@@ -300,19 +335,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--repeat-limit", type=int, default=0, help="route only: click_repeat_limit (0: off)"
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--recording",
+        choices=["off", "count", "store"],
+        default="count",
+        help="clicks not recorded; recorded and counted (the default); recorded and written "
+        "as events, as `linkcert edge` does, to SQLite or to the database named by "
+        "LINKCERT_BENCH_EVENTS_DB",
+    )
     args = parser.parse_args(argv)
 
     if args.serve:
-        _run_loop(args.server_loop, _serve)
+        _run_loop(args.server_loop, lambda: _serve(args.recording))
         return
     if args.only == "route":
         _run_loop(
             "asyncio",
-            lambda: _route_cost(args.token_version, args.distinct, args.repeat_limit),
+            lambda: _route_cost(
+                args.token_version, args.distinct, args.repeat_limit, args.recording != "off"
+            ),
         )
         return
 
-    server = _Server(args.server_loop)
+    server = _Server(args.server_loop, args.recording)
     try:
         if args.only in (None, "requests"):
             cpu_before = server.cpu_seconds()

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 
 from linkcert.config import Settings
 from linkcert.keys import generate_master_key
-from linkcert.localdns import LocalDNSServer
+from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer
 from linkcert.testbed.waiting import free_port
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bench.lab import Child, Loopback, linkcert_child, wait_until
-from linkcert.config import Settings, parse_host_port
+from linkcert.config import Settings
 from linkcert.domains import record_event
+from linkcert.hostport import parse_host_port
 from linkcert.names import NamePolicy, validate
 from linkcert.states import CertState, DnsState
 from linkcert.store import Account, Domain, Store, signals, utcnow

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
+from linkcert.testbed.localdns import LocalDNSServer
 from tests.api_support import World, make_world
 
 pytest_plugins = ["tests.fixtures_pebble"]

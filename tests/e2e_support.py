@@ -13,8 +13,8 @@ from cryptography import x509
 from linkcert.config import Settings
 from linkcert.domains import domain_status, find_account
 from linkcert.keys import generate_master_key
-from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
+from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer
 from linkcert.testbed.waiting import NotInTime, free_port, wait_for_async
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from linkcert.domains import find_account
-from linkcert.localdns import LocalDNSServer
+from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.ownership_store import live_claims, settle
 from linkcert.states import DnsState
 from linkcert.store import Domain, Store, utcnow

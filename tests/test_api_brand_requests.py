@@ -17,8 +17,8 @@ from linkcert.brand import brand_request, list_brand_requests
 from linkcert.config import Settings
 from linkcert.domains import domain_status
 from linkcert.keys import generate_master_key
-from linkcert.localdns import LocalDNSServer
 from linkcert.store.models import Notification
+from linkcert.testbed.localdns import LocalDNSServer
 from tests.api_support import World, app_for, assert_problem, bearer, client
 from tests.certs_support import ThrowawayCA
 from tests.ownership_support import account_target

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -242,7 +243,7 @@ async def test_crashes_answer_an_opaque_500_and_are_logged(
 EXPECTED = {
     "/api/v1/me": {"get"},
     "/api/v1/accounts": {"get", "post"},
-    "/api/v1/accounts/{account_id}": {"get"},
+    "/api/v1/accounts/{account_id}": {"get", "patch"},
     "/api/v1/accounts/{account_id}/tracking-domain": {"get", "put", "delete"},
     "/api/v1/accounts/{account_id}/tracking-domain/events": {"get"},
     "/api/v1/accounts/{account_id}/tracking-domain/retry": {"post"},
@@ -251,6 +252,7 @@ EXPECTED = {
     "/api/v1/tokens": {"post"},
     "/api/v1/tokens/{token_id}": {"delete"},
     "/api/v1/links": {"post"},
+    "/api/v1/links/batch": {"post"},
     "/api/v1/deliveries": {"get"},
     "/api/v1/dns-check": {"post"},
     "/api/v1/brand-requests": {"get", "post"},
@@ -316,3 +318,33 @@ async def test_a_failing_wake_does_not_fail_the_request(
         response = await api.post(path, headers=bearer(world.a_token))
     assert response.status_code == 202
     assert "could not wake the worker" in caplog.text
+
+
+async def test_docs_load_nothing_from_another_origin(world: World) -> None:
+    api = client(app_for(world))
+    docs = await api.get("/docs")
+    assert docs.status_code == 200
+    page = docs.text
+    # Every src and href is a path on this origin: no CDN, no third party.
+    references = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert references and all(
+        ref.startswith("/") and not ref.startswith("//") for ref in references
+    )
+    assert "cdn" not in page.lower() and "http://" not in page and "https://" not in page
+    csp = docs.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "connect-src 'self'" in csp
+    for ref in references:
+        asset = await api.get(ref)
+        assert asset.status_code == 200, ref
+        assert len(asset.content) > 100
+    # The bundle's other files, and anything else, are not served.
+    assert (await api.get("/docs/assets/index.html")).status_code == 404
+    assert (await api.get("/docs/assets/..%2F__init__.py")).status_code == 404
+
+
+async def test_docs_can_be_turned_off(world: World) -> None:
+    settings = SETTINGS.model_copy(update={"api_docs": False})
+    api = client(create_app(world.store, settings, rate_limit=None))
+    assert (await api.get("/docs")).status_code == 404
+    assert (await api.get("/docs/assets/swagger-ui-bundle.js")).status_code == 404
+    assert (await api.get("/openapi.json")).status_code == 200  # the description stays

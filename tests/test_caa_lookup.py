@@ -10,7 +10,7 @@ from linkcert.dns.caa_lookup import (
     find_relevant_set,
 )
 from linkcert.dns.resolver import Outcome, Resolver
-from linkcert.localdns import LocalDNSServer
+from linkcert.testbed.localdns import LocalDNSServer
 
 NAME = "links.exmpl.com"
 LE = "letsencrypt.org"

@@ -74,7 +74,11 @@ def test_migrate_creates_it_and_then_the_commands_work(env: dict[str, str], tmp_
     code, out, _ = run(env, "migrate")
     assert code == 0
     database = tmp_path / "data" / "linkcert.sqlite3"
-    assert f"sqlite:///{database}" in out
+    assert f"created a new, empty database at sqlite:///{database}" in out
+    assert database.is_file()
+    code, again, _ = run(env, "migrate")
+    assert code == 0 and "created" not in again
+    assert f"the database at sqlite:///{database} is at the current schema" in again
     assert database.is_file()
     code, out, err = run(env, "domain", "list", "--json")
     assert (code, out.strip(), err) == (0, "[]", "")

@@ -1,8 +1,13 @@
+import re
 from pathlib import Path
 
 import pytest
 
-from linkcert.config import ConfigError, load_settings, parse_host_port
+from linkcert.config import ConfigError, load_settings
+from linkcert.dns.resolver import Nameserver, parse_nameserver
+from linkcert.edge.listen import parse_address
+from linkcert.hostport import HostPortError, parse_host_port
+from tests.certs_support import ThrowawayCA, pem
 
 
 def test_defaults_and_environment(tmp_path: Path) -> None:
@@ -143,7 +148,7 @@ def test_proxy_mode_settings(tmp_path: Path) -> None:
     from linkcert.service.runtime import edge_settings
 
     bundle = tmp_path / "origin-ca.pem"
-    bundle.write_text("not read here")
+    bundle.write_bytes(pem(ThrowawayCA.create().root))
     settings = load_settings(
         environ={
             "LINKCERT_EDGE_MODE": "both",
@@ -181,6 +186,16 @@ def test_proxy_mode_needs_origins_and_a_readable_bundle(tmp_path: Path) -> None:
                 "LINKCERT_UPSTREAM_CA_BUNDLE": str(tmp_path / "missing.pem"),
             }
         )
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="no usable PEM certificate"):
+        load_settings(
+            environ={
+                "LINKCERT_EDGE_MODE": "proxy",
+                "LINKCERT_EDGE_UPSTREAMS": "https://tracker.internal",
+                "LINKCERT_UPSTREAM_CA_BUNDLE": str(garbage),
+            }
+        )
 
 
 def test_tracking_keys_from_the_environment_first_mints() -> None:
@@ -213,3 +228,21 @@ def test_bad_tracking_keys_say_what_to_do_without_the_secret(
     with pytest.raises(ConfigError, match=message) as caught:
         load_settings(environ=environ)
     assert "a" * 40 not in str(caught.value) and "short" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[::1", "missing ']'"),
+        ("[::1]8080", "expected ':PORT' after ']'"),
+        (":80", "the host is empty"),
+        ("host:99999", "the port must be a number from 0 to 65535"),
+        ("::1:80", "put an IPv6 host in brackets"),
+    ],
+)
+def test_one_host_port_parser_says_what_is_wrong(text: str, reason: str) -> None:
+    with pytest.raises(HostPortError, match=re.escape(reason)):
+        parse_host_port(text)
+    # The listeners and the nameservers read addresses with the same parser.
+    assert parse_address(":80") == ("", 80)
+    assert parse_nameserver("[2001:db8::53]:5353") == Nameserver("2001:db8::53", 5353)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from linkcert.dns import CheckConfig, CheckResult, Resolver, State, check_domain
-from linkcert.localdns import LocalDNSServer
 from linkcert.names import NamePolicy
+from linkcert.testbed.localdns import LocalDNSServer
 
 NAME = "links.exmpl.com"
 TARGET = "track.platform.example"

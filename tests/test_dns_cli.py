@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from linkcert.cli import app
-from linkcert.localdns import LocalDNSServer
+from linkcert.testbed.localdns import LocalDNSServer
 
 NAME = "links.exmpl.com"
 TARGET = "track.platform.example"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from linkcert.dns.cname import CnameStatus, check_cname
 from linkcert.dns.resolver import MAX_ALIAS_HOPS, Resolver
-from linkcert.localdns import LocalDNSServer
+from linkcert.testbed.localdns import LocalDNSServer
 
 NAME = "links.exmpl.com"
 TARGET = "track.platform.example"

@@ -13,7 +13,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from linkcert.localdns import LocalDNSServer
+from linkcert.testbed.localdns import LocalDNSServer
 
 
 def ask(

@@ -16,7 +16,7 @@ from linkcert.dns.resolver import (
     Resolver,
     parse_nameserver,
 )
-from linkcert.localdns import LocalDNSServer
+from linkcert.testbed.localdns import LocalDNSServer
 
 
 @pytest.mark.parametrize(

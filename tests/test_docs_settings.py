@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from linkcert.config import ENV_PREFIX, Settings
+from linkcert.config import ENV_PREFIX, AcmeCa, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-SETTINGS = frozenset(Settings.model_fields)
+# A CA's entry in `acme_cas` has settings of its own.
+SETTINGS = frozenset(Settings.model_fields) | frozenset(AcmeCa.model_fields)
 
 # Variables that are not settings but are read by linkcert or its tests.
 OTHER_VARIABLES = {"LINKCERT_CONFIG", "LINKCERT_TEST_POSTGRES_URL"}
@@ -32,6 +33,7 @@ OUTSIDE_NAMES = {
     "default_transaction_read_only",
     "python_info",  # the Prometheus client's own series
     "is_operator",  # an attribute of the API's principal, in the embedding section
+    "message_id",  # the AMQP message property events are published with
 }
 
 _VARIABLE = re.compile(r"\bLINKCERT_[A-Z0-9_]*[A-Z0-9]\b")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker
+from linkcert.service.prefork import EdgePool, PoolSettings, PoolWorker
 
 
 @dataclass
@@ -49,7 +49,7 @@ class RunningPool:
 def running_pool(tmp_path: Path, workers: int) -> Iterator[RunningPool]:
     log = tmp_path / "pool.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.edgepool_child", str(workers), str(log)],
+        [sys.executable, "-m", "tests.prefork_child", str(workers), str(log)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -21,8 +21,8 @@ from linkcert.config import Settings
 from linkcert.domains import create_account, set_tracking_domain
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.names import NamePolicy
-from linkcert.service.edgeprocs import worker_settings
-from linkcert.store import Click, Domain, Store
+from linkcert.service.edge_processes import worker_settings
+from linkcert.store import Domain, LinkEvent, Store
 from linkcert.testbed.environment import settings_env
 from linkcert.testbed.waiting import free_port
 from linkcert.ticketkeys import ensure_ticket_keys
@@ -226,7 +226,7 @@ def test_every_process_serves_the_loaded_and_the_new_certificates_and_writes_its
     assert code == 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     with store.session() as session:
-        assert session.scalar(select(func.count()).select_from(Click)) == clicked
+        assert session.scalar(select(func.count()).select_from(LinkEvent)) == clicked
     store.close()
 
 

@@ -39,12 +39,45 @@ async def test_tracked_link_over_plain_http_redirects_to_the_destination() -> No
     assert click.at.tzinfo is UTC
 
 
-async def test_head_on_a_tracked_link_answers_but_records_no_click() -> None:
+async def test_head_on_a_tracked_link_is_answered_and_recorded_as_machine() -> None:
     async with running_edge() as env:
         token = env.token(DOMAIN, 5)
         response = await env.http(get(f"/c/{token}", DOMAIN, method="HEAD"), head=True)
         assert response.status == 302
         assert response.header("location") == "https://shop.example/p?q=1"
+        assert env.edge.counters.machine_recorded == 1
+    [click] = env.clicks
+    assert (click.link_id, click.machine, click.client) == (5, "head", "127.0.0.1")
+
+
+async def test_events_carry_the_data_client_and_user_agent_and_mark_machines() -> None:
+    from linkcert.tracking import Minter
+
+    async with running_edge(event_machine_seconds=60) as env:
+        minter = Minter(env.key, DOMAIN)
+        fresh = minter.token("https://shop.example/new", b"\x00rcpt\xff")
+        old = minter.token("https://shop.example/old", b"campaign=7", minted_at=1_000_000)
+        person = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
+        for token, agent in (
+            (old, person),
+            (old, "Mozilla/5.0 (compatible; Slackbot-LinkExpanding 1.0)"),
+            (fresh, person),
+            (old, "x" * 2000),
+        ):
+            request = get(f"/c/{token}", DOMAIN, extra=f"User-Agent: {agent}\r\n")
+            assert (await env.http(request)).status == 302
+    assert [c.machine for c in env.clicks] == [None, "agent:slack", "soon_after_mint", None]
+    assert env.clicks[3].user_agent == b"x" * 2000  # cut when written
+    first = env.clicks[0]
+    assert first.link is not None and first.link.data == b"campaign=7"
+    assert first.user_agent == person.encode() and first.client == "127.0.0.1"
+    assert env.clicks[2].link is not None and env.clicks[2].link.data == b"\x00rcpt\xff"
+
+
+async def test_recording_off_answers_and_records_nothing() -> None:
+    async with running_edge(record_events=False) as env:
+        response = await env.http(get(f"/c/{env.token(DOMAIN, 3)}", DOMAIN))
+        assert response.status == 302
     assert env.clicks == []
 
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from linkcert.brand import complete_with_upload, request_brand_domain
 from linkcert.certificates import install_certificate
 from linkcert.config import Settings
+from linkcert.counters import CERTIFICATES_ISSUED
 from linkcert.domains import create_account, domain_events
 from linkcert.keys import MasterKeys, generate_master_key
-from linkcert.metrics import CERTIFICATES_ISSUED
 from linkcert.names import NamePolicy
 from linkcert.notify.outbox import Notifier
 from linkcert.store import Domain, Store

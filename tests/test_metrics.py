@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from linkcert import metrics
+from linkcert import counters, metrics
 from linkcert.api import create_app
 from linkcert.config import Settings
 from linkcert.edge.counters import EdgeCounters
@@ -105,17 +105,17 @@ async def test_counters_and_gauges_set_by_other_parts_appear(store: Store) -> No
         key = (name, frozenset(labels.items()))
         return after[key] - before.get(key, 0.0)
 
-    metrics.count_order_started(renewal=False)
-    metrics.count_order_started(renewal=True)
-    metrics.count_order_started(renewal=True)
-    metrics.count_certificate_issued(renewal=True)
-    metrics.count_issuance_failure("rate_limited")
-    metrics.count_issuance_failure("something new")  # unknown classes share one series
-    metrics.set_rate_budget("new_orders", 287)
-    counters = EdgeCounters(handshakes_completed=5, requests=7, clicks_recorded=3)
-    counters.handshakes_failed["unknown_name"] += 2
-    counters.responses_by_status[302] += 6
-    metrics.track_edge(counters)
+    counters.count_order_started(renewal=False)
+    counters.count_order_started(renewal=True)
+    counters.count_order_started(renewal=True)
+    counters.count_certificate_issued(renewal=True)
+    counters.count_issuance_failure("rate_limited")
+    counters.count_issuance_failure("something new")  # unknown classes share one series
+    counters.set_rate_budget("new_orders", 287)
+    edge = EdgeCounters(handshakes_completed=5, requests=7, clicks_recorded=3)
+    edge.handshakes_failed["unknown_name"] += 2
+    edge.responses_by_status[302] += 6
+    metrics.track_edge(edge)
     try:
         after = await scrape(store)
     finally:

@@ -22,7 +22,7 @@ from linkcert.links import create_link
 from linkcert.names import NamePolicy
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
-from linkcert.store import Click, Order, Store
+from linkcert.store import LinkEvent, Order, Store
 from linkcert.testbed.waiting import wait_for_async
 from tests.e2e_support import (
     Platform,
@@ -87,7 +87,7 @@ async def test_saved_domain_is_secured_and_serves_tracked_links(
     # The click was flushed on the clean stop.
     check = Store(db_url)
     with check.session() as session:
-        assert session.scalar(select(func.count()).select_from(Click)) == 1
+        assert session.scalar(select(func.count()).select_from(LinkEvent)) == 1
     # A different master key cannot open what was stored: a clear start-up error.
     wrong = platform.settings(db_url, tmp_path, master_key=generate_master_key("other"))
     with pytest.raises(ConfigError, match="master key"):

@@ -656,3 +656,19 @@ async def test_a_client_that_stops_reading_pauses_the_origin(tmp_path: Path) -> 
                 assert held < 1024 * 1024
             finally:
                 writer.transport.abort()
+
+
+async def test_an_http_1_0_client_keeps_its_connection_when_it_asks_to() -> None:
+    async with fault_origin() as origin, proxy_edge(origin.url) as env:
+        reader, writer = await env.open_http()
+        try:
+            for number in range(3):
+                head = f"GET /{number} HTTP/1.0\r\nHost: {DOMAIN}\r\nConnection: keep-alive\r\n"
+                writer.write(head.encode() + b"\r\n")
+                reply = await read_reply(reader)
+                assert reply.status == 200
+                assert reply.header("connection") == "keep-alive"
+        finally:
+            await close_writer(writer)
+    assert [seen.target for seen in origin.requests] == ["/0", "/1", "/2"]
+    assert all(seen.header("connection") is None for seen in origin.requests)

@@ -15,8 +15,8 @@ from linkcert.domains import (
     remove_tracking_domain,
     tracking_domain_status,
 )
-from linkcert.localdns import LocalDNSServer
 from linkcert.store import Store
+from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.web import create_app
 from tests.api_support import World
 from tests.ownership_support import account_target

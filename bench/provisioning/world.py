@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from linkcert.localdns import LocalDNSServer
+from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer
 from linkcert.testbed.waiting import free_port
 

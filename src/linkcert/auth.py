@@ -24,6 +24,7 @@ from linkcert.domains import NotFound, find_account
 from linkcert.store import ApiToken, Store, utcnow
 from linkcert.store.faults import classify
 from linkcert.store.models import ACCOUNT_TOKEN, OPERATOR_TOKEN
+from linkcert.text import check_clean
 
 TOKEN_PREFIX = "lct_"  # noqa: S105  (a marker, not a secret)
 TOKEN_PATTERN = re.compile(r"lct_[A-Za-z0-9_-]{43}")
@@ -69,7 +70,7 @@ def create_token(store: Store, account_ref: str | int | None, name: str) -> tupl
 
     Returns the token itself (show it once, it is not kept) and its stored row.
     """
-    name = name.strip()
+    name = check_clean(name.strip(), "token name")
     if not name or len(name) > 200:
         raise ValueError("a token name takes 1 to 200 characters")
     plain = new_token()

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from linkcert.counters import count_certificate_issued
 from linkcert.domains import record_event
-from linkcert.metrics import count_certificate_issued
 from linkcert.notify import NotificationKind
 from linkcert.notify.outbox import Notifier
 from linkcert.states import CertState

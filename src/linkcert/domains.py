@@ -18,8 +18,9 @@ from linkcert.names import STORED_NAMES, DomainName, NamePolicy, validate
 from linkcert.ownership import CLAIM_LOST, PROOF_OPERATOR, ClaimPolicy, lost_problem
 from linkcert.renewal import renewal_window
 from linkcert.states import DnsState, FailureClass, waiting_note
-from linkcert.store import Account, Certificate, Domain, DomainClaim, Event, Store, utcnow
+from linkcert.store import Account, Certificate, Domain, DomainClaim, Event, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, WORK, announce
+from linkcert.text import check_clean, mixed_script_labels
 
 
 class NotFound(LookupError):
@@ -68,10 +69,11 @@ def record_event(
 
 
 def create_account(store: Store, name: str, emails: Sequence[str] = ()) -> Account:
-    name = name.strip()
+    name = check_clean(name.strip(), "account name")
     if not name or len(name) > 200:
         raise ValueError("an account name takes 1 to 200 characters")
     for email in emails:
+        check_clean(email, "email address")
         if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
             raise ValueError(f"{email!r} is not an email address")
     with store.session() as session:
@@ -255,6 +257,16 @@ class DomainStatus:
     dns_label: str | None = field(default=None, repr=False)
     # The name's link epoch: links are minted in it (see docs/tracking-links.md).
     epoch: int = 0
+    # Which configured CA issued the current certificate (its name in acme_cas), and why it
+    # was chosen ("the CAA records allow only ...", "... was unavailable").
+    ca: str | None = None
+    ca_reason: str | None = None
+
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        """What the customer should know though nothing stops the domain: a label mixing
+        scripts, as look-alikes of other names do (UTS 39)."""
+        return name_warnings(self.unicode_name)
 
     def note(self, now: datetime) -> str | None:
         """For a certificate waiting for the CA: why, and when the next attempt is, in words."""
@@ -271,6 +283,7 @@ class DomainStatus:
             "dns_state": self.dns_state,
             "cert_state": self.cert_state,
             "problems": self.problems,
+            "warnings": self.warnings,
             "issuer": self.issuer,
             "not_before": iso(self.not_before),
             "not_after": iso(self.not_after),
@@ -281,7 +294,30 @@ class DomainStatus:
             "renewal_basis": self.renewal_basis,
             "ari_next_check_at": iso(self.ari_next_check_at),
             "epoch": self.epoch,
+            "ca": self.ca,
+            "ca_reason": self.ca_reason,
         }
+
+
+def name_warnings(unicode_name: str) -> list[dict[str, str]]:
+    """A warning for each label of the name that mixes scripts."""
+    warnings = []
+    for label, scripts in mixed_script_labels(unicode_name):
+        warnings.append(
+            {
+                "code": "mixed_script",
+                "message": f"The label \u201c{label}\u201d mixes {' and '.join(scripts)} "
+                "letters, as look-alikes of other names do (for example a Cyrillic "
+                "\u201c\u0430\u201d among Latin letters).",
+                "fix": f"Check that {unicode_name} is the name you meant: links on a look-alike "
+                "name can be taken for phishing. If it is not, save the right one.",
+            }
+        )
+    return warnings
+
+
+# The key of `Order.info` naming the CA an order went to and why it was chosen.
+CA_CHOICE = "ca_choice"
 
 
 def status_of(session: Session, domain: Domain, viewer: int | None = None) -> DomainStatus:
@@ -296,6 +332,10 @@ def status_of(session: Session, domain: Domain, viewer: int | None = None) -> Do
     )
     account = session.get(Account, domain.account_id) if domain.account_id else None
     renew_at, basis = None, None
+    choice: dict[str, str] = {}
+    if cert is not None and cert.order_id is not None:
+        order = session.get(Order, cert.order_id)
+        choice = dict((order.info or {}).get(CA_CHOICE) or {}) if order is not None else {}
     if cert is not None:
         basis = "ari" if cert.ari_next_check_at is not None else "lifetime"
         # A certificate stored before plans were stored: the worker renews from the window's
@@ -319,6 +359,8 @@ def status_of(session: Session, domain: Domain, viewer: int | None = None) -> Do
         ari_next_check_at=cert.ari_next_check_at if cert else None,
         dns_label=account.dns_label if account else None,
         epoch=domain.link_epoch,
+        ca=choice.get("ca"),
+        ca_reason=choice.get("reason"),
     )
 
 

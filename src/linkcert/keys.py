@@ -16,11 +16,15 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from linkcert.config import Settings
 
 BLOB_MAGIC = b"LCK1"
 NONCE_BYTES = 12
@@ -52,6 +56,15 @@ class MasterKeys:
 
     current_id: str
     keys: dict[str, bytes]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MasterKeys:
+        """The master keys the settings give (`master_key`, or the file `master_key_file`).
+
+        The one place they are built from settings. MasterKeyError when there is none or one
+        is malformed; ConfigError when the file cannot be read.
+        """
+        return cls.parse(settings.master_key_text())
 
     @classmethod
     def parse(cls, text: str | None) -> MasterKeys:

@@ -2,7 +2,7 @@
 
 Three sources, one exposition:
 - counters this process increments (orders, failures, notifications, deliveries) and gauges
-  other parts set (the CA rate-limit budget), through the functions below;
+  other parts set (the CA rate-limit budget): `linkcert.counters`;
 - the edge's running totals, read at scrape time from its `EdgeCounters` (`track_edge`);
 - installation-wide facts read from the store at scrape time with a few grouped queries,
   cached for a few seconds so that several scrapers cost one set of queries. These are the
@@ -29,8 +29,6 @@ from fastapi import APIRouter, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Gauge,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
@@ -45,8 +43,20 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import case, extract, func, or_, select
 
-from linkcert.config import parse_host_port
-from linkcert.states import CertState, DnsState, FailureClass
+from linkcert.counters import (
+    CA_FAILOVERS,
+    CA_ORDERS,
+    CERTIFICATES_ISSUED,
+    CLICKS_PRUNED,
+    DELIVERY_ATTEMPTS,
+    ISSUANCE_FAILURES,
+    NOTIFICATIONS,
+    ORDERS_STARTED,
+    RATE_BUDGET,
+    STORE_UNAVAILABLE,
+)
+from linkcert.hostport import parse_host_port
+from linkcert.states import CertState, DnsState
 from linkcert.store import Store
 from linkcert.store.models import Certificate, Delivery, Domain, utcnow
 
@@ -55,105 +65,6 @@ if TYPE_CHECKING:
     from linkcert.edge.upstream import OriginRegistry
 
 log = logging.getLogger("linkcert.metrics")
-
-# --- what this process counts -------------------------------------------------------------
-
-ORDERS_STARTED = Counter(
-    "linkcert_orders_started",
-    "ACME orders placed, by kind (new certificate or renewal).",
-    ["kind"],
-    registry=None,
-)
-CERTIFICATES_ISSUED = Counter(
-    "linkcert_certificates_issued",
-    "Certificates obtained and stored, by kind (new certificate or renewal).",
-    ["kind"],
-    registry=None,
-)
-ISSUANCE_FAILURES = Counter(
-    "linkcert_issuance_failures",
-    "Failed attempts to obtain a certificate, by failure class.",
-    ["failure_class"],
-    registry=None,
-)
-RATE_BUDGET = Gauge(
-    "linkcert_acme_rate_limit_tokens",
-    "Tokens left in each CA rate-limit bucket, as the order limiter last saw them.",
-    ["bucket"],
-    registry=None,
-)
-NOTIFICATIONS = Counter(
-    "linkcert_notifications",
-    "Notifications recorded, by kind (repeats suppressed by their window are not counted).",
-    ["kind"],
-    registry=None,
-)
-DELIVERY_ATTEMPTS = Counter(
-    "linkcert_delivery_attempts",
-    "Email and webhook delivery attempts, by channel and outcome "
-    "(delivered, failed; given_up counts failures that ended the retries).",
-    ["channel", "outcome"],
-    registry=None,
-)
-STORE_UNAVAILABLE = Counter(
-    "linkcert_store_unavailable",
-    "Requests answered 503 because the database could not do its part, by code "
-    "(read_only, disk_full, locked, unreachable).",
-    ["code"],
-    registry=None,
-)
-
-CLICKS_PRUNED = Counter(
-    "linkcert_clicks_pruned",
-    "Clicks deleted by the workers once past click_retention_days.",
-    registry=None,
-)
-
-_FAILURE_CLASSES = frozenset(item.value for item in FailureClass)
-
-
-def _kind(renewal: bool) -> str:
-    return "renewal" if renewal else "new"
-
-
-def count_order_started(*, renewal: bool) -> None:
-    """Call when an ACME order is placed (not when a stored one is resumed)."""
-    ORDERS_STARTED.labels(_kind(renewal)).inc()
-
-
-def count_certificate_issued(*, renewal: bool) -> None:
-    """Call when a certificate is stored."""
-    CERTIFICATES_ISSUED.labels(_kind(renewal)).inc()
-
-
-def count_issuance_failure(failure_class: str) -> None:
-    """Call for every failed attempt, with its FailureClass value."""
-    label = failure_class if failure_class in _FAILURE_CLASSES else "other"
-    ISSUANCE_FAILURES.labels(label).inc()
-
-
-def set_rate_budget(bucket: str, tokens: float) -> None:
-    """Report the tokens left in a rate-limit bucket (e.g. "new_orders", "registered_domain")."""
-    RATE_BUDGET.labels(bucket).set(tokens)
-
-
-def count_notification(kind: str) -> None:
-    NOTIFICATIONS.labels(kind).inc()
-
-
-def count_delivery(channel: str, outcome: str) -> None:
-    DELIVERY_ATTEMPTS.labels(channel, outcome).inc()
-
-
-def count_store_unavailable(code: str) -> None:
-    """Call for each request refused because the database is read-only, full, locked or down."""
-    STORE_UNAVAILABLE.labels(code).inc()
-
-
-def count_clicks_pruned(deleted: int) -> None:
-    if deleted:
-        CLICKS_PRUNED.inc(deleted)
-
 
 # --- the edge's totals --------------------------------------------------------------------
 
@@ -212,6 +123,11 @@ class EdgeCollector(Collector):
         clicks.add_metric(["click"], counters.clicks_recorded)
         clicks.add_metric(["open"], counters.opens_recorded)
         yield clicks
+        yield _counter(
+            "linkcert_edge_machine_events",
+            "Clicks and opens recorded with a machine reason (HEAD, a scanner, too soon).",
+            counters.machine_recorded,
+        )
         yield _counter(
             "linkcert_edge_clicks_dropped",
             "Clicks that could not be recorded.",
@@ -358,6 +274,8 @@ _EDGE = EdgeCollector()
 _ORIGINS = OriginCollector()
 for _collector in (
     ORDERS_STARTED,
+    CA_ORDERS,
+    CA_FAILOVERS,
     CERTIFICATES_ISSUED,
     ISSUANCE_FAILURES,
     RATE_BUDGET,

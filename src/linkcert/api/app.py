@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from linkcert import __version__
 from linkcert.api.deps import ApiContext
+from linkcert.api.docs import install_docs
 from linkcert.api.middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, CatchAll
 from linkcert.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers
 from linkcert.api.ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
@@ -25,6 +26,7 @@ from linkcert.api.routes import (
     brand_requests,
     dns_check,
     domains,
+    events,
     links,
     me,
     tokens,
@@ -67,7 +69,7 @@ def create_app(
         title="linkcert",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from linkcert's own files
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -95,10 +97,13 @@ def create_app(
         brand_requests,
         tokens,
         links,
+        events,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(deliveries_router, prefix=API_PREFIX)
     app.include_router(metrics_router(store))  # unauthenticated: counts only, see docs/alerts.md
+    if settings.api_docs:
+        install_docs(app)
     if mount is not None:
         mount(app, app.state.linkcert)
     _document_problems_as_problem_json(app)

@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from linkcert.metrics import count_store_unavailable
+from linkcert.counters import count_store_unavailable
+from linkcert.refusals import Refused
 from linkcert.store.faults import StoreUnavailable, classify
 
 log = logging.getLogger("linkcert.api")
@@ -47,6 +48,7 @@ TITLES: dict[str, str] = {
     "domain-detached": "Domain detached",
     "retry-too-early": "Retry not allowed yet",
     "invalid-destination": "Invalid link destination",
+    "invalid-endpoint": "Endpoint not allowed",
     "tracking-unavailable": "Tracked links are not configured",
     "request-closed": "Request already decided",
     "too-many-open-requests": "Too many open requests",
@@ -244,6 +246,18 @@ async def _on_problem(_request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+def problem_for_refusal(exc: Refused) -> ProblemError:
+    """A use case's refusal as the problem document the API answers with."""
+    return ProblemError(
+        exc.status, exc.slug, exc.message, code=exc.code, fix=exc.fix, extra=exc.extra
+    )
+
+
+async def _on_refused(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return problem_for_refusal(exc).response()
+
+
 async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return problem_for_validation(request, exc).response()
@@ -293,6 +307,7 @@ async def _on_store_error(request: Request, exc: Exception) -> Response:
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(Refused, _on_refused)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(DBAPIError, _on_store_error)

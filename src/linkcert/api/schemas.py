@@ -89,7 +89,22 @@ class DomainStatusOut(BaseModel):
     problems: list[dict[str, str]] = Field(
         description="What stops the domain from being secured: code, message and fix."
     )
+    warnings: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="What to know though nothing stops the domain: code, message and fix. "
+        "`mixed_script`: a label mixes scripts (UTS 39), as look-alike names do.",
+    )
     issuer: str | None
+    ca: str | None = Field(
+        default=None,
+        description="The configured CA (its name in `acme_cas`) that issued the current "
+        "certificate. Null without one, or for an uploaded certificate.",
+    )
+    ca_reason: str | None = Field(
+        default=None,
+        description='Why that CA was chosen, in words ("the CAA records allow only ...", '
+        '"... was unavailable").',
+    )
     not_before: datetime | None
     not_after: datetime | None
     next_attempt_at: datetime | None

@@ -42,7 +42,7 @@ def keys_rotate() -> None:
 
     current = settings()
     with user_errors(MasterKeyError, StoreError):
-        keys = MasterKeys.parse(current.master_key_text())
+        keys = MasterKeys.from_settings(current)
     store = open_store(current)
     with user_errors(MasterKeyError, StoreError):
         changed = rotate_all(store, keys)
@@ -57,7 +57,9 @@ def migrate() -> None:
     current = settings()
     try:
         store = Store(current.effective_database_url)
-        store.migrate()
+        created = store.migrate()
     except StoreError as exc:
         fail(str(exc))
+    if created:
+        console.print(f"created a new, empty database at {store.display_url}", soft_wrap=True)
     console.print(f"the database at {store.display_url} is at the current schema", soft_wrap=True)

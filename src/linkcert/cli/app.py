@@ -38,8 +38,41 @@ EXIT_OK = 0
 EXIT_NO = 1
 EXIT_USAGE = 2
 
-console = Console()
-err_console = Console(stderr=True)
+
+class SafeConsole(Console):
+    """A console that never writes a control character from a value to the terminal.
+
+    Every string it prints (messages, table cells) passes through `printable` before Rich
+    reads it, so an ESC, a NUL or a right-to-left override stored in a name or a note shows
+    as `\\x1b`, `\\x00` or `\\u202e` instead of acting on the operator's terminal. Rich's own
+    styling is added afterwards and is not affected.
+    """
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
+        from linkcert.text import printable
+
+        return super().render_str(printable(text), *args, **kwargs)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True)
+
+
+def plain_table(*headers: str, **options: Any) -> Any:
+    """A Rich table whose string cells are shown as they are: never read as markup (a stored
+    `[/]` is text, not a tag) and with hidden characters escaped."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from linkcert.text import printable
+
+    class PlainTable(Table):
+        def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+            cells = [Text(printable(r)) if isinstance(r, str) else r for r in renderables]
+            super().add_row(*cells, **kwargs)
+
+    return PlainTable(*headers, **options)
+
 
 _config_file: Path | None = None
 

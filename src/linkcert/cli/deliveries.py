@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from linkcert.cli.app import app, console, fail, open_store, print_json, settings
+from linkcert.cli.app import app, console, fail, open_store, plain_table, print_json, settings
 
 deliveries_app = typer.Typer(
     help="Alert deliveries (email and webhooks) and how they went.", no_args_is_help=True
@@ -25,7 +25,6 @@ def deliveries_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List deliveries, newest first."""
-    from rich.table import Table
 
     from linkcert.notify.log import CHANNELS, STATUSES, list_deliveries
 
@@ -38,7 +37,7 @@ def deliveries_list(
     if as_json:
         print_json([r.to_json() for r in records])
         return
-    table = Table(
+    table = plain_table(
         "id", "created", "type", "domain", "to", "status", "tries", "next / done", "error"
     )
     for r in records:

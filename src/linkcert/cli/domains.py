@@ -7,8 +7,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
-from linkcert.cli.app import EXIT_NO, app, console, fail, open_store, print_json, settings
+from linkcert.cli.app import (
+    EXIT_NO,
+    app,
+    console,
+    fail,
+    open_store,
+    plain_table,
+    print_json,
+    settings,
+)
 from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
 
 if TYPE_CHECKING:
@@ -39,7 +49,7 @@ def account_create(
     if as_json:
         print_json({"id": account.id, "name": account.name, "emails": account.contact_emails})
     else:
-        console.print(f"account {account.name!r} created (id {account.id})")
+        console.print(f"account {escape(repr(account.name))} created (id {account.id})")
 
 
 @domain_app.command("set")
@@ -107,7 +117,7 @@ def _json(status: DomainStatus) -> dict[str, object]:
 
 
 def _show(status: DomainStatus) -> None:
-    console.print(f"[bold]{status.unicode_name}[/]  (account {status.account or '-'})")
+    console.print(f"[bold]{status.unicode_name}[/]  (account {escape(status.account or '-')})")
     console.print(
         f"  DNS:         {DNS_STATE_TEXT.get(DnsState(status.dns_state), status.dns_state)}"
     )
@@ -119,15 +129,21 @@ def _show(status: DomainStatus) -> None:
         console.print(f"  Waiting:     {note}", soft_wrap=True)
     if status.not_after:
         console.print(f"  Expires:     {status.not_after:%Y-%m-%d %H:%M} UTC  ({status.issuer})")
+    if status.ca:
+        reason = f"  ({status.ca_reason})" if status.ca_reason else ""
+        console.print(f"  CA:          {status.ca}{reason}", soft_wrap=True)
     if status.renew_at and status.wanted:
         basis = "suggested by the CA" if status.renewal_basis == "ari" else "by its lifetime"
         console.print(f"  Renews:      {status.renew_at:%Y-%m-%d %H:%M} UTC  ({basis})")
     if status.next_attempt_at:
         console.print(f"  Next check:  {status.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
+    for warning in status.warnings:
+        console.print(f"  [yellow]warning:[/] {escape(warning['message'])}", soft_wrap=True)
+        console.print(f"    {escape(warning['fix'])}", soft_wrap=True)
     for problem in status.problems:
-        console.print(f"  [yellow]problem:[/] {problem.get('message', '')}")
+        console.print(f"  [yellow]problem:[/] {escape(problem.get('message', ''))}")
         if problem.get("fix"):
-            console.print(f"    fix: {problem['fix']}")
+            console.print(f"    fix: {escape(problem['fix'])}")
 
 
 @domain_app.command("status")
@@ -176,7 +192,6 @@ def domain_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List every domain with its DNS and certificate state."""
-    from rich.table import Table
 
     from linkcert.domains import list_domains
 
@@ -184,7 +199,7 @@ def domain_list(
     if as_json:
         print_json([_json(s) for s in statuses])
         return
-    table = Table("domain", "account", "DNS", "certificate", "expires")
+    table = plain_table("domain", "account", "DNS", "certificate", "expires")
     for s in statuses:
         expires = f"{s.not_after:%Y-%m-%d}" if s.not_after else "-"
         table.add_row(s.unicode_name, s.account or "-", s.dns_state, s.cert_state, expires)

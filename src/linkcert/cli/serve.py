@@ -129,7 +129,7 @@ def edge(
         _run(Roles(worker=False, edge=True, api=False, share_ports=True), verbose, current)
         return
     from linkcert.config import ConfigError
-    from linkcert.service.edgeprocs import run_edge_processes
+    from linkcert.service.edge_processes import run_edge_processes
 
     _configure_logging(verbose)
     try:

@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from linkcert.cli.app import app, console, err_console, fail, open_store, print_json, settings
+from linkcert.cli.app import (
+    app,
+    console,
+    err_console,
+    fail,
+    open_store,
+    plain_table,
+    print_json,
+    settings,
+)
 
 if TYPE_CHECKING:
     from linkcert.store import ApiToken, Store
@@ -75,6 +84,7 @@ def token_create(
     err_console.print(
         f"made {whose} (id {row.id}, {row.name!r}); store it now, it is not shown again",
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )
 
@@ -87,7 +97,6 @@ def token_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List API tokens (never the tokens themselves: only their first characters)."""
-    from rich.table import Table
 
     from linkcert.auth import list_tokens
     from linkcert.domains import NotFound
@@ -101,7 +110,7 @@ def token_list(
     if as_json:
         print_json([_token_json(r, names.get(r.account_id or 0)) for r in rows])
         return
-    table = Table("id", "prefix", "name", "for", "created", "last used", "state")
+    table = plain_table("id", "prefix", "name", "for", "created", "last used", "state")
     for r in rows:
         owner = "operator" if r.kind == "operator" or r.account_id is None else names[r.account_id]
         used = f"{r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "never"
@@ -123,4 +132,6 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")
         row = revoke_token(store, token_id)
     except NotFound as exc:
         fail(str(exc))
-    console.print(f"token {row.id} ({row.name!r}) is revoked", highlight=False, soft_wrap=True)
+    console.print(
+        f"token {row.id} ({row.name!r}) is revoked", highlight=False, soft_wrap=True, markup=False
+    )

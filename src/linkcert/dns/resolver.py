@@ -29,6 +29,7 @@ import dns.rrset
 from dns.rdtypes.ANY.SOA import SOA
 
 from linkcert.dns.cache import TtlCache
+from linkcert.hostport import HostPortError, parse_host_port
 
 MAX_ALIAS_HOPS = 16
 """Longest alias chain followed; longer chains are reported as broken, like loops."""
@@ -113,28 +114,14 @@ def parse_nameserver(text: str) -> Nameserver:
     raw = text.strip()
     if not raw:
         raise NameserverError("empty nameserver: give an IP address, optionally with :PORT")
-    if raw.startswith("["):
-        host, close, rest = raw[1:].partition("]")
-        if not close:
-            raise NameserverError(f"nameserver {text!r}: missing ']' after the IPv6 address")
-        if rest and not rest.startswith(":"):
-            raise NameserverError(f"nameserver {text!r}: expected ':PORT' after ']'")
-        port = _parse_port(text, rest[1:]) if rest else 53
-        if _ip_version(text, host) != 6:
-            raise NameserverError(f"nameserver {text!r}: brackets are for IPv6 addresses only")
-        return Nameserver(host, port)
-    if raw.count(":") == 1:
-        host, _, port_text = raw.partition(":")
-        _ip_version(text, host)
-        return Nameserver(host, _parse_port(text, port_text))
-    _ip_version(text, raw)
-    return Nameserver(raw)
-
-
-def _parse_port(text: str, port_text: str) -> int:
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise NameserverError(f"nameserver {text!r}: the port must be a number from 1 to 65535")
-    return int(port_text)
+    try:
+        host, port = parse_host_port(raw, default_port=53, min_port=1)
+    except HostPortError as exc:
+        raise NameserverError(f"nameserver {text!r}: {exc.reason}") from None
+    version = _ip_version(text, host)
+    if raw.startswith("[") and version != 6:
+        raise NameserverError(f"nameserver {text!r}: brackets are for IPv6 addresses only")
+    return Nameserver(host, port)
 
 
 def _ip_version(text: str, host: str) -> int:

@@ -15,6 +15,7 @@ class EdgeCounters:
     clicks_recorded: int = 0
     opens_recorded: int = 0
     clicks_dropped: int = 0
+    machine_recorded: int = 0  # of the clicks and opens recorded: marked as not a person
     invalid_tokens: int = 0
     unserved_hosts: int = 0  # tracked links asked on a name the edge does not serve
     retired_key_tokens: int = 0  # of invalid_tokens: minted with a key no longer listed

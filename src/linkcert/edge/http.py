@@ -174,16 +174,23 @@ class _Rejected(Exception):
 
 
 class _Request:
-    __slots__ = ("host", "http10", "keep_alive", "method", "target")
+    __slots__ = ("host", "http10", "keep_alive", "method", "target", "user_agent")
 
     def __init__(
-        self, method: bytes, target: bytes, host: str | None, keep_alive: bool, http10: bool
+        self,
+        method: bytes,
+        target: bytes,
+        host: str | None,
+        keep_alive: bool,
+        http10: bool,
+        user_agent: bytes | None = None,
     ) -> None:
         self.method = method
         self.target = target
         self.host = host
         self.keep_alive = keep_alive
         self.http10 = http10
+        self.user_agent = user_agent
 
 
 # Queued behind a waiting request: another request (answered here or relayed), or the final
@@ -214,6 +221,7 @@ class HttpConnection(asyncio.Protocol):
         "_messages_begun",
         "_out",
         "_parser",
+        "_peer",
         "_proxied",
         "_proxy",
         "_queue",
@@ -223,6 +231,7 @@ class HttpConnection(asyncio.Protocol):
         "_tls",
         "_tls_name",
         "_transport",
+        "_user_agent",
         "_waiting",
         "_write_paused",
         "address",
@@ -249,6 +258,8 @@ class HttpConnection(asyncio.Protocol):
         self._messages_begun = 0
         self._target = b""
         self._host: bytes | None = None
+        self._user_agent: bytes | None = None
+        self._peer: str | None = None
         self._hosts_seen = 0
         self._head_bytes = 0
         self._head_raw_bytes = 0
@@ -277,7 +288,9 @@ class HttpConnection(asyncio.Protocol):
         self.serial = hub.counters.connections_accepted
         # uvloop's transports do not derive from asyncio's classes, but behave alike.
         self._transport = cast(asyncio.Transport, transport)
-        self.address = address = address_key(transport.get_extra_info("peername"))
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0] if isinstance(peer, tuple) and peer else None
+        self.address = address = address_key(peer)
         refused = hub.admit(self, address)
         if refused is not None:
             hub.counters.connections_refused[refused] += 1
@@ -511,6 +524,7 @@ class HttpConnection(asyncio.Protocol):
         self._messages_begun += 1
         self._target = b""
         self._host = None
+        self._user_agent = None
         self._hosts_seen = 0
         self._head_bytes = 0
         self._head_raw_bytes = 0
@@ -538,6 +552,8 @@ class HttpConnection(asyncio.Protocol):
         if len(name) == 4 and name.lower() == b"host":
             self._host = value
             self._hosts_seen += 1
+        elif len(name) == 10 and name.lower() == b"user-agent":
+            self._user_agent = value
         headers = self._headers
         if headers is not None:
             headers.append((name, value))
@@ -586,7 +602,12 @@ class HttpConnection(asyncio.Protocol):
         if host is None:
             host = self._tls_name
         request = _Request(
-            parser.get_method(), self._target, host, parser.should_keep_alive(), http10
+            parser.get_method(),
+            self._target,
+            host,
+            parser.should_keep_alive(),
+            http10,
+            self._user_agent,
         )
         if self._waiting is not None or self._queue or self._proxy is not None:
             self._queue.append(request)
@@ -723,7 +744,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _continue(self) -> None:
         """After a relayed response: answer or relay what was pipelined behind it."""
-        outer = self._out is not None
+        # With nothing queued (the usual case) there is nothing to write either.
+        outer = self._out is not None or not self._queue
         if not outer:
             self._out = []
         while self._queue and self._waiting is None and self._proxy is None:
@@ -752,7 +774,13 @@ class HttpConnection(asyncio.Protocol):
         hub.counters.requests += 1
         try:
             result = hub.router.route(
-                request.method, request.target, request.host, self._tls_name, self.address
+                request.method,
+                request.target,
+                request.host,
+                self._tls_name,
+                self.address,
+                request.user_agent,
+                self._peer,
             )
         except Exception:
             logger.exception("unexpected error while answering a request")

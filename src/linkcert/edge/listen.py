@@ -7,6 +7,8 @@ import logging
 import socket
 from pathlib import Path
 
+from linkcert.hostport import HostPortError, parse_host_port
+
 logger = logging.getLogger(__name__)
 
 # Linux 5.14 and later: when a listener of a SO_REUSEPORT group closes, hand the connections in
@@ -19,15 +21,14 @@ an already bound socket (say, one of several processes sharing a port with SO_RE
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """`"127.0.0.1:8080"` → `("127.0.0.1", 8080)`; IPv6 hosts go in brackets."""
-    host, colon, port_text = text.rpartition(":")
-    if not colon or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"listen address {text!r} must look like host:port, e.g. 0.0.0.0:443")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"listen address {text!r}: put an IPv6 host in brackets, [::]:443")
-    return host, int(port_text)
+    """`"127.0.0.1:8080"` → `("127.0.0.1", 8080)`; IPv6 hosts go in brackets; `":80"` is every
+    IPv4 interface."""
+    try:
+        return parse_host_port(text, allow_empty_host=True)
+    except HostPortError as exc:
+        raise ValueError(
+            f"listen address {text!r} must look like host:port, e.g. 0.0.0.0:443 ({exc.reason})"
+        ) from None
 
 
 def open_listener(spec: ListenSpec, *, reuse_port: bool, backlog: int) -> socket.socket:

@@ -27,6 +27,7 @@ from linkcert.tracking import (
     TrackingKeys,
     read_token,
 )
+from linkcert.tracking.machines import AgentMatcher, MachinePolicy
 from linkcert.tracking.repeats import RepeatLimiter
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,14 @@ class Router:
         counters: EdgeCounters,
         link_epoch: LinkEpoch,
         repeats: RepeatLimiter | None = None,
+        machines: MachinePolicy | None = None,
+        record: bool = True,
     ) -> None:
         self._keys = TrackingKeys.of(tracking_key)
         self._link_epoch = link_epoch
         self._repeats = repeats
+        self._machines = machines or MachinePolicy(agents=AgentMatcher())
+        self._record = record
         self._recorder = recorder
         self._challenge_lookup = challenge_lookup
         self._challenge_timeout = challenge_timeout
@@ -88,12 +93,16 @@ class Router:
         host: str | None,
         tls_name: str | None,
         client: str | None = None,
+        user_agent: bytes | None = None,
+        peer: str | None = None,
     ) -> RouteResult:
         """Answer one request.
 
         `host` is the request's host name (lowercase, no port) or None; `tls_name` is the SNI
         name on HTTPS and None on plain HTTP. `target` is the raw request target. `client` is
-        the client's address as the edge counts it (see http.address_key), or None.
+        the client's address as the edge counts it (see http.address_key), or None. `peer`
+        (the client's address itself) and `user_agent` (the header) go into click and open
+        events.
         """
         if not target.startswith(b"/"):
             target, host = _split_absolute_form(target, host)
@@ -114,9 +123,9 @@ class Router:
             return responses.MISDIRECTED
 
         if path.startswith(_CLICK_PREFIX):
-            return self._tracked(path[3:], host, method, client, is_open=False)
+            return self._tracked(path[3:], host, method, client, user_agent, peer, False)
         if path.startswith(_OPEN_PREFIX):
-            return self._tracked(path[3:], host, method, client, is_open=True)
+            return self._tracked(path[3:], host, method, client, user_agent, peer, True)
         if path == _HEALTH_PATH:
             return responses.HEALTHY
         token = path[len(_CHALLENGE_PREFIX) :]
@@ -134,7 +143,14 @@ class Router:
         return self._challenge(found)
 
     def _tracked(
-        self, token: bytes, host: str | None, method: bytes, client: str | None, *, is_open: bool
+        self,
+        token: bytes,
+        host: str | None,
+        method: bytes,
+        client: str | None,
+        user_agent: bytes | None,
+        peer: str | None,
+        is_open: bool,
     ) -> Response:
         if host is None:
             return responses.MISSING_HOST
@@ -148,20 +164,34 @@ class Router:
             if exc.reason == "key":
                 self._counters.retired_key_tokens += 1
             return responses.LINK_NOT_VALID
-        # HEAD is what link scanners and prefetchers send: answer it, but it is not a person.
+        # Machine requests (HEAD, scanners, too soon after minting) are answered and recorded
+        # like the others, marked with why; past the repeat limit, one client address
+        # following one link again is answered and not recorded.
         repeats = self._repeats
-        if method == b"GET" and (
-            repeats is None or client is None or repeats.allow((client, host, token, is_open))
+        if not self._record:
+            pass
+        elif (
+            repeats is None
+            or client is None
+            or repeats.allow((client, host, token, is_open, method == b"HEAD"))
         ):
+            now = datetime.now(UTC)
+            machine = self._machines.reason(method, user_agent, link.minted_at, now.timestamp())
             kind: TrackedKind = "open" if is_open else "click"
-            recorded = self._recorder.record(Click(host, link.link_id, kind, datetime.now(UTC)))
+            recorded = self._recorder.record(
+                Click(host, link.link_id, kind, now, link, peer or client, user_agent, machine)
+            )
+            counters = self._counters
             if not recorded:
-                self._counters.clicks_dropped += 1
-            elif is_open:
-                self._counters.opens_recorded += 1
+                counters.clicks_dropped += 1
             else:
-                self._counters.clicks_recorded += 1
-        elif method == b"GET":
+                if machine is not None:
+                    counters.machine_recorded += 1
+                if is_open:
+                    counters.opens_recorded += 1
+                else:
+                    counters.clicks_recorded += 1
+        else:
             self._counters.click_repeats_not_recorded += 1
         if is_open:
             return responses.OPEN_PIXEL

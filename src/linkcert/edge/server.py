@@ -20,6 +20,7 @@ from linkcert.edge.proxy import AccountUpstreams, ProxyRoutes, ProxySettings
 from linkcert.edge.routes import ChallengeSource, Router
 from linkcert.edge.tls import SniSelector
 from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
+from linkcert.tracking.machines import AgentMatcher, MachinePolicy
 from linkcert.tracking.repeats import RepeatLimiter
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class EdgeSettings:
     click_retry_initial: float = 0.5
     click_retry_max: float = 30.0
     click_close_timeout: float = 30.0
+    # Click and open events: off answers links without recording anything.
+    record_events: bool = True
+    event_machine_seconds: float = 5.0  # a click this soon after minting is marked machine
     # Proxy mode: relay requests to the platform's own tracker (edge/proxy.py). None or mode
     # "tracking": linkcert answers only its own links, challenges and /healthz.
     proxy: ProxySettings | None = None
@@ -120,6 +124,8 @@ class Edge:
                 if settings.click_repeat_limit
                 else None
             ),
+            machines=MachinePolicy(settings.event_machine_seconds, AgentMatcher()),
+            record=settings.record_events,
         )
         self.proxy: ProxyRoutes | None = None
         proxy_settings = settings.proxy

@@ -23,8 +23,9 @@ from typing import Protocol
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
-from linkcert import metrics
+from linkcert import counters
 from linkcert.config import Settings
+from linkcert.keys import MasterKeys
 from linkcert.notify.email import EmailSender, SmtpSettings
 from linkcert.notify.jobs import Attempt, DeliveryJob, shown_target
 from linkcert.notify.outbox import EMAIL, WEBHOOK
@@ -56,15 +57,21 @@ class Sender(Protocol):
     async def aclose(self) -> None: ...
 
 
-def senders_from_settings(settings: Settings) -> dict[str, Sender]:
+def senders_from_settings(settings: Settings, keys: MasterKeys | None = None) -> dict[str, Sender]:
+    """The senders the settings configure; `keys` open accounts' endpoint secrets."""
     senders: dict[str, Sender] = {}
     smtp = SmtpSettings.from_settings(settings)
     if smtp is not None:
         senders[EMAIL] = EmailSender(smtp)
-    if settings.webhook_urls and settings.webhook_secret is not None:
-        senders[WEBHOOK] = WebhookSender(
-            settings.webhook_secret.get_secret_value(), timeout=settings.webhook_timeout
-        )
+    secret = settings.webhook_secret
+    # Always there for accounts' event endpoints; operator alert webhooks need the secret.
+    senders[WEBHOOK] = WebhookSender(
+        secret.get_secret_value() if secret is not None else None,
+        timeout=settings.webhook_timeout,
+        keys=keys,
+        allow_private=settings.webhook_allow_private_addresses,
+        ca_bundle=str(settings.webhook_ca_bundle) if settings.webhook_ca_bundle else None,
+    )
     return senders
 
 
@@ -92,7 +99,7 @@ def claim_due(
             select(Delivery)
             .where(Delivery.id.in_(ids))
             .order_by(Delivery.next_attempt_at, Delivery.id)
-            .options(selectinload(Delivery.notification))
+            .options(selectinload(Delivery.notification), selectinload(Delivery.endpoint))
         ).all()
         return [DeliveryJob.of(row) for row in rows]
 
@@ -185,10 +192,10 @@ class DeliveryRunner:
         status = await asyncio.to_thread(
             record_attempt, self.store, job, attempt, self.owner, now, self.schedule, self.rng
         )
-        metrics.count_delivery(job.channel, "delivered" if attempt.delivered else "failed")
+        counters.count_delivery(job.channel, "delivered" if attempt.delivered else "failed")
         where = f"{job.channel} to {shown_target(job.channel, job.target)}"
         if status == FAILED:
-            metrics.count_delivery(job.channel, "given_up")
+            counters.count_delivery(job.channel, "given_up")
             log.warning(
                 "gave up on delivery %s (%s %s, %s) after %s attempts: %s",
                 job.id,
@@ -229,6 +236,7 @@ async def run_deliveries(
     owner: str | None = None,
     batch: int = 20,
     schedule: RetrySchedule = DEFAULT_SCHEDULE,
+    keys: MasterKeys | None = None,
 ) -> None:
     """Send due deliveries until `stop` is set.
 
@@ -238,7 +246,7 @@ async def run_deliveries(
     """
     runner = DeliveryRunner(
         store,
-        senders if senders is not None else senders_from_settings(settings),
+        senders if senders is not None else senders_from_settings(settings, keys),
         owner=owner,
         batch=batch,
         schedule=schedule,

@@ -43,9 +43,13 @@ class DeliveryJob:
     attempts: int  # before this one
     created_at: datetime
     notification: NotificationView
+    # An account's event endpoint: its id and encrypted signing secret.
+    endpoint_id: int | None = None
+    endpoint_secret: bytes | None = None
 
     @classmethod
     def of(cls, row: Delivery) -> DeliveryJob:
+        endpoint = row.endpoint
         return cls(
             id=row.id,
             channel=row.channel,
@@ -53,6 +57,8 @@ class DeliveryJob:
             attempts=row.attempts,
             created_at=row.created_at,
             notification=NotificationView.of(row.notification),
+            endpoint_id=row.endpoint_id,
+            endpoint_secret=endpoint.secret_encrypted if endpoint is not None else None,
         )
 
 

@@ -26,6 +26,7 @@ class NotificationKind(StrEnum):
     RELEASED = "released"
     REVOKED = "revoked"
     BRAND_REQUESTED = "brand_requested"
+    LINK_EVENTS = "link_events"  # a batch of click and open events, to an account's endpoints
 
 
 class Audience(StrEnum):
@@ -48,6 +49,7 @@ EMAIL_AUDIENCES: dict[NotificationKind, frozenset[Audience]] = {
     NotificationKind.RELEASED: frozenset({Audience.ACCOUNT}),
     NotificationKind.REVOKED: frozenset({Audience.ACCOUNT, Audience.OPERATOR}),
     NotificationKind.BRAND_REQUESTED: frozenset({Audience.DELIVERABILITY}),
+    NotificationKind.LINK_EVENTS: frozenset(),
 }
 
 # Failures the customer cannot fix: the CA, its limits or linkcert itself. Operators are told

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from linkcert import metrics
+from linkcert import counters
 from linkcert.config import Settings
 from linkcert.notify.kinds import Audience, NotificationKind, dedup_key, email_audiences
 from linkcert.store.inserts import insert_unless_present
@@ -138,7 +138,7 @@ class Notifier:
         session.flush()
         # Counted when written; a transaction rolled back afterwards over-counts by one, which
         # is harmless for a rate and cheaper than a hook on commit.
-        metrics.count_notification(kind.value)
+        counters.count_notification(kind.value)
         return session.get(Notification, notification_id)
 
     def _targets(

@@ -11,14 +11,18 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from linkcert import __version__
+from linkcert.events.endpoints import EndpointRefused, check_url, resolve_async, secret_context
+from linkcert.keys import MasterKeys
 from linkcert.notify.jobs import Attempt, DeliveryJob, NotificationView
 
 SIGNATURE_HEADER = "Linkcert-Signature"
@@ -98,13 +102,25 @@ class WebhookSender:
 
     def __init__(
         self,
-        secret: str,
+        secret: str | None,
         *,
         timeout: float = 10.0,
         client: httpx.AsyncClient | None = None,
         wall_clock: Callable[[], float] = time.time,
+        keys: MasterKeys | None = None,
+        allow_private: bool = False,
+        ca_bundle: str | None = None,
     ) -> None:
         self._secret = secret
+        self._keys = keys
+        self._allow_private = allow_private
+        # Accounts' endpoints get a client of their own: connections go to checked addresses.
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=ca_bundle)
+        self._endpoint_client = httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, verify=verify
+        )
         self.timeout = timeout
         # No redirects: the URL is configured, and a redirect to elsewhere would carry the
         # event (and its signature) to a host nobody chose. No proxies from the environment.
@@ -116,11 +132,52 @@ class WebhookSender:
         return f"WebhookSender(timeout={self.timeout})"
 
     async def send(self, job: DeliveryJob, now: datetime) -> Attempt:
+        if job.endpoint_id is not None:
+            return await self._send_to_endpoint(job)
+        if self._secret is None:
+            return Attempt.failed("webhook is not configured: set webhook_secret")
+        return await self._send(job, self._secret, self.client, job.target, {}, {})
+
+    async def _send_to_endpoint(self, job: DeliveryJob) -> Attempt:
+        """An account's endpoint: its own secret, and only to the public address just checked
+        (the URL's host stays the TLS name and the Host header)."""
+        if job.endpoint_secret is None or self._keys is None:
+            return Attempt.failed("the endpoint's secret cannot be read (no master key)")
+        secret = self._keys.decrypt(job.endpoint_secret, secret_context(job.endpoint_id or 0))
+        try:
+            host, port = check_url(job.target)
+            addresses = await resolve_async(host, port, allow_private=self._allow_private)
+        except EndpointRefused as exc:
+            return Attempt.failed(f"refused: {exc}")
+        address = addresses[0]
+        literal = f"[{address}]" if address.version == 6 else str(address)
+        parts = urlsplit(job.target)
+        pinned = urlunsplit(("https", f"{literal}:{port}", parts.path or "/", parts.query, ""))
+        host_header = host if port == 443 else f"{host}:{port}"
+        return await self._send(
+            job,
+            secret.decode(),
+            self._endpoint_client,
+            pinned,
+            {"Host": host_header},
+            {"sni_hostname": host},
+        )
+
+    async def _send(
+        self,
+        job: DeliveryJob,
+        secret: str,
+        client: httpx.AsyncClient,
+        url: str,
+        extra_headers: dict[str, str],
+        extensions: dict[str, str],
+    ) -> Attempt:
         body = webhook_body(job.notification)
         headers = {
+            **extra_headers,
             "Content-Type": "application/json",
             "User-Agent": f"linkcert/{__version__}",
-            SIGNATURE_HEADER: signature_header(self._secret, int(self.wall_clock()), body),
+            SIGNATURE_HEADER: signature_header(secret, int(self.wall_clock()), body),
             "Linkcert-Event-Id": job.notification.public_id,
             "Linkcert-Event-Type": job.notification.kind,
             "Linkcert-Delivery-Attempt": str(job.attempts + 1),
@@ -129,7 +186,7 @@ class WebhookSender:
             # A total limit, not httpx's per-read one: a receiver that trickles bytes must not
             # hold a delivery slot for longer than the timeout either.
             async with asyncio.timeout(self.timeout):
-                status, excerpt = await self._post(job.target, body, headers)
+                status, excerpt = await self._post(client, url, body, headers, extensions)
         except TimeoutError:
             return Attempt.failed(f"no answer within {self.timeout:g} s")
         except httpx.HTTPError as exc:
@@ -140,8 +197,17 @@ class WebhookSender:
             return Attempt.failed(f"HTTP {status}: redirects are not followed; configure the URL")
         return Attempt.failed(f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}")
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-        async with self.client.stream("POST", url, content=body, headers=headers) as response:
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        extensions: dict[str, str],
+    ) -> tuple[int, str]:
+        async with client.stream(
+            "POST", url, content=body, headers=headers, extensions=extensions
+        ) as response:
             received = b""
             async for chunk in response.aiter_raw():
                 received += chunk
@@ -152,6 +218,7 @@ class WebhookSender:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self._endpoint_client.aclose()
 
 
 def _describe(exc: httpx.HTTPError) -> str:

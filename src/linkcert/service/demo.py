@@ -20,10 +20,10 @@ from linkcert.config import Settings
 from linkcert.domains import create_account, domain_status, set_tracking_domain
 from linkcert.keys import generate_master_key
 from linkcert.links import create_link
-from linkcert.localdns import LocalDNSServer
 from linkcert.names import NamePolicy
 from linkcert.service.runtime import Runtime
 from linkcert.store import Account, Store
+from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer
 from linkcert.testbed.waiting import free_port
 

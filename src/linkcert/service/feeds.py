@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from linkcert.edge.certs import CertificateCache
 from linkcert.edge.challenges import ChallengeBook
+from linkcert.events.store import ClientIpMode, save_events
 from linkcert.keys import DecryptionError, MasterKeys
 from linkcert.keystore import cert_key_context
 from linkcert.origins import OriginSpec, parse_origin
 from linkcert.store import Account, Certificate, Challenge, Domain, Order, Store, utcnow
-from linkcert.store import Click as ClickRow
 from linkcert.store.signals import CERTIFICATES, CHALLENGES, listen
 from linkcert.tracking import Click
 
@@ -66,10 +66,17 @@ class SyncResult:
 class StoreFeeds:
     """The store-backed side of one edge process."""
 
-    def __init__(self, store: Store, keys: MasterKeys, cache: CertificateCache) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keys: MasterKeys,
+        cache: CertificateCache,
+        client_ip: ClientIpMode = "truncated",
+    ) -> None:
         self.store = store
         self.keys = keys
         self.cache = cache
+        self.client_ip: ClientIpMode = client_ip
         self.challenges = ChallengeBook(self.read_challenges)
         self._challenge_threads: ThreadPoolExecutor | None = None
         self._refreshing: set[asyncio.Task[None]] = set()
@@ -358,14 +365,7 @@ class StoreFeeds:
         await asyncio.to_thread(self._save_clicks, list(clicks))
 
     def _save_clicks(self, clicks: list[Click]) -> None:
-        if not clicks:
-            return
-        rows = [
-            {"domain": c.domain, "link_id": c.link_id or 0, "kind": str(c.kind), "at": c.at}
-            for c in clicks
-        ]
-        with self.store.session() as session:
-            session.execute(insert(ClickRow), rows)
+        save_events(self.store, clicks, self.client_ip)
 
 
 async def _first(stop: asyncio.Event, changed: asyncio.Queue[str]) -> None:

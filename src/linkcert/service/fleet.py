@@ -2,7 +2,7 @@
 
 The supervisor starts N worker processes, one `linkcert edge --processes M` (which loads the
 certificates once and forks M edge processes sharing them and the listening ports, restarting
-any of them that dies: service/edgeprocs.py) and one API process. It restarts any child that
+any of them that dies: service/edge_processes.py) and one API process. It restarts any child that
 dies (backing off if one keeps dying), and on SIGTERM or Ctrl-C stops them all gracefully:
 edges finish the requests in flight and flush their clicks, workers finish their current step.
 """

@@ -21,17 +21,22 @@ from typing import IO, Any
 
 import uvicorn
 
-from linkcert.config import ConfigError, Settings, parse_host_port
+from linkcert.config import ConfigError, Settings
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec, ProxySettings
 from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
 from linkcert.edge.upstream import PoolSettings, parse_origin
+from linkcert.events.broker import run_broker
+from linkcert.events.dispatch import run_dispatch
+from linkcert.events.journal import Journal, report_lost
+from linkcert.events.store import run_retention
+from linkcert.hostport import parse_host_port
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
 from linkcert.links import tracking_keys
 from linkcert.metrics import MetricsListener, serve_metrics, track_edge, track_origins
 from linkcert.names import platform_names
 from linkcert.notify import Notifier, run_deliveries, watch_expiry
-from linkcert.service.acme_account import AccountProvider
+from linkcert.service.acme_account import CaAccounts
 from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
@@ -39,9 +44,9 @@ from linkcert.store import Store, StoreError
 from linkcert.store.db import sqlite_path
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
 from linkcert.tracking import TrackingKeys
+from linkcert.worker.cachoice import CaHealth
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
-from linkcert.worker.ratelimit import rate_limiter_for
 from linkcert.worker.retention import keep_clicks_pruned
 
 log = logging.getLogger("linkcert")
@@ -93,7 +98,7 @@ class SoleWorker:
 
 def master_keys(settings: Settings) -> MasterKeys:
     try:
-        return MasterKeys.parse(settings.master_key_text())
+        return MasterKeys.from_settings(settings)
     except MasterKeyError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -157,7 +162,7 @@ POOLED_FIRST_FULL_SYNC = 5.0
 
 @dataclass(frozen=True)
 class PreloadedEdge:
-    """What an edge pool worker inherits from the parent that forked it (service/edgeprocs.py):
+    """What an edge pool worker inherits from the parent that forked it (service/edge_processes.py):
     the certificates the parent loaded, where that load left off, and the worker's sockets."""
 
     cache: CertificateCache
@@ -185,6 +190,8 @@ def edge_settings(
         click_repeat_limit=settings.click_repeat_limit,
         click_repeat_window=settings.click_repeat_window_seconds,
         proxy=proxy,
+        record_events=settings.record_events,
+        event_machine_seconds=settings.event_machine_seconds,
     )
     if proxy is None:
         return edge
@@ -227,11 +234,12 @@ class Runtime:
         self.stop_event = asyncio.Event()
         self.preloaded = preloaded
         self.cache = preloaded.cache if preloaded is not None else CertificateCache()
-        self.feeds = StoreFeeds(self.store, self.keys, self.cache)
-        self.accounts = AccountProvider(self.store, self.keys, settings)
+        self.feeds = StoreFeeds(self.store, self.keys, self.cache, settings.event_client_ip)
+        self.accounts = CaAccounts(self.store, self.keys, settings)
         self.worker: Worker | None = None
         self.issuer: Issuer | None = None
         self.edge: Edge | None = None
+        self.journal: Journal | None = None
         self.api_server: uvicorn.Server | None = None
         self.metrics_listener: MetricsListener | None = None
         self.sole_worker = SoleWorker.for_store(self.store) if roles.worker else None
@@ -246,6 +254,9 @@ class Runtime:
             await asyncio.to_thread(
                 prepare_store, self.store, self.keys, create=self.create_database
             )
+        if self.roles.worker:
+            # Each CA's stored account, and wrong EAB credentials said now, not at first order.
+            await asyncio.to_thread(self.accounts.check_at_start)
         if self.sole_worker is not None:
             self.sole_worker.acquire()
         if self.roles.edge:
@@ -273,8 +284,13 @@ class Runtime:
             account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
         )
+        journal_dir = self.settings.data_dir / "edge-journal"
+        await asyncio.to_thread(report_lost, journal_dir)
         await self.edge.start()
         track_edge(self.edge.counters)
+        if self.settings.record_events:
+            self.journal = Journal(journal_dir, self.edge.clicks)
+            self._spawn(self.journal.run(self.stop_event))
         track_origins(self.edge.proxy.registry if self.edge.proxy is not None else None)
         if self.settings.edge_session_tickets:
             self._spawn(
@@ -322,16 +338,20 @@ class Runtime:
                 log.warning("the edge could not read the challenges of %s: %s", name, exc)
 
         notifier = Notifier.from_settings(self.settings)
+        health = CaHealth(
+            down_after=self.settings.acme_ca_down_failures,
+            window=self.settings.acme_ca_down_window,
+            recheck=self.settings.acme_ca_recheck,
+        )
         issuer = self.issuer = Issuer(
             self.store,
             self.keys,
-            self.accounts,
+            self.accounts.issuing_cas(self.store),
             key_type=self.settings.key_type,
-            profile=self.settings.acme_profile,
+            health=health,
             on_certificate=certificate_stored,
             on_challenges=challenges_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
-            rate_limiter=rate_limiter_for(self.store, self.settings),
             notifier=notifier,
         )
         policy = LifecyclePolicy(
@@ -341,7 +361,7 @@ class Runtime:
         )
         self.worker = Worker(
             self.store,
-            make_dns_check(self.settings, lambda: self.accounts.account_uri),
+            make_dns_check(self.settings, self.accounts.account_uris),
             issuer.obtain,
             refresh=issuer.refresh_renewal,
             remove=issuer.delete,
@@ -356,8 +376,12 @@ class Runtime:
         # The edges' shared TLS ticket keys: made ahead by the workers, read by the edges.
         self._spawn(keep_ticket_keys(self.store, self.keys, self.stop_event))
         # Alerts: send what the worker recorded, and warn of certificates near their end.
-        self._spawn(run_deliveries(self.store, self.settings, self.stop_event))
+        self._spawn(run_deliveries(self.store, self.settings, self.stop_event, keys=self.keys))
         self._spawn(watch_expiry(self.store, self.settings, self.stop_event))
+        # Click and open events: batches for accounts' endpoints, the broker, retention.
+        self._spawn(run_dispatch(self.store, self.settings.event_webhook_batch, self.stop_event))
+        self._spawn(run_broker(self.store, self.settings, self.stop_event))
+        self._spawn(run_retention(self.store, self.settings.events_retention_days, self.stop_event))
         # Clicks past their retention, deleted in batches.
         self._spawn(
             keep_clicks_pruned(self.store, self.settings.click_retention_days, self.stop_event)
@@ -397,6 +421,8 @@ class Runtime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.edge is not None:
             await self.edge.aclose()
+            if self.journal is not None:
+                self.journal.remove()
             track_edge(None)
             track_origins(None)
         if self.metrics_listener is not None:

@@ -3,6 +3,7 @@
 from linkcert.store.db import Store, StoreError
 from linkcert.store.models import (
     Account,
+    AccountWebhook,
     AcmeAccount,
     ApiToken,
     Base,
@@ -13,7 +14,9 @@ from linkcert.store.models import (
     Domain,
     DomainClaim,
     Event,
+    EventCursor,
     Link,
+    LinkEvent,
     Order,
     TicketKey,
     WebSession,
@@ -22,6 +25,7 @@ from linkcert.store.models import (
 
 __all__ = [
     "Account",
+    "AccountWebhook",
     "AcmeAccount",
     "ApiToken",
     "Base",
@@ -32,7 +36,9 @@ __all__ = [
     "Domain",
     "DomainClaim",
     "Event",
+    "EventCursor",
     "Link",
+    "LinkEvent",
     "Order",
     "Store",
     "StoreError",

@@ -6,6 +6,7 @@ reads never wait on the worker's writes. PostgreSQL is chosen by the URL alone.
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from linkcert.config import mask_url_password
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+log = logging.getLogger("linkcert.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _REVISION = re.compile(r'^(down_revision|revision)\s*=\s*(None|"[^"]*")', re.MULTILINE)
@@ -141,19 +144,23 @@ class Store:
         """The URL fit to print, its password masked."""
         return mask_url_password(self.url)
 
-    def migrate(self) -> None:
+    def migrate(self) -> bool:
         """Create the database if need be and bring its schema to the newest version
-        (idempotent). The one place that creates a SQLite file."""
+        (idempotent). The one place that creates a SQLite file; True if it did."""
         path = sqlite_path(self.url)
+        created = False
         try:
             if path is not None and not Path(path).exists():
+                created = True
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 sqlite3.connect(path).close()
+                # Said aloud: on a volume that failed to mount this is the moment to notice.
+                log.warning("created a new, empty database at %s", self.display_url)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot create the database {self.display_url}: {exc}") from None
         try:
             if self.schema_revision() == self.head():
-                return  # current: no need to load Alembic
+                return created  # current: no need to load Alembic
         except OperationalError as exc:
             raise StoreError(f"cannot migrate the database: {exc.orig}") from None
         from alembic import command
@@ -165,6 +172,7 @@ class Store:
                 command.upgrade(config, "head")
         except OperationalError as exc:
             raise StoreError(f"cannot migrate the database: {exc.orig}") from None
+        return created
 
     def check_ready(self) -> None:
         """Raise DatabaseNotReady unless the database exists and its schema is current.

@@ -299,6 +299,64 @@ class Click(Base):
     __table_args__ = (Index("ix_clicks_link", "link_id"), Index("ix_clicks_at", "at"))
 
 
+class LinkEvent(Base):
+    """A counted click or open, as the platform's consumers read it (docs/events.md).
+
+    Written by the edges in batches; `id` is the consumers' cursor. Rows are committed in id
+    order (see linkcert.events.store), so a reader that has seen id N never later finds a new
+    row below N.
+    """
+
+    __tablename__ = "link_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253))
+    account_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))  # click | open
+    data: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    link_id: Mapped[int | None] = mapped_column(BigInteger)
+    destination: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column()
+    minted_at: Mapped[int | None] = mapped_column(BigInteger)  # Unix seconds, from the token
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(600))
+    machine: Mapped[str | None] = mapped_column(String(64))
+    token_version: Mapped[int] = mapped_column(Integer, default=2)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    # The API reads an account's events by id; retention deletes oldest first by id.
+    __table_args__ = (Index("ix_link_events_account", "account_id", "id"),)
+
+
+class EventCursor(Base):
+    """How far a consumer that linkcert feeds itself (the broker, the webhook batches) has got."""
+
+    __tablename__ = "event_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # One process feeds a consumer at a time: the one holding the lease.
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column()
+
+
+class AccountWebhook(Base):
+    """An account's endpoint for batches of its click and open events.
+
+    The signing secret is encrypted under the master key; it is shown once, when the endpoint
+    is saved.
+    """
+
+    __tablename__ = "account_webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ApiToken(Base):
     """A bearer token for the REST API: one account's, or an operator's (no account).
 
@@ -422,6 +480,10 @@ class Delivery(Base):
     )
     channel: Mapped[str] = mapped_column(String(16))  # email | webhook
     target: Mapped[str] = mapped_column(String(2048))
+    # An account's event endpoint (its own secret and address checks), None for alert targets.
+    endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("account_webhooks.id", ondelete="SET NULL", name="fk_deliveries_endpoint")
+    )
     status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column()
@@ -433,6 +495,7 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     notification: Mapped[Notification] = relationship()
+    endpoint: Mapped[AccountWebhook | None] = relationship()
 
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from linkcert.tracking.tokens import TrackedKind
+from linkcert.tracking.tokens import TrackedKind, TrackedLink
 
 logger = logging.getLogger(__name__)
 
@@ -18,14 +18,23 @@ ClickSink = Callable[[Sequence["Click"]], Awaitable[None] | None]
 (any exception) makes the recorder keep the batch and offer it again later."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: that costs a call per field on the edge's hot path
 class Click:
-    """One followed link ("click") or one loaded open pixel ("open"), at a UTC instant."""
+    """One followed link ("click") or one loaded open pixel ("open"), at a UTC instant.
+
+    `link` is what the token said (data, destination, mint time); `client` the client's
+    address as the connection saw it (the sink applies `event_client_ip`); `user_agent` the
+    header as sent (cut later); `machine` why it is not a person, or None.
+    """
 
     domain: str
     link_id: int | None
     kind: TrackedKind
     at: datetime
+    link: TrackedLink | None = None
+    client: str | None = None
+    user_agent: bytes | None = None
+    machine: str | None = None
 
 
 @dataclass(slots=True)

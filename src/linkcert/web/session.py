@@ -73,7 +73,7 @@ class SessionSigner:
         they then end when it restarts, which is all that is lost.
         """
         try:
-            keys = MasterKeys.parse(settings.master_key_text())
+            keys = MasterKeys.from_settings(settings)
         except MasterKeyError:
             log.warning("no master key: page sessions end when this process restarts")
             return cls(secrets.token_bytes(32))

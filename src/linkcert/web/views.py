@@ -143,6 +143,7 @@ class StatusView:
     problems: list[ProblemView]
     facts: list[Fact]
     events: list[EventView] = field(default_factory=list)
+    warnings: list[ProblemView] = field(default_factory=list)
     can_retry: bool = True
     settled: bool = False  # nothing is expected to change soon: poll slowly
 
@@ -216,6 +217,7 @@ def status_view(
         problems=problems,
         facts=_facts(status, now, source),
         events=shown_events,
+        warnings=[_problem(w, None) for w in status.warnings],
         can_retry=status.wanted,
         settled=settled or not status.wanted,
     )
@@ -292,6 +294,9 @@ def _facts(status: DomainStatus, now: datetime, source: str | None) -> list[Fact
         if source == "upload":
             issuer += " (uploaded certificate)"
         facts.append(Fact("Issued by", issuer))
+    if status.ca and source != "upload":
+        chosen = f"{status.ca} ({status.ca_reason})" if status.ca_reason else status.ca
+        facts.append(Fact("Certificate authority", chosen))
     if status.not_before:
         facts.append(Fact("Valid from", "", Moment(status.not_before, now)))
     if status.not_after:

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from linkcert import ownership_store as ownership
+from linkcert.counters import count_issuance_failure
 from linkcert.domains import record_event
-from linkcert.metrics import count_issuance_failure
 from linkcert.notify import NotificationKind, Notifier
 from linkcert.renewal import renewal_due, renewal_time
 from linkcert.states import (
@@ -35,6 +35,7 @@ from linkcert.states import (
 )
 from linkcert.store import Domain, Order, Store, signals, utcnow
 from linkcert.worker import leases
+from linkcert.worker.cachoice import PERMITTED_CAS
 from linkcert.worker.schedule import dns_recheck_delay, retry_delay
 
 log = logging.getLogger("linkcert.worker")
@@ -85,6 +86,8 @@ class DnsVerdict:
 
     state: DnsState
     problems: list[dict[str, str]] = field(default_factory=list)
+    # The names of the configured CAs the CAA records permit (None: every CA, or not judged).
+    permitted_cas: tuple[str, ...] | None = None
     labels: frozenset[str] = frozenset()
     shared: bool = True
     problems_for: Callable[[str], list[dict[str, str]]] | None = None
@@ -302,6 +305,8 @@ class Worker:
         if not await asyncio.to_thread(self._still_wanted, domain_id):
             await asyncio.to_thread(self._park, domain_id)
             return
+        # The issuer picks among the CAs this check found permitted (this task's context only).
+        PERMITTED_CAS.set(verdict.permitted_cas)
         if snap.has_certificate and snap.ari_due and self.refresh is not None:
             try:
                 await self.refresh(domain_id)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
-from linkcert.metrics import count_clicks_pruned
+from linkcert.counters import count_clicks_pruned
 from linkcert.store import Click, Store, utcnow
 
 log = logging.getLogger("linkcert.worker.retention")

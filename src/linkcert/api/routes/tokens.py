@@ -34,6 +34,11 @@ def post_token(body: TokenIn, _: OperatorPrincipal, context: ApiContextDep) -> T
             f"There is no account {body.account_id}.",
             fix="Create the account first with POST /api/v1/accounts.",
         ) from None
+    except ValueError as exc:
+        message = str(exc)
+        raise ProblemError(
+            422, "validation-error", message[:1].upper() + message[1:] + "."
+        ) from None
     return TokenCreated(token=plain, **TokenOut.of(row).model_dump())
 
 

@@ -1,4 +1,4 @@
-"""A real DNS server on loopback, for tests, benchmarks, Pebble and the demo.
+"""A real DNS server on loopback, for tests, benchmarks, Pebble and the demo (never production).
 
 `LocalDNSServer` answers UDP and TCP queries the way a recursive resolver answers for the names it
 holds: it follows CNAME chains and DNAME redirections inside its own data and returns the whole

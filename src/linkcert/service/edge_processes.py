@@ -1,9 +1,12 @@
 """`linkcert edge --processes N`: one certificate load, N edge processes sharing it and the ports.
 
+What each process runs and what the parent prepares for them; the forking itself is the generic
+pool of `service/prefork.py`.
+
 One Python process serves from one core, so an edge machine runs one edge process per core.
 Started separately, each would read and hold every certificate itself. Here the parent reads
 them once into a CertificateCache, binds the listening sockets and forks the workers
-(service/edgepool.py): they share the cache's pages copy-on-write, and the pool restarts any
+(service/prefork.py): they share the cache's pages copy-on-write, and the pool restarts any
 that dies. Each worker is then an ordinary edge runtime (service/runtime.py) on its own event
 loop, with its own database engine, its own feed following the store from where the parent's
 load left off, its own click batches, and its own /metrics listener if one is configured.
@@ -13,11 +16,12 @@ from __future__ import annotations
 
 import logging
 
-from linkcert.config import ConfigError, Settings, parse_host_port
+from linkcert.config import ConfigError, Settings
 from linkcert.edge import CertificateCache
 from linkcert.edge.fdlimit import raise_open_file_limit
-from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker, WorkerMain
+from linkcert.hostport import parse_host_port
 from linkcert.service.feeds import StoreFeeds
+from linkcert.service.prefork import EdgePool, PoolSettings, PoolWorker, WorkerMain
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import (
     PreloadedEdge,

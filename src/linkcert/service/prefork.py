@@ -1,6 +1,8 @@
-"""Several edge processes sharing the HTTP and HTTPS ports: one per core.
+"""The mechanism under `linkcert edge --processes N`: fork N workers sharing listening ports.
 
-One Python process serves from one core. The pool binds the listening sockets itself, one set
+Generic: it knows sockets, forks, signals and restarts, not certificates or the store (what
+each worker runs is `service/edge_processes.py`, which uses this pool). One Python process
+serves from one core. The pool binds the listening sockets itself, one set
 per worker, all on the same ports with SO_REUSEPORT, so the kernel spreads new connections
 across workers (by a hash of the addresses) and a port given as 0 is the same port for all.
 Then it forks the workers and supervises them:

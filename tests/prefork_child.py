@@ -1,7 +1,7 @@
 """An edge pool in its own process, for tests/test_edge_pool.py (the pool forks, so it cannot
 run inside the test process).
 
-    python -m tests.edgepool_child WORKERS LOGFILE
+    python -m tests.prefork_child WORKERS LOGFILE
 
 Prints the HTTP port once bound; each worker appends "started <index> <pid>" to LOGFILE when it
 serves and "stopped <index> <pid>" after a graceful stop.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from linkcert.edge import CertificateCache, Edge, EdgeSettings
-from linkcert.service.edgepool import EdgePool, PoolSettings, PoolWorker
+from linkcert.service.prefork import EdgePool, PoolSettings, PoolWorker
 from linkcert.tracking import Click, tracking_key_from_secret
 
 
