@@ -11,10 +11,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from linkcert.domains import find_account
-from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.ownership_store import live_claims, settle
 from linkcert.states import DnsState
 from linkcert.store import Domain, Store, utcnow
+from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.worker.lifecycle import DnsVerdict
 
 

@@ -54,6 +54,7 @@ async def test_events_carry_the_data_client_and_user_agent_and_mark_machines() -
     from linkcert.tracking import Minter
 
     async with running_edge(event_machine_seconds=60) as env:
+        env.add_domain(DOMAIN)
         minter = Minter(env.key, DOMAIN)
         fresh = minter.token("https://shop.example/new", b"\x00rcpt\xff")
         old = minter.token("https://shop.example/old", b"campaign=7", minted_at=1_000_000)
