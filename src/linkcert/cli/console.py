@@ -158,7 +158,7 @@ def brand_upload(
     from linkcert.domains import Conflict, NotFound
     from linkcert.notify.outbox import Notifier
     from linkcert.service.runtime import master_keys
-    from linkcert.uploads import UploadError, check_upload
+    from linkcert.uploads import UploadError, check_upload, private_roots_from
 
     current = settings()
     try:
@@ -170,7 +170,12 @@ def brand_upload(
     store = open_store(current)
     try:
         domain = request_domain_name(store, request_id)
-        checked = check_upload(chain_pem, key_pem, domain)
+        checked = check_upload(
+            chain_pem,
+            key_pem,
+            domain,
+            private_roots=private_roots_from(current.upload_ca_bundle),
+        )
         view = complete_with_upload(
             store, keys, request_id, checked, _who(), Notifier.from_settings(current)
         )
@@ -185,7 +190,8 @@ def brand_upload(
         view,
         as_json,
         f"request {view.id}: {view.unicode_name} now serves the certificate issued by "
-        f"{info.issuer_cn}, valid until {info.not_after:%Y-%m-%d %H:%M} UTC",
+        f"{info.issuer_cn}, valid until {info.not_after:%Y-%m-%d %H:%M} UTC"
+        + ("" if checked.publicly_trusted else " (private CA: not publicly trusted)"),
     )
 
 

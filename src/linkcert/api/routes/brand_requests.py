@@ -39,7 +39,7 @@ from linkcert.domains import Conflict, NotFound
 from linkcert.keys import MasterKeyError, MasterKeys
 from linkcert.names import DomainNameError
 from linkcert.notify.outbox import Notifier
-from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload
+from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload, private_roots_from
 
 router = APIRouter(tags=["brand link tracking domains"])
 
@@ -198,7 +198,12 @@ def upload(
     keys = upload_keys(context)
     try:
         domain = request_domain_name(context.store, request_id)
-        checked = check_upload(certificate_pem, key_pem, domain)
+        checked = check_upload(
+            certificate_pem,
+            key_pem,
+            domain,
+            private_roots=private_roots_from(context.settings.upload_ca_bundle),
+        )
         view = complete_with_upload(
             context.store,
             keys,
