@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from linkcert.config import ENV_PREFIX, Settings
+from linkcert.config import ENV_PREFIX, AcmeCa, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-SETTINGS = frozenset(Settings.model_fields)
+# A CA's entry in `acme_cas` has settings of its own.
+SETTINGS = frozenset(Settings.model_fields) | frozenset(AcmeCa.model_fields)
 
 # Variables that are not settings but are read by linkcert or its tests.
 OTHER_VARIABLES = {"LINKCERT_CONFIG", "LINKCERT_TEST_POSTGRES_URL"}

@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from linkcert.certificates import install_certificate
 from linkcert.config import Settings
 from linkcert.domains import Conflict, NotFound, claim_domain, find_account, record_event
-from linkcert.keys import MasterKeys
-from linkcert.names import STORED_NAMES, NamePolicy, validate
+from linkcert.keys import MasterKeyError, MasterKeys
+from linkcert.names import STORED_NAMES, DomainNameError, NamePolicy, validate
 from linkcert.notify import NotificationKind, emit
 from linkcert.notify.outbox import Notifier
+from linkcert.refusals import Refused, sentence
 from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
 from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
 from linkcert.text import check_clean
-from linkcert.uploads import CheckedUpload, store_upload
+from linkcert.uploads import (
+    CheckedUpload,
+    UploadError,
+    check_upload,
+    private_roots_from,
+    store_upload,
+)
 
 log = logging.getLogger("linkcert.notify")
 
@@ -321,3 +330,141 @@ def complete_with_upload(
             request_id=row.id,
         )
         return _view(session, row)
+
+
+# --- what the API, the pages and the CLI do with the queue -----------------------------------
+# The same use cases behind every front end, refusing with `Refused` in the same words.
+
+
+def _request_not_found(request_id: int) -> Refused:
+    return Refused(404, "not-found", f"There is no brand domain request {request_id}.")
+
+
+def _closed(exc: RequestClosed) -> Refused:
+    return Refused(
+        409,
+        "request-closed",
+        sentence(str(exc)),
+        fix="Reload the queue: someone else may have decided it already.",
+    )
+
+
+def submit_brand_request(
+    store: Store,
+    settings: Settings,
+    policy: NamePolicy,
+    account_id: int,
+    domain: str,
+    note: str,
+) -> BrandRequestView:
+    """Queue an account's request and tell the deliverability team."""
+    try:
+        view = request_brand_domain(
+            store, account_id, domain, note, policy, max_open=settings.brand_requests_open_max
+        )
+    except TooManyOpenRequests as exc:
+        raise Refused(
+            409,
+            "too-many-open-requests",
+            sentence(str(exc)),
+            fix="Wait for an answer to the requests you have made; they are listed on the "
+            "account page.",
+            extra={"limit": exc.limit},
+        ) from None
+    except DomainNameError as exc:
+        raise Refused(
+            422,
+            "invalid-domain",
+            exc.message,
+            code=exc.code,
+            fix="Enter the host name the brand's links will use, such as links.brand.example.",
+        ) from None
+    except NotFound:
+        raise Refused(404, "not-found", f"There is no account {account_id}.") from None
+    except (Conflict, IntegrityError) as exc:
+        raise Refused(
+            409,
+            "conflict",
+            sentence(str(exc)),
+            fix="Choose another domain; if it is yours, contact support.",
+        ) from None
+    except ValueError as exc:
+        raise Refused(422, "validation-error", sentence(str(exc))) from None
+    notify_brand_request(store, settings, view)
+    return view
+
+
+def approve(
+    store: Store, request_id: int, decided_by: str, wake: Callable[[], None] | None = None
+) -> BrandRequestView:
+    """Approve a request; `wake` starts an in-process worker on the domain at once."""
+    try:
+        view = approve_brand_request(store, request_id, decided_by)
+    except NotFound:
+        raise _request_not_found(request_id) from None
+    except RequestClosed as exc:
+        raise _closed(exc) from None
+    except Conflict as exc:
+        raise Refused(409, "conflict", sentence(str(exc))) from None
+    if wake is not None:
+        wake()
+    return view
+
+
+def reject(store: Store, request_id: int, decided_by: str) -> BrandRequestView:
+    """Reject a waiting request."""
+    try:
+        return reject_brand_request(store, request_id, decided_by)
+    except NotFound:
+        raise _request_not_found(request_id) from None
+    except RequestClosed as exc:
+        raise _closed(exc) from None
+
+
+def keys_to_store_with(settings: Settings) -> MasterKeys:
+    """The master keys a private key sent by someone is stored under; refused without one."""
+    try:
+        return MasterKeys.from_settings(settings)
+    except MasterKeyError:
+        raise Refused(
+            503,
+            "uploads-unavailable",
+            "No master key is configured, so an uploaded private key could not be stored.",
+            fix="Set LINKCERT_MASTER_KEY (the key the worker stores certificate keys with).",
+        ) from None
+
+
+def upload(
+    store: Store,
+    settings: Settings,
+    request_id: int,
+    certificate_pem: str | bytes,
+    key_pem: str | bytes,
+    decided_by: str,
+) -> BrandRequestView:
+    """Check a certificate and key against the requested domain, then install and serve them."""
+    keys = keys_to_store_with(settings)
+    try:
+        domain = request_domain_name(store, request_id)
+        checked = check_upload(
+            certificate_pem,
+            key_pem,
+            domain,
+            private_roots=private_roots_from(settings.upload_ca_bundle),
+        )
+        return complete_with_upload(
+            store, keys, request_id, checked, decided_by, Notifier.from_settings(settings)
+        )
+    except NotFound:
+        raise _request_not_found(request_id) from None
+    except UploadError as exc:
+        raise Refused(
+            422,
+            "invalid-certificate",
+            str(exc),
+            fix="Correct the files and upload them again; nothing was stored.",
+        ) from None
+    except RequestClosed as exc:
+        raise _closed(exc) from None
+    except Conflict as exc:
+        raise Refused(409, "conflict", sentence(str(exc))) from None

@@ -8,6 +8,7 @@ bad setting stops the process with a message naming it, not a failure hours late
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -88,6 +89,114 @@ def check_proxy_settings(settings: Settings) -> Settings:
     return settings
 
 
+class AcmeCa(BaseModel):
+    """One ACME CA of `acme_cas`: where it is, what CAA must name to permit it, how to use it.
+
+    `caa_domains` are the issuer domain names a CAA `issue` record must name for this CA
+    (e.g. `letsencrypt.org`, `pki.goog`, `sectigo.com`). `rate_limits` takes what
+    `acme_rate_limits` takes; unset, Let's Encrypt's limits for its directories, none otherwise.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    directory_url: str
+    caa_domains: tuple[str, ...]
+    eab_kid: str | None = None
+    eab_hmac_key: SecretStr | None = None
+    profile: str | None = None
+    ca_bundle: Path | None = None
+    rate_limits: str | dict[str, str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value or len(value) > 100:
+            raise ValueError("a CA needs a name of 1 to 100 characters, such as Let's Encrypt")
+        return value
+
+    @field_validator("directory_url")
+    @classmethod
+    def _check_directory(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"directory_url must be an http(s) URL, not {value!r}")
+        return value
+
+    @field_validator("caa_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("caa_domains")
+    @classmethod
+    def _check_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        domains = tuple(item.strip().lower().removesuffix(".") for item in value)
+        if not domains or not all(domains):
+            raise ValueError(
+                "caa_domains needs the CA's CAA issuer domain(s), such as letsencrypt.org"
+            )
+        return domains
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _check_rate_limits(cls, value: object) -> object:
+        from linkcert.ca_limits import parse_rate_limits
+
+        if isinstance(value, str | dict):
+            parse_rate_limits(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_eab(self) -> AcmeCa:
+        if (self.eab_kid is None) != (self.eab_hmac_key is None):
+            raise ValueError(
+                f"{self.name}: External Account Binding needs eab_kid and eab_hmac_key"
+            )
+        return self
+
+
+def ca_name_for(directory_url: str) -> str:
+    """A name for the CA of the single-CA settings: Let's Encrypt, or its directory's host."""
+    from urllib.parse import urlsplit
+
+    from linkcert.ca_limits import is_lets_encrypt
+
+    if is_lets_encrypt(directory_url):
+        return "Let's Encrypt"
+    return urlsplit(directory_url).hostname or directory_url
+
+
+def check_acme_cas(settings: Settings) -> Settings:
+    """`acme_cas` replaces the single-CA settings; its names and directories are distinct."""
+    if not settings.acme_cas:
+        return settings
+    single = {
+        "acme_directory_url",
+        "acme_ca_bundle",
+        "acme_eab_kid",
+        "acme_eab_hmac_key",
+        "acme_profile",
+        "acme_rate_limits",
+    }
+    mixed = sorted(single & settings.model_fields_set)
+    if mixed:
+        raise ValueError(
+            f"acme_cas replaces {', '.join(mixed)}: give each CA's settings in acme_cas instead"
+        )
+    names = [ca.name.lower() for ca in settings.acme_cas]
+    directories = [ca.directory_url for ca in settings.acme_cas]
+    if len(set(names)) != len(names) or len(set(directories)) != len(directories):
+        raise ValueError("acme_cas: each CA needs its own name and its own directory_url")
+    if "ca_domains" not in settings.model_fields_set:
+        # The DNS check judges CAA for every CA linkcert may use, in preference order.
+        domains = dict.fromkeys(d for ca in settings.acme_cas for d in ca.caa_domains)
+        object.__setattr__(settings, "ca_domains", tuple(domains))
+    return settings
+
+
 class Settings(BaseModel):
     """Every setting linkcert reads. Field names map to `LINKCERT_<NAME>` in upper case."""
 
@@ -108,6 +217,14 @@ class Settings(BaseModel):
     # each bucket only renewals may spend.
     acme_rate_limits: str | dict[str, str] | None = None
     acme_renewal_reserve: float = Field(default=0.2, ge=0, lt=1)
+    # Several CAs, in order of preference (docs/configuration.md, "More than one CA"); unset,
+    # the single-CA settings above make a list of one.
+    acme_cas: tuple[AcmeCa, ...] = ()
+    # A CA is held back for new orders once it failed (unreachable or 5xx) this many times in
+    # a row within acme_ca_down_window seconds, until acme_ca_recheck seconds after the last.
+    acme_ca_down_failures: int = Field(default=2, ge=1, le=100)
+    acme_ca_down_window: float = Field(default=300.0, gt=0, le=86_400)
+    acme_ca_recheck: float = Field(default=60.0, gt=0, le=86_400)
     # DNS
     nameservers: tuple[str, ...] = ()
     dns_timeout: float = Field(default=3.0, gt=0, le=60)
@@ -202,6 +319,37 @@ class Settings(BaseModel):
     _check_listen = field_validator("http_listen", "https_listen", "api_listen")(_listen)
     _check_alerts = model_validator(mode="after")(check_alert_settings)
     _check_proxy = model_validator(mode="after")(check_proxy_settings)
+    _check_cas = model_validator(mode="after")(check_acme_cas)
+
+    @field_validator("acme_cas", mode="before")
+    @classmethod
+    def _parse_cas(cls, value: object) -> object:
+        # An environment variable gives the list as JSON.
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else ()
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"acme_cas must be a JSON list of CA tables: {exc}") from None
+        return value
+
+    @property
+    def cas(self) -> tuple[AcmeCa, ...]:
+        """The CAs to use, in preference order: `acme_cas`, or the single-CA settings."""
+        if self.acme_cas:
+            return self.acme_cas
+        return (
+            AcmeCa(
+                name=ca_name_for(self.acme_directory_url),
+                directory_url=self.acme_directory_url,
+                # The first of ca_domains is the CA in use; the others are only reported.
+                caa_domains=self.ca_domains[:1],
+                eab_kid=self.acme_eab_kid,
+                eab_hmac_key=self.acme_eab_hmac_key,
+                profile=self.acme_profile,
+                ca_bundle=self.acme_ca_bundle,
+                rate_limits=self.acme_rate_limits,
+            ),
+        )
 
     @field_validator(
         "nameservers",
@@ -341,6 +489,10 @@ class Settings(BaseModel):
                 data[name] = "********"
         data["database_url"] = mask_url_password(self.effective_database_url)
         data["acme_directory_url"] = masked_url(self.acme_directory_url)
+        for ca in data.get("acme_cas") or []:
+            ca["directory_url"] = masked_url(ca["directory_url"])
+            if ca.get("eab_hmac_key"):
+                ca["eab_hmac_key"] = "********"
         data["webhook_urls"] = [shown_url(url) for url in self.webhook_urls]
         data["edge_upstreams"] = [masked_url(url) for url in self.edge_upstreams]
         return data

@@ -17,6 +17,19 @@ ORDERS_STARTED = Counter(
     ["kind"],
     registry=None,
 )
+CA_ORDERS = Counter(
+    "linkcert_ca_orders",
+    "ACME orders placed, by CA (its name in acme_cas).",
+    ["ca"],
+    registry=None,
+)
+CA_FAILOVERS = Counter(
+    "linkcert_ca_failovers",
+    "Orders moved to the next CA because the one before was down or limiting, by CA left "
+    "and CA taken.",
+    ["from_ca", "to_ca"],
+    registry=None,
+)
 CERTIFICATES_ISSUED = Counter(
     "linkcert_certificates_issued",
     "Certificates obtained and stored, by kind (new certificate or renewal).",
@@ -72,6 +85,16 @@ def _kind(renewal: bool) -> str:
 def count_order_started(*, renewal: bool) -> None:
     """Call when an ACME order is placed (not when a stored one is resumed)."""
     ORDERS_STARTED.labels(_kind(renewal)).inc()
+
+
+def count_ca_order(ca: str) -> None:
+    """Call when an ACME order is placed at the CA named `ca`."""
+    CA_ORDERS.labels(ca).inc()
+
+
+def count_ca_failover(from_ca: str, to_ca: str) -> None:
+    """Call when an order moves from one CA to the next."""
+    CA_FAILOVERS.labels(from_ca, to_ca).inc()
 
 
 def count_certificate_issued(*, renewal: bool) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from linkcert.names import STORED_NAMES, DomainName, NamePolicy, validate
 from linkcert.renewal import renewal_window
 from linkcert.states import FailureClass, waiting_note
-from linkcert.store import Account, Certificate, Domain, Event, Store, utcnow
+from linkcert.store import Account, Certificate, Domain, Event, Order, Store, utcnow
 from linkcert.store.signals import WORK, announce
 from linkcert.text import check_clean, mixed_script_labels
 
@@ -173,6 +173,10 @@ class DomainStatus:
     renew_at: datetime | None = None
     renewal_basis: str | None = None
     ari_next_check_at: datetime | None = None
+    # Which configured CA issued the current certificate (its name in acme_cas), and why it
+    # was chosen ("the CAA records allow only ...", "... was unavailable").
+    ca: str | None = None
+    ca_reason: str | None = None
 
     @property
     def warnings(self) -> list[dict[str, str]]:
@@ -205,6 +209,8 @@ class DomainStatus:
             "renew_at": iso(self.renew_at),
             "renewal_basis": self.renewal_basis,
             "ari_next_check_at": iso(self.ari_next_check_at),
+            "ca": self.ca,
+            "ca_reason": self.ca_reason,
         }
 
 
@@ -225,6 +231,10 @@ def name_warnings(unicode_name: str) -> list[dict[str, str]]:
     return warnings
 
 
+# The key of `Order.info` naming the CA an order went to and why it was chosen.
+CA_CHOICE = "ca_choice"
+
+
 def status_of(session: Session, domain: Domain) -> DomainStatus:
     cert: Certificate | None = (
         session.get(Certificate, domain.current_certificate_id)
@@ -233,6 +243,10 @@ def status_of(session: Session, domain: Domain) -> DomainStatus:
     )
     account = session.get(Account, domain.account_id) if domain.account_id else None
     renew_at, basis = None, None
+    choice: dict[str, str] = {}
+    if cert is not None and cert.order_id is not None:
+        order = session.get(Order, cert.order_id)
+        choice = dict((order.info or {}).get(CA_CHOICE) or {}) if order is not None else {}
     if cert is not None:
         basis = "ari" if cert.ari_next_check_at is not None else "lifetime"
         # A certificate stored before plans were stored: the worker renews from the window's
@@ -254,6 +268,8 @@ def status_of(session: Session, domain: Domain) -> DomainStatus:
         renew_at=renew_at,
         renewal_basis=basis,
         ari_next_check_at=cert.ari_next_check_at if cert else None,
+        ca=choice.get("ca"),
+        ca_reason=choice.get("reason"),
     )
 
 

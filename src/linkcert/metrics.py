@@ -44,6 +44,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import case, extract, func, or_, select
 
 from linkcert.counters import (
+    CA_FAILOVERS,
+    CA_ORDERS,
     CERTIFICATES_ISSUED,
     CLICKS_PRUNED,
     DELIVERY_ATTEMPTS,
@@ -266,6 +268,8 @@ _EDGE = EdgeCollector()
 _ORIGINS = OriginCollector()
 for _collector in (
     ORDERS_STARTED,
+    CA_ORDERS,
+    CA_FAILOVERS,
     CERTIFICATES_ISSUED,
     ISSUANCE_FAILURES,
     RATE_BUDGET,

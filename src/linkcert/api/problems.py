@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from linkcert.counters import count_store_unavailable
+from linkcert.refusals import Refused
 from linkcert.store.faults import StoreUnavailable, classify
 
 log = logging.getLogger("linkcert.api")
@@ -245,6 +246,18 @@ async def _on_problem(_request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+def problem_for_refusal(exc: Refused) -> ProblemError:
+    """A use case's refusal as the problem document the API answers with."""
+    return ProblemError(
+        exc.status, exc.slug, exc.message, code=exc.code, fix=exc.fix, extra=exc.extra
+    )
+
+
+async def _on_refused(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return problem_for_refusal(exc).response()
+
+
 async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return problem_for_validation(request, exc).response()
@@ -294,6 +307,7 @@ async def _on_store_error(request: Request, exc: Exception) -> Response:
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(Refused, _on_refused)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(DBAPIError, _on_store_error)

@@ -93,6 +93,16 @@ class DomainStatusOut(BaseModel):
         "`mixed_script`: a label mixes scripts (UTS 39), as look-alike names do.",
     )
     issuer: str | None
+    ca: str | None = Field(
+        default=None,
+        description="The configured CA (its name in `acme_cas`) that issued the current "
+        "certificate. Null without one, or for an uploaded certificate.",
+    )
+    ca_reason: str | None = Field(
+        default=None,
+        description='Why that CA was chosen, in words ("the CAA records allow only ...", '
+        '"... was unavailable").',
+    )
     not_before: datetime | None
     not_after: datetime | None
     next_attempt_at: datetime | None

@@ -31,6 +31,7 @@ from linkcert.cli.app import (
     settings,
 )
 from linkcert.cli.domains import domain_app
+from linkcert.refusals import Refused
 from linkcert.states import BrandRequestStatus
 
 if TYPE_CHECKING:
@@ -101,35 +102,38 @@ def brand_list(
     console.print(table)
 
 
+def _answer(refusal: Refused) -> NoReturn:
+    # The use cases' one error type: a clash with the state things are in is "refused" (1),
+    # anything else (no such request, a bad file, no master key) is wrong input (2).
+    message = refusal.message + (f" {refusal.fix}" if refusal.fix else "")
+    if refusal.status == 409:
+        _refused(message)
+    fail(message)
+
+
 @brand_app.command("approve")
 def brand_approve(request_id: RequestArgument, as_json: JsonOption = False) -> None:
     """Approve a request: the domain is then secured automatically, like any other."""
-    from linkcert.brand import RequestClosed, approve_brand_request
-    from linkcert.domains import Conflict, NotFound
+    from linkcert.brand import approve
 
     store = open_store(settings())
     try:
-        view = approve_brand_request(store, request_id, _who())
-    except NotFound as exc:
-        fail(str(exc))
-    except (RequestClosed, Conflict) as exc:
-        _refused(str(exc))
+        view = approve(store, request_id, _who())
+    except Refused as exc:
+        _answer(exc)
     _report(view, as_json, f"request {view.id} approved: {view.unicode_name} is being secured")
 
 
 @brand_app.command("reject")
 def brand_reject(request_id: RequestArgument, as_json: JsonOption = False) -> None:
     """Reject a waiting request."""
-    from linkcert.brand import RequestClosed, reject_brand_request
-    from linkcert.domains import NotFound
+    from linkcert.brand import reject
 
     store = open_store(settings())
     try:
-        view = reject_brand_request(store, request_id, _who())
-    except NotFound as exc:
-        fail(str(exc))
-    except RequestClosed as exc:
-        _refused(str(exc))
+        view = reject(store, request_id, _who())
+    except Refused as exc:
+        _answer(exc)
     _report(view, as_json, f"request {view.id} ({view.unicode_name}) rejected")
 
 
@@ -153,45 +157,23 @@ def brand_upload(
     as_json: JsonOption = False,
 ) -> None:
     """Complete a request with a certificate and key obtained elsewhere; served at once."""
-    from linkcert.brand import RequestClosed, complete_with_upload, request_domain_name
-    from linkcert.config import ConfigError
-    from linkcert.domains import Conflict, NotFound
-    from linkcert.notify.outbox import Notifier
-    from linkcert.service.runtime import master_keys
-    from linkcert.uploads import UploadError, check_upload, private_roots_from
+    from linkcert.brand import upload
+    from linkcert.domains import domain_status
 
     current = settings()
-    try:
-        keys = master_keys(current)
-    except ConfigError as exc:
-        fail(str(exc))
     chain_pem = _read(cert, "certificate file")
     key_pem = _read(key, "private key file")
     store = open_store(current)
     try:
-        domain = request_domain_name(store, request_id)
-        checked = check_upload(
-            chain_pem,
-            key_pem,
-            domain,
-            private_roots=private_roots_from(current.upload_ca_bundle),
-        )
-        view = complete_with_upload(
-            store, keys, request_id, checked, _who(), Notifier.from_settings(current)
-        )
-    except NotFound as exc:
-        fail(str(exc))
-    except UploadError as exc:
-        fail(str(exc))
-    except (RequestClosed, Conflict) as exc:
-        _refused(str(exc))
-    info = checked.info
+        view = upload(store, current, request_id, chain_pem, key_pem, _who())
+    except Refused as exc:
+        _answer(exc)
+    served = domain_status(store, view.domain)
     _report(
         view,
         as_json,
         f"request {view.id}: {view.unicode_name} now serves the certificate issued by "
-        f"{info.issuer_cn}, valid until {info.not_after:%Y-%m-%d %H:%M} UTC"
-        + ("" if checked.publicly_trusted else " (private CA: not publicly trusted)"),
+        f"{served.issuer}, valid until {served.not_after:%Y-%m-%d %H:%M} UTC",
     )
 
 

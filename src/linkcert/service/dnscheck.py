@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from linkcert.config import Settings
-from linkcert.dns.check import CheckConfig, State, check_domain
+from linkcert.config import AcmeCa, Settings
+from linkcert.dns.caa import evaluate, issue_record
+from linkcert.dns.check import CheckConfig, CheckResult, State, check_domain
+from linkcert.dns.cname import CnameStatus
 from linkcert.dns.resolver import Resolver
 from linkcert.names import NamePolicy
 from linkcert.states import DnsState
@@ -20,6 +22,8 @@ _STATES = {
     State.INVALID: DnsState.DNS_ERROR,
 }
 
+AccountUris = Callable[[], Mapping[str, str | None]]
+
 
 def check_config(settings: Settings) -> CheckConfig:
     return CheckConfig(
@@ -32,19 +36,87 @@ def check_config(settings: Settings) -> CheckConfig:
     )
 
 
-def make_dns_check(settings: Settings, account_uri: Callable[[], str | None]) -> DnsCheck:
-    """A DNS check for the worker, judging CAA `accounturi` against our registered account.
+def make_dns_check(settings: Settings, account_uris: AccountUris) -> DnsCheck:
+    """A DNS check for the worker, judging CAA for each CA with our account at that CA.
+
+    `account_uris` gives each CA's account URI by CA name (None while unknown), for CAA
+    `accounturi`. With several CAs, a domain is ready when CAA permits any of them; the
+    verdict names those it permits, for the issuer to choose from.
 
     Its cache is short: a customer who has just fixed a record expects the next re-check (a
     few seconds later) to see it.
     """
     base = check_config(settings)
+    cas = settings.cas
     resolver = Resolver(base.nameservers, timeout=base.timeout, max_cache_ttl=5, negative_ttl=2)
 
     async def dns_check(name: str) -> DnsVerdict:
-        config = replace(base, account_uri=account_uri())
+        uris = account_uris()
+        config = replace(base, account_uri=uris.get(cas[0].name))
         result = await check_domain(name, config, resolver)
         problems = [{"code": p.code, "message": p.message, "fix": p.fix} for p in result.problems]
-        return DnsVerdict(_STATES[result.state], problems)
+        permitted = permitted_cas(result, cas, uris)
+        state = _STATES[result.state]
+        if len(cas) > 1 and permitted is not None:
+            state, problems = _across_cas(result, state, problems, cas, permitted)
+        return DnsVerdict(state, problems, permitted)
 
     return dns_check
+
+
+def permitted_cas(
+    result: CheckResult, cas: tuple[AcmeCa, ...], uris: Mapping[str, str | None]
+) -> tuple[str, ...] | None:
+    """The names of the CAs the relevant CAA set permits; None when it could not be read."""
+    finding = result.caa
+    if finding is None or finding.failure is not None:
+        return None
+    properties = finding.relevant.properties if finding.relevant is not None else ()
+    return tuple(
+        ca.name
+        for ca in cas
+        if any(
+            evaluate(properties, domain, account_uri=uris.get(ca.name)).permitted
+            for domain in ca.caa_domains
+        )
+    )
+
+
+def _across_cas(
+    result: CheckResult,
+    state: DnsState,
+    problems: list[dict[str, str]],
+    cas: tuple[AcmeCa, ...],
+    permitted: tuple[str, ...],
+) -> tuple[DnsState, list[dict[str, str]]]:
+    """The check's verdict is about the first CA; with several, any permitted CA will do."""
+    caa_codes = [p for p in problems if p["code"].startswith("caa_")]
+    others = [p for p in problems if not p["code"].startswith("caa_")]
+    if permitted:
+        if state is DnsState.CAA_BLOCKED:
+            failed = result.cname is not None and result.cname.status in (
+                CnameStatus.SERVFAIL,
+                CnameStatus.TIMEOUT,
+            )
+            state = DnsState.DNS_ERROR if failed else DnsState.OK
+        return state, others
+    if state is DnsState.POINTS_ELSEWHERE:
+        return state, problems
+    finding = result.caa
+    relevant = finding.relevant if finding is not None else None
+    owner = (relevant.owner if relevant is not None else None) or result.domain
+    records = [f"{issue_record(owner, ca.caa_domains[0])} ({ca.name})" for ca in cas]
+    names = ", ".join(ca.name for ca in cas)
+    found = "; ".join(finding.records) if finding is not None else ""
+    message = (
+        f"The CAA records that apply to {result.domain} allow none of the certificate "
+        f"authorities linkcert can use ({names})" + (f": {found}." if found else ".")
+    )
+    if caa_codes:
+        message = f"{caa_codes[0]['message']} {message}"
+    fix = (
+        "Add one of these records (CAA records add up: the CAs already listed stay "
+        f"allowed): {' or '.join(records)}."
+    )
+    code = caa_codes[0]["code"] if caa_codes else "caa_not_authorized"
+    return DnsState.CAA_BLOCKED, [*others, {"code": code, "message": message, "fix": fix}]

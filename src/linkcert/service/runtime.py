@@ -35,7 +35,7 @@ from linkcert.keystore import check_master_key
 from linkcert.links import tracking_keys
 from linkcert.metrics import MetricsListener, serve_metrics, track_edge, track_origins
 from linkcert.notify import Notifier, run_deliveries, watch_expiry
-from linkcert.service.acme_account import AccountProvider
+from linkcert.service.acme_account import CaAccounts
 from linkcert.service.dnscheck import make_dns_check
 from linkcert.service.feeds import StoreFeeds
 from linkcert.service.roles import Roles
@@ -43,9 +43,9 @@ from linkcert.store import Store, StoreError
 from linkcert.store.db import sqlite_path
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
 from linkcert.tracking import TrackingKeys
+from linkcert.worker.cachoice import CaHealth
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
-from linkcert.worker.ratelimit import rate_limiter_for
 from linkcert.worker.retention import keep_clicks_pruned
 
 log = logging.getLogger("linkcert")
@@ -229,7 +229,7 @@ class Runtime:
         self.preloaded = preloaded
         self.cache = preloaded.cache if preloaded is not None else CertificateCache()
         self.feeds = StoreFeeds(self.store, self.keys, self.cache, settings.event_client_ip)
-        self.accounts = AccountProvider(self.store, self.keys, settings)
+        self.accounts = CaAccounts(self.store, self.keys, settings)
         self.worker: Worker | None = None
         self.issuer: Issuer | None = None
         self.edge: Edge | None = None
@@ -248,6 +248,9 @@ class Runtime:
             await asyncio.to_thread(
                 prepare_store, self.store, self.keys, create=self.create_database
             )
+        if self.roles.worker:
+            # Each CA's stored account, and wrong EAB credentials said now, not at first order.
+            await asyncio.to_thread(self.accounts.check_at_start)
         if self.sole_worker is not None:
             self.sole_worker.acquire()
         if self.roles.edge:
@@ -329,16 +332,20 @@ class Runtime:
                 log.warning("the edge could not read the challenges of %s: %s", name, exc)
 
         notifier = Notifier.from_settings(self.settings)
+        health = CaHealth(
+            down_after=self.settings.acme_ca_down_failures,
+            window=self.settings.acme_ca_down_window,
+            recheck=self.settings.acme_ca_recheck,
+        )
         issuer = self.issuer = Issuer(
             self.store,
             self.keys,
-            self.accounts,
+            self.accounts.issuing_cas(self.store),
             key_type=self.settings.key_type,
-            profile=self.settings.acme_profile,
+            health=health,
             on_certificate=certificate_stored,
             on_challenges=challenges_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
-            rate_limiter=rate_limiter_for(self.store, self.settings),
             notifier=notifier,
         )
         policy = LifecyclePolicy(
@@ -348,7 +355,7 @@ class Runtime:
         )
         self.worker = Worker(
             self.store,
-            make_dns_check(self.settings, lambda: self.accounts.account_uri),
+            make_dns_check(self.settings, self.accounts.account_uris),
             issuer.obtain,
             refresh=issuer.refresh_renewal,
             remove=issuer.delete,

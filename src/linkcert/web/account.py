@@ -16,13 +16,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from linkcert.api.problems import ProblemError
-from linkcert.api.routes.brand_requests import submit_request
 from linkcert.api.routes.tracking_domain import (
     post_tracking_domain_retry,
     put_tracking_domain,
 )
 from linkcert.api.schemas import TrackingDomainIn
-from linkcert.brand import BrandRequestStatus, BrandRequestView, list_brand_requests
+from linkcert.brand import (
+    BrandRequestStatus,
+    BrandRequestView,
+    list_brand_requests,
+    submit_brand_request,
+)
 from linkcert.dns.preview import DnsRecord, pointing_records, preview_dns
 from linkcert.domains import (
     AccountSummary,
@@ -33,6 +37,7 @@ from linkcert.domains import (
     domain_status_for,
     tracking_domain_status,
 )
+from linkcert.refusals import Refused
 from linkcert.states import CERT_STATE_TEXT, CertState
 from linkcert.web.guard import (
     AccountVisitor,
@@ -289,8 +294,10 @@ def request_brand_domain(
         problem = FormProblem("brand_domain", "Enter the brand domain you need.", None, domain)
         return render_account(request, web, visitor, problem=problem, status_code=422)
     try:
-        submit_request(web.api, account_id, domain, note)
-    except ProblemError as exc:
-        problem = FormProblem("brand_domain", exc.detail, exc.fix, domain)
+        submit_brand_request(
+            web.api.store, web.api.settings, web.api.policy, account_id, domain, note
+        )
+    except Refused as exc:
+        problem = FormProblem("brand_domain", exc.message, exc.fix, domain)
         return render_account(request, web, visitor, problem=problem, status_code=exc.status)
     return redirect("/account?notice=brand-requested#brand")

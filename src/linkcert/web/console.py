@@ -16,8 +16,8 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from linkcert.api.problems import ProblemError
-from linkcert.api.routes import brand_requests as brand_api
+from linkcert import brand
+from linkcert.api.routes.brand_requests import decided_by
 from linkcert.api.schemas import MAX_ID
 from linkcert.brand import UPLOADABLE, BrandRequestStatus, brand_request, list_brand_requests
 from linkcert.domains import (
@@ -28,6 +28,7 @@ from linkcert.domains import (
     domain_status,
     retry_now,
 )
+from linkcert.refusals import Refused
 from linkcert.store import utcnow
 from linkcert.uploads import MAX_UPLOAD_BYTES
 from linkcert.web.filters import (
@@ -319,16 +320,20 @@ def upload(
     chain = _read(certificate_file, certificate_text)
     key = _read(private_key_file, private_key_text)
     try:
-        brand_api.upload(web.api, request_id, chain, key, visitor.principal)
-    except ProblemError as exc:
-        error = {"request_id": request_id, "message": exc.detail, "fix": exc.fix}
+        brand.upload(web.api.store, web.api.settings, request_id, chain, key, _by(visitor))
+    except Refused as exc:
+        error = {"request_id": request_id, "message": exc.message, "fix": exc.fix}
         return render_console(request, web, visitor, error=error, status_code=exc.status)
     return _decided(target, "uploaded", request_id)
 
 
 # Approve and reject take the same form and differ only in the decision they record. Declared
 # after the upload route, which the `{decision}` pattern would otherwise shadow.
-_DECISIONS = {"approve": (brand_api.approve, "approved"), "reject": (brand_api.reject, "rejected")}
+_NOTICES = {"approve": "approved", "reject": "rejected"}
+
+
+def _by(visitor: OperatorVisitor) -> str:
+    return decided_by(visitor.principal)
 
 
 @router.post(CONSOLE + "/brand-requests/{request_id}/{decision}")
@@ -342,9 +347,11 @@ def decide(
     csrf_token: CsrfField = None,
 ) -> Response:
     require_csrf(request, visitor, csrf_token)
-    act, notice = _DECISIONS[decision]
     try:
-        act(web.api, request_id, visitor.principal)
-    except ProblemError as exc:
-        return _failed(request, exc.detail, _back(back), exc.status)
-    return _decided(_back(back), notice, request_id)
+        if decision == "approve":
+            brand.approve(web.api.store, request_id, _by(visitor), web.api.wake_worker)
+        else:
+            brand.reject(web.api.store, request_id, _by(visitor))
+    except Refused as exc:
+        return _failed(request, exc.message, _back(back), exc.status)
+    return _decided(_back(back), _NOTICES[decision], request_id)

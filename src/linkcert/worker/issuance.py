@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from linkcert.acme.certs import ChainError, ChainInfo, ari_certificate_id, make_csr, verify_chain
 from linkcert.acme.errors import (
@@ -30,16 +31,17 @@ from linkcert.acme.errors import (
 from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
 from linkcert.acme.revocation import RevocationReason
 from linkcert.certificates import install_certificate
-from linkcert.counters import count_order_started
-from linkcert.domains import record_event
+from linkcert.counters import count_ca_failover, count_ca_order, count_order_started
+from linkcert.domains import CA_CHOICE, record_event
 from linkcert.keys import MasterKeys, generate_private_key, private_key_from_pem, private_key_to_pem
 from linkcert.keystore import cert_key_context
 from linkcert.notify import NotificationKind, Notifier
 from linkcert.renewal import ari_recheck_delay, plan_renewal
 from linkcert.states import CertState, FailureClass
-from linkcert.store import Certificate, Challenge, Domain, Order, Store, utcnow
+from linkcert.store import AcmeAccount, Certificate, Challenge, Domain, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, CHALLENGES, announce
 from linkcert.worker import leases
+from linkcert.worker.cachoice import PERMITTED_CAS, CaHealth, Candidate, plan
 from linkcert.worker.lifecycle import IssuanceFailure
 from linkcert.worker.ratelimit import IssuanceBudget, RateLimiter
 
@@ -73,6 +75,18 @@ class AccountSource(Protocol):
 
 
 @dataclass(frozen=True)
+class IssuingCa:
+    """One CA the issuer may order from, in the operator's order of preference."""
+
+    name: str
+    accounts: AccountSource
+    directory_url: str = ""
+    caa_domains: tuple[str, ...] = ()
+    profile: str | None = None
+    rate_limiter: RateLimiter | None = None
+
+
+@dataclass(frozen=True)
 class _Work:
     """What one attempt needs from the store, read in one short transaction."""
 
@@ -83,16 +97,21 @@ class _Work:
     csr_pem: bytes
     renewing: bool
     current_chain: str | None
+    same_ca: bool = True  # the order goes to the CA of the current certificate
 
 
 class Issuer:
-    """Obtains certificates through one ACME account and stores them encrypted."""
+    """Obtains certificates through the CAs' ACME accounts and stores them encrypted.
+
+    `accounts` is one account (one CA), or the CAs to choose from in order of preference
+    (see `linkcert.worker.cachoice`).
+    """
 
     def __init__(
         self,
         store: Store,
         keys: MasterKeys,
-        accounts: AccountSource,
+        accounts: AccountSource | Sequence[IssuingCa],
         *,
         key_type: str = "ec256",
         profile: str | None = None,
@@ -103,15 +122,23 @@ class Issuer:
         on_certificate: Callable[[str], None] | None = None,
         on_challenges: Callable[[str], None] | None = None,
         rate_limiter: RateLimiter | None = None,
+        health: CaHealth | None = None,
     ) -> None:
         self.store = store
-        # The CA's rate limits, counted here before each new order; without a limiter (or with
-        # no limits configured) orders are placed uncounted.
-        self.budget = IssuanceBudget(rate_limiter or RateLimiter(store, {}))
+        if isinstance(accounts, Sequence):
+            self.cas = list(accounts)
+        else:
+            self.cas = [IssuingCa("the CA", accounts, profile=profile, rate_limiter=rate_limiter)]
+        if not self.cas:
+            raise ValueError("the issuer needs at least one CA")
+        # Each CA's rate limits, counted here before each new order; without a limiter (or
+        # with no limits configured) orders are placed uncounted.
+        self.budgets = {
+            ca.name: IssuanceBudget(ca.rate_limiter or RateLimiter(store, {})) for ca in self.cas
+        }
+        self.health = health or CaHealth()
         self.keys = keys
-        self.accounts = accounts
         self.key_type = key_type
-        self.profile = profile
         self.trusted_roots_pem = trusted_roots_pem
         self.validation_timeout = validation_timeout
         self.min_margin = min_margin
@@ -171,13 +198,14 @@ class Issuer:
             ) from None
 
     def _refresh_renewal(self, domain_id: int) -> None:
-        client, _ = self.accounts.get()
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
             cert = domain.current_certificate if domain is not None else None
             if cert is None:
                 return
             chain, cert_id = cert.chain_pem, cert.id
+            ca = self._ca_of_order(session, cert.order_id) or self.cas[0]
+        client, _ = ca.accounts.get()
         window = client.renewal_window(chain)
         with self.store.session() as session:
             cert = session.get(Certificate, cert_id)
@@ -211,15 +239,23 @@ class Issuer:
                     Certificate.source == "acme",
                 )
             ).all()
-            live = [(c.id, c.chain_pem) for c in rows if c.not_after > utcnow()]
-        if live:
-            client, _ = self.accounts.get()
-            for cert_id, chain in live:
-                client.revoke(chain, RevocationReason.CESSATION_OF_OPERATION)
-                with self.store.session() as session:
-                    cert = session.get(Certificate, cert_id)
-                    if cert is not None:
-                        cert.revoked_at = utcnow()
+            live = [
+                (c.id, c.chain_pem, self._ca_of_order(session, c.order_id))
+                for c in rows
+                if c.not_after > utcnow()
+            ]
+        for cert_id, chain, ca in live:
+            if ca is None:
+                # Its CA is no longer configured: nothing to revoke it with; the key goes.
+                log.warning("certificate %s: its CA is no longer configured; not revoked", cert_id)
+                continue
+            # Revoked at the CA that issued it, with the account that ordered it.
+            client, _ = ca.accounts.get()
+            client.revoke(chain, RevocationReason.CESSATION_OF_OPERATION)
+            with self.store.session() as session:
+                cert = session.get(Certificate, cert_id)
+                if cert is not None:
+                    cert.revoked_at = utcnow()
         now = utcnow()
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
@@ -265,35 +301,155 @@ class Issuer:
     # --- the steps, each in a thread ---------------------------------------------------------
 
     def _obtain(self, domain_id: int) -> None:
-        client, account_id = self.accounts.get()
-        work = self._open_order(domain_id, account_id)
+        """Order from the best CA; when it is down or limiting, from the next one."""
+        candidates, domain = self._candidates(domain_id)
+        if not candidates:
+            names = ", ".join(ca.name for ca in self.cas)
+            raise IssuanceFailure(
+                FailureClass.CAA_FORBIDS,
+                f"The CAA records of {domain} allow none of the CAs linkcert uses ({names}).",
+            )
+        last: Exception | None = None
+        for position, candidate in enumerate(candidates):
+            ca = self._ca(candidate.name)
+            more = position + 1 < len(candidates)
+            try:
+                self._obtain_at(ca, candidate.reason, domain_id)
+            except AcmeUnavailable as exc:
+                self.health.failed(ca.name)
+                if not more:
+                    raise
+                last = exc
+                self._failing_over(domain_id, ca.name, candidates[position + 1], exc)
+                candidates[position + 1] = Candidate(
+                    candidates[position + 1].name, f"{ca.name} was unavailable"
+                )
+            except AcmeRateLimited as exc:
+                self.health.limit(ca.name, domain, exc.retry_after or 3600.0)
+                if not more:
+                    raise
+                last = exc
+                self._failing_over(domain_id, ca.name, candidates[position + 1], exc)
+                candidates[position + 1] = Candidate(
+                    candidates[position + 1].name,
+                    f"{ca.name} asked to wait before another order for {domain}",
+                )
+            except IssuanceFailure as failure:
+                # Our own count of this CA's rate limits leaves no room for the domain now.
+                if failure.failure is not FailureClass.RATE_LIMITED or not more:
+                    raise
+                self.health.limit(ca.name, domain, failure.retry_after or 60.0)
+                last = failure
+                candidates[position + 1] = Candidate(
+                    candidates[position + 1].name,
+                    f"{ca.name}'s rate limits leave no room for {domain} now",
+                )
+            else:
+                self.health.succeeded(ca.name)
+                return
+        assert last is not None
+        raise last
+
+    def _candidates(self, domain_id: int) -> tuple[list[Candidate], str]:
+        """The CAs to try for the domain, best first, with why each is tried."""
+        with self.store.session() as session:
+            domain = session.get(Domain, domain_id)
+            if domain is None:
+                raise IssuanceFailure(FailureClass.INTERNAL, "the domain was removed")
+            name = domain.name
+            open_order = session.scalar(
+                select(Order)
+                .where(Order.domain_id == domain_id, Order.finished_at.is_(None))
+                .order_by(Order.id.desc())
+                .limit(1)
+            )
+            current = domain.current_certificate
+            sticky: IssuingCa | None = None
+            sticky_reason = ""
+            if open_order is not None and open_order.url is not None:
+                sticky = self._ca_of_order(session, open_order.id)
+                if sticky is not None:
+                    sticky_reason = (open_order.info or {}).get(CA_CHOICE, {}).get("reason", "")
+            if sticky is None and current is not None:
+                sticky = self._ca_of_order(session, current.order_id)
+                if sticky is not None:
+                    sticky_reason = f"{sticky.name} issued the current certificate"
+        permitted = PERMITTED_CAS.get()
+        if len(self.cas) == 1:
+            permitted = None  # one CA: the DNS check alone decides
+        found = plan(
+            [ca.name for ca in self.cas],
+            domain=name,
+            permitted=permitted,
+            health=self.health,
+            sticky=sticky.name if sticky is not None else None,
+            sticky_reason=sticky_reason,
+        )
+        return found, name
+
+    def _failing_over(
+        self, domain_id: int, failed: str, successor: Candidate, error: AcmeError
+    ) -> None:
+        count_ca_failover(failed, successor.name)
+        with self.store.session() as session:
+            domain = session.get(Domain, domain_id)
+            if domain is not None:
+                record_event(
+                    session,
+                    domain,
+                    "ca_failover",
+                    f"{failed} could not take the order ({_explain(error)}); trying "
+                    f"{successor.name}.",
+                    ca=successor.name,
+                    previous_ca=failed,
+                )
+
+    def _ca(self, name: str) -> IssuingCa:
+        return next(ca for ca in self.cas if ca.name == name)
+
+    def _ca_of_order(self, session: Session, order_id: int | None) -> IssuingCa | None:
+        """The configured CA an order went to (by its account's directory), or None."""
+        if order_id is None:
+            return None
+        if len(self.cas) == 1 and not self.cas[0].directory_url:
+            return self.cas[0]
+        directory = session.scalar(
+            select(AcmeAccount.directory_url)
+            .join(Order, Order.acme_account_id == AcmeAccount.id)
+            .where(Order.id == order_id)
+        )
+        return next((ca for ca in self.cas if ca.directory_url == directory), None)
+
+    def _obtain_at(self, ca: IssuingCa, reason: str, domain_id: int) -> None:
+        client, account_id = ca.accounts.get()
+        budget = self.budgets[ca.name]
+        work = self._open_order(domain_id, account_id, ca.name, reason)
         if self.on_challenges is not None:
             self.on_challenges(work.domain)
         if work.order_url is None:
             leases.check_held(self.store, domain_id)
             # Only a new order is counted: a resumed one was counted when it was placed. An ARI
             # renewal that sends `replaces` is exempt from the CA's limits, so from ours too.
-            replaces = self._replaces(client, work)
-            charge = self.budget.before_new_order(
-                domain_id, account_id, exempt=replaces is not None
-            )
+            replaces = self._replaces(client, work) if work.same_ca else None
+            charge = budget.before_new_order(domain_id, account_id, exempt=replaces is not None)
             try:
-                info = client.new_order(work.domain, profile=self.profile, replaces=replaces)
+                info = client.new_order(work.domain, profile=ca.profile, replaces=replaces)
             except AcmeError as exc:
-                self.budget.order_not_placed(charge, exc)
+                budget.order_not_placed(charge, exc)
                 raise
+            count_ca_order(ca.name)
             self._save_order(work.order_id, info)
         else:
-            charge = self.budget.resumed(account_id, work.domain)
+            charge = budget.resumed(account_id, work.domain)
             info = client.load_order(work.order_url)
             self._save_order(work.order_id, info)
         try:
             self._complete(client, domain_id, work, info)
         except ChallengeFailed:
-            self.budget.validation_failed(charge)
+            budget.validation_failed(charge)
             raise
         except (OrderInvalid, AcmeRejected):
-            self.budget.order_failed(charge)
+            budget.order_failed(charge)
             raise
 
     def _complete(
@@ -327,13 +483,28 @@ class Issuer:
         if self.on_certificate is not None:
             self.on_certificate(work.domain)
 
-    def _open_order(self, domain_id: int, account_id: int) -> _Work:
+    def _open_order(self, domain_id: int, account_id: int, ca_name: str, reason: str) -> _Work:
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
             if domain is None:
                 raise IssuanceFailure(FailureClass.INTERNAL, "the domain was removed")
             current = domain.current_certificate
             renewing = current is not None
+            same_ca = current is not None and self._ca_of_order(session, current.order_id) is (
+                self._ca(ca_name)
+            )
+            # An order still open at another CA is given up: this one replaces it.
+            for stale in session.scalars(
+                select(Order).where(
+                    Order.domain_id == domain_id,
+                    Order.acme_account_id != account_id,
+                    Order.finished_at.is_(None),
+                )
+            ):
+                stale.status = "abandoned"
+                stale.error = f"moved to {ca_name}: {reason}"[:2000]
+                stale.finished_at = utcnow()
+                session.execute(delete(Challenge).where(Challenge.order_id == stale.id))
             order = session.scalar(
                 select(Order)
                 .where(
@@ -355,7 +526,7 @@ class Issuer:
                     domain_id=domain_id,
                     acme_account_id=account_id,
                     status="new",
-                    info={},
+                    info={CA_CHOICE: {"ca": ca_name, "reason": reason}},
                     key_encrypted=self.keys.encrypt(key_pem, context),
                     csr_pem=csr_pem.decode("ascii"),
                     created_at=utcnow(),
@@ -372,7 +543,13 @@ class Issuer:
                     session,
                     domain,
                     "order_started",
-                    "Renewing the certificate." if renewing else "Requesting a certificate.",
+                    (
+                        f"Renewing the certificate with {ca_name} ({reason})."
+                        if renewing
+                        else f"Requesting a certificate from {ca_name} ({reason})."
+                    ),
+                    ca=ca_name,
+                    ca_reason=reason,
                 )
             else:
                 if order.key_encrypted is None:
@@ -384,7 +561,9 @@ class Issuer:
                         session, domain, "order_resumed", "Resuming the order.", order_url=order.url
                     )
             chain = current.chain_pem if current is not None else None
-            return _Work(domain.name, order.id, order.url, key_pem, csr_pem, renewing, chain)
+            return _Work(
+                domain.name, order.id, order.url, key_pem, csr_pem, renewing, chain, same_ca
+            )
 
     def _save_order(self, order_id: int, info: OrderInfo) -> None:
         with self.store.session() as session:
@@ -392,7 +571,8 @@ class Issuer:
             if order is not None:
                 order.url = info.url
                 order.status = info.status.value
-                order.info = info.to_json()
+                choice = (order.info or {}).get(CA_CHOICE)
+                order.info = {**info.to_json(), **({CA_CHOICE: choice} if choice else {})}
                 order.updated_at = utcnow()
 
     def _publish(self, domain_id: int, order_id: int, challenges: list[Http01Challenge]) -> None:
@@ -492,8 +672,8 @@ class Issuer:
                 cert,
                 notifier=self.notifier,
                 event="renewed" if work.renewing else "secured",
-                message=f"Certificate issued by {facts.issuer_cn}, valid until "
-                f"{facts.not_after:%Y-%m-%d %H:%M} UTC.",
+                message=f"Certificate issued by {facts.issuer_cn}{_through(order)}, valid "
+                f"until {facts.not_after:%Y-%m-%d %H:%M} UTC.",
                 renewing=work.renewing,
             )
 
@@ -510,6 +690,14 @@ class Issuer:
                 order.error = message[:2000]
                 order.finished_at = utcnow()
                 session.execute(delete(Challenge).where(Challenge.order_id == order.id))
+
+
+def _through(order: Order) -> str:
+    """Which configured CA the order went to and why, for messages (empty when not known)."""
+    choice = (order.info or {}).get(CA_CHOICE)
+    if not choice:
+        return ""
+    return f" (through {choice['ca']}: {choice['reason']})"
 
 
 def _explain(exc: AcmeError) -> str:

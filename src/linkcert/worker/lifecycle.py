@@ -34,6 +34,7 @@ from linkcert.states import (
 )
 from linkcert.store import Domain, Order, Store, signals, utcnow
 from linkcert.worker import leases
+from linkcert.worker.cachoice import PERMITTED_CAS
 from linkcert.worker.schedule import dns_recheck_delay, retry_delay
 
 log = logging.getLogger("linkcert.worker")
@@ -77,6 +78,8 @@ class DnsVerdict:
 
     state: DnsState
     problems: list[dict[str, str]] = field(default_factory=list)
+    # The names of the configured CAs the CAA records permit (None: every CA, or not judged).
+    permitted_cas: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,8 @@ class Worker:
         ready = await asyncio.to_thread(self._apply_dns, domain_id, verdict)
         if not ready:
             return
+        # The issuer picks among the CAs this check found permitted (this task's context only).
+        PERMITTED_CAS.set(verdict.permitted_cas)
         if snap.has_certificate and snap.ari_due and self.refresh is not None:
             try:
                 await self.refresh(domain_id)

@@ -13,10 +13,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 
+from linkcert import brand
 from linkcert.api.deps import ApiContext, ApiContextDep, CurrentPrincipal, OperatorPrincipal
-from linkcert.api.problems import ProblemError, not_found, problem_responses
+from linkcert.api.problems import ProblemError, not_found, problem_for_refusal, problem_responses
 from linkcert.api.routes.paging import next_page
 from linkcert.api.schemas import MAX_ID, Id
 from linkcert.auth import Principal
@@ -24,22 +24,13 @@ from linkcert.brand import (
     MAX_NOTE_CHARS,
     BrandRequestStatus,
     BrandRequestView,
-    RequestClosed,
-    TooManyOpenRequests,
-    approve_brand_request,
     brand_request,
-    complete_with_upload,
     list_brand_requests,
-    notify_brand_request,
-    reject_brand_request,
-    request_brand_domain,
-    request_domain_name,
 )
-from linkcert.domains import Conflict, NotFound
-from linkcert.keys import MasterKeyError, MasterKeys
-from linkcert.names import DomainNameError
-from linkcert.notify.outbox import Notifier
-from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload, private_roots_from
+from linkcert.domains import NotFound
+from linkcert.keys import MasterKeys
+from linkcert.refusals import Refused
+from linkcert.uploads import MAX_UPLOAD_BYTES
 
 router = APIRouter(tags=["brand link tracking domains"])
 
@@ -88,150 +79,19 @@ class UploadIn(BaseModel):
     private_key: str = Field(max_length=MAX_UPLOAD_BYTES, description="PEM, unencrypted.")
 
 
-# --- what the routes and the pages do -----------------------------------------------------
+# --- what the routes do: the brand use cases; a `Refused` answers as its problem document ---
 
 
 def decided_by(principal: Principal) -> str:
     return f"operator token {principal.token_id} ({principal.token_name})"
 
 
-def request_not_found(request_id: int) -> ProblemError:
-    return not_found(f"There is no brand domain request {request_id}.")
-
-
-def submit_request(
-    context: ApiContext, account_id: int, domain: str, note: str
-) -> BrandRequestView:
-    """Queue the request and tell the deliverability team."""
-    try:
-        view = request_brand_domain(
-            context.store,
-            account_id,
-            domain,
-            note,
-            context.policy,
-            max_open=context.settings.brand_requests_open_max,
-        )
-    except TooManyOpenRequests as exc:
-        raise ProblemError(
-            409,
-            "too-many-open-requests",
-            _sentence(str(exc)),
-            fix="Wait for an answer to the requests you have made; they are listed on the "
-            "account page.",
-            extra={"limit": exc.limit},
-        ) from None
-    except DomainNameError as exc:
-        raise ProblemError(
-            422,
-            "invalid-domain",
-            exc.message,
-            code=exc.code,
-            fix="Enter the host name the brand's links will use, such as links.brand.example.",
-        ) from None
-    except NotFound:
-        raise not_found(f"There is no account {account_id}.") from None
-    except (Conflict, IntegrityError) as exc:
-        raise ProblemError(
-            409,
-            "conflict",
-            _sentence(str(exc)),
-            fix="Choose another domain; if it is yours, contact support.",
-        ) from None
-    except ValueError as exc:
-        raise ProblemError(422, "validation-error", _sentence(str(exc))) from None
-    notify_brand_request(context.store, context.settings, view)
-    return view
-
-
-def _closed(exc: RequestClosed) -> ProblemError:
-    return ProblemError(
-        409,
-        "request-closed",
-        _sentence(str(exc)),
-        fix="Reload the queue: someone else may have decided it already.",
-    )
-
-
-def approve(context: ApiContext, request_id: int, principal: Principal) -> BrandRequestView:
-    try:
-        view = approve_brand_request(context.store, request_id, decided_by(principal))
-    except NotFound:
-        raise request_not_found(request_id) from None
-    except RequestClosed as exc:
-        raise _closed(exc) from None
-    except Conflict as exc:
-        raise ProblemError(409, "conflict", _sentence(str(exc))) from None
-    context.wake_worker()
-    return view
-
-
-def reject(context: ApiContext, request_id: int, principal: Principal) -> BrandRequestView:
-    try:
-        return reject_brand_request(context.store, request_id, decided_by(principal))
-    except NotFound:
-        raise request_not_found(request_id) from None
-    except RequestClosed as exc:
-        raise _closed(exc) from None
-
-
 def upload_keys(context: ApiContext) -> MasterKeys:
+    """The master keys to store a key sent to the API under; a 503 problem without one."""
     try:
-        return MasterKeys.from_settings(context.settings)
-    except MasterKeyError:
-        raise ProblemError(
-            503,
-            "uploads-unavailable",
-            "No master key is configured, so an uploaded private key could not be stored.",
-            fix="Set LINKCERT_MASTER_KEY (the key the worker stores certificate keys with).",
-        ) from None
-
-
-def upload(
-    context: ApiContext,
-    request_id: int,
-    certificate_pem: str | bytes,
-    key_pem: str | bytes,
-    principal: Principal,
-) -> BrandRequestView:
-    """Check the certificate and key against the requested domain, then serve them."""
-    keys = upload_keys(context)
-    try:
-        domain = request_domain_name(context.store, request_id)
-        checked = check_upload(
-            certificate_pem,
-            key_pem,
-            domain,
-            private_roots=private_roots_from(context.settings.upload_ca_bundle),
-        )
-        view = complete_with_upload(
-            context.store,
-            keys,
-            request_id,
-            checked,
-            decided_by(principal),
-            Notifier.from_settings(context.settings),
-        )
-    except NotFound:
-        raise request_not_found(request_id) from None
-    except UploadError as exc:
-        raise ProblemError(
-            422,
-            "invalid-certificate",
-            str(exc),
-            fix="Correct the files and upload them again; nothing was stored.",
-        ) from None
-    except RequestClosed as exc:
-        raise _closed(exc) from None
-    except Conflict as exc:
-        raise ProblemError(409, "conflict", _sentence(str(exc))) from None
-    return view
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
+        return brand.keys_to_store_with(context.settings)
+    except Refused as exc:
+        raise problem_for_refusal(exc) from None
 
 
 # --- the routes ----------------------------------------------------------------------------
@@ -265,7 +125,11 @@ def post_brand_request(
             # The same answer as for an account that does not exist.
             raise not_found(f"There is no account {body.account_id}.")
         account_id = principal.account_id
-    return BrandRequestOut.of(submit_request(context, account_id, body.domain, body.note))
+    return BrandRequestOut.of(
+        brand.submit_brand_request(
+            context.store, context.settings, context.policy, account_id, body.domain, body.note
+        )
+    )
 
 
 @router.get("/brand-requests", responses=problem_responses(401, 422, 429))
@@ -301,7 +165,7 @@ def get_brand_request(
     try:
         return BrandRequestOut.of(brand_request(context.store, request_id, account_id))
     except NotFound:
-        raise request_not_found(request_id) from None
+        raise not_found(f"There is no brand domain request {request_id}.") from None
 
 
 @router.post(
@@ -312,7 +176,9 @@ def post_approve(
     request_id: RequestId, principal: OperatorPrincipal, context: ApiContextDep
 ) -> BrandRequestOut:
     """Approve (operator): the domain is secured automatically, like any other."""
-    return BrandRequestOut.of(approve(context, request_id, principal))
+    return BrandRequestOut.of(
+        brand.approve(context.store, request_id, decided_by(principal), context.wake_worker)
+    )
 
 
 @router.post(
@@ -323,7 +189,7 @@ def post_reject(
     request_id: RequestId, principal: OperatorPrincipal, context: ApiContextDep
 ) -> BrandRequestOut:
     """Reject a waiting request (operator)."""
-    return BrandRequestOut.of(reject(context, request_id, principal))
+    return BrandRequestOut.of(brand.reject(context.store, request_id, decided_by(principal)))
 
 
 @router.post(
@@ -340,5 +206,12 @@ def post_upload(
     valid now. Served at once; nothing is stored when a check fails (422).
     """
     return BrandRequestOut.of(
-        upload(context, request_id, body.certificate, body.private_key, principal)
+        brand.upload(
+            context.store,
+            context.settings,
+            request_id,
+            body.certificate,
+            body.private_key,
+            decided_by(principal),
+        )
     )
