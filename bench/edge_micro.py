@@ -85,7 +85,10 @@ async def _serve(recording: str) -> None:
         return None
 
     directory = tempfile.TemporaryDirectory()
-    store = Store(f"sqlite:///{directory.name}/events.sqlite3")
+    database = os.environ.get("LINKCERT_BENCH_EVENTS_DB") or (
+        f"sqlite:///{directory.name}/events.sqlite3"
+    )
+    store = Store(database)
     if recording == "store":
         store.migrate()
 
@@ -331,7 +334,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=["off", "count", "store"],
         default="count",
         help="clicks not recorded; recorded and counted (the default); recorded and written "
-        "as events to SQLite, as `linkcert edge` does",
+        "as events, as `linkcert edge` does, to SQLite or to the database named by "
+        "LINKCERT_BENCH_EVENTS_DB",
     )
     args = parser.parse_args(argv)
 

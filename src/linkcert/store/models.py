@@ -276,10 +276,8 @@ class LinkEvent(Base):
     token_version: Mapped[int] = mapped_column(Integer, default=2)
     epoch: Mapped[int] = mapped_column(BigInteger, default=0)
 
-    __table_args__ = (
-        Index("ix_link_events_account", "account_id", "id"),
-        Index("ix_link_events_at", "at"),
-    )
+    # The API reads an account's events by id; retention deletes oldest first by id.
+    __table_args__ = (Index("ix_link_events_account", "account_id", "id"),)
 
 
 class EventCursor(Base):

@@ -44,7 +44,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_link_events_account", "link_events", ["account_id", "id"])
-    op.create_index("ix_link_events_at", "link_events", ["at"])
     op.create_table(
         "event_cursors",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -83,6 +82,5 @@ def downgrade() -> None:
     op.drop_index("ix_account_webhooks_account_id", table_name="account_webhooks")
     op.drop_table("account_webhooks")
     op.drop_table("event_cursors")
-    op.drop_index("ix_link_events_at", table_name="link_events")
     op.drop_index("ix_link_events_account", table_name="link_events")
     op.drop_table("link_events")
