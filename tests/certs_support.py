@@ -86,6 +86,11 @@ class Leaf:
     def key_pem(self) -> bytes:
         return key_pem(self.key)
 
+    @property
+    def roots(self) -> tuple[x509.Certificate, ...]:
+        """The root it chains to, for `check_upload(private_roots=...)`: a private CA's."""
+        return (self.chain[-1],)
+
 
 @dataclass
 class ThrowawayCA:

@@ -52,7 +52,7 @@ def domains(store: Store) -> Store:
 def install(store: Store, keys: MasterKeys, ca: ThrowawayCA, name: str) -> int:
     """Store a certificate for `name` and make it current; its id (the cache's version)."""
     leaf = ca.issue(name)
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, name)
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, name, private_roots=leaf.roots)
     with store.session() as session:
         domain = session.scalars(select(Domain).where(Domain.name == name)).one()
         certificate = store_upload(session, keys, domain, checked)
