@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages linkcert's demo and tests run against, when they are missing:
+# Installs the Debian packages linkcert's demo and tests run against, when they are missing
+# (ca-certificates: the public roots uploaded certificates are verified to):
 # pebble (a local ACME CA), chromium (the browser the page tests drive), openssl (its
 # s_client is the independent TLS client of the edge's cipher-suite tests) and nginx (the origin
 # behind the edge in the proxy-mode tests and benchmark; started by them from a temporary
@@ -11,7 +12,7 @@
 # (bench/cli_start.py times the command line's start). Tests never need those, so they are not
 # installed for them.
 set -euo pipefail
-wanted=(pebble chromium openssl nginx rabbitmq-server)
+wanted=(pebble chromium openssl nginx rabbitmq-server ca-certificates)
 if [ "${1:-}" = "--bench" ]; then
     wanted+=(caddy wrk haproxy hyperfine)
 fi

@@ -6,6 +6,7 @@ like a request that does not exist, and stays unchanged. Deciding is for operato
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,9 +20,11 @@ from linkcert.domains import domain_status
 from linkcert.keys import generate_master_key
 from linkcert.store.models import Notification
 from linkcert.testbed.localdns import LocalDNSServer
+from linkcert.web import create_app as create_pages
 from tests.api_support import World, app_for, assert_problem, bearer, client
-from tests.certs_support import ThrowawayCA
+from tests.certs_support import ThrowawayCA, pem
 from tests.ownership_support import account_target
+from tests.web_support import browser, log_in
 
 MISSING = 424242
 UPLOAD_SETTINGS = Settings(
@@ -31,17 +34,24 @@ UPLOAD_SETTINGS = Settings(
 )
 
 
-@pytest.fixture
-def api(world: World) -> httpx.AsyncClient:
-    app = create_app(
-        world.store, UPLOAD_SETTINGS, wake=lambda: world.wakes.append(1), rate_limit=None
-    )
-    return client(app)
-
-
 @pytest.fixture(scope="module")
 def ca() -> ThrowawayCA:
     return ThrowawayCA.create()
+
+
+@pytest.fixture(scope="module")
+def bundle(ca: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The brand's private CA root, as the operator configures it (upload_ca_bundle)."""
+    path = tmp_path_factory.mktemp("bundle") / "brand-roots.pem"
+    path.write_bytes(pem(ca.root))
+    return path
+
+
+@pytest.fixture
+def api(world: World, bundle: Path) -> httpx.AsyncClient:
+    settings = UPLOAD_SETTINGS.model_copy(update={"upload_ca_bundle": bundle})
+    app = create_app(world.store, settings, wake=lambda: world.wakes.append(1), rate_limit=None)
+    return client(app)
 
 
 async def ask(api: httpx.AsyncClient, token: str, domain: str, **more: Any) -> httpx.Response:
@@ -251,3 +261,28 @@ async def test_open_requests_per_account_are_capped(world: World) -> None:
     )
     assert decided.status_code == 200, decided.text
     assert (await ask(api, world.a_token, "links.three.test")).status_code == 201
+
+
+async def test_an_upload_from_a_private_ca_needs_the_bundle_and_is_marked(
+    world: World, ca: ThrowawayCA, bundle: Path
+) -> None:
+    without = client(create_app(world.store, UPLOAD_SETTINGS, rate_limit=None))
+    request_id = (await ask(without, world.a_token, "links.private.test")).json()["id"]
+    leaf = ca.issue("links.private.test")
+    path = f"/api/v1/brand-requests/{request_id}/upload"
+    body = _upload_body(leaf.chain_pem, leaf.key_pem)
+    refused = await without.post(path, json=body, headers=bearer(world.operator))
+    problem = assert_problem(refused, 422, "invalid-certificate")
+    assert "does not lead to a publicly trusted root" in problem["detail"]
+    assert "upload_ca_bundle" in problem["detail"]
+    assert brand_request(world.store, request_id).status == "requested"
+
+    settings = UPLOAD_SETTINGS.model_copy(update={"upload_ca_bundle": bundle})
+    app = create_app(world.store, settings, rate_limit=None)
+    accepted = await client(app).post(path, json=body, headers=bearer(world.operator))
+    assert accepted.status_code == 200, accepted.text
+    # The console says the certificate is not publicly trusted.
+    web = browser(create_pages(world.store, settings, rate_limit=None))
+    await log_in(web, world.operator)
+    page = (await web.get("/console/domains/links.private.test")).text
+    assert "private CA: not publicly trusted" in page, page[page.find("Issued") :][:300]

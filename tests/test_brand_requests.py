@@ -140,7 +140,9 @@ def test_upload_secures_the_domain_at_once(store: Store, ca: ThrowawayCA) -> Non
     shop = create_account(store, "shop")
     view = request_brand_domain(store, shop.id, "links.brand.test", "", POLICY)
     leaf = ca.issue("links.brand.test")
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, "links.brand.test")
+    checked = check_upload(
+        leaf.chain_pem, leaf.key_pem, "links.brand.test", private_roots=leaf.roots
+    )
     done = complete_with_upload(store, KEYS, view.id, checked, "ops")
     assert done.status == "uploaded"
     status = domain_status(store, "links.brand.test")
@@ -152,7 +154,9 @@ def test_upload_secures_the_domain_at_once(store: Store, ca: ThrowawayCA) -> Non
     assert "uploaded by ops" in events[-1]["message"]
     # A replacement before expiry goes to the same request.
     renewed = ca.issue("links.brand.test")
-    again = check_upload(renewed.chain_pem, renewed.key_pem, "links.brand.test")
+    again = check_upload(
+        renewed.chain_pem, renewed.key_pem, "links.brand.test", private_roots=renewed.roots
+    )
     complete_with_upload(store, KEYS, view.id, again, "ops")
     assert domain_status(store, "links.brand.test").not_after == again.info.not_after
 

@@ -346,7 +346,12 @@ async def test_an_operator_provisions_a_brand_domain_by_upload(
     chain_file, key_file = tmp_path / "chain.pem", tmp_path / "key.pem"
     chain_file.write_bytes(leaf.chain_pem)
     key_file.write_bytes(leaf.key_pem)
-    async with linkcert(platform, tmp_path, "brand-shop") as running, chromium() as browser:
+    bundle = tmp_path / "brand-roots.pem"  # the brand's private CA, trusted for uploads
+    bundle.write_bytes(pem(ca.root))
+    async with (
+        linkcert(platform, tmp_path, "brand-shop", upload_ca_bundle=bundle) as running,
+        chromium() as browser,
+    ):
         request = request_brand_domain(
             running.store, running.account_id, domain, "Our CA is Brand Trust", POLICY
         )
@@ -370,7 +375,9 @@ async def test_an_operator_provisions_a_brand_domain_by_upload(
             certificate = page.locator('[data-state="certificate"]')
             await expect(certificate).to_have_text("Secured")
             panel = page.locator("#status-panel")
-            await expect(panel).to_contain_text("Brand Trust Issuing (uploaded certificate)")
+            await expect(panel).to_contain_text(
+                "Brand Trust Issuing (uploaded certificate, private CA: not publicly trusted)"
+            )
             await expect(page.locator('[data-state="dns"]')).to_have_text(
                 "DNS is set up correctly", timeout=SECURED_TIMEOUT
             )

@@ -16,7 +16,7 @@ from linkcert.domains import set_tracking_domain as save
 from linkcert.keys import generate_master_key
 from linkcert.names import NamePolicy
 from linkcert.store import Store
-from tests.certs_support import ThrowawayCA
+from tests.certs_support import ThrowawayCA, pem
 from tests.ownership_support import prove
 
 POLICY = NamePolicy(allow_test_domains=True)
@@ -28,10 +28,14 @@ def ca() -> ThrowawayCA:
     return ThrowawayCA.create()
 
 
-def run(store: Store, *args: str, master: str | None = MASTER) -> Result:
+def run(
+    store: Store, *args: str, master: str | None = MASTER, bundle: Path | None = None
+) -> Result:
     env = {"LINKCERT_DATABASE_URL": store.url}
     if master:
         env["LINKCERT_MASTER_KEY"] = master
+    if bundle is not None:  # the brand's private CA root (upload_ca_bundle)
+        env["LINKCERT_UPLOAD_CA_BUNDLE"] = str(bundle)
     return CliRunner().invoke(app, list(args), env=env)
 
 
@@ -78,26 +82,25 @@ def test_upload(store: Store, queue: list[int], ca: ThrowawayCA, tmp_path: Path)
     other_key = tmp_path / "other.pem"
     other_key.write_bytes(ca.issue("links.brand.test").key_pem)
     request_id = str(queue[0])
+    bundle = tmp_path / "brand-roots.pem"
+    bundle.write_bytes(pem(ca.root))
 
-    unusable = run(
-        store, "brand", "upload", request_id, "--cert", str(chain), "--key", str(other_key)
-    )
+    def upload(*args: str, master: str | None = MASTER) -> Result:
+        return run(store, "brand", "upload", *args, master=master, bundle=bundle)
+
+    unusable = upload(request_id, "--cert", str(chain), "--key", str(other_key))
     assert unusable.exit_code == 2 and "does not belong" in unusable.stderr
-    unreadable = run(
-        store, "brand", "upload", request_id, "--cert", "/nonexistent", "--key", str(key)
-    )
+    unreadable = upload(request_id, "--cert", "/nonexistent", "--key", str(key))
     assert unreadable.exit_code == 2 and "cannot read" in unreadable.stderr
-    keyless = run(
-        store, "brand", "upload", request_id, "--cert", str(chain), "--key", str(key), master=None
-    )
+    keyless = upload(request_id, "--cert", str(chain), "--key", str(key), master=None)
     assert keyless.exit_code == 2 and "LINKCERT_MASTER_KEY" in keyless.stderr
     assert brand_request(store, queue[0]).status == "requested"
 
-    done = run(store, "brand", "upload", request_id, "--cert", str(chain), "--key", str(key))
+    done = upload(request_id, "--cert", str(chain), "--key", str(key))
     assert done.exit_code == 0, done.output
     assert "Throwaway Brand CA Issuing" in done.stdout
     assert domain_status(store, "links.brand.test").cert_state == "active"
-    closed = run(store, "brand", "upload", str(queue[1]), "--cert", str(chain), "--key", str(key))
+    closed = upload(str(queue[1]), "--cert", str(chain), "--key", str(key))
     assert closed.exit_code == 2  # the other request is for another name: not covered
 
 

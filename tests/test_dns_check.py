@@ -276,3 +276,18 @@ async def test_a_name_on_the_shared_target_names_no_account(dns_server: LocalDNS
     dns_server.add("_linkcert." + NAME, "TXT", '"something else"')
     result = await check(dns_server)
     assert result.ready and result.labels == frozenset()
+
+
+async def test_with_several_cas_any_permitted_one_makes_the_domain_ready(
+    dns_server: LocalDNSServer,
+) -> None:
+    dns_server.add(NAME, "CNAME", TARGET)
+    dns_server.add("exmpl.com", "CAA", '0 issue "pki.goog"')
+    cas = ("letsencrypt.org", "pki.goog")
+    first_only = await check(dns_server, ca_domains=cas)
+    assert (first_only.state, codes(first_only)) == (State.CAA_BLOCKED, ["caa_not_authorized"])
+    either = await check(dns_server, ca_domains=cas, any_ca=True)
+    assert (either.state, either.problems) == (State.OK, ())
+    assert either.caa is not None and either.caa.permitted_cas == ("pki.goog",)
+    neither = await check(dns_server, ca_domains=("letsencrypt.org", "sectigo.com"), any_ca=True)
+    assert neither.state is State.CAA_BLOCKED

@@ -49,7 +49,7 @@ def serve_certificate(store: Store, ca: ThrowawayCA, name: str) -> None:
     set_tracking_domain(store, account.id, name, POLICY)
     prove(store, name)
     leaf = ca.issue(name)
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, name)
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, name, private_roots=leaf.roots)
     with store.session() as session:
         domain = session.scalars(select(Domain).where(Domain.name == name)).one()
         keys = MasterKeys.parse(MASTER_KEY)

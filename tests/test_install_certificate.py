@@ -48,7 +48,7 @@ def test_an_uploaded_certificate_gets_every_side_effect_of_an_issued_one(
     shop = create_account(store, "brand-shop", ["owner@brand-shop.test"])
     request = request_brand_domain(store, shop.id, BRAND, "", POLICY)
     leaf = ca.issue(BRAND)
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, BRAND)
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, BRAND, private_roots=leaf.roots)
     before = issued(renewal=False)
 
     complete_with_upload(store, KEYS, request.id, checked, "ops", NOTIFIER)
@@ -79,7 +79,7 @@ def test_a_replacement_counts_as_a_renewal_and_does_not_tell_the_customer_again(
         store,
         KEYS,
         request.id,
-        check_upload(first.chain_pem, first.key_pem, BRAND),
+        check_upload(first.chain_pem, first.key_pem, BRAND, private_roots=first.roots),
         "ops",
         NOTIFIER,
     )
@@ -88,7 +88,10 @@ def test_a_replacement_counts_as_a_renewal_and_does_not_tell_the_customer_again(
     with store.session() as session:
         domain = session.scalars(select(Domain).where(Domain.name == BRAND)).one()
         certificate = store_upload(
-            session, KEYS, domain, check_upload(second.chain_pem, second.key_pem, BRAND)
+            session,
+            KEYS,
+            domain,
+            check_upload(second.chain_pem, second.key_pem, BRAND, private_roots=second.roots),
         )
         install_certificate(
             session, domain, certificate, notifier=NOTIFIER, event="renewed", message="again"
@@ -111,7 +114,7 @@ def test_on_postgresql_the_edges_hear_of_an_upload_at_once(
     shop = create_account(store, "brand-shop", ["owner@brand-shop.test"])
     request = request_brand_domain(store, shop.id, BRAND, "", POLICY)
     leaf = ca.issue(BRAND)
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, BRAND)
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, BRAND, private_roots=leaf.roots)
     with psycopg.connect(libpq_conninfo(store.url), autocommit=True) as listener:
         listener.execute(f'LISTEN "{CERTIFICATES}"')
         complete_with_upload(store, KEYS, request.id, checked, "ops", NOTIFIER)

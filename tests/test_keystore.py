@@ -25,7 +25,10 @@ def test_rotation_re_encrypts_certificate_and_ticket_keys_once(store: Store) -> 
     with store.session() as session:
         domain = session.scalars(select(Domain).where(Domain.name == NAME)).one()
         domain.current_certificate_id = store_upload(
-            session, old, domain, check_upload(leaf.chain_pem, leaf.key_pem, NAME)
+            session,
+            old,
+            domain,
+            check_upload(leaf.chain_pem, leaf.key_pem, NAME, private_roots=leaf.roots),
         ).id
     ensure_ticket_keys(store, old)
     ticket_key = current_ticket_key(store, old)

@@ -151,7 +151,7 @@ def test_the_upgrade_keeps_verified_names_and_turns_the_rest_into_claims(store: 
     config = alembic_config(store.url)
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0013")
+        command.downgrade(config, "0014")
     now = utcnow()
     with store.engine.begin() as connection:
         for account_id in (1, 2, 3):

@@ -120,7 +120,9 @@ async def test_the_edge_role_in_proxy_mode_as_deploy_md_sets_it_up(
     keys = MasterKeys.parse(MASTER)
     ca = ThrowawayCA.create()
     leaf = ca.issue("links.alpha.test")
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, "links.alpha.test")
+    checked = check_upload(
+        leaf.chain_pem, leaf.key_pem, "links.alpha.test", private_roots=leaf.roots
+    )
     with world.store.session() as session:
         domain = session.scalars(select(Domain).where(Domain.name == "links.alpha.test")).one()
         domain.current_certificate_id = store_upload(session, keys, domain, checked).id

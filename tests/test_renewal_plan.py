@@ -32,7 +32,7 @@ KEYS = MasterKeys.parse(generate_master_key("plan"))
 def secure_with_ari_plan(store: Store) -> datetime:
     """Install a certificate for alpha's domain with an ARI plan; the planned time."""
     leaf = ThrowawayCA.create().issue(DOMAIN, days=90)
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN)
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN, private_roots=leaf.roots)
     planned = (datetime.now(UTC) + timedelta(days=5)).replace(microsecond=0)
     with store.session() as session:
         domain = session.scalars(select(Domain).where(Domain.name == DOMAIN)).one()

@@ -6,12 +6,20 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.keystore import cert_key_context
 from linkcert.store import Domain, Store, utcnow
-from linkcert.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload, store_upload
+from linkcert.testbed import pki
+from linkcert.uploads import (
+    MAX_UPLOAD_BYTES,
+    UploadError,
+    check_upload,
+    store_upload,
+    system_roots,
+)
 from tests.certs_support import ThrowawayCA, key_pem, now, pem, self_signed
 
 DOMAIN = "links.brand.test"
@@ -24,7 +32,7 @@ def ca() -> ThrowawayCA:
 
 def test_a_good_chain_is_accepted_leaf_first(ca: ThrowawayCA) -> None:
     leaf = ca.issue(DOMAIN)
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN)
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN, private_roots=leaf.roots)
     assert checked.info.names == (DOMAIN,)
     assert checked.info.chain_length == 3
     assert checked.info.issuer_cn == "Throwaway Brand CA Issuing"
@@ -35,7 +43,7 @@ def test_a_good_chain_is_accepted_leaf_first(ca: ThrowawayCA) -> None:
 def test_text_around_the_blocks_and_a_wildcard_are_fine(ca: ThrowawayCA) -> None:
     leaf = ca.issue("*.brand.test")
     noisy = b"subject=CN = *.brand.test\n" + leaf.chain_pem + b"\n\n"
-    checked = check_upload(noisy.decode(), leaf.key_pem.decode(), DOMAIN)
+    checked = check_upload(noisy.decode(), leaf.key_pem.decode(), DOMAIN, private_roots=leaf.roots)
     assert "subject=" not in checked.chain_pem
 
 
@@ -108,7 +116,7 @@ def test_mistakes_are_refused_with_what_to_fix(ca: ThrowawayCA, case: str, expec
         case "huge":
             chain = b"x" * (MAX_UPLOAD_BYTES + 1)
     with pytest.raises(UploadError) as caught:
-        check_upload(chain, key, DOMAIN)
+        check_upload(chain, key, DOMAIN, private_roots=(ca.root,))
     message = str(caught.value)
     assert expected in message, message
     assert message[0].isupper() and message.endswith(".")
@@ -118,7 +126,7 @@ def test_mistakes_are_refused_with_what_to_fix(ca: ThrowawayCA, case: str, expec
 def test_stored_key_is_encrypted_and_bound_to_the_domain(store: Store, ca: ThrowawayCA) -> None:
     keys = MasterKeys.parse(generate_master_key("t"))
     leaf = ca.issue(DOMAIN)
-    checked = check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN)
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN, private_roots=leaf.roots)
     with store.session() as session:
         domain = Domain(
             name=DOMAIN,
@@ -136,3 +144,40 @@ def test_stored_key_is_encrypted_and_bound_to_the_domain(store: Store, ca: Throw
         opened = keys.decrypt(certificate.key_encrypted, cert_key_context(DOMAIN))
         assert opened == checked.key_pem
         assert certificate.not_after == checked.info.not_after
+
+
+def _web_pki_chain(name: str) -> tuple[bytes, bytes, x509.Certificate]:
+    """A chain built the way public CAs build theirs (testbed/pki.py), and its root."""
+    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    year = datetime.timedelta(days=365)
+    root = pki.ca_certificate("Stand-in Public Root", root_key, path_length=1, lifetime=year)
+    mid = pki.ca_certificate(
+        "Stand-in Issuing", mid_key, issuer=root, issuer_key=root_key, path_length=0, lifetime=year
+    )
+    leaf = pki.leaf_certificate(
+        leaf_key, [name], mid, mid_key, lifetime=datetime.timedelta(days=90)
+    )
+    return pem(leaf) + pem(mid), pki.private_key_pem(leaf_key), root
+
+
+def test_a_chain_to_a_public_root_is_publicly_trusted() -> None:
+    chain, key, root = _web_pki_chain(DOMAIN)
+    checked = check_upload(chain, key, DOMAIN, public_roots=(root,))
+    assert checked.publicly_trusted
+    # The same chain with that root only in the private bundle: accepted, but not public.
+    private = check_upload(chain, key, DOMAIN, public_roots=(), private_roots=(root,))
+    assert not private.publicly_trusted
+
+
+def test_a_chain_to_a_private_root_needs_the_bundle(ca: ThrowawayCA) -> None:
+    leaf = ca.issue(DOMAIN)
+    # The system's roots (Debian's ca-certificates) do not include a brand's private CA.
+    assert system_roots(), "no system roots: install ca-certificates"
+    with pytest.raises(UploadError, match="does not lead to a publicly trusted root") as caught:
+        check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN)
+    assert "upload_ca_bundle" in str(caught.value)
+    other = ThrowawayCA.create("Another Private CA")
+    with pytest.raises(UploadError, match="nor to a root of upload_ca_bundle"):
+        check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN, private_roots=(other.root,))
+    checked = check_upload(leaf.chain_pem, leaf.key_pem, DOMAIN, private_roots=(ca.root,))
+    assert not checked.publicly_trusted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from linkcert.store import Certificate, Domain, Store, utcnow
 from linkcert.web import create_app
 from linkcert.web.filters import DomainFilter, count_by_filter, find_console_rows, is_expiring
 from tests.api_support import World
-from tests.certs_support import ThrowawayCA
+from tests.certs_support import ThrowawayCA, pem
 from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
 
 POLICY = NamePolicy(allow_test_domains=True)
@@ -34,8 +35,8 @@ def ca() -> ThrowawayCA:
     return ThrowawayCA.create()
 
 
-async def operator(world: World) -> httpx.AsyncClient:
-    app = create_app(world.store, SETTINGS, wake=lambda: world.wakes.append(1), rate_limit=None)
+async def operator(world: World, settings: Settings = SETTINGS) -> httpx.AsyncClient:
+    app = create_app(world.store, settings, wake=lambda: world.wakes.append(1), rate_limit=None)
     web = browser(app)
     await log_in(web, world.operator)
     return web
@@ -231,9 +232,11 @@ async def test_approve_and_reject_from_the_queue(world: World) -> None:
     assert again.status_code == 409 and "rejected" in again.text
 
 
-async def test_upload_from_the_console(world: World, ca: ThrowawayCA) -> None:
+async def test_upload_from_the_console(world: World, ca: ThrowawayCA, tmp_path: Path) -> None:
     request = request_brand_domain(world.store, world.a_id, "links.brand-a.test", "", POLICY)
-    web = await operator(world)
+    bundle = tmp_path / "brand-roots.pem"  # the brand's private CA (upload_ca_bundle)
+    bundle.write_bytes(pem(ca.root))
+    web = await operator(world, SETTINGS.model_copy(update={"upload_ca_bundle": bundle}))
     csrf = await page_csrf(web, "/console")
     path = f"/console/brand-requests/{request.id}/upload"
     wrong = ca.issue("links.brand-a.test")

@@ -30,7 +30,13 @@ from linkcert.refusals import Refused, sentence
 from linkcert.states import BrandRequestStatus as BrandRequestStatus  # re-exported
 from linkcert.store import Account, BrandRequest, Domain, Store, utcnow
 from linkcert.text import check_clean
-from linkcert.uploads import CheckedUpload, UploadError, check_upload, store_upload
+from linkcert.uploads import (
+    CheckedUpload,
+    UploadError,
+    check_upload,
+    private_roots_from,
+    store_upload,
+)
 
 log = logging.getLogger("linkcert.notify")
 
@@ -440,7 +446,12 @@ def upload(
     keys = keys_to_store_with(settings)
     try:
         domain = request_domain_name(store, request_id)
-        checked = check_upload(certificate_pem, key_pem, domain)
+        checked = check_upload(
+            certificate_pem,
+            key_pem,
+            domain,
+            private_roots=private_roots_from(settings.upload_ca_bundle),
+        )
         return complete_with_upload(
             store, keys, request_id, checked, decided_by, Notifier.from_settings(settings)
         )

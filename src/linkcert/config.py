@@ -291,6 +291,9 @@ class Settings(BaseModel):
     expiry_warning_days: float = Field(default=7.0, gt=0, le=60)
     operator_email: str | None = None
     deliverability_email: str | None = None  # brand domain requests; operator_email if unset
+    # Roots of private CAs that uploaded brand certificates may chain to (PEM); uploads that
+    # chain only to one of them are marked "not publicly trusted".
+    upload_ca_bundle: Path | None = None
     # Brand domain requests one account may have waiting at once (each emails the team).
     brand_requests_open_max: int = Field(default=5, ge=1, le=1000)
     smtp_host: str | None = None  # no email alerts without it
@@ -425,7 +428,7 @@ class Settings(BaseModel):
     @field_validator("tracking_keys")
     @classmethod
     def _check_tracking_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        from linkcert.tracking.tokens import parse_key_entries
+        from linkcert.trackingkeys import parse_key_entries
 
         parse_key_entries([entry.get_secret_value() for entry in value])
         return value
@@ -438,6 +441,19 @@ class Settings(BaseModel):
                 "the former tracking_key as key id 0 (0:<secret>) while its links are in use"
             )
         return self
+
+    @field_validator("upload_ca_bundle")
+    @classmethod
+    def _check_upload_bundle(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            text = value.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in text:
+            raise ValueError(f"{value} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return value
 
     @field_validator("deliverability_email")
     @classmethod

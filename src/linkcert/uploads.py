@@ -9,12 +9,25 @@ message that says what to change in the files.
 from __future__ import annotations
 
 import datetime
+import re
+import ssl
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 from sqlalchemy.orm import Session
 
 from linkcert.acme.certs import ChainError, ChainInfo, parse_chain, verify_chain
@@ -27,6 +40,7 @@ from linkcert.store import Certificate, Domain
 # under the API's 64 KiB body limit.
 MAX_UPLOAD_BYTES = 24 * 1024
 MIN_RSA_BITS = 2048
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----\s.+?\s-----END CERTIFICATE-----", re.DOTALL)
 
 
 class UploadError(ValueError):
@@ -40,6 +54,8 @@ class CheckedUpload:
     chain_pem: str  # the certificates alone, leaf first, re-encoded
     key_pem: bytes  # PKCS#8, unencrypted: it is encrypted under the master key when stored
     info: ChainInfo
+    # False when it chains only to a root of the operator's private bundle, not a public one.
+    publicly_trusted: bool = True
 
 
 def check_upload(
@@ -48,8 +64,15 @@ def check_upload(
     domain: str,
     *,
     now: datetime.datetime | None = None,
+    private_roots: Sequence[x509.Certificate] = (),
+    public_roots: Sequence[x509.Certificate] | None = None,
 ) -> CheckedUpload:
-    """Check that `chain_pem` and `key_pem` can be served for `domain`, or raise UploadError."""
+    """Check that `chain_pem` and `key_pem` can be served for `domain`, or raise UploadError.
+
+    The chain must lead to a root browsers trust: one of `public_roots` (the system's, by
+    default) under the web PKI's rules, or else one of `private_roots` (the operator's
+    `upload_ca_bundle`, for brands with a private CA), which marks it not publicly trusted.
+    """
     certificates = _certificates(chain_pem)
     key = _private_key(key_pem)
     leaf = certificates[0]
@@ -70,7 +93,95 @@ def check_upload(
         info = verify_chain(chain, key, domain, now=now)
     except ChainError as exc:
         raise UploadError(_sentence(str(exc))) from None
-    return CheckedUpload(chain.decode("ascii"), private_key_to_pem(key), info)
+    when = now or datetime.datetime.now(datetime.UTC)
+    roots = system_roots() if public_roots is None else tuple(public_roots)
+    if _anchored(certificates, domain, roots, when, web_pki=True):
+        trusted = True
+    elif private_roots and _anchored(certificates, domain, private_roots, when, web_pki=False):
+        trusted = False
+    else:
+        issuer = _common_name(certificates[-1].issuer)
+        bundle = (
+            " nor to a root of upload_ca_bundle"
+            if private_roots
+            else ". If the brand uses a private CA, an operator adds its root certificate to "
+            "the upload_ca_bundle setting"
+        )
+        raise UploadError(
+            f"The certificate does not lead to a publicly trusted root (the chain ends at "
+            f"{issuer!r}){bundle}. Upload the full chain its CA delivered."
+        )
+    return CheckedUpload(chain.decode("ascii"), private_key_to_pem(key), info, trusted)
+
+
+@cache
+def system_roots() -> tuple[x509.Certificate, ...]:
+    """The system's trusted roots (Debian's ca-certificates), read once."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            return read_roots(Path(candidate).read_bytes())
+    return ()
+
+
+def read_roots(pem: bytes) -> tuple[x509.Certificate, ...]:
+    """Every certificate in a PEM bundle; one that does not parse is left out."""
+    found = []
+    for block in _PEM_BLOCK.findall(pem):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # old roots with odd serial numbers
+            try:
+                found.append(x509.load_pem_x509_certificate(block))
+            except ValueError:
+                continue
+    return tuple(found)
+
+
+def private_roots_from(path: Path | None) -> tuple[x509.Certificate, ...]:
+    """The roots of the `upload_ca_bundle` file, or UploadError saying what is wrong."""
+    if path is None:
+        return ()
+    try:
+        roots = read_roots(path.read_bytes())
+    except OSError as exc:
+        raise UploadError(f"upload_ca_bundle: cannot read {path}: {exc.strerror}.") from None
+    if not roots:
+        raise UploadError(f"upload_ca_bundle: {path} holds no PEM certificate.")
+    return roots
+
+
+def _anchored(
+    certificates: list[x509.Certificate],
+    domain: str,
+    roots: Sequence[x509.Certificate],
+    now: datetime.datetime,
+    *,
+    web_pki: bool,
+) -> bool:
+    if not roots:
+        return False
+    builder = PolicyBuilder().store(Store(list(roots))).time(now)
+    if not web_pki:
+        # A private CA need not follow the public CAs' profile, only the basics of X.509.
+        builder = builder.extension_policies(
+            ca_policy=ExtensionPolicy.permit_all().require_present(
+                x509.BasicConstraints, Criticality.AGNOSTIC, None
+            ),
+            ee_policy=ExtensionPolicy.permit_all().require_present(
+                x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+            ),
+        )
+    verifier = builder.build_server_verifier(x509.DNSName(domain.strip().rstrip(".").lower()))
+    try:
+        verifier.verify(certificates[0], certificates[1:])
+    except (VerificationError, ValueError):
+        return False
+    return True
+
+
+def _common_name(name: x509.Name) -> str:
+    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(values[0].value) if values else name.rfc4514_string()
 
 
 def store_upload(
@@ -89,6 +200,7 @@ def store_upload(
         fingerprint_sha256=info.fingerprint_sha256,
         order_id=None,
         source="upload",
+        private_ca=not upload.publicly_trusted,
         # No renewal information for a certificate from elsewhere: the lifetime rule.
         renew_at=renewal_time(info.not_before, info.not_after),
     )

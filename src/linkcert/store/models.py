@@ -195,6 +195,9 @@ class Certificate(Base):
     fingerprint_sha256: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     source: Mapped[str] = mapped_column(String(16), default="acme")  # acme | upload
+    # An upload that chains only to the operator's private CA bundle (`upload_ca_bundle`), not
+    # to the system's public roots: browsers without that root warn.
+    private_ca: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
     # When to renew: chosen once in the CA's ARI window, or by the share of lifetime left.

@@ -24,13 +24,18 @@ EVENTS_SHOWN = 6
 
 
 def certificate_source(store: Store, name: str) -> str | None:
+    """`acme`, `upload`, or `upload-private` for an upload that chains only to a root of the
+    operator's private bundle (not publicly trusted)."""
     with store.session() as session:
-        source: str | None = session.scalar(
-            select(Certificate.source)
+        row = session.execute(
+            select(Certificate.source, Certificate.private_ca)
             .join(Domain, Domain.current_certificate_id == Certificate.id)
             .where(Domain.name == name)
-        )
-        return source
+        ).first()
+        if row is None:
+            return None
+        source, private = row
+        return f"{source}-private" if private else str(source)
 
 
 def status_payload(

@@ -197,7 +197,8 @@ def status_view(
     events: Sequence[dict[str, Any]] = (),
     source: str | None = None,
 ) -> StatusView:
-    """The page's view of `status`; `source` is the certificate's ("acme" or "upload")."""
+    """The page's view of `status`; `source` is the certificate's ("acme", "upload", or
+    "upload-private" for an upload trusted only through the private CA bundle)."""
     headline, tone = _headline(status, now)
     problems = [_problem(p, status.failure_class) for p in status.problems]
     shown_events = [
@@ -293,6 +294,8 @@ def _facts(status: DomainStatus, now: datetime, source: str | None) -> list[Fact
         issuer = status.issuer
         if source == "upload":
             issuer += " (uploaded certificate)"
+        elif source == "upload-private":
+            issuer += " (uploaded certificate, private CA: not publicly trusted)"
         facts.append(Fact("Issued by", issuer))
     if status.ca and source != "upload":
         chosen = f"{status.ca} ({status.ca_reason})" if status.ca_reason else status.ca
@@ -318,7 +321,7 @@ def _next_step(status: DomainStatus, now: datetime, source: str | None) -> list[
     if status.renew_at is not None and status.cert_state in SECURED:
         # The worker's stored plan, not a recomputation: what the API and the CLI show too.
         when = status.renew_at
-        if source == "upload":
+        if source in ("upload", "upload-private"):
             # An uploaded certificate is renewed over ACME only if DNS and CAA allow it.
             return [
                 Fact("Next renewal", "Automatic attempt", Moment(max(when, now), now)),

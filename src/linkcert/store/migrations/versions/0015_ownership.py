@@ -6,8 +6,8 @@ keeps proving it until the operator moves it to the account's own record. A name
 never verified becomes a claim that must be proven like any new one. Approved brand domains
 are marked as proven by an operator.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from alembic import op
 
 import linkcert.store.models
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
