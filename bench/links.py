@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from linkcert.testbed.waiting import free_port
 
 SECRET = "bench-links-secret-" + "k" * 40
 DOMAIN = "links.bench.test"
@@ -81,13 +82,6 @@ def bench_mint(count: int) -> float:
 
 
 # The batch API ---------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _prepare(database_url: str) -> str:
@@ -145,7 +139,7 @@ def bench_batch(kind: str, batches: int, size: int) -> float:
 
     with _database(kind) as url:
         token = _prepare(url)
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "bench.links", "--api-child", url, str(port)]
         )

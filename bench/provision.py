@@ -50,6 +50,7 @@ from bench.provisioning.world import World
 from linkcert.testbed.pebble import PebbleStartError
 
 LATENCY_TARGET = 1.0  # linkcert/Caddy, at most
+FAILOVER_TARGET = 2.0  # linkcert with its first CA down / linkcert with one CA, at most
 WAVE_TARGET = 10.0  # linkcert/Caddy certificates per minute, at least
 SIDES = ("linkcert", "caddy")
 
@@ -71,6 +72,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker-concurrency", type=_positive, help="linkcert's setting")
     parser.add_argument("--caddyfile", type=Path, default=DEFAULT_CADDYFILE)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state)")
+    parser.add_argument(
+        "--failover-reps",
+        type=int,
+        default=5,
+        help="linkcert latency repetitions with two CAs, the first down (0: skip)",
+    )
     return parser.parse_args(argv)
 
 
@@ -111,6 +118,22 @@ async def _run_side(
     return latency, wave
 
 
+async def _run_failover(world: World, workdir: Path, args: argparse.Namespace) -> Latency:
+    """linkcert's latency with two CAs configured and the preferred one down."""
+    linkcert = LinkcertSide(
+        world,
+        workdir / "linkcert-failover",
+        database_url=args.database_url,
+        worker_concurrency=args.worker_concurrency,
+        first_ca_down=True,
+    )
+    try:
+        await linkcert.start()
+        return await runs.latency(linkcert, args.failover_reps, args.timeout)
+    finally:
+        await linkcert.stop()
+
+
 async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     task = asyncio.current_task()
     assert task is not None
@@ -129,7 +152,21 @@ async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for side_name in sides:
             print(f"{side_name}: latency x{args.reps}, then a wave of {args.wave}...", flush=True)
             results[side_name] = await _run_side(side_name, world, workdir, args)
+        failover = None
+        if "linkcert" in sides and args.failover_reps > 0:
+            print(f"linkcert, first CA down: latency x{args.failover_reps}...", flush=True)
+            failover = await _run_failover(world, workdir, args)
     report = _report(args, results)
+    if failover is not None:
+        one_ca = results["linkcert"][0].median
+        failover_ratio = ratio(failover.median, one_ca)
+        report["failover"] = {
+            "latency": failover.to_json(),
+            "one_ca_median_s": round(one_ca, 4),
+            "ratio": failover_ratio,
+            "ratio_at_most": FAILOVER_TARGET,
+            "met": failover_ratio is not None and failover_ratio <= FAILOVER_TARGET,
+        }
     report["machine"]["load_average_before"] = [round(v, 2) for v in load_before]
     report["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     return report
@@ -218,6 +255,15 @@ def render(report: dict[str, Any]) -> str:
     for key, text in (("latency_met", "(a) latency ratio <= 1"), ("wave_met", "(b) ratio >= 10")):
         if key in targets:
             lines.append(f"target {text}: " + ("met" if targets[key] else "NOT met"))
+    failover = report.get("failover")
+    if failover is not None:
+        figures = failover["latency"]
+        lines.append(
+            f"linkcert, first CA down: latency median {figures['median_s']:.2f} s, "
+            f"p90 {figures['p90_s']:.2f} s, first name {figures['first_s']:.2f} s "
+            f"({failover['ratio']:.2f}x the one-CA median); target (c) <= "
+            f"{failover['ratio_at_most']:g}x: " + ("met" if failover["met"] else "NOT met")
+        )
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """A throwaway certificate authority for tests: a root, an intermediate, and leaves on demand.
 
 Stands in for the CA a brand buys its certificates from, so that uploads can be tested with
-real chains, right and wrong.
+real chains, right and wrong. The certificates themselves are made by linkcert.testbed.pki,
+the one certificate builder of the tests, the benchmarks and Pebble's listener.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ import datetime
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from linkcert.testbed.pki import ca_certificate, leaf_certificate, self_signed_leaf
 
 Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+_CA_LIFETIME = datetime.timedelta(days=366)
 
 
 def now() -> datetime.datetime:
@@ -38,38 +37,6 @@ def key_pem(key: Key, passphrase: bytes | None = None) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-
-
-def _certificate(
-    subject: str,
-    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
-    issuer: x509.Name,
-    signer: Key,
-    *,
-    ca: bool,
-    names: tuple[str, ...] = (),
-    not_before: datetime.datetime,
-    not_after: datetime.datetime,
-    server_auth: bool = True,
-) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if names:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-    if not ca:
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server_auth else ExtendedKeyUsageOID.CODE_SIGNING
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    return builder.sign(signer, hashes.SHA256())
 
 
 @dataclass
@@ -94,35 +61,25 @@ class Leaf:
 
 @dataclass
 class ThrowawayCA:
-    """A root and an intermediate, valid for a year around now."""
+    """A root and an intermediate, valid for a year from yesterday."""
 
     root: x509.Certificate
-    root_key: Key
+    root_key: ec.EllipticCurvePrivateKey
     intermediate: x509.Certificate
-    intermediate_key: Key
+    intermediate_key: ec.EllipticCurvePrivateKey
 
     @classmethod
     def create(cls, label: str = "Throwaway Brand CA") -> ThrowawayCA:
-        start, end = now() - datetime.timedelta(days=1), now() + datetime.timedelta(days=365)
         root_key = ec.generate_private_key(ec.SECP256R1())
-        root = _certificate(
-            f"{label} Root",
-            root_key.public_key(),
-            _name(f"{label} Root"),
-            root_key,
-            ca=True,
-            not_before=start,
-            not_after=end,
-        )
+        root = ca_certificate(f"{label} Root", root_key, path_length=None, lifetime=_CA_LIFETIME)
         intermediate_key = ec.generate_private_key(ec.SECP256R1())
-        intermediate = _certificate(
+        intermediate = ca_certificate(
             f"{label} Issuing",
-            intermediate_key.public_key(),
-            root.subject,
-            root_key,
-            ca=True,
-            not_before=start,
-            not_after=end,
+            intermediate_key,
+            issuer=root,
+            issuer_key=root_key,
+            path_length=0,
+            lifetime=_CA_LIFETIME,
         )
         return cls(root, root_key, intermediate, intermediate_key)
 
@@ -135,16 +92,14 @@ class ThrowawayCA:
         server_auth: bool = True,
     ) -> Leaf:
         leaf_key = key or ec.generate_private_key(ec.SECP256R1())
-        start = not_before or now() - datetime.timedelta(hours=1)
-        certificate = _certificate(
-            names[0] if names else "nameless",
-            leaf_key.public_key(),
-            self.intermediate.subject,
+        certificate = leaf_certificate(
+            leaf_key,
+            names,
+            self.intermediate,
             self.intermediate_key,
-            ca=False,
-            names=names,
-            not_before=start,
-            not_after=start + datetime.timedelta(days=days),
+            lifetime=datetime.timedelta(days=days),
+            subject=names[0] if names else "nameless",
+            not_before=not_before or now() - datetime.timedelta(hours=1),
             server_auth=server_auth,
         )
         return Leaf(certificate, leaf_key, [certificate, self.intermediate, self.root])
@@ -152,14 +107,5 @@ class ThrowawayCA:
 
 def self_signed(name: str) -> Leaf:
     key = ec.generate_private_key(ec.SECP256R1())
-    certificate = _certificate(
-        name,
-        key.public_key(),
-        _name(name),
-        key,
-        ca=False,
-        names=(name,),
-        not_before=now() - datetime.timedelta(hours=1),
-        not_after=now() + datetime.timedelta(days=30),
-    )
+    certificate = self_signed_leaf(key, (name,), lifetime=datetime.timedelta(days=30))
     return Leaf(certificate, key, [certificate])

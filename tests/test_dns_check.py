@@ -257,3 +257,18 @@ def test_config_is_validated() -> None:
         CheckConfig(cname_targets=(TARGET,), ca_domains=())
     config = CheckConfig(cname_targets=("Track.Platform.Example.",), edge_addresses=("::0:1",))
     assert (config.cname_targets, config.edge_addresses) == ((TARGET,), ("::1",))
+
+
+async def test_with_several_cas_any_permitted_one_makes_the_domain_ready(
+    dns_server: LocalDNSServer,
+) -> None:
+    dns_server.add(NAME, "CNAME", TARGET)
+    dns_server.add("exmpl.com", "CAA", '0 issue "pki.goog"')
+    cas = ("letsencrypt.org", "pki.goog")
+    first_only = await check(dns_server, ca_domains=cas)
+    assert (first_only.state, codes(first_only)) == (State.CAA_BLOCKED, ["caa_not_authorized"])
+    either = await check(dns_server, ca_domains=cas, any_ca=True)
+    assert (either.state, either.problems) == (State.OK, ())
+    assert either.caa is not None and either.caa.permitted_cas == ("pki.goog",)
+    neither = await check(dns_server, ca_domains=("letsencrypt.org", "sectigo.com"), any_ca=True)
+    assert neither.state is State.CAA_BLOCKED

@@ -201,6 +201,7 @@ def long_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     world.dns.stop()
 
 
+@pytest.mark.pebble
 async def test_ari_window_drives_renewal(long_lived: Platform, tmp_path: Path) -> None:
     platform = long_lived
     front = RenewalInfoFront(platform.pebble).start()

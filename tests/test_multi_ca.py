@@ -220,16 +220,38 @@ async def test_caa_decides_the_ca_and_delete_revokes_where_it_was_issued(
         assert '"pebble-a.test"' in problem["fix"] and '"pebble-b.test"' in problem["fix"]
         assert blocked.cert_state == "none"
 
-        # Deleting revokes at the CA that issued the certificate.
-        serial = serial_of(store, only_second)
-        delete_domain(store, only_second)
-        runtime.wake()
-        await wait_for_async(
-            lambda: domain_status(store, only_second).cert_state == "revoked", timeout=60
+        # `accounturi` is compared with linkcert's account at each CA: a record naming another
+        # account at the first CA does not permit it; one naming ours at the second does.
+        second_account = runtime.accounts.account_uris()["Pebble B"]
+        assert second_account is not None  # registered at start (the CA requires EAB)
+        bound = "links.bound.test"
+        world.point(
+            bound,
+            "pebble-a.test; accounturi=https://127.0.0.1/someone-else",
+            f"pebble-b.test; accounturi={second_account}",
         )
-        assert world.second.cert_status(serial).revoked
+        set_tracking_domain(store, create_account(store, "bound").id, bound, POLICY)
+        runtime.wake()
+        await wait_until_secured(store, bound, timeout=90)
+        status = domain_status(store, bound)
+        assert (status.ca, status.ca_reason) == ("Pebble B", "the CAA records allow only Pebble B")
+
+        # Deleting revokes at the CA that issued the certificate, each at its own.
+        serials = {name: serial_of(store, name) for name in (only_second, both)}
+        for name in serials:
+            delete_domain(store, name)
+        runtime.wake()
+
+        def revoked() -> bool:
+            return all(domain_status(store, name).cert_state == "revoked" for name in serials)
+
+        await wait_for_async(revoked, timeout=60)
+        assert world.second.cert_status(serials[only_second]).revoked
+        assert world.first.cert_status(serials[both]).revoked
         with pytest.raises(LookupError):
-            world.first.cert_status(serial)
+            world.first.cert_status(serials[only_second])
+        with pytest.raises(LookupError):
+            world.second.cert_status(serials[both])
     finally:
         await runtime.aclose()
 

@@ -10,7 +10,6 @@ PostgreSQL URL where nothing listens.
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from sqlalchemy import event, text
 from linkcert.api import create_app
 from linkcert.store import Store
 from linkcert.store.faults import classify
+from linkcert.testbed.waiting import free_port
 from linkcert.web import create_app as create_app_with_pages
 from tests.api_support import (
     PROBLEM_JSON,
@@ -136,12 +136,6 @@ async def test_a_sqlite_database_locked_past_its_timeout_is_503_locked(tmp_path:
         holder.close()
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def postgres_world(postgres_url: str) -> Iterator[World]:
     store = Store(postgres_url)
@@ -170,7 +164,7 @@ async def test_a_read_only_postgresql_session_is_503_read_only(
 
 async def test_a_postgresql_that_is_down_is_503_unreachable(tmp_path: Path) -> None:
     world, _ = sqlite_world(tmp_path)
-    down = Store(f"postgresql+psycopg://linkcert:pw@127.0.0.1:{closed_port()}/linkcert")
+    down = Store(f"postgresql+psycopg://linkcert:pw@127.0.0.1:{free_port()}/linkcert")
     try:
         async with client(create_app(down, SETTINGS, rate_limit=None)) as http:
             response = await http.get("/api/v1/me", headers=bearer(world.operator))

@@ -20,6 +20,7 @@ from bench.provisioning import children
 from bench.provisioning.probe import client_context, https_get
 from bench.provisioning.world import EDGE_TARGET, World
 from linkcert.keys import generate_master_key
+from linkcert.testbed.waiting import free_port
 from linkcert.tracking import make_token, tracking_key_from_secret
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +47,14 @@ class LinkcertSide:
         database_url: str | None = None,
         worker_concurrency: int | None = None,
         log_level: str = "WARNING",
+        first_ca_down: bool = False,
     ) -> None:
         self.world = world
+        # Two CAs, the preferred one down (nothing listens at its address): every order
+        # falls over to the second, the world's Pebble.
+        self.first_ca_down = first_ca_down
+        if first_ca_down:
+            self.name = "failover"
         self.workdir = workdir
         self.database_url = database_url
         self.worker_concurrency = worker_concurrency
@@ -81,6 +88,21 @@ class LinkcertSide:
         }
         if self.worker_concurrency is not None:
             values["worker_concurrency"] = self.worker_concurrency
+        if self.first_ca_down:
+            del values["acme_directory_url"], values["acme_ca_bundle"]
+            values["acme_cas"] = [
+                {
+                    "name": "Stopped CA",
+                    "directory_url": f"https://127.0.0.1:{free_port()}/dir",
+                    "caa_domains": ["stopped-ca.bench.test"],
+                },
+                {
+                    "name": "Pebble",
+                    "directory_url": self.world.directory_url,
+                    "caa_domains": ["letsencrypt.org"],
+                    "ca_bundle": str(self.world.ca_bundle),
+                },
+            ]
         return values
 
     async def start(self) -> None:

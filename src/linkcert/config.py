@@ -424,7 +424,7 @@ class Settings(BaseModel):
     @field_validator("tracking_keys")
     @classmethod
     def _check_tracking_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        from linkcert.tracking.tokens import parse_key_entries
+        from linkcert.trackingkeys import parse_key_entries
 
         parse_key_entries([entry.get_secret_value() for entry in value])
         return value

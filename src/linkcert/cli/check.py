@@ -133,6 +133,7 @@ def check(
             ca_domains=tuple(ca_domain or current.ca_domains or DEFAULT_CA_DOMAINS),
             account_uri=account_uri,
             challenge_method=challenge_method,
+            any_ca=len(current.cas) > 1 and not ca_domain,
             name_policy=NamePolicy.from_settings(current),
             nameservers=tuple(nameserver or current.nameservers),
             timeout=timeout if timeout is not None else current.dns_timeout,

@@ -49,6 +49,9 @@ class CheckConfig:
     ca_domains: tuple[str, ...] = DEFAULT_CA_DOMAINS
     account_uri: str | None = None
     challenge_method: str = "http-01"
+    # Several CAs are configured (acme_cas) and any CA of ca_domains will do; otherwise the
+    # first one is the CA in use and the others are only reported.
+    any_ca: bool = False
     name_policy: names.NamePolicy = field(default_factory=names.NamePolicy)
     nameservers: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
@@ -137,11 +140,12 @@ async def check_domain(
         ),
     )
     problems = cname_problems(domain, cname, config.cname_targets, config.edge_addresses)
-    if not _same_failure(cname, caa, domain):
+    permits = bool(caa.permitted_cas) if config.any_ca else caa.permits
+    if not _same_failure(cname, caa, domain) and not (permits and caa.failure is None):
         problems += caa_problems(
             domain, caa, config.cname_targets, config.account_uri, config.challenge_method
         )
-    return CheckResult(domain, _state(cname, caa), cname, caa, tuple(problems))
+    return CheckResult(domain, _state(cname, caa, permits), cname, caa, tuple(problems))
 
 
 _LOOKUP_FAILURES = (
@@ -152,12 +156,12 @@ _LOOKUP_FAILURES = (
 )
 
 
-def _state(cname: CnameFinding, caa: CaaFinding) -> State:
+def _state(cname: CnameFinding, caa: CaaFinding, permits: bool) -> State:
     """Problems the customer must fix come before lookup failures, which may pass on their own."""
     cname_failed = cname.status in (CnameStatus.SERVFAIL, CnameStatus.TIMEOUT)
     if not cname.ok and not cname_failed:
         return State.POINTS_ELSEWHERE
-    if caa.failure is None and not caa.permits:
+    if caa.failure is None and not permits:
         return State.CAA_BLOCKED
     if cname_failed or caa.failure is not None:
         return State.DNS_ERROR

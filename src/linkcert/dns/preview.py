@@ -120,6 +120,7 @@ async def preview_dns(
             cname_targets=settings.cname_targets,
             edge_addresses=settings.edge_addresses,
             ca_domains=settings.ca_domains,
+            any_ca=len(settings.cas) > 1,
             name_policy=policy,
             nameservers=settings.nameservers,
             timeout=min(settings.dns_timeout, QUERY_TIMEOUT),

@@ -3,10 +3,11 @@
 An edge keeps the clicks and opens of about the last second in memory before it writes them
 (docs/runbook.md). A clean stop writes them all. A process killed outright (`kill -9`, the
 kernel's OOM killer, a power cut) loses that window; to be able to say how large it was, each
-edge process notes every second, in a small file of its own under `<data_dir>/edge-journal/`,
-how many events it holds and how many it took in the last second, and removes the file when
-it stops cleanly. The next edge to start on the machine finds the files of processes that no
-longer run, logs how many events may have been lost with each, and removes them.
+edge process notes four times a second, in a small file of its own under
+`<data_dir>/edge-journal/`, how many events it holds and how many it took in the last second,
+and removes the file when it stops cleanly. The next edge to start on the machine finds the
+files of processes that no longer run, logs how many events may have been lost with each, and
+removes them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -52,20 +54,24 @@ def report_lost(directory: Path) -> list[tuple[int, int]]:
             waiting = int(note.get("pending", 0))
             rate = int(note.get("recorded_last_second", 0))
             at = float(note.get("at", 0.0))
+            interval = float(note.get("interval", 1.0))
         except (OSError, ValueError, TypeError):
-            waiting, rate, at = 0, 0, 0.0
-        lost = waiting + rate  # held at its last note, plus at most a second's worth since
+            waiting, rate, at, interval = 0, 0, 0.0, 1.0
+        # Held at its last note, plus what the rate it had then brings in until the next note
+        # would have been due: an estimate, since what came after the note is not known.
+        lost = waiting + math.ceil(rate * min(max(interval, 0.0), 1.0))
         found.append((pid, lost))
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else "unknown time"
         log.warning(
-            "edge process %d stopped without writing its events (last seen %s): up to %d "
-            "click and open events may have been lost (%d waiting at its last note, about %d "
-            "a second arriving)",
+            "edge process %d stopped without writing its events (last seen %s): about %d "
+            "click and open events may have been lost (%d waiting at its last note, %d "
+            "recorded in the second before it, notes every %g s)",
             pid,
             when,
             lost,
             waiting,
             rate,
+            interval,
             extra={"events_maybe_lost": lost, "pid": pid},
         )
         with contextlib.suppress(OSError):
@@ -76,7 +82,7 @@ def report_lost(directory: Path) -> list[tuple[int, int]]:
 class Journal:
     """This process's note, rewritten every `interval` seconds while it runs."""
 
-    def __init__(self, directory: Path, recorder: ClickRecorder, interval: float = 1.0) -> None:
+    def __init__(self, directory: Path, recorder: ClickRecorder, interval: float = 0.25) -> None:
         self.directory = directory
         self.path = directory / f"{os.getpid()}.json"
         self.recorder = recorder
@@ -91,6 +97,7 @@ class Journal:
             "recorded": stats.recorded,
             "delivered": stats.delivered,
             "recorded_last_second": recorded_last_second,
+            "interval": self.interval,
         }
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(note))
@@ -102,14 +109,16 @@ class Journal:
         except OSError as exc:
             log.warning("cannot keep the edge journal in %s: %s", self.directory, exc)
             return
-        last = self.recorder.stats.recorded
+        # Totals at each of the last notes, to count what came in the last second.
+        window = max(1, round(1.0 / self.interval))
+        history = [self.recorder.stats.recorded] * window
         while not stop.is_set():
             recorded = self.recorder.stats.recorded
             try:
-                self._write(int((recorded - last) / self.interval))
+                self._write(recorded - history[0])
             except OSError as exc:
                 log.warning("cannot write the edge journal %s: %s", self.path, exc)
-            last = recorded
+            history = [*history[1:], recorded]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)
 

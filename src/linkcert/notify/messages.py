@@ -224,6 +224,18 @@ def _brand_requested(f: _Facts) -> tuple[str, list[str]]:
     ]
 
 
+def _link_events(f: _Facts) -> tuple[str, list[str]]:
+    # Sent to accounts' event endpoints only, never by email; written out all the same so that
+    # every kind reads as a message wherever one is shown.
+    return f"Click and open events on {f.name}", [
+        _wrap(f"A batch of click and open events on {f.name}, for the account's endpoints."),
+        _wrap(
+            "What to do: nothing; the events are also readable through GET /api/v1/events "
+            "(see docs/events.md)."
+        ),
+    ]
+
+
 _WRITERS = {
     NotificationKind.SECURED: _secured,
     NotificationKind.RENEWAL_FAILED: _renewal_failed,
@@ -233,6 +245,7 @@ _WRITERS = {
     NotificationKind.RELEASED: _released,
     NotificationKind.REVOKED: _revoked,
     NotificationKind.BRAND_REQUESTED: _brand_requested,
+    NotificationKind.LINK_EVENTS: _link_events,
 }
 
 _GENERIC_HINT = "Check that the DNS record of {name} still points to us."

@@ -53,9 +53,16 @@ class AccountProvider:
     """Loads (or creates and registers) one CA's account on first use, then keeps the client."""
 
     def __init__(
-        self, store: Store, keys: MasterKeys, ca: AcmeCa, contact_email: str | None = None
+        self,
+        store: Store,
+        keys: MasterKeys,
+        ca: AcmeCa,
+        contact_email: str | None = None,
+        *,
+        profile_setting: str = "acme_profile (LINKCERT_ACME_PROFILE)",
     ) -> None:
         self.store = store
+        self.profile_setting = profile_setting
         self.keys = keys
         self.ca = ca
         self.settings = acme_settings_for(ca, contact_email)
@@ -98,8 +105,8 @@ class AccountProvider:
         if self.profile not in offered:
             choices = ", ".join(sorted(offered)) or "none (the CA has no profiles)"
             raise ProfileError(
-                f"acme_profile (LINKCERT_ACME_PROFILE): {self.ca.name} does not offer the "
-                f"profile {self.profile!r}; it offers {choices}"
+                f"{self.profile_setting}: {self.ca.name} does not offer the profile "
+                f"{self.profile!r}; it offers {choices}"
             )
 
     def _load_or_create(self) -> tuple[AcmeClient, int]:
@@ -142,7 +149,16 @@ class CaAccounts:
     def __init__(self, store: Store, keys: MasterKeys, settings: Settings) -> None:
         self.settings = settings
         self.providers = [
-            AccountProvider(store, keys, ca, settings.acme_contact_email) for ca in settings.cas
+            AccountProvider(store, keys, ca, settings.acme_contact_email)
+            if not settings.acme_cas
+            else AccountProvider(
+                store,
+                keys,
+                ca,
+                settings.acme_contact_email,
+                profile_setting=f"acme_cas[{index}].profile",
+            )
+            for index, ca in enumerate(settings.cas)
         ]
 
     @property

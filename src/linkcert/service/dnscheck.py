@@ -30,6 +30,7 @@ def check_config(settings: Settings) -> CheckConfig:
         cname_targets=settings.cname_targets,
         edge_addresses=settings.edge_addresses,
         ca_domains=settings.ca_domains,
+        any_ca=len(settings.cas) > 1,
         name_policy=NamePolicy.from_settings(settings),
         nameservers=settings.nameservers,
         timeout=settings.dns_timeout,

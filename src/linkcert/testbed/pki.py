@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ONE_DAY = datetime.timedelta(days=1)
@@ -25,6 +25,8 @@ ONE_DAY = datetime.timedelta(days=1)
 _BACKDATE = ONE_DAY
 # The hashes ECDSA certificates are signed with in practice.
 SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+# A server's own key may be RSA (what some brands buy); CAs made here are elliptic-curve.
+ServerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 _SHA256 = hashes.SHA256()
 
 
@@ -73,7 +75,7 @@ def ca_certificate(
 
 
 def leaf_certificate(
-    key: ec.EllipticCurvePrivateKey,
+    key: ServerKey,
     names: Sequence[str],
     issuer: x509.Certificate,
     issuer_key: ec.EllipticCurvePrivateKey,
@@ -83,27 +85,50 @@ def leaf_certificate(
     subject: str | None = None,
     hash_algorithm: SignatureHash = _SHA256,
     serial: int | None = None,
+    not_before: datetime.datetime | None = None,
+    server_auth: bool = True,
 ) -> x509.Certificate:
     """A TLS server certificate for `key`, valid for the DNS `names` and IP `addresses`.
 
     `subject` is an optional common name; without one the subject is empty, as on Let's
     Encrypt's current certificates, and the name list is then marked critical, as RFC 5280
-    requires of a certificate whose names are only there. Valid from a day ago, for `lifetime`
-    in all.
+    requires of a certificate whose names are only there. Valid from a day ago (or from
+    `not_before`), for `lifetime` in all. Without `server_auth` its extended key usage is code
+    signing, which no TLS server certificate may be.
     """
     general_names: list[x509.GeneralName] = [x509.DNSName(name) for name in names]
     general_names += [x509.IPAddress(ipaddress.ip_address(address)) for address in addresses]
     subject_name = _common_name(subject) if subject is not None else x509.Name([])
     builder = _builder(
-        subject_name, key.public_key(), issuer.subject, lifetime=lifetime, serial=serial
+        subject_name,
+        key.public_key(),
+        issuer.subject,
+        lifetime=lifetime,
+        serial=serial,
+        not_before=not_before,
     )
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server_auth else ExtendedKeyUsageOID.CODE_SIGNING
     return (
         builder.add_extension(x509.SubjectAlternativeName(general_names), critical=subject is None)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(leaf_key_usage(), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(_authority_key_id(issuer_key), critical=False)
         .sign(issuer_key, hash_algorithm)
+    )
+
+
+def self_signed_leaf(
+    key: ec.EllipticCurvePrivateKey, names: Sequence[str], *, lifetime: datetime.timedelta
+) -> x509.Certificate:
+    """A server certificate for `names` signed by its own key: what no client should trust."""
+    name = _common_name(names[0])
+    return (
+        _builder(name, key.public_key(), name, lifetime=lifetime, serial=None)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(leaf_key_usage(), critical=True)
+        .sign(key, _SHA256)
     )
 
 
@@ -118,13 +143,15 @@ def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _builder(
     subject: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
     issuer: x509.Name,
     *,
     lifetime: datetime.timedelta,
     serial: int | None,
+    not_before: datetime.datetime | None = None,
 ) -> x509.CertificateBuilder:
-    not_before = datetime.datetime.now(datetime.UTC) - _BACKDATE
+    if not_before is None:
+        not_before = datetime.datetime.now(datetime.UTC) - _BACKDATE
     return (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -32,14 +32,16 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from linkcert.trackingkeys import MAX_KEY_ID as MAX_KEY_ID
+from linkcert.trackingkeys import MIN_SECRET_CHARS as MIN_SECRET_CHARS
+from linkcert.trackingkeys import parse_key_entries as parse_key_entries
+
 TOKEN_VERSION = 2  # what mint() makes; version 1 tokens are still read
 TAG_BYTES = 16
 MAX_DESTINATION_CHARS = 2048
 MAX_DATA_BYTES = 255
 MAX_LINK_ID = 2**63 - 1  # fits a signed 64-bit database column
 MAX_VARINT = 2**63 - 1  # every varint of a token: link id, mint time, epoch
-MAX_KEY_ID = 255
-MIN_SECRET_CHARS = 32
 TRACKING_KEY_SETTING = "LINKCERT_TRACKING_KEY"
 TRACKING_KEYS_SETTING = "LINKCERT_TRACKING_KEYS"
 
@@ -170,32 +172,6 @@ class TrackingKeys:
 
     def __repr__(self) -> str:  # never the keys themselves
         return f"TrackingKeys(ids={list(self.ids)})"
-
-
-def parse_key_entries(entries: Sequence[str]) -> list[tuple[int, str]]:
-    """`["ID:SECRET", ...]` as the `tracking_keys` setting holds them, checked; the message of
-    the ValueError names the entry by its position and id, never the secret."""
-    parsed: list[tuple[int, str]] = []
-    seen: set[int] = set()
-    for position, entry in enumerate(entries, 1):
-        key_id_text, colon, secret = entry.partition(":")
-        key_id_text = key_id_text.strip()
-        if not colon or not key_id_text.isdigit() or not 0 <= int(key_id_text) <= MAX_KEY_ID:
-            raise ValueError(
-                f"entry {position} must be ID:SECRET with an ID from 0 to {MAX_KEY_ID}, "
-                "the first entry minting, e.g. 2:<new secret>,1:<previous secret>"
-            )
-        key_id = int(key_id_text)
-        if key_id in seen:
-            raise ValueError(f"entry {position}: key id {key_id} is listed twice")
-        if len(secret) < MIN_SECRET_CHARS:
-            raise ValueError(
-                f"entry {position} (key id {key_id}): the secret must be at least "
-                f"{MIN_SECRET_CHARS} characters long"
-            )
-        seen.add(key_id)
-        parsed.append((key_id, secret))
-    return parsed
 
 
 def tracking_key_from_secret(secret: str) -> bytes:
