@@ -21,3 +21,15 @@ def test_every_package_and_module_has_a_place_in_the_layers() -> None:
         path.stem for path in source.glob("*.py") if path.stem not in ("__init__", "__main__")
     } | {path.name for path in source.iterdir() if (path / "__init__.py").exists()}
     assert sorted(present - placed) == []
+
+
+def test_tests_take_their_helpers_from_support_modules() -> None:
+    """Helpers live in tests/*_support.py, conftest.py or linkcert.testbed, never in a test_*
+    module another test imports (which would run its tests' imports, and hide the helper)."""
+    tests = Path(__file__).resolve().parent
+    offenders = [
+        path.name
+        for path in sorted(tests.glob("*.py"))
+        if "from tests.test_" in path.read_text() or "import tests.test_" in path.read_text()
+    ]
+    assert offenders == []
