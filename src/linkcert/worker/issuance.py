@@ -543,11 +543,7 @@ class Issuer:
                     session,
                     domain,
                     "order_started",
-                    (
-                        f"Renewing the certificate with {ca_name} ({reason})."
-                        if renewing
-                        else f"Requesting a certificate from {ca_name} ({reason})."
-                    ),
+                    _order_message(renewing, ca_name, reason, several=len(self.cas) > 1),
                     ca=ca_name,
                     ca_reason=reason,
                 )
@@ -672,7 +668,8 @@ class Issuer:
                 cert,
                 notifier=self.notifier,
                 event="renewed" if work.renewing else "secured",
-                message=f"Certificate issued by {facts.issuer_cn}{_through(order)}, valid "
+                message=f"Certificate issued by {facts.issuer_cn}"
+                f"{_through(order) if len(self.cas) > 1 else ''}, valid "
                 f"until {facts.not_after:%Y-%m-%d %H:%M} UTC.",
                 renewing=work.renewing,
             )
@@ -690,6 +687,15 @@ class Issuer:
                 order.error = message[:2000]
                 order.finished_at = utcnow()
                 session.execute(delete(Challenge).where(Challenge.order_id == order.id))
+
+
+def _order_message(renewing: bool, ca: str, reason: str, *, several: bool) -> str:
+    """The event of a new order; with several CAs, which one and why."""
+    if not several:
+        return "Renewing the certificate." if renewing else "Requesting a certificate."
+    if renewing:
+        return f"Renewing the certificate with {ca} ({reason})."
+    return f"Requesting a certificate from {ca} ({reason})."
 
 
 def _through(order: Order) -> str:
