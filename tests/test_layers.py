@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -27,9 +28,8 @@ def test_tests_take_their_helpers_from_support_modules() -> None:
     """Helpers live in tests/*_support.py, conftest.py or linkcert.testbed, never in a test_*
     module another test imports (which would run its tests' imports, and hide the helper)."""
     tests = Path(__file__).resolve().parent
+    imports = re.compile(r"^\s*(from tests\.test_\w+ import|import tests\.test_)", re.MULTILINE)
     offenders = [
-        path.name
-        for path in sorted(tests.glob("*.py"))
-        if "from tests.test_" in path.read_text() or "import tests.test_" in path.read_text()
+        path.name for path in sorted(tests.glob("*.py")) if imports.search(path.read_text())
     ]
     assert offenders == []
