@@ -369,10 +369,11 @@ class Issuer:
             if open_order is not None and open_order.url is not None:
                 sticky = self._ca_of_order(session, open_order.id)
                 if sticky is not None:
-                    sticky_reason = (open_order.info or {}).get(CA_CHOICE, {}).get("reason", "")
+                    choice = (open_order.info or {}).get(CA_CHOICE) or {}
+                    sticky_reason = choice.get("reason") or ""
             if sticky is None and current is not None:
                 sticky = self._ca_of_order(session, current.order_id)
-                if sticky is not None:
+                if sticky is not None and len(self.cas) > 1:
                     sticky_reason = f"{sticky.name} issued the current certificate"
         permitted = PERMITTED_CAS.get()
         if len(self.cas) == 1:
@@ -526,7 +527,7 @@ class Issuer:
                     domain_id=domain_id,
                     acme_account_id=account_id,
                     status="new",
-                    info={CA_CHOICE: {"ca": ca_name, "reason": reason}},
+                    info={CA_CHOICE: {"ca": ca_name, "reason": reason or None}},
                     key_encrypted=self.keys.encrypt(key_pem, context),
                     csr_pem=csr_pem.decode("ascii"),
                     created_at=utcnow(),
@@ -701,7 +702,7 @@ def _order_message(renewing: bool, ca: str, reason: str, *, several: bool) -> st
 def _through(order: Order) -> str:
     """Which configured CA the order went to and why, for messages (empty when not known)."""
     choice = (order.info or {}).get(CA_CHOICE)
-    if not choice:
+    if not choice or not choice.get("reason"):
         return ""
     return f" (through {choice['ca']}: {choice['reason']})"
 
