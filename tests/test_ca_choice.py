@@ -122,3 +122,8 @@ def test_a_rate_limited_domain_moves_alone_and_a_renewal_stays_with_its_ca() -> 
     assert [c.name for c in moved] == [LE]
     clock.now += 121
     assert plan([LE, GTS], domain="a.test", permitted=None, health=health)[0].name == LE
+
+
+def test_with_one_ca_there_is_no_choice_to_explain() -> None:
+    (only,) = plan([LE], domain="a.test", permitted=None, health=CaHealth())
+    assert (only.name, only.reason) == (LE, "")

@@ -135,6 +135,7 @@ async def test_a_look_alike_name_is_saved_with_a_warning(world: World) -> None:
     )
     [warning] = status.json()["warnings"]
     assert warning["code"] == "mixed_script" and "Cyrillic and Latin" in warning["message"]
+    assert "U+0430 CYRILLIC SMALL LETTER A" in warning["message"]  # which letter to look for
     plain = await api.get(
         f"/api/v1/accounts/{world.b_id}/tracking-domain", headers=bearer(world.b_token)
     )

@@ -17,8 +17,8 @@ from linkcert.store import Store
 from linkcert.testbed.environment import settings_env
 from linkcert.testbed.waiting import free_port
 from tests.e2e_support import TRACKING_SECRET
+from tests.edge_processes_support import MASTER_KEY, PROCESSES, metrics_base_port
 from tests.fleet_support import Process, child_pids
-from tests.test_edge_processes import MASTER_KEY, PROCESSES, metrics_base_port
 
 IDLE_CONNECTIONS = 500
 

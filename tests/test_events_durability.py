@@ -18,8 +18,8 @@ from linkcert.testbed.environment import settings_env
 from linkcert.testbed.waiting import free_port
 from linkcert.tracking import Minter, tracking_key_from_secret
 from tests.e2e_support import TRACKING_SECRET
+from tests.edge_processes_support import MASTER_KEY
 from tests.fleet_support import Process
-from tests.test_edge_processes import MASTER_KEY
 
 pytestmark = pytest.mark.postgres
 

@@ -29,6 +29,7 @@ from linkcert.store import Account, Store
 from linkcert.tracking import Minter, TrackingKeys, tracking_key_from_secret
 from tests.certs_support import ThrowawayCA, pem
 from tests.e2e_support import TRACKING_SECRET
+from tests.edge_processes_support import CLICKS, MASTER_KEY, running_edge, serve_certificate
 from tests.events_support import (
     BROKER_URL,
     ca_bundle,
@@ -39,7 +40,6 @@ from tests.events_support import (
     unique_name,
 )
 from tests.tcpproxy_support import TcpProxy
-from tests.test_edge_processes import CLICKS, MASTER_KEY, running_edge, serve_certificate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.broker]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -21,3 +22,14 @@ def test_every_package_and_module_has_a_place_in_the_layers() -> None:
         path.stem for path in source.glob("*.py") if path.stem not in ("__init__", "__main__")
     } | {path.name for path in source.iterdir() if (path / "__init__.py").exists()}
     assert sorted(present - placed) == []
+
+
+def test_tests_take_their_helpers_from_support_modules() -> None:
+    """Helpers live in tests/*_support.py, conftest.py or linkcert.testbed, never in a test_*
+    module another test imports (which would run its tests' imports, and hide the helper)."""
+    tests = Path(__file__).resolve().parent
+    imports = re.compile(r"^\s*(from tests\.test_\w+ import|import tests\.test_)", re.MULTILINE)
+    offenders = [
+        path.name for path in sorted(tests.glob("*.py")) if imports.search(path.read_text())
+    ]
+    assert offenders == []

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from linkcert.ca_limits import RateLimit
-from linkcert.store import Base, Store
+from linkcert.store import Store
 from linkcert.worker.ratelimit import BucketRequest, Decision, RateLimiter, budget_left
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -21,16 +21,10 @@ def at(seconds: float) -> datetime:
     return NOW + timedelta(seconds=seconds)
 
 
-def create_bucket_table(store: Store) -> Store:
-    # The migration for rate_buckets is generated from the model separately; until then the
-    # tests create the table from the model (a no-op once the migration exists).
-    Base.metadata.tables["rate_buckets"].create(store.engine, checkfirst=True)
-    return store
-
-
 @pytest.fixture
 def buckets(store: Store) -> Store:
-    return create_bucket_table(store)
+    """The store, whose migrations made the rate_buckets table."""
+    return store
 
 
 class Clock:
@@ -247,7 +241,6 @@ def test_two_workers_never_overspend(buckets: Store, db_url: str) -> None:
 @pytest.mark.postgres
 def test_overlapping_buckets_in_any_order_do_not_deadlock(postgres_url: str) -> None:
     stores = [Store(postgres_url) for _ in range(2)]
-    create_bucket_table(stores[0])
     keys = [f"k{i}" for i in range(6)]
     limits = {"orders": RateLimit(10_000, 3600)}
     taken: Counter[str] = Counter()

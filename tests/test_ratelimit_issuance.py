@@ -34,7 +34,6 @@ from linkcert.worker.ratelimit import (
     budget_left,
     order_requests,
 )
-from tests.test_ratelimit import create_bucket_table
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 NAME = "links.shop.test"
@@ -181,7 +180,6 @@ def add_domain(store: Store, name: str = NAME, *, with_certificate: bool = False
 def make_setup(
     store: Store, limits: dict[str, RateLimit] | None = None, *, reserve: float = 0.2
 ) -> Setup:
-    create_bucket_table(store)
     account_id = add_account(store)
     domain_id = add_domain(store)
     client = RecordingClient()

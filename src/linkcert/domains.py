@@ -20,7 +20,7 @@ from linkcert.renewal import renewal_window
 from linkcert.states import DnsState, FailureClass, waiting_note
 from linkcert.store import Account, Certificate, Domain, DomainClaim, Event, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, WORK, announce
-from linkcert.text import check_clean, mixed_script_labels
+from linkcert.text import check_clean, mixed_script_labels, odd_characters
 
 
 class NotFound(LookupError):
@@ -303,12 +303,13 @@ def name_warnings(unicode_name: str) -> list[dict[str, str]]:
     """A warning for each label of the name that mixes scripts."""
     warnings = []
     for label, scripts in mixed_script_labels(unicode_name):
+        odd = odd_characters(label)
+        which = f": {', '.join(odd[:3])}" if odd else ""
         warnings.append(
             {
                 "code": "mixed_script",
                 "message": f"The label \u201c{label}\u201d mixes {' and '.join(scripts)} "
-                "letters, as look-alikes of other names do (for example a Cyrillic "
-                "\u201c\u0430\u201d among Latin letters).",
+                f"letters, as look-alikes of other names do{which}.",
                 "fix": f"Check that {unicode_name} is the name you meant: links on a look-alike "
                 "name can be taken for phishing. If it is not, save the right one.",
             }

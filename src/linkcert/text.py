@@ -161,3 +161,21 @@ def mixed_script_labels(unicode_name: str) -> list[tuple[str, list[str]]]:
         if not single:
             found.append((label, sorted(used)))
     return found
+
+
+def odd_characters(label: str) -> list[str]:
+    """The characters of a mixed-script label outside its most used script, as a person can
+    find them: `“а” (U+0430 CYRILLIC SMALL LETTER A)`."""
+    counts: dict[str, int] = {}
+    for char in label:
+        for script in _scripts_of(char) or ():
+            counts[script] = counts.get(script, 0) + 1
+    if not counts:
+        return []
+    main = max(counts, key=lambda script: counts[script])
+    odd = []
+    for char in dict.fromkeys(label):
+        scripts = _scripts_of(char)
+        if scripts is not None and main not in scripts:
+            odd.append(f"\u201c{char}\u201d ({_describe(char)})")
+    return odd

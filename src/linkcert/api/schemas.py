@@ -103,7 +103,7 @@ class DomainStatusOut(BaseModel):
     ca_reason: str | None = Field(
         default=None,
         description='Why that CA was chosen, in words ("the CAA records allow only ...", '
-        '"... was unavailable").',
+        '"... was unavailable"); null with a single CA configured.',
     )
     not_before: datetime | None
     not_after: datetime | None

@@ -129,9 +129,8 @@ def _show(status: DomainStatus) -> None:
         console.print(f"  Waiting:     {note}", soft_wrap=True)
     if status.not_after:
         console.print(f"  Expires:     {status.not_after:%Y-%m-%d %H:%M} UTC  ({status.issuer})")
-    if status.ca:
-        reason = f"  ({status.ca_reason})" if status.ca_reason else ""
-        console.print(f"  CA:          {status.ca}{reason}", soft_wrap=True)
+    if status.ca and status.ca_reason:
+        console.print(f"  CA:          {status.ca}  ({status.ca_reason})", soft_wrap=True)
     if status.renew_at and status.wanted:
         basis = "suggested by the CA" if status.renewal_basis == "ari" else "by its lifetime"
         console.print(f"  Renews:      {status.renew_at:%Y-%m-%d %H:%M} UTC  ({basis})")

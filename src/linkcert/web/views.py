@@ -297,9 +297,9 @@ def _facts(status: DomainStatus, now: datetime, source: str | None) -> list[Fact
         elif source == "upload-private":
             issuer += " (uploaded certificate, private CA: not publicly trusted)"
         facts.append(Fact("Issued by", issuer))
-    if status.ca and source != "upload":
-        chosen = f"{status.ca} ({status.ca_reason})" if status.ca_reason else status.ca
-        facts.append(Fact("Certificate authority", chosen))
+    if status.ca and status.ca_reason and source != "upload":
+        # Only when linkcert chose among several CAs: then the customer sees which and why.
+        facts.append(Fact("Certificate authority", f"{status.ca} ({status.ca_reason})"))
     if status.not_before:
         facts.append(Fact("Valid from", "", Moment(status.not_before, now)))
     if status.not_after:

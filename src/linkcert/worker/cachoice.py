@@ -170,7 +170,8 @@ def _first_choice_reason(
     if refused:
         reasons.insert(0, f"the CAA records do not allow {_and(refused)}")
     if not reasons:
-        return f"{name} is the first choice" if len(preference) > 1 else "the only CA configured"
+        # With one CA there is no choice to explain.
+        return f"{name} is the first choice" if len(preference) > 1 else ""
     return "; ".join(reasons)
 
 

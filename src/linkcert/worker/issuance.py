@@ -371,10 +371,11 @@ class Issuer:
             if open_order is not None and open_order.url is not None:
                 sticky = self._ca_of_order(session, open_order.id)
                 if sticky is not None:
-                    sticky_reason = (open_order.info or {}).get(CA_CHOICE, {}).get("reason", "")
+                    choice = (open_order.info or {}).get(CA_CHOICE) or {}
+                    sticky_reason = choice.get("reason") or ""
             if sticky is None and current is not None:
                 sticky = self._ca_of_order(session, current.order_id)
-                if sticky is not None:
+                if sticky is not None and len(self.cas) > 1:
                     sticky_reason = f"{sticky.name} issued the current certificate"
         permitted = PERMITTED_CAS.get()
         if len(self.cas) == 1:
@@ -528,7 +529,7 @@ class Issuer:
                     domain_id=domain_id,
                     acme_account_id=account_id,
                     status="new",
-                    info={CA_CHOICE: {"ca": ca_name, "reason": reason}},
+                    info={CA_CHOICE: {"ca": ca_name, "reason": reason or None}},
                     key_encrypted=self.keys.encrypt(key_pem, context),
                     csr_pem=csr_pem.decode("ascii"),
                     created_at=utcnow(),
@@ -545,11 +546,7 @@ class Issuer:
                     session,
                     domain,
                     "order_started",
-                    (
-                        f"Renewing the certificate with {ca_name} ({reason})."
-                        if renewing
-                        else f"Requesting a certificate from {ca_name} ({reason})."
-                    ),
+                    _order_message(renewing, ca_name, reason, several=len(self.cas) > 1),
                     ca=ca_name,
                     ca_reason=reason,
                 )
@@ -674,7 +671,8 @@ class Issuer:
                 cert,
                 notifier=self.notifier,
                 event="renewed" if work.renewing else "secured",
-                message=f"Certificate issued by {facts.issuer_cn}{_through(order)}, valid "
+                message=f"Certificate issued by {facts.issuer_cn}"
+                f"{_through(order) if len(self.cas) > 1 else ''}, valid "
                 f"until {facts.not_after:%Y-%m-%d %H:%M} UTC.",
                 renewing=work.renewing,
             )
@@ -694,10 +692,19 @@ class Issuer:
                 session.execute(delete(Challenge).where(Challenge.order_id == order.id))
 
 
+def _order_message(renewing: bool, ca: str, reason: str, *, several: bool) -> str:
+    """The event of a new order; with several CAs, which one and why."""
+    if not several:
+        return "Renewing the certificate." if renewing else "Requesting a certificate."
+    if renewing:
+        return f"Renewing the certificate with {ca} ({reason})."
+    return f"Requesting a certificate from {ca} ({reason})."
+
+
 def _through(order: Order) -> str:
     """Which configured CA the order went to and why, for messages (empty when not known)."""
     choice = (order.info or {}).get(CA_CHOICE)
-    if not choice:
+    if not choice or not choice.get("reason"):
         return ""
     return f" (through {choice['ca']}: {choice['reason']})"
 
