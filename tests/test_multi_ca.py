@@ -21,8 +21,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from linkcert.auth import create_token
+from linkcert.cli import app as cli
 from linkcert.config import ConfigError, Settings
 from linkcert.domains import (
     create_account,
@@ -155,9 +157,10 @@ async def start(settings: Settings, roles: Roles = ROLES) -> tuple[Runtime, Stor
 
 
 async def test_caa_decides_the_ca_and_delete_revokes_where_it_was_issued(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime, store = await start(world.settings(tmp_path), Roles())
+    settings = world.settings(tmp_path)
+    runtime, store = await start(settings, Roles())
     try:
         shop = create_account(store, "shop")
         only_second = "links.only-b.test"
@@ -210,6 +213,12 @@ async def test_caa_decides_the_ca_and_delete_revokes_where_it_was_issued(
             page = (await console.get(f"/console/domains/{only_second}")).text
         words = " ".join(unescape(re.sub(r"<[^>]+>", " ", page)).split())
         assert "Certificate authority Pebble B (the CAA records allow only Pebble B)" in words
+        monkeypatch.setenv("LINKCERT_DATABASE_URL", settings.effective_database_url)
+        monkeypatch.setenv("LINKCERT_TRACKING_KEY", TRACKING_SECRET)
+        shown = CliRunner().invoke(cli, ["domain", "status", only_second])
+        assert shown.exit_code == 0, shown.stderr
+        said = " ".join(shown.stdout.split())
+        assert "CA: Pebble B (the CAA records allow only Pebble B)" in said
 
         await wait_for_async(
             lambda: domain_status(store, neither).dns_state == "caa_blocked", timeout=30
