@@ -13,6 +13,7 @@ from linkcert.notify import Notifier, scan_expiring, watch_expiry
 from linkcert.notify.expiry import crossed_threshold, thresholds
 from linkcert.store import Domain, Store
 from linkcert.store.models import Notification
+from linkcert.testbed.waiting import wait_for_async
 from tests.notify_support import T0, Clock, add_customer, give_certificate
 
 DAY = timedelta(days=1)
@@ -98,9 +99,7 @@ async def test_the_watch_scans_until_stopped(store: Store) -> None:
     stop = asyncio.Event()
     watch = asyncio.create_task(watch_expiry(store, SETTINGS, stop, interval=0.05, clock=clock))
     try:
-        async with asyncio.timeout(30):
-            while not notifications(store):
-                await asyncio.sleep(0.05)
+        await wait_for_async(lambda: notifications(store), "the expiry notification")
     finally:
         stop.set()
         await watch

@@ -32,6 +32,7 @@ from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import Domain, Store, utcnow
 from linkcert.store.models import Delivery
+from linkcert.testbed.waiting import wait_for_async
 from tests.notify_support import (
     SECRET,
     T0,
@@ -283,12 +284,11 @@ async def test_two_delivery_loops_never_send_the_same_delivery_twice(postgres_ur
                 for n, (store, tracker) in enumerate(zip((first, second), trackers, strict=True))
             ]
 
-            async def all_delivered() -> None:
-                while len(list_deliveries(first, status="delivered", limit=1000)) < 40:
-                    await asyncio.sleep(0.05)
+            def all_delivered() -> bool:
+                return len(list_deliveries(first, status="delivered", limit=1000)) >= 40
 
             try:
-                await asyncio.wait_for(all_delivered(), timeout=60)
+                await wait_for_async(all_delivered, "every delivery delivered", interval=0.05)
             finally:
                 stop.set()
                 gate.set()  # never leave the first loop waiting, even when the test fails
@@ -333,9 +333,7 @@ async def test_a_worker_process_sends_alerts_and_serves_metrics(tmp_path: Path) 
         runtime = Runtime(settings, Roles(worker=True, edge=False, api=False), store=store)
         await runtime.start()
         try:
-            async with asyncio.timeout(30):
-                while not receiver.requests:
-                    await asyncio.sleep(0.05)
+            await wait_for_async(lambda: receiver.requests, "the webhook received", timeout=30)
             assert runtime.metrics_listener is not None
             async with httpx.AsyncClient(trust_env=False) as http:
                 page = await http.get(f"http://127.0.0.1:{runtime.metrics_listener.port}/metrics")
