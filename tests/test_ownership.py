@@ -21,6 +21,7 @@ from linkcert.domains import (
     domain_status,
     domain_status_for,
     remove_tracking_domain,
+    retry_now,
     set_tracking_domain,
 )
 from linkcert.keys import generate_master_key
@@ -203,3 +204,27 @@ def test_the_upgrade_keeps_verified_names_and_turns_the_rest_into_claims(store: 
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     touched = [d for d in differences if re.search(r"domain_claims|dns_label|link_epoch", repr(d))]
     assert touched == []
+
+
+def test_a_claimants_retry_checks_its_claim_but_never_hurries_the_owners_ca_wait(
+    store: Store,
+) -> None:
+    policy = NamePolicy(allow_test_domains=True)
+    create_account(store, "owner")
+    claimant = create_account(store, "claimant").id
+    set_tracking_domain(store, "owner", "links.owner.test", policy)
+    prove(store, "links.owner.test")
+    later = utcnow() + timedelta(hours=1)
+    with store.session() as session:
+        domain = session.scalars(select(Domain)).one()
+        domain.failure_class, domain.next_attempt_at = "challenge_failed", later
+    set_tracking_domain(store, "claimant", "links.owner.test", policy)
+    status = retry_now(store, "links.owner.test", claimant)
+    assert status.account == "claimant" and status.cert_state == "none"
+    with store.session() as session:
+        assert session.scalars(select(Domain.next_attempt_at)).one() == later
+        session.scalars(select(Domain)).one().failure_class = "dns_not_ready"
+    retry_now(store, "links.owner.test", claimant)
+    with store.session() as session:
+        due = session.scalars(select(Domain.next_attempt_at)).one()
+    assert due is not None and due <= utcnow()

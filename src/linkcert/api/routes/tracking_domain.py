@@ -183,7 +183,7 @@ def post_tracking_domain_retry(
     require_account_access(principal, account_id)
     current = _current(context, account_id)
     try:
-        retried = retry_now(context.store, current.domain)
+        retried = retry_now(context.store, current.domain, account_id)
     except NotFound:
         raise _no_tracking_domain(account_id) from None
     except Conflict as exc:
@@ -202,4 +202,4 @@ def post_tracking_domain_retry(
             extra={"not_before": exc.not_before.isoformat()},
         ) from None
     context.wake_worker()
-    return DomainStatusOut.of(retried)
+    return DomainStatusOut.of(retried, context.settings)
