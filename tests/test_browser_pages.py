@@ -154,12 +154,13 @@ async def test_a_customer_saves_a_domain_and_watches_it_get_secured(
 
 async def test_the_help_page_followed_with_the_mouse(platform: Platform, tmp_path: Path) -> None:
     domain = "links.help-shop.test"
-    platform.point(domain)  # "having added the CNAME first"
     async with (
         linkcert(platform, tmp_path, "help-shop", deliverability_email=DELIVERABILITY) as running,
         chromium() as browser,
         new_page(browser) as page,
     ):
+        platform.point(domain, running.store, running.account_id)  # "adding the CNAME first"
+        own_target = account_target(running.store, running.account_id, EDGE_TARGET)
         await log_in(page, running, running.account_token)
 
         # The user name at the top right is a disclosure button.
@@ -192,7 +193,7 @@ async def test_the_help_page_followed_with_the_mouse(platform: Platform, tmp_pat
         await expect(info).to_contain_text("owner@help-shop.test")
 
         await info.get_by_label("Link tracking domain", exact=True).fill(domain)
-        await expect(info).to_contain_text(f"{domain}. CNAME {EDGE_TARGET}.")
+        await expect(info).to_contain_text(f"{domain}. CNAME {own_target}.")
         await expect(info).to_contain_text("✓ In place")
         await info.get_by_role("button", name="SAVE CHANGES").click()
 
@@ -215,12 +216,12 @@ async def test_the_help_page_followed_with_the_keyboard_alone(
     platform: Platform, tmp_path: Path
 ) -> None:
     domain = "links.typist-shop.test"
-    platform.point(domain)
     async with (
         linkcert(platform, tmp_path, "typist-shop") as running,
         chromium() as browser,
         new_page(browser) as page,
     ):
+        platform.point(domain, running.store, running.account_id)
         await page.goto(running.url + "/login")
         await tab_until(page, page.get_by_label("API token"))
         await page.keyboard.type(running.account_token)
