@@ -672,3 +672,16 @@ async def test_an_http_1_0_client_keeps_its_connection_when_it_asks_to() -> None
             await close_writer(writer)
     assert [seen.target for seen in origin.requests] == ["/0", "/1", "/2"]
     assert all(seen.header("connection") is None for seen in origin.requests)
+
+
+async def test_a_name_no_longer_served_stops_being_relayed_at_once() -> None:
+    """Deleted, released or re-owned: the feeds drop the name from the edge, and the same
+    decision that stops its links stops relaying its requests."""
+    async with fault_origin() as origin, proxy_edge(origin.url) as env:
+        before = await one(env, request("/l/1"))
+        env.certificates.remove(DOMAIN)
+        after = await one(env, request("/l/2"))
+        assert not env.edge.proxy.serves(DOMAIN)  # type: ignore[union-attr]
+    assert before.status == 200
+    assert after.status == 404
+    assert [seen.target for seen in origin.requests] == ["/l/1"]

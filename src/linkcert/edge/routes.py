@@ -218,6 +218,11 @@ class Router:
             raise InvalidToken("epoch")
         return verified
 
+    def serves(self, host: str) -> bool:
+        """Whether the edge serves `host` (lowercase, no port): a proven name, not deleted or
+        released. Tracked links are answered, and proxy mode relays requests, only for those."""
+        return self._link_epoch(host) is not None
+
     def has_valid_token(self, host: str, token: bytes) -> bool:
         """Whether `token` (after `/c/` or `/o/`) is a valid link for `host`, as `_tracked`
         would answer it: what `both` mode answers itself rather than relaying."""

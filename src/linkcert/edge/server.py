@@ -92,8 +92,9 @@ class Edge:
         serves: Callable[[str], bool] | None = None,
         account_upstreams: AccountUpstreams | None = None,
     ) -> None:
-        """`serves(name)` says whether a host name is one linkcert serves (by default: it has
-        a certificate in `certificates`); only those are ever relayed in proxy mode.
+        """`serves(name)` says whether a host name is one linkcert serves (by default the
+        router's: a proven, live name in `certificates`); only those are ever relayed in proxy
+        mode.
         `account_upstreams(name)` gives a name's own origins (its account's), or None for the
         global list."""
         self.settings = settings = settings or EdgeSettings()
@@ -133,7 +134,9 @@ class Edge:
             self.proxy = ProxyRoutes(
                 proxy_settings,
                 self.counters,
-                serves=serves or certificates.__contains__,
+                # The edge's one decision: the names whose links it answers are the names it
+                # relays (proven, live; see Router.serves).
+                serves=serves or router.serves,
                 account_upstreams=account_upstreams,
             )
         limits = Limits(
