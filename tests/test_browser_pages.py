@@ -159,8 +159,7 @@ async def test_the_help_page_followed_with_the_mouse(platform: Platform, tmp_pat
         chromium() as browser,
         new_page(browser) as page,
     ):
-        # "having added the CNAME first": to the account's own target, shown on its page.
-        platform.point(domain, running.store, running.account_id)
+        platform.point(domain, running.store, running.account_id)  # "adding the CNAME first"
         own_target = account_target(running.store, running.account_id, EDGE_TARGET)
         await log_in(page, running, running.account_token)
 
