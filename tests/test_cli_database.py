@@ -16,6 +16,7 @@ from linkcert.cli import app
 from linkcert.keys import generate_master_key
 from linkcert.store import Store
 from linkcert.testbed.waiting import free_port
+from tests.ownership_support import prove
 
 MASTER_KEY = generate_master_key("db")
 
@@ -152,6 +153,9 @@ def test_link_create_carries_data(env: dict[str, str], tmp_path: Path) -> None:
     assert run(env, "account", "create", "shop", "--email", "ops@shop.example")[0] == 0
     code, out, err = run(env, "domain", "set", "shop", "links.shop.test")
     assert code == 0, err
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'linkcert.sqlite3'}")
+    prove(store, "links.shop.test", "shop")  # links are made only on proven names
+    store.close()
     code, out, err = run(
         env,
         "link",

@@ -17,8 +17,9 @@ from linkcert.store import LinkEvent, Store
 from linkcert.testbed.environment import settings_env
 from linkcert.testbed.waiting import free_port
 from linkcert.tracking import Minter, tracking_key_from_secret
+from tests.certs_support import ThrowawayCA
 from tests.e2e_support import TRACKING_SECRET
-from tests.edge_processes_support import MASTER_KEY
+from tests.edge_processes_support import MASTER_KEY, serve_certificate
 from tests.fleet_support import Process
 
 pytestmark = pytest.mark.postgres
@@ -78,6 +79,8 @@ def test_kill_9_loses_at_most_what_the_next_start_reports(
 ) -> None:
     store = Store(postgres_url)
     store.migrate()
+    # The edge answers links only on names it serves: a proven name with a certificate.
+    serve_certificate(store, ThrowawayCA.create("Durability Test CA"), DOMAIN)
     settings, http_port = _settings(postgres_url, tmp_path)
     environment = settings_env(settings)
     first = Process("edge", environment, tmp_path, "first")
