@@ -238,6 +238,8 @@ async def test_moved_then_back_then_moved_for_good(store: Store) -> None:
         clock.now = current.next_attempt_at
     released = state_of(store, domain_id)
     assert not released.wanted and released.next_attempt_at is None
+    # Released: nobody's any more, and the links made before end for good.
+    assert released.account_id is None and released.link_epoch == 1
     assert renewals == []  # never renewed while pointing elsewhere
     with store.session() as session:
         kinds = session.scalars(

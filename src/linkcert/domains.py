@@ -390,8 +390,8 @@ def _claim_status(session: Session, domain: Domain, account_id: int) -> DomainSt
             {
                 "code": "claim_expired",
                 "message": (
-                    f"DNS did not prove {domain.unicode_name} to be your account's in time, "
-                    "so the claim expired."
+                    f"{domain.unicode_name} is not your account's: DNS did not name the account "
+                    "before the claim expired, or the name was released or deleted since."
                 ),
                 "fix": "Set up the DNS records shown, then save the domain again.",
             }
