@@ -86,15 +86,27 @@ def bench_mint(count: int) -> float:
 
 def _prepare(database_url: str) -> str:
     """Migrate, make an account with its domain and a token; return the token."""
+    from sqlalchemy import select
+
     from linkcert.auth import create_token
     from linkcert.domains import create_account, set_tracking_domain
     from linkcert.names import NamePolicy
-    from linkcert.store import Store
+    from linkcert.ownership_store import settle
+    from linkcert.states import DnsState
+    from linkcert.store import Account, Domain, Store, utcnow
+    from linkcert.worker.lifecycle import DnsVerdict
 
     store = Store(database_url)
     store.migrate()
     account = create_account(store, "bench", ["ops@bench.test"])
     set_tracking_domain(store, account.id, DOMAIN, NamePolicy(allow_test_domains=True))
+    # Links are made only on proven names: settle it as the worker does when DNS names the
+    # account.
+    with store.session() as session:
+        domain = session.scalars(select(Domain).where(Domain.name == DOMAIN)).one()
+        label = session.get(Account, account.id).dns_label  # type: ignore[union-attr]
+        verdict = DnsVerdict(DnsState.OK, labels=frozenset({label}), shared=False)
+        assert settle(session, domain, verdict, utcnow()), "the bench domain was not proven"
     token, _ = create_token(store, account.id, "bench")
     store.close()
     return token

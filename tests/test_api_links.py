@@ -177,3 +177,23 @@ async def test_a_single_link_carries_data_too(store: Store) -> None:
     token = answer.json()["url"].rsplit("/", 1)[1]
     link = read_token(tracking_key_from_secret(SECRET), "links.alpha.test", token)
     assert (link.data, link.link_id) == (b"msg=1", answer.json()["link_id"])
+
+
+async def test_no_links_on_a_name_not_yet_proven(store: Store) -> None:
+    from linkcert.domains import create_account, set_tracking_domain
+    from tests.api_support import POLICY, assert_problem
+
+    world, app = _app(store)
+    gamma = create_account(store, "gamma")
+    set_tracking_domain(store, gamma.id, "links.gamma.test", POLICY)  # claimed, never proven
+    async with client(app) as http:
+        for path, body in (
+            ("/api/v1/links", {"url": "https://a.example/", "domain": "links.gamma.test"}),
+            (
+                "/api/v1/links/batch",
+                {"domain": "links.gamma.test", "links": [{"url": "https://a.example/"}]},
+            ),
+        ):
+            answer = await http.post(path, json=body, headers=bearer(world.operator))
+            problem = assert_problem(answer, 409, "domain-not-proven")
+            assert "links.gamma.test" in problem["detail"]

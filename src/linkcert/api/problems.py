@@ -49,6 +49,7 @@ TITLES: dict[str, str] = {
     "retry-too-early": "Retry not allowed yet",
     "invalid-destination": "Invalid link destination",
     "invalid-endpoint": "Endpoint not allowed",
+    "domain-not-proven": "Domain not proven",
     "tracking-unavailable": "Tracked links are not configured",
     "request-closed": "Request already decided",
     "too-many-open-requests": "Too many open requests",

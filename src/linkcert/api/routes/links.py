@@ -45,7 +45,7 @@ def _not_proven(exc: NotProven) -> ProblemError:
     return ProblemError(
         409,
         "domain-not-proven",
-        str(exc)[:1].upper() + str(exc)[1:] + ".",
+        f"{exc}.",  # it starts with the domain name, which keeps its case
         fix="Create the DNS records shown in GET /api/v1/accounts/{id}/tracking-domain; "
         "links can be made once the status shows the domain as the account's.",
     )
