@@ -11,7 +11,8 @@ from sqlalchemy import select
 from linkcert.domains import Conflict, NotFound, domain_events, retry_now
 from linkcert.states import FailureClass
 from linkcert.store import Account, Domain, utcnow
-from tests.api_support import World, app_for, assert_problem, bearer, client
+from linkcert.web import create_app
+from tests.api_support import SETTINGS, World, app_for, assert_problem, bearer, client
 
 
 @pytest.fixture
@@ -221,3 +222,17 @@ async def test_unknown_account(api: httpx.AsyncClient, world: World) -> None:
         assert_problem(response, 404, "not-found")
     response = await api.put(path(999), json={"domain": "links.x.test"}, headers=operator)
     assert_problem(response, 404, "not-found")
+
+
+async def test_unproven_claims_past_the_cap_are_refused_with_a_409(world: World) -> None:
+    settings = SETTINGS.model_copy(update={"max_unproven_claims": 1})
+    async with client(create_app(world.store, settings, rate_limit=None)) as api:
+        first = await api.put(
+            path(world.a_id), json={"domain": "one.other.test"}, headers=bearer(world.a_token)
+        )
+        assert first.status_code == 202, first.text
+        again = await api.put(
+            path(world.a_id), json={"domain": "two.other.test"}, headers=bearer(world.a_token)
+        )
+    problem = assert_problem(again, 409, "too-many-claims")
+    assert "at most 1" in problem["detail"] and "expire" in problem["fix"]

@@ -50,6 +50,7 @@ TITLES: dict[str, str] = {
     "invalid-destination": "Invalid link destination",
     "invalid-endpoint": "Endpoint not allowed",
     "domain-not-proven": "Domain not proven",
+    "too-many-claims": "Too many unproven domains",
     "tracking-unavailable": "Tracked links are not configured",
     "request-closed": "Request already decided",
     "too-many-open-requests": "Too many open requests",
