@@ -99,6 +99,7 @@ def test_upload(store: Store, queue: list[int], ca: ThrowawayCA, tmp_path: Path)
     done = upload(request_id, "--cert", str(chain), "--key", str(key))
     assert done.exit_code == 0, done.output
     assert "Throwaway Brand CA Issuing" in done.stdout
+    assert "private CA: not publicly trusted" in done.stdout  # the root is only in the bundle
     assert domain_status(store, "links.brand.test").cert_state == "active"
     closed = upload(str(queue[1]), "--cert", str(chain), "--key", str(key))
     assert closed.exit_code == 2  # the other request is for another name: not covered

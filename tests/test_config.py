@@ -246,3 +246,19 @@ def test_one_host_port_parser_says_what_is_wrong(text: str, reason: str) -> None
     # The listeners and the nameservers read addresses with the same parser.
     assert parse_address(":80") == ("", 80)
     assert parse_nameserver("[2001:db8::53]:5353") == Nameserver("2001:db8::53", 5353)
+
+
+def test_deliverability_email_takes_one_address_or_several(tmp_path: Path) -> None:
+    def load(value: str) -> str | None:
+        environ = {"LINKCERT_DATA_DIR": str(tmp_path), "LINKCERT_DELIVERABILITY_EMAIL": value}
+        return load_settings(environ=environ).deliverability_email
+
+    assert load(" brands@platform.example ") == "brands@platform.example"
+    # As the account page and the notifications split it: commas, spaces after them allowed.
+    assert load("a@platform.example, b@platform.example") == "a@platform.example, b@platform.example"
+    assert load("a@platform.example,b@platform.example,") == "a@platform.example, b@platform.example"
+    assert load("  ") is None
+    with pytest.raises(ConfigError, match="'b platform.example' is not an email address"):
+        load("a@platform.example, b platform.example")
+    with pytest.raises(ConfigError, match="'nobody' is not an email address"):
+        load("nobody")

@@ -434,6 +434,15 @@ def keys_to_store_with(settings: Settings) -> MasterKeys:
         ) from None
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    """A request completed with an uploaded certificate, and whether that certificate chains to
+    a public root (False: only to a private CA root from `upload_ca_bundle`)."""
+
+    view: BrandRequestView
+    publicly_trusted: bool
+
+
 def upload(
     store: Store,
     settings: Settings,
@@ -441,7 +450,7 @@ def upload(
     certificate_pem: str | bytes,
     key_pem: str | bytes,
     decided_by: str,
-) -> BrandRequestView:
+) -> Uploaded:
     """Check a certificate and key against the requested domain, then install and serve them."""
     keys = keys_to_store_with(settings)
     try:
@@ -452,9 +461,10 @@ def upload(
             domain,
             private_roots=private_roots_from(settings.upload_ca_bundle),
         )
-        return complete_with_upload(
+        view = complete_with_upload(
             store, keys, request_id, checked, decided_by, Notifier.from_settings(settings)
         )
+        return Uploaded(view, checked.publicly_trusted)
     except NotFound:
         raise _request_not_found(request_id) from None
     except UploadError as exc:

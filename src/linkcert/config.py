@@ -458,12 +458,19 @@ class Settings(BaseModel):
     @field_validator("deliverability_email")
     @classmethod
     def _check_email(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
+        # One address or several separated by commas ("a@x, b@y"), as the account page and the
+        # notifications read it; kept in that form, spaces after the commas normalised.
+        addresses = [part.strip() for part in (value or "").split(",") if part.strip()]
+        if not addresses:
             return None
-        value = value.strip()
-        if "@" not in value or any(c.isspace() for c in value) or len(value) > 320:
-            raise ValueError("must be one email address, such as deliverability@platform.example")
-        return value
+        for address in addresses:
+            if "@" not in address or any(c.isspace() for c in address) or len(address) > 320:
+                raise ValueError(
+                    f"{address!r} is not an email address; give one address or several "
+                    "separated by commas, such as deliverability@platform.example, "
+                    "brands@platform.example"
+                )
+        return ", ".join(addresses)
 
     @property
     def effective_database_url(self) -> str:

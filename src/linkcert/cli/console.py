@@ -165,15 +165,17 @@ def brand_upload(
     key_pem = _read(key, "private key file")
     store = open_store(current)
     try:
-        view = upload(store, current, request_id, chain_pem, key_pem, _who())
+        uploaded = upload(store, current, request_id, chain_pem, key_pem, _who())
     except Refused as exc:
         _answer(exc)
+    view = uploaded.view
     served = domain_status(store, view.domain)
     _report(
         view,
         as_json,
         f"request {view.id}: {view.unicode_name} now serves the certificate issued by "
-        f"{served.issuer}, valid until {served.not_after:%Y-%m-%d %H:%M} UTC",
+        f"{served.issuer}, valid until {served.not_after:%Y-%m-%d %H:%M} UTC"
+        + ("" if uploaded.publicly_trusted else " (private CA: not publicly trusted)"),
     )
 
 

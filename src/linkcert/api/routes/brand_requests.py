@@ -213,5 +213,5 @@ def post_upload(
             body.certificate,
             body.private_key,
             decided_by(principal),
-        )
+        ).view
     )
