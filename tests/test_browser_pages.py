@@ -129,6 +129,14 @@ async def test_a_customer_saves_a_domain_and_watches_it_get_secured(
         platform.point(domain, running.store, running.account_id)
         await page.get_by_role("button", name="SAVE CHANGES").click()
         await expect(page.locator("#notice")).to_contain_text("Saved.")
+        # Without a reload, the records read as after one: either record proves the name.
+        await expect(page.locator("#dns-help-heading")).to_have_text("Your DNS records")
+        await expect(records).to_contain_text("Add one of these two records")
+        await expect(records).to_contain_text(f"{domain}. CNAME {own_target}.")
+        await expect(records).to_contain_text(f'_linkcert.{domain}. TXT "linkcert=')
+        await expect(records).to_contain_text("Or the TXT record")
+        await expect(records).not_to_contain_text("Not in place yet")
+        after_save = " ".join((await records.inner_text()).split())
         certificate = page.locator('[data-state="certificate"]')
         await expect(certificate).to_have_text("Secured", timeout=SECURED_TIMEOUT)
         await expect(page.locator('[data-state="dns"]')).to_have_text("DNS is set up correctly")
@@ -143,6 +151,9 @@ async def test_a_customer_saves_a_domain_and_watches_it_get_secured(
         assert await low_contrast(page) == []
         await page.locator("details.history summary").click()
         await screenshot(page, "account-secured")
+
+        await page.reload()
+        assert " ".join((await records.inner_text()).split()) == after_save
 
 
 # The product's help page, word for word: "Click your user name in the top-right corner of the

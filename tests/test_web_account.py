@@ -134,6 +134,46 @@ async def test_saving_with_the_script_answers_json(world: World) -> None:
     assert "platform's own domains" in refused.json()["error"]
 
 
+def records_block(page: str) -> str:
+    """The records the page shows, whitespace aside (the script puts `records_html` there)."""
+    block = between(page, '<div id="dns-records">', '<template id="dns-guess"')
+    block = block.removeprefix('<div id="dns-records">').strip().removesuffix("</div>")
+    return " ".join(block.split())
+
+
+async def test_the_records_read_as_a_choice_of_cname_or_txt(world: World) -> None:
+    web = await logged_in(world)
+    page = (await web.get("/account")).text
+    shown = records_block(page)
+    cname = f"links.alpha.test. CNAME {own_target(world)}."
+    txt = f"_linkcert.links.alpha.test. TXT &#34;linkcert={label_of(world)}&#34;"
+    assert shown.count('class="record-group"') == 1  # no CAA step without a check saying so
+    assert "Add one of these two records: either one proves the domain is yours." in shown
+    assert shown.index("Recommended: the CNAME record.") < shown.index(cname)
+    assert shown.index(cname) < shown.index("Or the TXT record") < shown.index(txt)
+    assert "for a domain&#39;s root" in shown
+    heading = between(page, 'id="dns-help-heading">', "</h3>")
+    assert heading.endswith("Your DNS records")
+    for wrong in ("DNS records to create", "create this record", "Your DNS record<"):
+        assert wrong not in page, wrong
+
+
+async def test_after_a_save_the_script_shows_what_a_reload_shows(world: World) -> None:
+    web = await logged_in(world)
+    csrf = await page_csrf(web, "/account")
+    saved = await web.post(
+        "/account/tracking-domain",
+        data={"domain": "Links.New-Alpha.test", "csrf_token": csrf},
+        headers=SCRIPT,
+    )
+    from_script = " ".join(saved.json()["records_html"].split())
+    reloaded = records_block((await web.get("/account")).text)
+    assert from_script == reloaded
+    assert f"links.new-alpha.test. CNAME {own_target(world)}." in from_script
+    assert f"_linkcert.links.new-alpha.test. TXT &#34;linkcert={label_of(world)}&#34;" in reloaded
+    assert "Add one of these two records" in from_script
+
+
 async def test_the_status_changes_its_digest_only_when_it_changes(world: World) -> None:
     web = await logged_in(world)
     first = (await web.get("/account/status", headers=SCRIPT)).json()
@@ -180,6 +220,13 @@ async def test_the_dns_check_shows_the_caa_record_to_add(
         ('shop.test. CAA 0 issue "letsencrypt.org"', False),
     ]
     assert "digicert.com" in body["problems"][0]["message"]
+    # Rendered as the page renders it: the choice, then the CAA record as a step of its own.
+    shown = " ".join(body["records_html"].split())
+    proof, caa = shown.split('<div class="record-group" data-kind="caa">')
+    assert "Add one of these two records" in proof and "CNAME" in proof and "TXT" in proof
+    assert "CAA" not in proof
+    assert caa.lstrip().startswith('<p class="record-intro">Also required: this CAA record')
+    assert "✓</span> In place" in proof and "Not in place yet" in caa
     # A name that does not exist yet: only the CNAME, not in place, and what DNS says now.
     fresh = await web.post(
         "/account/dns-check",

@@ -49,7 +49,7 @@ from linkcert.web.guard import (
     from_script,
     require_csrf,
 )
-from linkcert.web.render import page, redirect
+from linkcert.web.render import fragment, page, redirect
 from linkcert.web.session import CSRF_HEADER
 from linkcert.web.status import status_payload
 
@@ -133,6 +133,73 @@ def _current(web: WebContext, account_id: int) -> DomainStatus | None:
         return None
 
 
+@dataclass(frozen=True)
+class ShownRecord:
+    record: DnsRecord
+    why: str | None = None  # when to pick it, for one record of a choice
+
+
+@dataclass(frozen=True)
+class RecordGroup:
+    """Records shown together under one sentence: `kind` "proof" (what makes the domain the
+    account's and leads it to us) or "caa" (a separate step, needed only when CAA restricts
+    issuance)."""
+
+    kind: str
+    intro: str
+    records: list[ShownRecord]
+
+
+def record_groups(records: list[DnsRecord]) -> list[RecordGroup]:
+    """The records in the words the page shows them with, the same with and without script.
+
+    The account's own CNAME and the TXT record each prove the name on their own, so they are a
+    choice, not a list; a CAA record is an extra step of its own."""
+    proof = [r for r in records if r.type != "CAA"]
+    caa = [r for r in records if r.type == "CAA"]
+    groups: list[RecordGroup] = []
+    types = [r.type for r in proof]
+    if types == ["CNAME", "TXT"]:
+        cname, txt = proof
+        groups.append(
+            RecordGroup(
+                "proof",
+                "Add one of these two records: either one proves the domain is yours.",
+                [
+                    ShownRecord(cname, "Recommended: the CNAME record."),
+                    ShownRecord(
+                        txt,
+                        "Or the TXT record, if you cannot change the domain's CNAME, or for a "
+                        "domain's root (such as yourbrand.com), where a CNAME is not possible.",
+                    ),
+                ],
+            )
+        )
+    elif proof:
+        intro = "Add these records:" if len(proof) > 1 else "Add this record:"
+        groups.append(RecordGroup("proof", intro, [ShownRecord(r) for r in proof]))
+    if caa:
+        groups.append(
+            RecordGroup(
+                "caa",
+                "Also required: this CAA record, so that our certificate authority may issue "
+                "for your domain.",
+                [ShownRecord(r) for r in caa],
+            )
+        )
+    return groups
+
+
+def records_html(request: Request, records: list[DnsRecord], show_presence: bool) -> str:
+    """The records block, as the page renders it, for the script to put in place."""
+    context = {"groups": record_groups(records), "show_presence": show_presence}
+    return fragment(request, "_dns_records.html", context)
+
+
+# Stands for the name being typed in the records the script shows before any check answers.
+TYPED_NAME = "typed-name.linkcert.invalid"
+
+
 def deliverability_addresses(setting: str | None) -> list[str]:
     """The addresses customers may write to about brand domains (the setting may hold several,
     comma-separated). Empty when unset: `operator_email`, which then receives the requests,
@@ -154,8 +221,9 @@ def render_account(
     current = _current(web, account_id)
     settings = web.api.settings
     typed = problem.value if problem and problem.field == "domain" else None
+    label = account_label(web.api.store, account_id)
     # This account's own CNAME target: what the page tells the customer to point at.
-    target = account_target(settings.cname_targets, account_label(web.api.store, account_id))
+    target = account_target(settings.cname_targets, label)
     records: list[DnsRecord] = (
         pointing_records(settings, current.domain, current.dns_label)
         if current is not None and current.wanted
@@ -169,6 +237,9 @@ def render_account(
         "domain_value": typed if typed is not None else (current.unicode_name if current else ""),
         "cname_target": (target + ".") if target else "",
         "records": records,
+        "groups": record_groups(records),
+        "guess_groups": record_groups(pointing_records(settings, TYPED_NAME, label)),
+        "typed_name": TYPED_NAME,
         "status": _panel(request, web, visitor),
         "brand_rows": _brand_rows(web, account_id),
         "notice": NOTICES.get(notice or "") if notice != "brand-requested" else None,
@@ -223,7 +294,20 @@ def save_tracking_domain(
         )
     notice = "saved" if response.status_code == 202 else "unchanged"
     if from_script(request):
-        return JSONResponse({"notice": NOTICES[notice], "status": _panel(request, web, visitor)})
+        # The records block as a reload shows it, so the page reads the same either way.
+        saved = _current(web, account_id)
+        records = (
+            pointing_records(web.api.settings, saved.domain, saved.dns_label)
+            if saved is not None and saved.wanted
+            else []
+        )
+        return JSONResponse(
+            {
+                "notice": NOTICES[notice],
+                "status": _panel(request, web, visitor),
+                "records_html": records_html(request, records, False),
+            }
+        )
     return redirect(f"/account?notice={notice}")
 
 
@@ -253,7 +337,8 @@ async def dns_check(
         return JSONResponse({"error": "Too many checks; wait a moment."}, status_code=429)
     label = account_label(web.api.store, _account_id(visitor))
     preview = await preview_dns(web.api.settings, domain, label=label)
-    return JSONResponse(preview.to_json(), headers={"Cache-Control": "no-store"})
+    body = {**preview.to_json(), "records_html": records_html(request, preview.records, True)}
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/account/retry")

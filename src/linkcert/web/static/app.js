@@ -1,5 +1,5 @@
 // Link tracking pages: a little progressive enhancement, nothing the pages need to work.
-// - while a domain is typed: the DNS record to create at once, then what DNS says now;
+// - while a domain is typed: the DNS records to add at once, then what DNS says now;
 // - saving and "check again" without a reload;
 // - the HTTPS status followed live (every 2 s, 10 s once settled), changes announced politely;
 // - copy buttons, and relative times that keep up;
@@ -295,70 +295,32 @@
   var checkTimer = null;
   var checkSeq = 0;
 
-  function copyButton(text, label) {
-    var button = el("button", "copy", "Copy");
-    button.type = "button";
-    button.setAttribute("data-copy", text);
-    button.setAttribute("aria-label", "Copy " + label);
-    return button;
+  // The records block is always rendered by the server (the page, the save, the DNS check),
+  // so it reads the same with and without reloading.
+  function showRecords(html) {
+    recordsBox.innerHTML = html;
   }
 
-  function part(dl, label, value, copyLabel) {
-    var row = el("div");
-    row.appendChild(el("dt", "", label));
-    var dd = el("dd");
-    if (copyLabel) {
-      dd.appendChild(el("code", "", value));
-      dd.appendChild(document.createTextNode(" "));
-      dd.appendChild(copyButton(value, copyLabel));
-    } else {
-      dd.textContent = value;
-    }
-    row.appendChild(dd);
-    dl.appendChild(row);
-  }
-
-  function recordBlock(record) {
-    var box = el("div", "record" + (record.type === "CAA" ? " record-caa" : ""));
-    if (record.type === "CAA") {
-      box.appendChild(el("p", "record-why", "Also add this CAA record, so that our certificate authority may issue for your domain:"));
-    }
-    var line = el("div", "zone-line");
-    line.appendChild(el("code", "", record.zone));
-    line.appendChild(copyButton(record.zone, "the whole record"));
-    box.appendChild(line);
-    var dl = el("dl", "record-parts");
-    part(dl, "Type", record.type);
-    part(dl, "Name", record.name, "the name");
-    part(dl, "Value", record.value, "the value");
-    if (record.present === true) part(dl, "Now", "✓ In place");
-    if (record.present === false) part(dl, "Now", "Not in place yet");
-    box.appendChild(dl);
-    return box;
-  }
-
-  function showRecords(records) {
-    recordsBox.textContent = "";
-    records.forEach(function (record) { recordsBox.appendChild(recordBlock(record)); });
-    var heading = document.getElementById("dns-help-heading");
-    if (records.length > 1 && heading.textContent === help.getAttribute("data-create-heading")) {
-      heading.textContent = help.getAttribute("data-create-heading-many");
-    }
+  function escapeHtml(text) {
+    return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+      .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
   }
 
   function guessName(typed) {
     return typed.trim().toLowerCase().replace(/^https?:\/\//, "").replace(/\/.*$/, "").replace(/\.$/, "");
   }
 
+  // Before the check answers: the page's own records, for the typed name.
   function showGuess(typed) {
-    var target = input.getAttribute("data-cname-target");
+    var guess = document.getElementById("dns-guess");
     var name = guessName(typed);
-    if (!name || !target) return;
-    showRecords([{ name: name, type: "CNAME", value: target, zone: name + ". CNAME " + target, present: null }]);
+    if (!name || !guess) return;
+    var placeholder = guess.getAttribute("data-typed-name");
+    showRecords(guess.innerHTML.split(placeholder).join(escapeHtml(name)));
   }
 
   function showCheck(result) {
-    showRecords(result.records);
+    showRecords(result.records_html);
     checkLine.textContent = result.state_text + (result.found ? " Now: " + result.found + "." : "");
     problemsList.textContent = "";
     result.problems.forEach(function (problem) {
@@ -386,7 +348,7 @@
     }, function () {});
   }
 
-  // "Your DNS record" for the saved name, "DNS record to create" for a new one.
+  // "Your DNS records" for the saved name, "DNS records to add" for a new one.
   function describeRecords(typed) {
     var kept = guessName(typed) === guessName(input.getAttribute("data-saved") || "");
     var which = kept ? "kept" : "create";
@@ -426,7 +388,7 @@
           checkSeq++;
           input.setAttribute("data-saved", input.value);
           describeRecords(input.value);
-          showGuess(input.value);
+          showRecords(result.data.records_html);
           checkLine.textContent = "";
           problemsList.textContent = "";
           showNotice(result.data.notice);
