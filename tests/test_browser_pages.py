@@ -393,6 +393,9 @@ async def test_an_operator_provisions_a_brand_domain_by_upload(
             await expect(page.locator('[data-state="dns"]')).to_have_text(
                 "DNS is set up correctly", timeout=SECURED_TIMEOUT
             )
+            # Approved by the team: nothing says the name is "not yet proven" to be the brand's.
+            not_proven = panel.locator('.problem[data-code="ownership_not_proven"]')
+            await expect(not_proven).to_have_count(0)
             await screenshot(page, "console-domain")
 
         # The edge serves the uploaded certificate to clients that trust the brand's CA.

@@ -183,6 +183,9 @@ async def test_a_squatters_links_are_never_answered_once_the_owner_proves_the_na
             domain.account_id, domain.proof = squatter, "legacy"
         runtime.wake()
         await wait_until_secured(store, name)
+        # Proven by the upgrade: the status does not also say "not yet proven to be yours".
+        legacy_problems = [p["code"] for p in domain_status(store, name).problems]
+        assert "ownership_not_proven" not in legacy_problems
         await wait_for(lambda: name in runtime.cache)
         squatters = create_link(store, runtime.tracking_key, name, "https://evil.example/")
         assert runtime.edge is not None and runtime.edge.http_port and runtime.edge.https_port

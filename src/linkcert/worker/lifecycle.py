@@ -433,6 +433,12 @@ class Worker:
                 return self._unowned(session, domain, verdict, now)
             owner_label = domain.account.dns_label if domain.account is not None else ""
             domain.problems = verdict.account_problems(owner_label)
+            if proven:
+                # Proven by the operator (an approved brand domain) or before accounts had their
+                # own targets: "not yet proven to be yours" would contradict the secured status.
+                domain.problems = [
+                    p for p in domain.problems if p.get("code") != "ownership_not_proven"
+                ]
             if verdict.state == DnsState.OK and not proven:
                 # The name leads to the platform, but no longer names its owner's account.
                 verdict = DnsVerdict(DnsState.POINTS_ELSEWHERE, domain.problems)
