@@ -14,6 +14,7 @@ from linkcert.domains import create_account, set_tracking_domain
 from linkcert.store import Account, Store
 from linkcert.text import check_clean, mixed_script_labels, printable
 from tests.api_support import POLICY, World, app_for, assert_problem, bearer, client
+from tests.ownership_support import prove
 from tests.web_support import BASE, browser, log_in, page_csrf
 
 HIDDEN = [
@@ -111,6 +112,7 @@ def test_the_cli_refuses_hidden_characters_and_never_prints_them(store: Store) -
     # A value stored before the check existed (or by hand) is shown escaped.
     shop = create_account(store, "shop")
     set_tracking_domain(store, shop.id, "links.shop.test", POLICY)
+    prove(store, "links.shop.test", shop.id)  # the account's name is shown only once it owns it
     with store.session() as session:
         session.execute(
             update(Account).where(Account.id == shop.id).values(name="sh\x1b[2Jop\u202e[/]")

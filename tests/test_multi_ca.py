@@ -31,6 +31,7 @@ from linkcert.domains import (
     delete_domain,
     domain_events,
     domain_status,
+    find_account,
     set_tracking_domain,
 )
 from linkcert.keys import generate_master_key
@@ -103,6 +104,13 @@ class World:
         values.update(overrides)
         return Settings.model_validate(values)
 
+    def save(self, store: Store, account_id: int, domain: str) -> None:
+        """Save `domain` for the account, with the TXT record that proves it is the account's."""
+        set_tracking_domain(store, account_id, domain, POLICY)
+        with store.session() as session:
+            label = find_account(session, account_id).dns_label
+        self.dns.add(f"_linkcert.{domain}", "TXT", f'"linkcert={label}"')
+
     def point(self, domain: str, *caa_issuers: str) -> None:
         """The customer's CNAME, and CAA records at its parent (a CNAME stands alone)."""
         self.dns.add(domain, "CNAME", EDGE_TARGET + ".")
@@ -171,7 +179,7 @@ async def test_caa_decides_the_ca_and_delete_revokes_where_it_was_issued(
         world.point(neither, "sectigo.com")
         for name in (only_second, both, neither):
             account = create_account(store, f"shop-{name}")
-            set_tracking_domain(store, account.id, name, POLICY)
+            world.save(store, account.id, name)
         del shop
         runtime.wake()
         await wait_until_secured(store, only_second, timeout=90)
@@ -239,7 +247,7 @@ async def test_caa_decides_the_ca_and_delete_revokes_where_it_was_issued(
             "pebble-a.test; accounturi=https://127.0.0.1/someone-else",
             f"pebble-b.test; accounturi={second_account}",
         )
-        set_tracking_domain(store, create_account(store, "bound").id, bound, POLICY)
+        world.save(store, create_account(store, "bound").id, bound)
         runtime.wake()
         await wait_until_secured(store, bound, timeout=90)
         status = domain_status(store, bound)
@@ -277,7 +285,7 @@ async def test_an_outage_of_the_first_ca_moves_new_orders_to_the_second_and_back
         def save(names: list[str]) -> None:
             for name in names:
                 world.point(name)
-                set_tracking_domain(store, create_account(store, name).id, name, POLICY)
+                world.save(store, create_account(store, name).id, name)
             runtime.wake()
 
         save(before)
@@ -350,7 +358,7 @@ async def test_a_rate_limited_answer_moves_that_domain_to_the_second_ca(
         front.limited[limited] = 3600
         for name in (limited, other):
             world.point(name)
-            set_tracking_domain(store, create_account(store, name).id, name, POLICY)
+            world.save(store, create_account(store, name).id, name)
         runtime.wake()
         await wait_until_secured(store, limited, timeout=90)
         await wait_until_secured(store, other, timeout=90)

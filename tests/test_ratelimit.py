@@ -241,6 +241,7 @@ def test_two_workers_never_overspend(buckets: Store, db_url: str) -> None:
 @pytest.mark.postgres
 def test_overlapping_buckets_in_any_order_do_not_deadlock(postgres_url: str) -> None:
     stores = [Store(postgres_url) for _ in range(2)]
+    stores[0].migrate()
     keys = [f"k{i}" for i in range(6)]
     limits = {"orders": RateLimit(10_000, 3600)}
     taken: Counter[str] = Counter()
