@@ -32,23 +32,13 @@ class Platform:
     master_key: str
 
     def settings(self, db_url: str, data_dir: Path, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "data_dir": data_dir,
-            "database_url": db_url,
+        ca = {
             "acme_directory_url": self.pebble.directory_url,
             "acme_ca_bundle": Path(self.pebble.ca_bundle_path),
-            "nameservers": (self.dns.nameserver,),
-            "cname_targets": (EDGE_TARGET,),
-            "allow_test_domains": True,
-            "http_listen": f"127.0.0.1:{self.http_port}",
-            "https_listen": "127.0.0.1:0",
-            "api_listen": "127.0.0.1:0",
-            "master_key": self.master_key,
-            "tracking_key": TRACKING_SECRET,
-            "dns_timeout": 1.0,
         }
-        values.update(overrides)
-        return Settings.model_validate(values)
+        return loopback_settings(
+            self.dns, self.http_port, self.master_key, data_dir, db_url, **{**ca, **overrides}
+        )
 
     def point(
         self, domain: str, store: Store | None = None, account: str | int | None = None
@@ -63,6 +53,34 @@ class Platform:
             own = f"{find_account(session, account).dns_label}.{EDGE_TARGET}"
         self.dns.add(own, "CNAME", EDGE_TARGET + ".")
         self.dns.add(domain, "CNAME", own + ".")
+
+
+def loopback_settings(
+    dns: LocalDNSServer,
+    http_port: int,
+    master_key: str,
+    data_dir: Path,
+    db_url: str,
+    /,
+    **overrides: Any,
+) -> Settings:
+    """Settings for linkcert on loopback: the tests' DNS server, the edge's HTTP port that the
+    CA validates against, the shared target; the CA (or CAs) and anything else in `overrides`."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": db_url,
+        "nameservers": (dns.nameserver,),
+        "cname_targets": (EDGE_TARGET,),
+        "allow_test_domains": True,
+        "http_listen": f"127.0.0.1:{http_port}",
+        "https_listen": "127.0.0.1:0",
+        "api_listen": "127.0.0.1:0",
+        "master_key": master_key,
+        "tracking_key": TRACKING_SECRET,
+        "dns_timeout": 1.0,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
 
 
 def start_platform(workdir: Path, **pebble_options: Any) -> Platform:

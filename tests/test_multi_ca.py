@@ -44,7 +44,7 @@ from linkcert.testbed.localdns import LocalDNSServer
 from linkcert.testbed.pebble import PebbleServer, new_eab_hmac_key
 from linkcert.testbed.waiting import free_port, wait_for_async
 from tests.acme_front_support import RateLimitingFront
-from tests.e2e_support import EDGE_TARGET, TRACKING_SECRET, wait_until_secured
+from tests.e2e_support import EDGE_TARGET, TRACKING_SECRET, loopback_settings, wait_until_secured
 from tests.tcpproxy_support import TcpProxy
 from tests.web_support import csrf_of
 
@@ -86,23 +86,11 @@ class World:
         ]
 
     def settings(self, tmp_path: Path, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "data_dir": tmp_path,
-            "database_url": f"sqlite:///{tmp_path / 'linkcert.sqlite3'}",
-            "acme_cas": self.cas(),
-            "acme_ca_recheck": 1.0,
-            "nameservers": (self.dns.nameserver,),
-            "cname_targets": (EDGE_TARGET,),
-            "allow_test_domains": True,
-            "http_listen": f"127.0.0.1:{self.http_port}",
-            "https_listen": "127.0.0.1:0",
-            "api_listen": "127.0.0.1:0",
-            "master_key": self.master_key,
-            "tracking_key": TRACKING_SECRET,
-            "dns_timeout": 1.0,
-        }
-        values.update(overrides)
-        return Settings.model_validate(values)
+        db_url = f"sqlite:///{tmp_path / 'linkcert.sqlite3'}"
+        values: dict[str, Any] = {"acme_cas": self.cas(), "acme_ca_recheck": 1.0, **overrides}
+        return loopback_settings(
+            self.dns, self.http_port, self.master_key, tmp_path, db_url, **values
+        )
 
     def save(self, store: Store, account_id: int, domain: str) -> None:
         """Save `domain` for the account, with the TXT record that proves it is the account's."""
