@@ -237,7 +237,7 @@ def test_the_indexes_are_migrated_both_ways(store: Store) -> None:
     config = alembic_config(store.url)
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0015")
+        command.downgrade(config, "0016")
     assert "ix_domains_account_id" in indexes() and "ix_domains_account_name" not in indexes()
     store.migrate()
     assert "ix_domains_account_name" in indexes()

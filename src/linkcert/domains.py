@@ -585,7 +585,7 @@ def find_domains(
 ) -> list[DomainStatus]:
     """Domains in name order, optionally filtered (`query`, or the two states), after `after`.
 
-    Each filter has an index that goes on by name (migration 0016), so a page is a range scan
+    Each filter has an index that goes on by name (migration 0017), so a page is a range scan
     of one index from `after`, however many domains there are; no count is taken.
     """
     wanted = query or DomainQuery(dns_state=dns_state, cert_state=cert_state)

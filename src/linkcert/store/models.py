@@ -47,6 +47,11 @@ def new_dns_label() -> str:
     return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
 
 
+def new_dcv_secret() -> str:
+    """A fresh per-account secret for delegated DNS-01 labels (256 random bits, base32)."""
+    return base64.b32encode(secrets.token_bytes(32)).decode("ascii").rstrip("=").lower()
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always aware UTC in Python, whatever the engine keeps."""
 
@@ -88,6 +93,11 @@ class Account(Base):
     dns_label: Mapped[str] = mapped_column(
         String(32), nullable=True, unique=True, index=True, default=new_dns_label
     )
+    # The secret the account's DNS-01 delegation labels are made with (ownership.dcv_label):
+    # never shown, so that nobody can work out the label of another account's name. Stored,
+    # so that the labels stay the same whatever keys rotate. (Nullable in the schema only so
+    # that the upgrade could add it to existing rows.)
+    dcv_secret: Mapped[str] = mapped_column(String(64), nullable=True, default=new_dcv_secret)
     # Proxy mode: this account's own origins (`http(s)://HOST:PORT`), for platforms with
     # regional trackers; None: the edge's `edge_upstreams`. Set by operators only.
     upstreams: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), default=None)

@@ -5,16 +5,16 @@ of the previous page. With an index on (filter column, name) for each filter, a 
 index range scan at any fleet size. The index on (account_id, name) replaces the one on
 account_id alone, whose lookups it serves as well.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
