@@ -369,6 +369,9 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
     metrics_listen: str | None = None  # a /metrics listener of its own, e.g. for worker processes
+    # How often the store's figures on /metrics are read again (in the background, never by a
+    # scrape itself): see docs/alerts.md.
+    metrics_store_refresh_seconds: float = Field(default=60.0, ge=1, le=3600)
     # Click and open events: see docs/events.md
     record_events: bool = True
     event_client_ip: Literal["full", "truncated", "none"] = "truncated"
