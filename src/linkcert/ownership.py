@@ -19,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from linkcert.config import Settings
+if TYPE_CHECKING:
+    from linkcert.config import Settings
 
 TXT_PREFIX = "_linkcert."
 TXT_VALUE_PREFIX = "linkcert="
