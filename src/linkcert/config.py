@@ -39,6 +39,7 @@ SECRET_FIELDS = (
     "smtp_password",
     "webhook_secret",
     "event_broker_url",
+    "dcv_tsig_secret",
 )
 
 KeyType = Literal["ec256", "rsa2048", "rsa3072"]
@@ -83,6 +84,55 @@ def check_proxy_settings(settings: Settings) -> Settings:
             raise ValueError(
                 f"upstream_ca_bundle: {bundle} holds no usable PEM certificate ({exc})"
             ) from None
+    return settings
+
+
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
+
+
+def check_dcv_settings(settings: Settings) -> Settings:
+    """Delegated DNS-01 needs its zone, the server to update and a TSIG key, all together."""
+    if settings.dcv_zone is None:
+        return settings
+    import base64
+    import binascii
+
+    import dns.exception
+    import dns.name
+
+    zone = settings.dcv_zone.strip().rstrip(".").lower()
+    try:
+        dns.name.from_text(zone)
+    except dns.exception.DNSException:
+        raise ValueError(f"dcv_zone: {settings.dcv_zone!r} is not a DNS zone name") from None
+    if not zone or "." not in zone:
+        raise ValueError(f"dcv_zone: {settings.dcv_zone!r} must be a zone such as dcv.example.com")
+    missing = [
+        name
+        for name in ("dcv_update_server", "dcv_tsig_key_name", "dcv_tsig_secret")
+        if getattr(settings, name) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"dcv_zone needs {', '.join(missing)}: linkcert writes the DNS-01 TXT records in "
+            "that zone with TSIG-signed dynamic updates"
+        )
+    assert settings.dcv_update_server is not None and settings.dcv_tsig_secret is not None
+    parse_host_port(settings.dcv_update_server, default_port=53)
+    for server in settings.dcv_check_servers:
+        parse_host_port(server, default_port=53)
+    if settings.dcv_tsig_algorithm.lower().rstrip(".") not in TSIG_ALGORITHMS:
+        raise ValueError(
+            f"dcv_tsig_algorithm: {settings.dcv_tsig_algorithm!r} is not one of "
+            f"{', '.join(TSIG_ALGORITHMS)}"
+        )
+    try:
+        secret = base64.b64decode(settings.dcv_tsig_secret.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("dcv_tsig_secret: must be the TSIG key's secret in base64") from None
+    if not secret:
+        raise ValueError("dcv_tsig_secret: must not be empty")
+    object.__setattr__(settings, "dcv_zone", zone)
     return settings
 
 
@@ -234,6 +284,18 @@ class Settings(BaseModel):
     # and how many such unproven claims one account may hold at once.
     claim_expiry_hours: float = Field(default=72.0, gt=0, le=24 * 90)
     max_unproven_claims: int = Field(default=5, ge=1, le=1000)
+    # Delegated DNS-01 (docs/dns-check.md, docs/deploy.md): the platform's zone that customers'
+    # `_acme-challenge` names CNAME to, and how linkcert writes TXT records there (RFC 2136
+    # updates signed with TSIG). Unset: every certificate is obtained by HTTP-01.
+    dcv_zone: str | None = None
+    dcv_update_server: str | None = None  # HOST:PORT of the zone's primary
+    dcv_tsig_key_name: str | None = None
+    dcv_tsig_algorithm: str = "hmac-sha256"
+    dcv_tsig_secret: SecretStr | None = None  # base64, as in the server's key configuration
+    # The zone's authoritative servers asked directly for the TXT before the CA is told to
+    # look (HOST[:PORT]); unset: the servers its NS records name, on port 53.
+    dcv_check_servers: tuple[str, ...] = ()
+    dcv_propagation_timeout: float = Field(default=60.0, gt=0, le=3600)
     # Listeners
     http_listen: str = "0.0.0.0:80"
     https_listen: str = "0.0.0.0:443"
@@ -304,6 +366,9 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
     metrics_listen: str | None = None  # a /metrics listener of its own, e.g. for worker processes
+    # How often the store's figures on /metrics are read again (in the background, never by a
+    # scrape itself): see docs/alerts.md.
+    metrics_store_refresh_seconds: float = Field(default=60.0, ge=1, le=3600)
     # Click and open events: see docs/events.md
     record_events: bool = True
     event_client_ip: Literal["full", "truncated", "none"] = "truncated"
@@ -321,6 +386,7 @@ class Settings(BaseModel):
     _check_alerts = model_validator(mode="after")(check_alert_settings)
     _check_proxy = model_validator(mode="after")(check_proxy_settings)
     _check_cas = model_validator(mode="after")(check_acme_cas)
+    _check_dcv = model_validator(mode="after")(check_dcv_settings)
 
     @field_validator("acme_cas", mode="before")
     @classmethod
@@ -361,6 +427,7 @@ class Settings(BaseModel):
         "webhook_urls",
         "edge_upstreams",
         "trusted_proxies",
+        "dcv_check_servers",
         mode="before",
     )
     @classmethod

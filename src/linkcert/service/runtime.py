@@ -266,7 +266,11 @@ class Runtime:
         if self.roles.api:
             await self._start_api()
         if self.settings.metrics_listen:
-            self.metrics_listener = serve_metrics(self.settings.metrics_listen, self.store)
+            self.metrics_listener = serve_metrics(
+                self.settings.metrics_listen,
+                self.store,
+                self.settings.metrics_store_refresh_seconds,
+            )
 
     async def _start_edge(self) -> None:
         preloaded = self.preloaded
