@@ -47,7 +47,7 @@ from linkcert.tracking import TrackingKeys
 from linkcert.worker.cachoice import CaHealth
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
-from linkcert.worker.retention import keep_clicks_pruned
+from linkcert.worker.retention import keep_clicks_pruned, keep_history_pruned
 
 log = logging.getLogger("linkcert")
 
@@ -389,6 +389,10 @@ class Runtime:
         # Clicks past their retention, deleted in batches.
         self._spawn(
             keep_clicks_pruned(self.store, self.settings.click_retention_days, self.stop_event)
+        )
+        # The domains' history past its retention, likewise.
+        self._spawn(
+            keep_history_pruned(self.store, self.settings.history_retention_days, self.stop_event)
         )
 
     async def _start_api(self) -> None:
