@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from linkcert.config import ConfigError, Settings, load_settings
-from linkcert.config_sources import SETTING_NAMES, BasicSettings, basic_settings
+from linkcert.config_sources import BasicSettings, basic_settings, setting_names
 
 
 def test_every_setting_is_known_by_name() -> None:
-    assert set(Settings.model_fields) == SETTING_NAMES
+    assert setting_names() == set(Settings.model_fields)
 
 
 def test_the_defaults_are_the_models() -> None:

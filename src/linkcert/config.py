@@ -591,7 +591,7 @@ def load_settings(
     file_path = config_path(config_file, env)
     if file_path is not None:
         values.update(file_values(file_path))
-    values.update(environment_values(env))
+    values.update(environment_values(env, Settings.model_fields))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Settings.model_validate(values)

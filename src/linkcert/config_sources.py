@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,106 +28,18 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "LINKCERT_"
 
-# The name of every setting (the settings model's fields; a test holds the two together).
-SETTING_NAMES = frozenset(
-    {
-        "data_dir",
-        "database_url",
-        "acme_directory_url",
-        "acme_ca_bundle",
-        "acme_contact_email",
-        "acme_eab_kid",
-        "acme_eab_hmac_key",
-        "acme_profile",
-        "key_type",
-        "acme_rate_limits",
-        "acme_renewal_reserve",
-        "acme_cas",
-        "acme_ca_down_failures",
-        "acme_ca_down_window",
-        "acme_ca_recheck",
-        "nameservers",
-        "dns_timeout",
-        "cname_targets",
-        "edge_addresses",
-        "ca_domains",
-        "allow_test_domains",
-        "platform_domains",
-        "claim_expiry_hours",
-        "max_unproven_claims",
-        "dcv_zone",
-        "dcv_update_server",
-        "dcv_tsig_key_name",
-        "dcv_tsig_algorithm",
-        "dcv_tsig_secret",
-        "dcv_check_servers",
-        "dcv_propagation_timeout",
-        "http_listen",
-        "https_listen",
-        "api_listen",
-        "api_docs",
-        "edge_processes",
-        "edge_session_tickets",
-        "edge_mode",
-        "edge_upstreams",
-        "upstream_ca_bundle",
-        "upstream_server_name",
-        "trusted_proxies",
-        "upstream_connect_timeout",
-        "upstream_first_byte_timeout",
-        "upstream_idle_timeout",
-        "upstream_max_connections",
-        "upstream_keepalive_timeout",
-        "upstream_max_fails",
-        "proxy_max_body_bytes",
-        "proxy_max_header_bytes",
-        "proxy_max_request_line_bytes",
-        "edge_first_byte_timeout",
-        "edge_handshake_timeout",
-        "edge_idle_timeout",
-        "edge_max_connections",
-        "edge_max_connections_per_address",
-        "click_retention_days",
-        "click_repeat_limit",
-        "click_repeat_window_seconds",
-        "master_key",
-        "master_key_file",
-        "tracking_key",
-        "tracking_keys",
-        "worker_concurrency",
-        "worker_lease_seconds",
-        "renewal_min_margin_hours",
-        "dns_recheck_hours",
-        "moved_release_days",
-        "expiry_warning_days",
-        "operator_email",
-        "deliverability_email",
-        "upload_ca_bundle",
-        "brand_requests_open_max",
-        "smtp_host",
-        "smtp_port",
-        "smtp_username",
-        "smtp_password",
-        "smtp_starttls",
-        "smtp_from",
-        "smtp_timeout",
-        "webhook_urls",
-        "webhook_secret",
-        "webhook_timeout",
-        "metrics_listen",
-        "metrics_store_refresh_seconds",
-        "record_events",
-        "event_client_ip",
-        "event_machine_seconds",
-        "events_retention_days",
-        "event_webhook_batch",
-        "event_broker_url",
-        "event_broker_exchange",
-        "event_broker_queue",
-        "webhook_allow_private_addresses",
-        "webhook_ca_bundle",
-    }
-)
+
+@cache
+def setting_names() -> frozenset[str]:
+    """The name of every setting: the fields of the settings model, read from its source
+    without building it. Empty when the source is not at hand: every file then goes to the
+    model, which is slower, never wrong."""
+    try:
+        source = (Path(__file__).parent / "config.py").read_text(encoding="utf-8")
+    except OSError:
+        return frozenset()
+    body = re.split(r"\n(?=\S)", source.partition("\nclass Settings(BaseModel):")[2])[0]
+    return frozenset(re.findall(r"^    ([a-z][a-z0-9_]*): ", body, re.MULTILINE))
 
 
 class ConfigError(Exception):
@@ -159,13 +72,14 @@ def file_values(path: Path) -> dict[str, Any]:
     return section
 
 
-def environment_values(environ: Mapping[str, str]) -> dict[str, str]:
-    """The `LINKCERT_<NAME>` variables that name a setting (others are not settings)."""
+def environment_values(environ: Mapping[str, str], known: Container[str]) -> dict[str, str]:
+    """The `LINKCERT_<NAME>` variables that name one of the `known` settings (others are not
+    settings, or not the caller's)."""
     found: dict[str, str] = {}
     for key, value in environ.items():
         if key.startswith(ENV_PREFIX):
             name = key[len(ENV_PREFIX) :].lower()
-            if name in SETTING_NAMES:
+            if name in known:
                 found[name] = value
     return found
 
@@ -295,12 +209,16 @@ def basic_settings(
     env = os.environ if environ is None else environ
     path = config_path(config_file, env)
     values = file_values(path) if path is not None else {}
-    values.update(environment_values(env))
+    # Variables of other settings change nothing here (but acme_cas changes ca_domains);
+    # unknown ones are no settings at all.
+    values.update(environment_values(env, {*_PARSERS, "acme_cas"}))
     try:
         parsed: dict[str, Any] = {}
         for name, value in values.items():
             if name not in _PARSERS:
-                if name not in SETTING_NAMES or name == "acme_cas":
+                # acme_cas changes ca_domains and takes the model to read; a name that is no
+                # setting gets the model's message.
+                if name == "acme_cas" or name not in setting_names():
                     raise _NotPlain
                 continue
             parsed[name] = _PARSERS[name](value)
