@@ -329,6 +329,10 @@ class Settings(BaseModel):
     edge_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
     edge_max_connections: int = Field(default=20_000, ge=0, le=10_000_000)
     edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
+    # Up to this many served domains the edge loads every certificate at start; above, only
+    # the names, and each certificate at its first handshake (docs/scale.md).
+    edge_preload_certificates: int = Field(default=100_000, ge=0)
+    edge_certificate_wait: float = Field(default=5.0, gt=0, le=60)
     # Clicks: how long they are kept, and how often one address's repeats of one link count
     click_retention_days: float = Field(default=90.0, ge=0)
     # The domains' history (the `events` table: every state change with its reason); 0 keeps it.
