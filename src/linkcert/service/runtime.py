@@ -169,6 +169,7 @@ class PreloadedEdge:
     cursor: int  # StoreFeeds.cursor() after the parent's load
     http: socket.socket | None
     https: socket.socket | None
+    lazy: bool = False  # only names were loaded: certificates come at their first handshake
 
 
 def edge_settings(
@@ -187,6 +188,7 @@ def edge_settings(
         idle_timeout=settings.edge_idle_timeout,
         max_connections=connection_budget(settings.edge_max_connections, open_files),
         max_connections_per_address=settings.edge_max_connections_per_address,
+        certificate_wait=settings.edge_certificate_wait,
         click_repeat_limit=settings.click_repeat_limit,
         click_repeat_window=settings.click_repeat_window_seconds,
         proxy=proxy,
@@ -234,7 +236,14 @@ class Runtime:
         self.stop_event = asyncio.Event()
         self.preloaded = preloaded
         self.cache = preloaded.cache if preloaded is not None else CertificateCache()
-        self.feeds = StoreFeeds(self.store, self.keys, self.cache, settings.event_client_ip)
+        self.feeds = StoreFeeds(
+            self.store,
+            self.keys,
+            self.cache,
+            settings.event_client_ip,
+            preload_limit=settings.edge_preload_certificates,
+            lazy=preloaded.lazy if preloaded is not None else None,
+        )
         self.accounts = CaAccounts(self.store, self.keys, settings)
         self.worker: Worker | None = None
         self.issuer: Issuer | None = None
@@ -287,6 +296,7 @@ class Runtime:
             click_sink=self.feeds.save_clicks,
             account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
+            certificate_loader=self.feeds.load_certificate,
         )
         journal_dir = self.settings.data_dir / "edge-journal"
         await asyncio.to_thread(report_lost, journal_dir)
