@@ -104,7 +104,7 @@ def test_the_expiring_filter_pages_through_its_own_small_sets(world: World) -> N
 def test_the_summary_counts_what_each_filter_lists(world: World) -> None:
     """The counts grouped by state agree with each filter's own query."""
     add_domains(world.store, 3, dns_state="moved", cert_state="active")
-    add_domains_values = [
+    add_domains_values: list[dict[str, Any]] = [
         {"dns_state": "ok", "cert_state": "failed", "failure_class": "challenge_failed"},
         {"dns_state": "ok", "cert_state": "waiting_for_ca", "failure_class": "rate_limited"},
         {"dns_state": "caa_blocked", "cert_state": "none", "failure_class": "caa_forbids"},
