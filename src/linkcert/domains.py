@@ -15,9 +15,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from linkcert.names import STORED_NAMES, DomainName, NamePolicy, validate
-from linkcert.ownership import CLAIM_LOST, PROOF_OPERATOR, ClaimPolicy, lost_problem
+from linkcert.ownership import CLAIM_LOST, PROOF_OPERATOR, ClaimPolicy, dcv_label, lost_problem
 from linkcert.renewal import renewal_window
-from linkcert.states import DnsState, FailureClass, waiting_note
+from linkcert.states import CertState, DnsState, FailureClass, waiting_note
 from linkcert.store import Account, Certificate, Domain, DomainClaim, Event, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, WORK, announce
 from linkcert.text import check_clean, mixed_script_labels, odd_characters
@@ -261,6 +261,21 @@ class DomainStatus:
     # was chosen ("the CAA records allow only ...", "... was unavailable").
     ca: str | None = None
     ca_reason: str | None = None
+    # Delegated DNS-01: this account's delegation label for the name (what its
+    # `_acme-challenge` CNAME names in the platform's `dcv_zone`), the delegation's state as
+    # last checked (states.DcvState; None when not offered or not checked), and the challenge
+    # the current certificate was obtained with.
+    dcv_label: str | None = field(default=None, repr=False)
+    dcv_state: str | None = None
+    challenge: str | None = None
+
+    @property
+    def secured_in_advance(self) -> bool:
+        """Secured through the delegation while the name does not point to us yet."""
+        return self.dns_state == DnsState.DELEGATED and self.cert_state in (
+            CertState.ACTIVE,
+            CertState.RENEWING,
+        )
 
     @property
     def warnings(self) -> list[dict[str, str]]:
@@ -296,6 +311,8 @@ class DomainStatus:
             "epoch": self.epoch,
             "ca": self.ca,
             "ca_reason": self.ca_reason,
+            "dcv_state": self.dcv_state,
+            "challenge": self.challenge,
         }
 
 
@@ -334,9 +351,12 @@ def status_of(session: Session, domain: Domain, viewer: int | None = None) -> Do
     account = session.get(Account, domain.account_id) if domain.account_id else None
     renew_at, basis = None, None
     choice: dict[str, str] = {}
+    challenge = None
     if cert is not None and cert.order_id is not None:
         order = session.get(Order, cert.order_id)
         choice = dict((order.info or {}).get(CA_CHOICE) or {}) if order is not None else {}
+        if order is not None:
+            challenge = (order.info or {}).get("challenge") or "http-01"
     if cert is not None:
         basis = "ari" if cert.ari_next_check_at is not None else "lifetime"
         # A certificate stored before plans were stored: the worker renews from the window's
@@ -362,7 +382,16 @@ def status_of(session: Session, domain: Domain, viewer: int | None = None) -> Do
         epoch=domain.link_epoch,
         ca=choice.get("ca"),
         ca_reason=choice.get("reason"),
+        dcv_label=_dcv_label(account, domain),
+        dcv_state=domain.dcv_state,
+        challenge=challenge,
     )
+
+
+def _dcv_label(account: Account | None, domain: Domain) -> str | None:
+    if account is None or not account.dcv_secret:
+        return None
+    return dcv_label(account.dcv_secret, domain.name)
 
 
 def _claim_status(session: Session, domain: Domain, account_id: int) -> DomainStatus:
@@ -410,6 +439,7 @@ def _claim_status(session: Session, domain: Domain, account_id: int) -> DomainSt
         failure_class=None,
         wanted=live,
         dns_label=account.dns_label if account else None,
+        dcv_label=_dcv_label(account, domain),
     )
 
 
