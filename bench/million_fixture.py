@@ -497,6 +497,16 @@ def _finish(url: str) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+def existing(url: str) -> Fixture:
+    """The fixture already in the database at `url`."""
+    with psycopg.connect(_libpq_url(url)) as conn:
+        domains = conn.execute("SELECT count(*) FROM domains").fetchone()
+        accounts = conn.execute("SELECT count(*) FROM accounts").fetchone()
+    if not domains or not domains[0] or not accounts:
+        raise ValueError(f"no fixture in {url}: run python -m bench.million_fixture first")
+    return Fixture(url, int(domains[0]), int(accounts[0]))
+
+
 def database_bytes(url: str) -> int:
     database = url.rsplit("/", 1)[1]
     with psycopg.connect(ADMIN_URL) as conn:

@@ -332,8 +332,14 @@ class Settings(BaseModel):
     edge_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
     edge_max_connections: int = Field(default=20_000, ge=0, le=10_000_000)
     edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
+    # Up to this many served domains the edge loads every certificate at start; above, only
+    # the names, and each certificate at its first handshake (docs/scale.md).
+    edge_preload_certificates: int = Field(default=100_000, ge=0)
+    edge_certificate_wait: float = Field(default=5.0, gt=0, le=60)
     # Clicks: how long they are kept, and how often one address's repeats of one link count
     click_retention_days: float = Field(default=90.0, ge=0)
+    # The domains' history (the `events` table: every state change with its reason); 0 keeps it.
+    history_retention_days: float = Field(default=400.0, ge=0, le=36500)
     click_repeat_limit: int = Field(default=60, ge=0, le=1_000_000)
     click_repeat_window_seconds: float = Field(default=600.0, gt=0, le=86_400)
     # Secrets
@@ -369,6 +375,9 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
     metrics_listen: str | None = None  # a /metrics listener of its own, e.g. for worker processes
+    # How often the store's figures on /metrics are read again (in the background, never by a
+    # scrape itself): see docs/alerts.md.
+    metrics_store_refresh_seconds: float = Field(default=60.0, ge=1, le=3600)
     # Click and open events: see docs/events.md
     record_events: bool = True
     event_client_ip: Literal["full", "truncated", "none"] = "truncated"

@@ -161,8 +161,12 @@ def _state_text(texts: dict[Any, str], kind: type[DnsState] | type[CertState], v
 
 
 class DomainList(BaseModel):
-    items: list[DomainStatusOut]
-    next: str | None = Field(description="The URL of the next page, or null on the last one.")
+    items: list[DomainStatusOut] = Field(description="In name order, at most `limit`.")
+    next: str | None = Field(
+        description="The URL (path and query) of the next page, with the same filters and an "
+        "opaque `cursor`; null on the last page. Follow it as it is.",
+        examples=["/api/v1/domains?limit=100&cursor=WzEsImxpbmtzLmFscGhhLnRlc3QiLCIzZjI..."],
+    )
 
 
 class EventOut(BaseModel):

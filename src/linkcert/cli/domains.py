@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -19,7 +21,7 @@ from linkcert.cli.app import (
     print_json,
     settings,
 )
-from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
+from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState, FailureClass
 
 if TYPE_CHECKING:
     from linkcert.domains import DomainStatus
@@ -186,23 +188,88 @@ def domain_status_cmd(
         raise typer.Exit(EXIT_NO)
 
 
+LIST_PAGE = 500
+
+
 @domain_app.command("list")
 def domain_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, help="At most this many domains (0: all).")
+    ] = 0,
+    after: Annotated[str, typer.Option("--after", help="Start after this name.")] = "",
+    dns_state: Annotated[
+        DnsState | None, typer.Option("--dns-state", help="Only domains in this DNS state.")
+    ] = None,
+    cert_state: Annotated[
+        CertState | None,
+        typer.Option("--cert-state", help="Only domains in this certificate state."),
+    ] = None,
+    failure_class: Annotated[
+        FailureClass | None,
+        typer.Option("--failure-class", help="Only domains whose last attempt failed so."),
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", help="Only this account's (name or id).")
+    ] = None,
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Only names starting with this (ASCII form).")
+    ] = "",
 ) -> None:
-    """List every domain with its DNS and certificate state."""
+    """List domains in name order with their DNS and certificate state.
 
-    from linkcert.domains import list_domains
+    Read and printed a page at a time, so any number of domains lists in bounded memory. With
+    --limit, the last line (on stderr) says how to go on (--after).
+    """
+    from linkcert.domains import DomainQuery, NotFound, find_account, find_domains
 
-    statuses = list_domains(open_store(settings()))
+    store = open_store(settings())
+    owner = None
+    if account is not None:
+        with store.session() as session:
+            try:
+                owner = find_account(session, account).id
+            except NotFound as exc:
+                fail(str(exc))
+    query = DomainQuery(
+        dns_state=dns_state.value if dns_state else None,
+        cert_state=cert_state.value if cert_state else None,
+        failure_class=failure_class.value if failure_class else None,
+        owner=owner,
+        prefix=prefix.strip().lower(),
+    )
+    shown = 0
+    last = after
+    more = False
     if as_json:
-        print_json([_json(s) for s in statuses])
-        return
-    table = plain_table("domain", "account", "DNS", "certificate", "expires")
-    for s in statuses:
-        expires = f"{s.not_after:%Y-%m-%d}" if s.not_after else "-"
-        table.add_row(s.unicode_name, s.account or "-", s.dns_state, s.cert_state, expires)
-    console.print(table)
+        sys.stdout.write("[")
+    while True:
+        size = LIST_PAGE if not limit else min(LIST_PAGE, limit - shown)
+        page = find_domains(store, after=last, limit=size + 1, query=query)
+        more = len(page) > size
+        page = page[:size]
+        if as_json:
+            for status in page:
+                text = json.dumps(_json(status), indent=2, sort_keys=True, default=str)
+                sys.stdout.write(("," if shown else "") + "\n  " + text.replace("\n", "\n  "))
+                shown += 1
+        elif page:
+            table = plain_table(
+                "domain", "account", "DNS", "certificate", "expires", show_header=not shown
+            )
+            for s in page:
+                expires = f"{s.not_after:%Y-%m-%d}" if s.not_after else "-"
+                table.add_row(s.unicode_name, s.account or "-", s.dns_state, s.cert_state, expires)
+            console.print(table)
+            shown += len(page)
+        if page:
+            last = page[-1].domain
+        if not more or (limit and shown >= limit):
+            break
+    if as_json:
+        sys.stdout.write("\n]\n" if shown else "]\n")
+    if more:
+        print(f"more domains follow: --after {last}", file=sys.stderr)
 
 
 @domain_app.command("delete")

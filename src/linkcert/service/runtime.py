@@ -48,7 +48,7 @@ from linkcert.tracking import TrackingKeys
 from linkcert.worker.cachoice import CaHealth
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
-from linkcert.worker.retention import keep_clicks_pruned
+from linkcert.worker.retention import keep_clicks_pruned, keep_history_pruned
 
 log = logging.getLogger("linkcert")
 
@@ -176,6 +176,7 @@ class PreloadedEdge:
     cursor: int  # StoreFeeds.cursor() after the parent's load
     http: socket.socket | None
     https: socket.socket | None
+    lazy: bool = False  # only names were loaded: certificates come at their first handshake
 
 
 def edge_settings(
@@ -194,6 +195,7 @@ def edge_settings(
         idle_timeout=settings.edge_idle_timeout,
         max_connections=connection_budget(settings.edge_max_connections, open_files),
         max_connections_per_address=settings.edge_max_connections_per_address,
+        certificate_wait=settings.edge_certificate_wait,
         click_repeat_limit=settings.click_repeat_limit,
         click_repeat_window=settings.click_repeat_window_seconds,
         proxy=proxy,
@@ -241,7 +243,14 @@ class Runtime:
         self.stop_event = asyncio.Event()
         self.preloaded = preloaded
         self.cache = preloaded.cache if preloaded is not None else CertificateCache()
-        self.feeds = StoreFeeds(self.store, self.keys, self.cache, settings.event_client_ip)
+        self.feeds = StoreFeeds(
+            self.store,
+            self.keys,
+            self.cache,
+            settings.event_client_ip,
+            preload_limit=settings.edge_preload_certificates,
+            lazy=preloaded.lazy if preloaded is not None else None,
+        )
         self.accounts = CaAccounts(self.store, self.keys, settings)
         self.worker: Worker | None = None
         self.issuer: Issuer | None = None
@@ -273,7 +282,11 @@ class Runtime:
         if self.roles.api:
             await self._start_api()
         if self.settings.metrics_listen:
-            self.metrics_listener = serve_metrics(self.settings.metrics_listen, self.store)
+            self.metrics_listener = serve_metrics(
+                self.settings.metrics_listen,
+                self.store,
+                self.settings.metrics_store_refresh_seconds,
+            )
 
     async def _start_edge(self) -> None:
         preloaded = self.preloaded
@@ -290,6 +303,7 @@ class Runtime:
             click_sink=self.feeds.save_clicks,
             account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
+            certificate_loader=self.feeds.load_certificate,
         )
         journal_dir = self.settings.data_dir / "edge-journal"
         await asyncio.to_thread(report_lost, journal_dir)
@@ -393,6 +407,10 @@ class Runtime:
         # Clicks past their retention, deleted in batches.
         self._spawn(
             keep_clicks_pruned(self.store, self.settings.click_retention_days, self.stop_event)
+        )
+        # The domains' history past its retention, likewise.
+        self._spawn(
+            keep_history_pruned(self.store, self.settings.history_retention_days, self.stop_event)
         )
 
     async def _start_api(self) -> None:
