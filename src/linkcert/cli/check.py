@@ -107,18 +107,20 @@ def check(
     worker that checks the domains customers save.
     """
     import asyncio
+    import dataclasses
 
-    from linkcert.config import ConfigError, load_settings
+    from linkcert.config_sources import ConfigError, basic_settings
     from linkcert.dns.check import DEFAULT_CA_DOMAINS, CheckConfig, State, check_domain
     from linkcert.dns.resolver import ResolverConfigError
     from linkcert.names import NamePolicy
 
     try:
-        current = load_settings(config_file())
+        # Only the settings the check uses: the settings model is for the service's commands.
+        current = basic_settings(config_file())
     except ConfigError as error:
         _usage_error(str(error))
     if allow_test_domains:
-        current = current.model_copy(update={"allow_test_domains": True})
+        current = dataclasses.replace(current, allow_test_domains=True)
     targets = tuple(target or ()) or current.cname_targets
     edges = tuple(edge_address or ()) or current.edge_addresses
     if not targets and not edges:
@@ -133,7 +135,7 @@ def check(
             ca_domains=tuple(ca_domain or current.ca_domains or DEFAULT_CA_DOMAINS),
             account_uri=account_uri,
             challenge_method=challenge_method,
-            any_ca=len(current.cas) > 1 and not ca_domain,
+            any_ca=current.ca_count > 1 and not ca_domain,
             name_policy=NamePolicy.from_settings(current),
             nameservers=tuple(nameserver or current.nameservers),
             timeout=timeout if timeout is not None else current.dns_timeout,
