@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +24,13 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.config_sources import ENV_PREFIX as ENV_PREFIX
+from linkcert.config_sources import ConfigError as ConfigError
+from linkcert.config_sources import config_path, environment_values, file_values
 from linkcert.hostport import parse_host_port
 from linkcert.redact import masked_url, shown_url
 
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
-ENV_PREFIX = "LINKCERT_"
 SECRET_FIELDS = (
     "master_key",
     "tracking_key",
@@ -43,10 +44,6 @@ SECRET_FIELDS = (
 
 KeyType = Literal["ec256", "rsa2048", "rsa3072"]
 EdgeMode = Literal["tracking", "proxy", "both"]
-
-
-class ConfigError(Exception):
-    """A setting is missing or invalid; the message names it and says what it takes."""
 
 
 def _listen(value: str) -> str:
@@ -587,34 +584,6 @@ def mask_url_password(url: str) -> str:
     return masked_url(url)
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    known = set(Settings.model_fields)
-    found: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX) :].lower()
-            if name in known:
-                found[name] = value
-    return found
-
-
-def _from_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    # Accept both a flat file and one with a [linkcert] table.
-    section = data.get("linkcert", data)
-    if not isinstance(section, dict):
-        raise ConfigError(f"config file {path}: [linkcert] must be a table")
-    return section
-
-
 def load_settings(
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -623,12 +592,10 @@ def load_settings(
     """Build the settings from file, environment and overrides, or raise ConfigError."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    file_path = config_file or (
-        Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None
-    )
+    file_path = config_path(config_file, env)
     if file_path is not None:
-        values.update(_from_file(file_path))
-    values.update(_from_environment(env))
+        values.update(file_values(file_path))
+    values.update(environment_values(env, Settings.model_fields))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Settings.model_validate(values)

@@ -22,8 +22,10 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from linkcert.config import Settings
+if TYPE_CHECKING:
+    from linkcert.config import Settings
 
 TXT_PREFIX = "_linkcert."
 TXT_VALUE_PREFIX = "linkcert="

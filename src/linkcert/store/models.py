@@ -137,6 +137,9 @@ class Domain(Base):
     wanted: Mapped[bool] = mapped_column(Boolean, default=True)
     dns_state: Mapped[str] = mapped_column(String(32), default="pending")
     cert_state: Mapped[str] = mapped_column(String(32), default="none")
+    # The owner's `_acme-challenge` delegation as last checked (states.DcvState); None when
+    # the platform offers none (no `dcv_zone`) or it was not checked yet.
+    dcv_state: Mapped[str | None] = mapped_column(String(16), default=None)
     problems: Mapped[list[Any]] = mapped_column(default=list)
     # The worker's schedule: when to look at this domain next, and why it waits.
     next_attempt_at: Mapped[datetime | None] = mapped_column()
@@ -209,7 +212,7 @@ class Certificate(Base):
     serial: Mapped[str] = mapped_column(String(64))
     issuer: Mapped[str] = mapped_column(String(400))
     not_before: Mapped[datetime] = mapped_column()
-    not_after: Mapped[datetime] = mapped_column(index=True)
+    not_after: Mapped[datetime] = mapped_column()
     fingerprint_sha256: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     source: Mapped[str] = mapped_column(String(16), default="acme")  # acme | upload
@@ -221,6 +224,10 @@ class Certificate(Base):
     # When to renew: chosen once in the CA's ARI window, or by the share of lifetime left.
     renew_at: Mapped[datetime | None] = mapped_column()
     ari_next_check_at: Mapped[datetime | None] = mapped_column()
+
+    # By end date, with the id: the expiry metrics and the console's expiring filter read end
+    # dates from the index alone, never the rows (whose chains make them large).
+    __table_args__ = (Index("ix_certificates_not_after_id", "not_after", "id"),)
 
 
 class AcmeAccount(Base):
