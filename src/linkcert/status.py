@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from linkcert.ownership import CLAIM_LOST, lost_problem
+from linkcert.ownership import CLAIM_LOST, dcv_label, lost_problem
 from linkcert.renewal import renewal_window
-from linkcert.states import DnsState, waiting_note
+from linkcert.states import CertState, DnsState, waiting_note
 from linkcert.text import mixed_script_labels, odd_characters
 
 # The key of an order's `info` naming the CA the order went to and why it was chosen.
@@ -48,6 +48,8 @@ class DomainRow(Protocol):
     def wanted(self) -> bool: ...
     @property
     def link_epoch(self) -> int: ...
+    @property
+    def dcv_state(self) -> str | None: ...
 
 
 class AccountRow(Protocol):
@@ -57,6 +59,8 @@ class AccountRow(Protocol):
     def name(self) -> str: ...
     @property
     def dns_label(self) -> str | None: ...
+    @property
+    def dcv_secret(self) -> str | None: ...
 
 
 class CertificateRow(Protocol):
@@ -116,6 +120,21 @@ class DomainStatus:
     # was chosen ("the CAA records allow only ...", "... was unavailable").
     ca: str | None = None
     ca_reason: str | None = None
+    # Delegated DNS-01: this account's delegation label for the name (what its
+    # `_acme-challenge` CNAME names in the platform's `dcv_zone`), the delegation's state as
+    # last checked (states.DcvState; None when not offered or not checked), and the challenge
+    # the current certificate was obtained with.
+    dcv_label: str | None = field(default=None, repr=False)
+    dcv_state: str | None = None
+    challenge: str | None = None
+
+    @property
+    def secured_in_advance(self) -> bool:
+        """Secured through the delegation while the name does not point to us yet."""
+        return self.dns_state == DnsState.DELEGATED and self.cert_state in (
+            CertState.ACTIVE,
+            CertState.RENEWING,
+        )
 
     @property
     def warnings(self) -> list[dict[str, str]]:
@@ -151,6 +170,8 @@ class DomainStatus:
             "epoch": self.epoch,
             "ca": self.ca,
             "ca_reason": self.ca_reason,
+            "dcv_state": self.dcv_state,
+            "challenge": self.challenge,
         }
 
 
@@ -208,7 +229,16 @@ def owner_status(
         epoch=domain.link_epoch,
         ca=choice.get("ca"),
         ca_reason=choice.get("reason"),
+        dcv_label=_dcv_label(account, domain),
+        dcv_state=domain.dcv_state,
+        challenge=(order_info.get("challenge") or "http-01") if order_info else None,
     )
+
+
+def _dcv_label(account: AccountRow | None, domain: DomainRow) -> str | None:
+    if account is None or not account.dcv_secret:
+        return None
+    return dcv_label(account.dcv_secret, domain.name)
 
 
 def claim_status(
@@ -253,6 +283,7 @@ def claim_status(
         failure_class=None,
         wanted=live,
         dns_label=account.dns_label if account else None,
+        dcv_label=_dcv_label(account, domain),
     )
 
 

@@ -22,6 +22,7 @@ from typing import IO, Any
 import uvicorn
 
 from linkcert.config import ConfigError, Settings
+from linkcert.dcv import DcvSettings, ZoneUpdater
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec, ProxySettings
 from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
 from linkcert.edge.upstream import PoolSettings, parse_origin
@@ -130,6 +131,12 @@ def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> Non
 
 # How long a worker waits for the edge in its process to read a new order's challenges.
 CHALLENGE_REFRESH_WAIT = 5.0
+
+
+def zone_updater(settings: Settings) -> ZoneUpdater | None:
+    """Where DNS-01 answers are written, when a delegation zone (`dcv_zone`) is configured."""
+    dcv = DcvSettings.from_settings(settings)
+    return ZoneUpdater(dcv) if dcv is not None else None
 
 
 def proxy_settings(settings: Settings) -> ProxySettings | None:
@@ -367,6 +374,7 @@ class Runtime:
             on_challenges=challenges_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
             notifier=notifier,
+            dcv=zone_updater(self.settings),
         )
         policy = LifecyclePolicy(
             dns_recheck=timedelta(hours=self.settings.dns_recheck_hours),

@@ -140,6 +140,9 @@ class Domain(Base):
     wanted: Mapped[bool] = mapped_column(Boolean, default=True)
     dns_state: Mapped[str] = mapped_column(String(32), default="pending")
     cert_state: Mapped[str] = mapped_column(String(32), default="none")
+    # The owner's `_acme-challenge` delegation as last checked (states.DcvState); None when
+    # the platform offers none (no `dcv_zone`) or it was not checked yet.
+    dcv_state: Mapped[str | None] = mapped_column(String(16), default=None)
     problems: Mapped[list[Any]] = mapped_column(default=list)
     # The worker's schedule: when to look at this domain next, and why it waits.
     next_attempt_at: Mapped[datetime | None] = mapped_column()

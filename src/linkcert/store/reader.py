@@ -52,12 +52,14 @@ class _Domain:
     wanted: bool
     link_epoch: int
     current_certificate_id: int | None
+    dcv_state: str | None = None
 
 
 @dataclass(frozen=True)
 class _Account:
     name: str
     dns_label: str | None
+    dcv_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,8 @@ class StatusReader:
     def _domain(self, name: str) -> _Domain:
         rows = self._rows(
             "SELECT id, name, unicode_name, account_id, dns_state, cert_state, problems, "
-            "next_attempt_at, failure_class, wanted, link_epoch, current_certificate_id "
-            "FROM domains WHERE name = ?",
+            "next_attempt_at, failure_class, wanted, link_epoch, current_certificate_id, "
+            "dcv_state FROM domains WHERE name = ?",
             lookup_form(name),
         )
         if not rows:
@@ -156,6 +158,7 @@ class StatusReader:
             wanted=bool(r[9]),
             link_epoch=r[10],
             current_certificate_id=r[11],
+            dcv_state=r[12],
         )
 
     def domain_status(self, name: str) -> DomainStatus:
@@ -164,7 +167,8 @@ class StatusReader:
         account = None
         if domain.account_id:
             rows = self._rows(
-                "SELECT name, dns_label FROM accounts WHERE id = ?", domain.account_id
+                "SELECT name, dns_label, dcv_secret FROM accounts WHERE id = ?",
+                domain.account_id,
             )
             account = _Account(*rows[0]) if rows else None
         cert = None

@@ -178,6 +178,16 @@ class KnotServer:
             for record in rrset
         ]
 
+    def zone_records(self, zone: str, rtype: str) -> list[str]:
+        """Every record of type `rtype` in the zone, by a zone transfer (AXFR)."""
+        wanted = dns.rdatatype.from_text(rtype)
+        found: list[str] = []
+        for message in dns.query.xfr(self.host, zone, port=self.port, lifetime=5):
+            for rrset in message.answer:
+                if rrset.rdtype == wanted:
+                    found.extend(f"{rrset.name} {record.to_text()}" for record in rrset)
+        return found
+
     def _admin_update(self, zone: str) -> dns.update.UpdateMessage:
         key = dns.tsig.Key(self.admin_key_name, self.admin_secret, ALGORITHM)
         return dns.update.UpdateMessage(zone, keyring=key)
@@ -230,6 +240,9 @@ acl:
   - id: updates
     key: [{self.update_key_name}, {self.admin_key_name}]
     action: update
+  - id: transfers
+    address: {self.host}
+    action: transfer
 
 template:
   - id: default
@@ -239,7 +252,7 @@ template:
     zonefile-load: difference-no-serial
     journal-content: all
     semantic-checks: off
-    acl: updates
+    acl: [updates, transfers]
 
 zone:
 {zone_entries}"""

@@ -19,6 +19,7 @@ from linkcert.domains import DomainStatus
 from linkcert.states import (
     CERT_STATE_TEXT,
     DNS_STATE_TEXT,
+    SECURED_IN_ADVANCE,
     CertState,
     DnsState,
     FailureClass,
@@ -39,6 +40,7 @@ DNS_TONES: dict[str, Tone] = {
     DnsState.MOVED: "action",
     DnsState.NOT_PROVEN: "action",
     DnsState.CLAIMED_ELSEWHERE: "action",
+    DnsState.DELEGATED: "ok",
 }
 
 CERT_TONES: dict[str, Tone] = {
@@ -74,6 +76,10 @@ FAILURE_FIXES: dict[str, str] = {
     ),
     FailureClass.INTERNAL: (
         "Nothing to do: we retry automatically. If it persists, contact support."
+    ),
+    FailureClass.DCV_UPDATE_FAILED: (
+        "Nothing to do on your side: the problem is in our delegation zone, and we retry "
+        "automatically."
     ),
 }
 
@@ -244,6 +250,8 @@ def _headline(status: DomainStatus, now: datetime) -> tuple[str, Tone]:
             "neutral",
         )
     if cert in SECURED:
+        if dns == DnsState.DELEGATED and cert != CertState.EXPIRING:
+            return f"{SECURED_IN_ADVANCE}.", "ok"
         if dns == DnsState.MOVED:
             return (
                 "Links are still secured, but the domain no longer points to us. Restore the "
@@ -285,6 +293,12 @@ def _headline(status: DomainStatus, now: datetime) -> tuple[str, Tone]:
         return "Getting the certificate failed. We retry automatically.", "error"
     if dns == DnsState.PENDING:
         return "Checking your DNS. This takes a few seconds.", "working"
+    if dns == DnsState.DELEGATED:
+        return (
+            "The delegation is in place: getting your certificate before you switch your "
+            "CNAME. This usually takes under a minute.",
+            "working",
+        )
     return "DNS is ready. Getting your certificate: this usually takes under a minute.", "working"
 
 
