@@ -9,6 +9,7 @@ edge). One Knot and one Pebble serve the module.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from linkcert.api.schemas import DomainStatusOut
+from linkcert.cli import app
 from linkcert.domains import (
     DomainStatus,
     create_account,
@@ -157,6 +161,34 @@ async def test_a_domain_is_secured_before_the_switch_and_serves_https_at_once_af
         assert f"_acme-challenge.{name} \u2192 {label}.{DCV_ZONE}" in started[0].message
         assert zone_txt(world) == []  # the answer was removed after validation
         placed = world.pebble.orders_created()
+        # The API and the check say so, with the delegation record.
+        shown = DomainStatusOut.of(status, runtime.settings)
+        record = f"_acme-challenge.{name}. CNAME {label}.{DCV_ZONE}."
+        assert shown.dns_state_text == "Secured in advance: switch your CNAME when ready"
+        assert shown.dcv_record is not None and shown.dcv_record["zone"] == record
+        assert shown.dcv_state == "ok" and shown.challenge == "dns-01"
+        checked = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            [
+                "check",
+                name,
+                "--json",
+                "--account",
+                "shop",
+                "--allow-test-domains",
+                "--nameserver",
+                world.resolver.nameserver,
+                "--target",
+                EDGE_TARGET,
+            ],
+            env={"LINKCERT_DCV_ZONE": DCV_ZONE, "LINKCERT_DATABASE_URL": store.url},
+        )
+        assert checked.exit_code == 0, checked.output
+        report = json.loads(checked.stdout)
+        assert report["state"] == "delegated"
+        assert report["dcv"]["ok"] and report["dcv"]["record"] == record
+        assert report["dcv"]["expected"] == report["dcv"]["found"] == f"{label}.{DCV_ZONE}"
 
         # The switch: traffic now comes here, and the edge already holds the certificate.
         own, _ = labels(store, "shop", name)

@@ -102,6 +102,8 @@ class BasicSettings:
     platform_domains: tuple[str, ...] = ()
     # How many CAs linkcert may use (`acme_cas`, or one).
     ca_count: int = 1
+    # The delegation zone of DNS-01 (`dcv_zone`), None when not offered.
+    dcv_zone: str | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -124,6 +126,7 @@ class BasicSettings:
             allow_test_domains=settings.allow_test_domains,
             platform_domains=settings.platform_domains,
             ca_count=len(settings.cas),
+            dcv_zone=settings.dcv_zone,
         )
 
 
@@ -177,6 +180,12 @@ def _timeout(value: object) -> float:
     return number
 
 
+def _zone(value: object) -> str:
+    if not isinstance(value, str) or not value.strip().rstrip(".") or " " in value.strip():
+        raise _NotPlain  # the settings model says what is wrong with it
+    return value.strip().rstrip(".").lower()
+
+
 def _flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -195,6 +204,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "ca_domains": _texts,
     "allow_test_domains": _flag,
     "platform_domains": _texts,
+    "dcv_zone": _zone,
 }
 
 

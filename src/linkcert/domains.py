@@ -306,6 +306,12 @@ def summary_of(account: Account) -> AccountSummary:
     )
 
 
+def account_dcv_secret(store: Store, account_ref: str | int) -> str | None:
+    """The secret the account's `_acme-challenge` delegation labels are made with."""
+    with store.session() as session:
+        return find_account(session, account_ref).dcv_secret
+
+
 def account_label(store: Store, account_ref: str | int) -> str:
     """The account's DNS label, which its own CNAME target and TXT record are made of."""
     with store.session() as session:

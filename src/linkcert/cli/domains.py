@@ -23,7 +23,16 @@ from linkcert.cli.app import (
     print_json,
     settings,
 )
-from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState, FailureClass
+from linkcert.states import (
+    CERT_STATE_TEXT,
+    DCV_STATE_TEXT,
+    DNS_STATE_TEXT,
+    SECURED_IN_ADVANCE,
+    CertState,
+    DcvState,
+    DnsState,
+    FailureClass,
+)
 
 if TYPE_CHECKING:
     from linkcert.status import DomainStatus
@@ -77,7 +86,7 @@ def domain_set(
         set_tracking_domain,
     )
     from linkcert.names import DomainNameError, NamePolicy
-    from linkcert.ownership import ClaimPolicy, proof_records
+    from linkcert.ownership import ClaimPolicy, dcv_record, proof_records
 
     current = settings()
     store = open_store(current)
@@ -96,6 +105,9 @@ def domain_set(
         fail(str(exc))
     label = status.dns_label or ""
     records = proof_records(current.cname_targets, current.edge_addresses, saved.name, label)
+    if current.dcv_zone and status.dcv_label:
+        # The delegation first: added before the CNAME, it secures the name before the switch.
+        records.insert(0, dcv_record(saved.name, current.dcv_zone, status.dcv_label))
     if as_json:
         print_json({**_json(status), "dns_records": [r.to_json() for r in records]})
         return
@@ -124,9 +136,13 @@ def _json(status: DomainStatus) -> dict[str, object]:
 
 def _show(status: DomainStatus) -> None:
     console.print(f"[bold]{status.unicode_name}[/]  (account {escape(status.account or '-')})")
-    console.print(
-        f"  DNS:         {DNS_STATE_TEXT.get(DnsState(status.dns_state), status.dns_state)}"
-    )
+    dns = DNS_STATE_TEXT.get(DnsState(status.dns_state), status.dns_state)
+    if status.secured_in_advance:
+        dns = SECURED_IN_ADVANCE
+    console.print(f"  DNS:         {dns}", soft_wrap=True)
+    if status.dcv_state is not None:
+        delegation = DCV_STATE_TEXT.get(DcvState(status.dcv_state), status.dcv_state)
+        console.print(f"  Delegation:  {delegation}", soft_wrap=True)
     console.print(
         f"  Certificate: {CERT_STATE_TEXT.get(CertState(status.cert_state), status.cert_state)}"
     )

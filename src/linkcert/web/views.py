@@ -18,9 +18,11 @@ from typing import Any, Literal
 from linkcert.domains import DomainStatus
 from linkcert.states import (
     CERT_STATE_TEXT,
+    DCV_STATE_TEXT,
     DNS_STATE_TEXT,
     SECURED_IN_ADVANCE,
     CertState,
+    DcvState,
     DnsState,
     FailureClass,
     relative_time,
@@ -314,6 +316,12 @@ def _facts(status: DomainStatus, now: datetime, source: str | None) -> list[Fact
     if status.ca and status.ca_reason and source != "upload":
         # Only when linkcert chose among several CAs: then the customer sees which and why.
         facts.append(Fact("Certificate authority", f"{status.ca} ({status.ca_reason})"))
+    if status.dcv_state is not None:
+        state = DCV_STATE_TEXT.get(DcvState(status.dcv_state), status.dcv_state)
+        facts.append(Fact("Delegation (_acme-challenge)", state))
+    if status.challenge and source not in ("upload", "upload-private"):
+        how = "DNS-01, through the delegation" if status.challenge == "dns-01" else "HTTP-01"
+        facts.append(Fact("Validated by", how))
     if status.not_before:
         facts.append(Fact("Valid from", "", Moment(status.not_before, now)))
     if status.not_after:
