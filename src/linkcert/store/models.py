@@ -215,7 +215,7 @@ class Certificate(Base):
     serial: Mapped[str] = mapped_column(String(64))
     issuer: Mapped[str] = mapped_column(String(400))
     not_before: Mapped[datetime] = mapped_column()
-    not_after: Mapped[datetime] = mapped_column(index=True)
+    not_after: Mapped[datetime] = mapped_column()
     fingerprint_sha256: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     source: Mapped[str] = mapped_column(String(16), default="acme")  # acme | upload
@@ -227,6 +227,10 @@ class Certificate(Base):
     # When to renew: chosen once in the CA's ARI window, or by the share of lifetime left.
     renew_at: Mapped[datetime | None] = mapped_column()
     ari_next_check_at: Mapped[datetime | None] = mapped_column()
+
+    # By end date, with the id: the expiry metrics and the console's expiring filter read end
+    # dates from the index alone, never the rows (whose chains make them large).
+    __table_args__ = (Index("ix_certificates_not_after_id", "not_after", "id"),)
 
 
 class AcmeAccount(Base):
