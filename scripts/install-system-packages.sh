@@ -6,13 +6,15 @@
 # behind the edge in the proxy-mode tests and benchmark; started by them from a temporary
 # directory, never as a service) and rabbitmq-server (the broker click and open events are
 # published to; the event tests talk to it at 127.0.0.1:5672, and it is started here when
-# nothing listens there). With --bench, also
+# nothing listens there), knot and knot-dnsutils (Knot DNS: the authoritative server of the DNS-01
+# delegation tests, run by them as an unprivileged child from a temporary directory, never as a
+# service; kdig helps look at it by hand). With --bench, also
 # what the benchmarks compare linkcert with: caddy (the peer, on-demand TLS), haproxy (the
 # optional third side of bench/edge.py, --with-haproxy), wrk (the load generator) and hyperfine
 # (bench/cli_start.py times the command line's start). Tests never need those, so they are not
 # installed for them.
 set -euo pipefail
-wanted=(pebble chromium openssl nginx rabbitmq-server ca-certificates)
+wanted=(pebble chromium openssl nginx rabbitmq-server ca-certificates knot knot-dnsutils)
 if [ "${1:-}" = "--bench" ]; then
     wanted+=(caddy wrk haproxy hyperfine)
 fi

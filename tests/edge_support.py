@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from linkcert.edge import CertificateCache, Edge, EdgeSettings
+from linkcert.edge.http import CertificateLoader
 from linkcert.edge.routes import ChallengeSource
 from linkcert.testbed.pki import ONE_DAY, ca_certificate, leaf_certificate, private_key_pem
 from linkcert.tracking import (
@@ -222,6 +223,7 @@ async def running_edge(
     sink: ClickSink | None = None,
     challenge_lookup: ChallengeSource | None = None,
     tracking_keys: TrackingKeys | None = None,
+    certificate_loader: CertificateLoader | None = None,
     **settings: Any,
 ) -> AsyncIterator[EdgeUnderTest]:
     """An edge with HTTP and HTTPS listeners on 127.0.0.1, closed (and flushed) on exit."""
@@ -239,6 +241,7 @@ async def running_edge(
         challenge_lookup=lookup if challenge_lookup is None else challenge_lookup,
         click_sink=sink if sink is not None else clicks.extend,
         settings=EdgeSettings(http="127.0.0.1:0", https="127.0.0.1:0", **settings),
+        certificate_loader=certificate_loader,
     )
     await edge.start()
     try:

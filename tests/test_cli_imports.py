@@ -16,8 +16,7 @@ import pytest
 
 from linkcert.store import Store
 
-# What the service needs and a short command does not. (Not pydantic: Typer itself loads it to
-# convert arguments.)
+# What the service needs and a short command does not.
 SERVICE_ONLY = {
     "fastapi",
     "starlette",
@@ -37,6 +36,11 @@ SERVICE_ONLY = {
     "dns",
 }
 
+# What only the settings model and Typer's Pydantic conversion load: the short commands read
+# their few settings without the model (linkcert.config_sources) and convert their plain
+# arguments themselves (linkcert.cli.coercion).
+MODEL_ONLY = {"pydantic", "pydantic_core", "linkcert.config", "typer._adapters"}
+
 _REPORT = """
 import json, sys
 from linkcert.cli import app
@@ -46,11 +50,13 @@ if argv:
         app(argv)
     except SystemExit:
         pass
-sys.stderr.write("\\nMODULES " + json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+names = {m.split(".")[0] for m in sys.modules} | set(sys.modules)
+sys.stderr.write("\\nMODULES " + json.dumps(sorted(names)))
 """
 
 
 def _loaded(argv: list[str], env: dict[str, str] | None = None) -> set[str]:
+    """The top-level packages, and every module by its full name, that running `argv` loads."""
     run = subprocess.run(
         [sys.executable, "-c", _REPORT, json.dumps(argv)],
         capture_output=True,
@@ -82,15 +88,44 @@ def data_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_domain_status_loads_the_store_and_settings_only(data_env: dict[str, str]) -> None:
-    loaded = _loaded(["domain", "status", "links.nowhere.test", "--json"], data_env)
-    assert "sqlalchemy" in loaded  # it did reach the store
-    assert loaded & SERVICE_ONLY == {"sqlalchemy"}
+def test_help_loads_no_settings_model() -> None:
+    assert _loaded(["--help"]) & MODEL_ONLY == set()
 
 
-def test_check_loads_dns_and_settings_only(data_env: dict[str, str]) -> None:
+def test_domain_status_reads_sqlite_without_sqlalchemy(data_env: dict[str, str]) -> None:
+    argv = ["domain", "status", "links.nowhere.test", "--json", "--events", "--wait", "0"]
+    loaded = _loaded(argv, data_env)
+    assert "linkcert.store.reader" in loaded  # it did read the store
+    assert "sqlite3" in loaded
+    assert loaded & SERVICE_ONLY == set()
+    assert "sqlalchemy.orm" not in loaded
+    assert loaded & MODEL_ONLY == set()
+
+
+def test_domain_status_with_a_config_file_loads_no_model(
+    data_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "linkcert.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\nsmtp_port = 2525\n')
+    env = {k: v for k, v in data_env.items() if k != "LINKCERT_DATA_DIR"}
+    loaded = _loaded(["--config", str(config), "domain", "status", "links.nowhere.test"], env)
+    assert "linkcert.store.reader" in loaded
+    assert loaded & (SERVICE_ONLY | MODEL_ONLY) == set()
+
+
+def test_check_loads_dns_only(data_env: dict[str, str]) -> None:
     argv = ["check", "links.shop.test", "--target", "edge.platform.test", "--allow-test-domains"]
     argv += ["--nameserver", "127.0.0.1:9", "--timeout", "0.2", "--json"]
     loaded = _loaded(argv, data_env)
     assert "dns" in loaded  # it did check
     assert loaded & SERVICE_ONLY == {"dns"}
+    assert loaded & MODEL_ONLY == set()
+
+
+def test_a_setting_the_short_commands_do_not_parse_goes_through_the_model(
+    data_env: dict[str, str],
+) -> None:
+    env = {**data_env, "LINKCERT_DNS_TIMEOUT": "3e0"}
+    argv = ["check", "links.shop.test", "--target", "edge.platform.test", "--allow-test-domains"]
+    argv += ["--nameserver", "127.0.0.1:9", "--timeout", "0.2", "--json"]
+    assert "linkcert.config" in _loaded(argv, env)

@@ -21,7 +21,7 @@ from linkcert.events.store import event_json, list_events
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.names import NamePolicy
 from linkcert.service.feeds import StoreFeeds
-from linkcert.store import Domain, Store, utcnow
+from linkcert.store import Certificate, Domain, Store, utcnow
 from linkcert.testbed.waiting import wait_for_async
 from linkcert.tracking import Click as RecordedClick
 from linkcert.uploads import check_upload, store_upload
@@ -169,3 +169,89 @@ async def test_clicks_are_written_to_the_store_as_events(domains: Store, keys: M
         (ALPHA, "click", 7),
         (ALPHA, "open", None),
     ]
+
+
+# --- more names than preload_limit: names at start, certificates at their first handshake ----
+
+
+async def test_above_the_preload_limit_only_names_are_loaded_then_each_on_demand(
+    domains: Store, keys: MasterKeys, ca: ThrowawayCA
+) -> None:
+    cache = CertificateCache()
+    feeds = StoreFeeds(domains, keys, cache, preload_limit=1)
+    alpha = install(domains, keys, ca, ALPHA)
+    beta = install(domains, keys, ca, BETA)
+    result = feeds.sync_here()
+    assert feeds.lazy and (result.loaded, result.failed) == (2, 0)
+    assert cache.version(ALPHA) == alpha and cache.loaded_count == 0
+    assert feeds.cursor() == max(alpha, beta)
+
+    assert await feeds.load_certificate(ALPHA)
+    context = cache.context_for(ALPHA)
+    assert context is not None and context.version == alpha
+    assert cache.loaded_count == 1 and not cache.is_loaded(BETA)
+
+    # Renewed: the name's new version is known at the next pass, and the certificate is read
+    # again at the next handshake, replacing the ready context.
+    newer = install(domains, keys, ca, ALPHA)
+    await feeds.sync()
+    assert cache.version(ALPHA) == newer and not cache.is_loaded(ALPHA)
+    assert await feeds.load_certificate(ALPHA)
+    context = cache.context_for(ALPHA)
+    assert context is not None and context.version == newer
+
+    # Also when a worker announces it (refresh_domain).
+    newest = install(domains, keys, ca, ALPHA)
+    await feeds.refresh_domain(ALPHA)
+    assert cache.version(ALPHA) == newest and not cache.is_loaded(ALPHA)
+
+    # Deleted (here: no current certificate any more): the load finds nothing, and the name
+    # is no longer served.
+    with domains.session() as session:
+        domain = session.scalars(select(Domain).where(Domain.name == BETA)).one()
+        domain.current_certificate_id = None
+    assert await feeds.load_certificate(BETA)
+    assert BETA not in cache and cache.context_for(BETA) is None
+    feeds.close()
+
+
+async def test_a_worker_inherits_the_decision_and_follows_new_names(
+    domains: Store, keys: MasterKeys, ca: ThrowawayCA
+) -> None:
+    cache = CertificateCache()
+    feeds = StoreFeeds(domains, keys, cache, lazy=True)
+    stop = asyncio.Event()
+    follower = asyncio.ensure_future(feeds.keep_in_sync(stop, interval=0.02, full_every=3600))
+    try:
+        alpha = install(domains, keys, ca, ALPHA)
+        await wait_for_async(lambda: cache.version(ALPHA) == alpha, "the new name")
+        assert not cache.is_loaded(ALPHA)
+    finally:
+        stop.set()
+        await asyncio.wait_for(follower, timeout=10)
+
+
+async def test_a_stored_certificate_that_does_not_load_is_logged_once_not_fatal(
+    domains: Store, keys: MasterKeys, ca: ThrowawayCA, caplog: pytest.LogCaptureFixture
+) -> None:
+    alpha = install(domains, keys, ca, ALPHA)
+    install(domains, MasterKeys.parse(generate_master_key("other")), ca, BETA)
+    with domains.session() as session:
+        session.get(Certificate, alpha).chain_pem = "not a certificate"  # type: ignore[union-attr]
+    cache = CertificateCache()
+    feeds = StoreFeeds(domains, keys, cache, preload_limit=0)
+    await feeds.sync()
+    with caplog.at_level(logging.ERROR, logger="linkcert.feeds"):
+        assert not await feeds.load_certificate(ALPHA)
+        assert not await feeds.load_certificate(ALPHA)  # not read nor logged again
+        assert not await feeds.load_certificate(BETA)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith(f"cannot serve the certificate of {ALPHA}: ")
+    assert messages[1].startswith(f"cannot load the certificate of {BETA}: ")
+    assert ALPHA in cache and BETA in cache  # still served by name: a fix is picked up
+    fixed = install(domains, keys, ca, ALPHA)
+    await feeds.refresh_domain(ALPHA)
+    assert await feeds.load_certificate(ALPHA)
+    assert cache.version(ALPHA) == fixed and cache.is_loaded(ALPHA)
+    feeds.close()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from linkcert import counters, metrics
 from linkcert.api import create_app
@@ -137,19 +141,94 @@ async def test_counters_and_gauges_set_by_other_parts_appear(store: Store) -> No
     assert not any(name.startswith("linkcert_edge_") for name, _ in gone)
 
 
-def test_store_numbers_are_cached_for_a_few_seconds(store: Store) -> None:
+@contextmanager
+def statements_in_this_thread(store: Store) -> Iterator[list[str]]:
+    """The SQL statements this thread runs on the store inside the block."""
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if threading.get_ident() == me:
+            seen.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+
+
+def test_scrapes_answer_from_the_summary_without_a_statement(store: Store) -> None:
+    """Only the first scrape reads the store; later ones answer from memory, and one that finds
+    the summary stale has it read again in the background, not itself."""
     seconds = [100.0]
-    collector = metrics.StoreCollector(store, cache_seconds=5, monotonic=lambda: seconds[0])
+    collector = metrics.StoreCollector(store, cache_seconds=60, monotonic=lambda: seconds[0])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
     add_customer(store, "a", "links.a.test", [])
-    first = collector.snapshot()
-    assert first is not None and first.states[("pending", "none")] == 1
+    with statements_in_this_thread(store) as first:
+        samples = parse(metrics.render(registry).decode())
+    assert first, "the first scrape reads the store"
+    assert value(samples, "linkcert_domains", dns_state="pending", cert_state="none") == 1
 
     add_customer(store, "b", "links.b.test", [])
-    seconds[0] += 4
-    assert collector.snapshot() is first  # within the cache: no queries
-    seconds[0] += 2
-    fresh = collector.snapshot()
-    assert fresh is not None and fresh.states[("pending", "none")] == 2
+    for _ in range(20):
+        seconds[0] += 2
+        with statements_in_this_thread(store) as during:
+            samples = parse(metrics.render(registry).decode())
+        assert during == []
+        assert value(samples, "linkcert_domains", dns_state="pending", cert_state="none") == 1
+    # Past the refresh interval: this scrape still runs no statement and shows what it has...
+    seconds[0] += 30
+    with statements_in_this_thread(store) as stale:
+        samples = parse(metrics.render(registry).decode())
+    assert stale == []
+    assert value(samples, "linkcert_domains", dns_state="pending", cert_state="none") == 1
+    # ...while the summary is read again beside it, once, for the scrapes after it.
+    collector.wait_for_refresh(timeout=30)
+    with statements_in_this_thread(store) as after:
+        samples = parse(metrics.render(registry).decode())
+    assert after == []
+    assert value(samples, "linkcert_domains", dns_state="pending", cert_state="none") == 2
+    assert value(samples, "linkcert_store_summary_age_seconds") >= 0
+
+
+def test_a_refresh_reads_the_store_in_a_few_grouped_statements(store: Store) -> None:
+    """However many domains there are: the number of statements of one summary is fixed."""
+    counts = []
+    for batch in range(2):
+        for i in range(5 * (batch + 1)):
+            add_customer(store, f"c{batch}{i}", f"links.c{batch}-{i}.test", [])
+        with statements_in_this_thread(store) as seen:
+            metrics.read_snapshot(store, utcnow())
+        counts.append(len(seen))
+    assert counts[0] == counts[1] <= 6, counts
+
+
+def test_the_expiry_histogram_is_carried_between_its_reads(store: Store) -> None:
+    """Most refreshes leave the certificates alone and move the last histogram to now."""
+    installation(store)
+    now = utcnow()
+    full = metrics.read_snapshot(store, now)
+    later = now + timedelta(minutes=1)
+    with statements_in_this_thread(store) as seen:
+        carried = metrics.read_snapshot(store, later, full)
+    assert not [s for s in seen if "certificates" in s], seen
+    assert carried.expiry_counts == full.expiry_counts
+    assert carried.soonest_expiry == full.soonest_expiry
+    total = sum(full.expiry_counts)
+    assert carried.expiry_seconds_sum == pytest.approx(full.expiry_seconds_sum - total * 60)
+    fresh = metrics.read_snapshot(store, later)
+    assert fresh.expiry_seconds_sum == pytest.approx(carried.expiry_seconds_sum, rel=1e-6)
+
+    seconds = [0.0]
+    collector = metrics.StoreCollector(store, cache_seconds=1, monotonic=lambda: seconds[0])
+    reads = []
+    for _ in range(2 * metrics.EXPIRY_EVERY):
+        with statements_in_this_thread(store) as seen:
+            collector._refresh()
+        reads.append(any("certificates" in s for s in seen))
+    assert reads.count(True) == 2 and reads[0], reads
 
 
 def test_an_unreadable_store_still_answers_with_store_up_0(tmp_path: Path) -> None:

@@ -13,7 +13,13 @@ import requests
 
 from linkcert.acme.errors import AcmeUnavailable, ChallengeFailed
 from linkcert.acme.failures import never_reached_the_ca
-from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
+from linkcert.acme.orders import (
+    AcmeStatus,
+    Dns01Challenge,
+    Http01Challenge,
+    OrderInfo,
+    RenewalWindow,
+)
 from linkcert.acme.revocation import RevocationReason
 from linkcert.ca_limits import (
     CERTS_PER_DOMAIN,
@@ -77,7 +83,11 @@ class RecordingClient:
         self.calls.append("http01_challenges")
         return []
 
-    def answer(self, challenge: Http01Challenge) -> None:
+    def dns01_challenges(self, order: OrderInfo) -> list[Dns01Challenge]:
+        self.calls.append("dns01_challenges")
+        return []
+
+    def answer(self, challenge: Http01Challenge | Dns01Challenge) -> None:
         self.calls.append("answer")
 
     def wait_for_authorizations(self, order: OrderInfo, timeout: float | None = None) -> None:

@@ -2,7 +2,7 @@
 
     .venv/bin/python docs/screenshots/make.py
 
-Needs what the tests need: Debian's chromium and pebble (`make setup` installs both).
+Needs what the tests need: Debian's chromium, pebble and knot (`make setup` installs them).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ ROOT = HERE.parents[1]
 
 def main() -> int:
     environment = {**os.environ, "LINKCERT_SCREENSHOTS": str(HERE)}
-    command = [sys.executable, "-m", "pytest", "-q", "tests/test_browser_pages.py"]
+    tests = ["tests/test_browser_pages.py", "tests/test_dcv_browser.py"]
+    command = [sys.executable, "-m", "pytest", "-q", *tests]
     return subprocess.run(command, cwd=ROOT, env=environment, check=False).returncode
 
 

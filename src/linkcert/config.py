@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +24,13 @@ from pydantic import (
     model_validator,
 )
 
+from linkcert.config_sources import ENV_PREFIX as ENV_PREFIX
+from linkcert.config_sources import ConfigError as ConfigError
+from linkcert.config_sources import config_path, environment_values, file_values
 from linkcert.hostport import parse_host_port
 from linkcert.redact import masked_url, shown_url
 
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
-ENV_PREFIX = "LINKCERT_"
 SECRET_FIELDS = (
     "master_key",
     "tracking_key",
@@ -38,14 +39,11 @@ SECRET_FIELDS = (
     "smtp_password",
     "webhook_secret",
     "event_broker_url",
+    "dcv_tsig_secret",
 )
 
 KeyType = Literal["ec256", "rsa2048", "rsa3072"]
 EdgeMode = Literal["tracking", "proxy", "both"]
-
-
-class ConfigError(Exception):
-    """A setting is missing or invalid; the message names it and says what it takes."""
 
 
 def _listen(value: str) -> str:
@@ -86,6 +84,55 @@ def check_proxy_settings(settings: Settings) -> Settings:
             raise ValueError(
                 f"upstream_ca_bundle: {bundle} holds no usable PEM certificate ({exc})"
             ) from None
+    return settings
+
+
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
+
+
+def check_dcv_settings(settings: Settings) -> Settings:
+    """Delegated DNS-01 needs its zone, the server to update and a TSIG key, all together."""
+    if settings.dcv_zone is None:
+        return settings
+    import base64
+    import binascii
+
+    import dns.exception
+    import dns.name
+
+    zone = settings.dcv_zone.strip().rstrip(".").lower()
+    try:
+        dns.name.from_text(zone)
+    except dns.exception.DNSException:
+        raise ValueError(f"dcv_zone: {settings.dcv_zone!r} is not a DNS zone name") from None
+    if not zone or "." not in zone:
+        raise ValueError(f"dcv_zone: {settings.dcv_zone!r} must be a zone such as dcv.example.com")
+    missing = [
+        name
+        for name in ("dcv_update_server", "dcv_tsig_key_name", "dcv_tsig_secret")
+        if getattr(settings, name) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"dcv_zone needs {', '.join(missing)}: linkcert writes the DNS-01 TXT records in "
+            "that zone with TSIG-signed dynamic updates"
+        )
+    assert settings.dcv_update_server is not None and settings.dcv_tsig_secret is not None
+    parse_host_port(settings.dcv_update_server, default_port=53)
+    for server in settings.dcv_check_servers:
+        parse_host_port(server, default_port=53)
+    if settings.dcv_tsig_algorithm.lower().rstrip(".") not in TSIG_ALGORITHMS:
+        raise ValueError(
+            f"dcv_tsig_algorithm: {settings.dcv_tsig_algorithm!r} is not one of "
+            f"{', '.join(TSIG_ALGORITHMS)}"
+        )
+    try:
+        secret = base64.b64decode(settings.dcv_tsig_secret.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("dcv_tsig_secret: must be the TSIG key's secret in base64") from None
+    if not secret:
+        raise ValueError("dcv_tsig_secret: must not be empty")
+    object.__setattr__(settings, "dcv_zone", zone)
     return settings
 
 
@@ -237,6 +284,18 @@ class Settings(BaseModel):
     # and how many such unproven claims one account may hold at once.
     claim_expiry_hours: float = Field(default=72.0, gt=0, le=24 * 90)
     max_unproven_claims: int = Field(default=5, ge=1, le=1000)
+    # Delegated DNS-01 (docs/dns-check.md, docs/deploy.md): the platform's zone that customers'
+    # `_acme-challenge` names CNAME to, and how linkcert writes TXT records there (RFC 2136
+    # updates signed with TSIG). Unset: every certificate is obtained by HTTP-01.
+    dcv_zone: str | None = None
+    dcv_update_server: str | None = None  # HOST:PORT of the zone's primary
+    dcv_tsig_key_name: str | None = None
+    dcv_tsig_algorithm: str = "hmac-sha256"
+    dcv_tsig_secret: SecretStr | None = None  # base64, as in the server's key configuration
+    # The zone's authoritative servers asked directly for the TXT before the CA is told to
+    # look (HOST[:PORT]); unset: the servers its NS records name, on port 53.
+    dcv_check_servers: tuple[str, ...] = ()
+    dcv_propagation_timeout: float = Field(default=60.0, gt=0, le=3600)
     # Listeners
     http_listen: str = "0.0.0.0:80"
     https_listen: str = "0.0.0.0:443"
@@ -270,8 +329,14 @@ class Settings(BaseModel):
     edge_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
     edge_max_connections: int = Field(default=20_000, ge=0, le=10_000_000)
     edge_max_connections_per_address: int = Field(default=256, ge=0, le=10_000_000)
+    # Up to this many served domains the edge loads every certificate at start; above, only
+    # the names, and each certificate at its first handshake (docs/scale.md).
+    edge_preload_certificates: int = Field(default=100_000, ge=0)
+    edge_certificate_wait: float = Field(default=5.0, gt=0, le=60)
     # Clicks: how long they are kept, and how often one address's repeats of one link count
     click_retention_days: float = Field(default=90.0, ge=0)
+    # The domains' history (the `events` table: every state change with its reason); 0 keeps it.
+    history_retention_days: float = Field(default=400.0, ge=0, le=36500)
     click_repeat_limit: int = Field(default=60, ge=0, le=1_000_000)
     click_repeat_window_seconds: float = Field(default=600.0, gt=0, le=86_400)
     # Secrets
@@ -307,6 +372,9 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
     metrics_listen: str | None = None  # a /metrics listener of its own, e.g. for worker processes
+    # How often the store's figures on /metrics are read again (in the background, never by a
+    # scrape itself): see docs/alerts.md.
+    metrics_store_refresh_seconds: float = Field(default=60.0, ge=1, le=3600)
     # Click and open events: see docs/events.md
     record_events: bool = True
     event_client_ip: Literal["full", "truncated", "none"] = "truncated"
@@ -324,6 +392,7 @@ class Settings(BaseModel):
     _check_alerts = model_validator(mode="after")(check_alert_settings)
     _check_proxy = model_validator(mode="after")(check_proxy_settings)
     _check_cas = model_validator(mode="after")(check_acme_cas)
+    _check_dcv = model_validator(mode="after")(check_dcv_settings)
 
     @field_validator("acme_cas", mode="before")
     @classmethod
@@ -364,6 +433,7 @@ class Settings(BaseModel):
         "webhook_urls",
         "edge_upstreams",
         "trusted_proxies",
+        "dcv_check_servers",
         mode="before",
     )
     @classmethod
@@ -514,34 +584,6 @@ def mask_url_password(url: str) -> str:
     return masked_url(url)
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    known = set(Settings.model_fields)
-    found: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX) :].lower()
-            if name in known:
-                found[name] = value
-    return found
-
-
-def _from_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    # Accept both a flat file and one with a [linkcert] table.
-    section = data.get("linkcert", data)
-    if not isinstance(section, dict):
-        raise ConfigError(f"config file {path}: [linkcert] must be a table")
-    return section
-
-
 def load_settings(
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -550,12 +592,10 @@ def load_settings(
     """Build the settings from file, environment and overrides, or raise ConfigError."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    file_path = config_file or (
-        Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None
-    )
+    file_path = config_path(config_file, env)
     if file_path is not None:
-        values.update(_from_file(file_path))
-    values.update(_from_environment(env))
+        values.update(file_values(file_path))
+    values.update(environment_values(env, Settings.model_fields))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Settings.model_validate(values)

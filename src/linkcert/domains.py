@@ -7,24 +7,26 @@ here waits on DNS or the CA.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from linkcert.names import STORED_NAMES, DomainName, NamePolicy, validate
-from linkcert.ownership import CLAIM_LOST, PROOF_OPERATOR, ClaimPolicy, lost_problem
-from linkcert.renewal import renewal_window
-from linkcert.states import DnsState, FailureClass, waiting_note
+from linkcert.names import DomainName, NamePolicy, lookup_form, validate
+from linkcert.ownership import PROOF_OPERATOR, ClaimPolicy
+from linkcert.states import FailureClass
+
+# The status and its errors live in linkcert.status (pure, shared with the lean read path);
+# they are imported from here as before.
+from linkcert.status import CA_CHOICE as CA_CHOICE
+from linkcert.status import DomainStatus as DomainStatus
+from linkcert.status import NotFound as NotFound
+from linkcert.status import claim_status, event_json, owner_status
 from linkcert.store import Account, Certificate, Domain, DomainClaim, Event, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, WORK, announce
-from linkcert.text import check_clean, mixed_script_labels, odd_characters
-
-
-class NotFound(LookupError):
-    """No such account or domain (or not one the caller may see)."""
+from linkcert.text import check_clean
 
 
 class Conflict(Exception):
@@ -214,111 +216,11 @@ def _add_claim(
 
 
 def get_domain(session: Session, name: str, policy: NamePolicy | None = None) -> Domain:
-    ascii_name = _lookup_name(name, policy)
+    ascii_name = lookup_form(name, policy)
     domain = session.scalar(select(Domain).where(Domain.name == ascii_name))
     if domain is None:
         raise NotFound(f"no domain {name!r}")
     return domain
-
-
-def _lookup_name(name: str, policy: NamePolicy | None) -> str:
-    # Look names up in their normalized form, but a name that no longer validates (say, a
-    # policy change) must still be found, so fall back to simple folding.
-    try:
-        return validate(name, policy or STORED_NAMES).ascii
-    except Exception:
-        return name.strip().rstrip(".").lower()
-
-
-@dataclass(frozen=True)
-class DomainStatus:
-    """One view of a domain for the API, the account page and the CLI."""
-
-    domain: str
-    unicode_name: str
-    account: str | None
-    dns_state: str
-    cert_state: str
-    problems: list[dict[str, str]]
-    issuer: str | None
-    not_before: datetime | None
-    not_after: datetime | None
-    next_attempt_at: datetime | None
-    failure_class: str | None
-    wanted: bool
-    # The worker's stored plan for the current certificate: when it renews it, and on what
-    # basis ("ari": a time the CA suggested, asked again at `ari_next_check_at`; "lifetime":
-    # when about a third of the lifetime remains).
-    renew_at: datetime | None = None
-    renewal_basis: str | None = None
-    ari_next_check_at: datetime | None = None
-    # The DNS label of the account this status is for (the viewer, or the owner): what the
-    # records that prove the name are made of. None for a name nobody owns, seen by an operator.
-    dns_label: str | None = field(default=None, repr=False)
-    # The name's link epoch: links are minted in it (see docs/tracking-links.md).
-    epoch: int = 0
-    # Which configured CA issued the current certificate (its name in acme_cas), and why it
-    # was chosen ("the CAA records allow only ...", "... was unavailable").
-    ca: str | None = None
-    ca_reason: str | None = None
-
-    @property
-    def warnings(self) -> list[dict[str, str]]:
-        """What the customer should know though nothing stops the domain: a label mixing
-        scripts, as look-alikes of other names do (UTS 39)."""
-        return name_warnings(self.unicode_name)
-
-    def note(self, now: datetime) -> str | None:
-        """For a certificate waiting for the CA: why, and when the next attempt is, in words."""
-        return waiting_note(self.cert_state, self.failure_class, self.next_attempt_at, now)
-
-    def to_json(self) -> dict[str, Any]:
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
-
-        return {
-            "domain": self.domain,
-            "unicode_name": self.unicode_name,
-            "account": self.account,
-            "dns_state": self.dns_state,
-            "cert_state": self.cert_state,
-            "problems": self.problems,
-            "warnings": self.warnings,
-            "issuer": self.issuer,
-            "not_before": iso(self.not_before),
-            "not_after": iso(self.not_after),
-            "next_attempt_at": iso(self.next_attempt_at),
-            "failure_class": self.failure_class,
-            "wanted": self.wanted,
-            "renew_at": iso(self.renew_at),
-            "renewal_basis": self.renewal_basis,
-            "ari_next_check_at": iso(self.ari_next_check_at),
-            "epoch": self.epoch,
-            "ca": self.ca,
-            "ca_reason": self.ca_reason,
-        }
-
-
-def name_warnings(unicode_name: str) -> list[dict[str, str]]:
-    """A warning for each label of the name that mixes scripts."""
-    warnings = []
-    for label, scripts in mixed_script_labels(unicode_name):
-        odd = odd_characters(label)
-        which = f": {', '.join(odd[:3])}" if odd else ""
-        warnings.append(
-            {
-                "code": "mixed_script",
-                "message": f"The label \u201c{label}\u201d mixes {' and '.join(scripts)} "
-                f"letters, as look-alikes of other names do{which}.",
-                "fix": f"Check that {unicode_name} is the name you meant: links on a look-alike "
-                "name can be taken for phishing. If it is not, save the right one.",
-            }
-        )
-    return warnings
-
-
-# The key of `Order.info` naming the CA an order went to and why it was chosen.
-CA_CHOICE = "ca_choice"
 
 
 def status_of(session: Session, domain: Domain, viewer: int | None = None) -> DomainStatus:
@@ -332,85 +234,17 @@ def status_of(session: Session, domain: Domain, viewer: int | None = None) -> Do
         else None
     )
     account = session.get(Account, domain.account_id) if domain.account_id else None
-    renew_at, basis = None, None
-    choice: dict[str, str] = {}
-    if cert is not None and cert.order_id is not None:
-        order = session.get(Order, cert.order_id)
-        choice = dict((order.info or {}).get(CA_CHOICE) or {}) if order is not None else {}
-    if cert is not None:
-        basis = "ari" if cert.ari_next_check_at is not None else "lifetime"
-        # A certificate stored before plans were stored: the worker renews from the window's
-        # start (see Lifecycle._needs_certificate).
-        renew_at = cert.renew_at or renewal_window(cert.not_before, cert.not_after)[0]
-    return DomainStatus(
-        domain=domain.name,
-        unicode_name=domain.unicode_name,
-        account=account.name if account else None,
-        dns_state=domain.dns_state,
-        cert_state=domain.cert_state,
-        problems=list(domain.problems or []),
-        issuer=cert.issuer if cert else None,
-        not_before=cert.not_before if cert else None,
-        not_after=cert.not_after if cert else None,
-        next_attempt_at=domain.next_attempt_at,
-        failure_class=domain.failure_class,
-        wanted=domain.wanted,
-        renew_at=renew_at,
-        renewal_basis=basis,
-        ari_next_check_at=cert.ari_next_check_at if cert else None,
-        dns_label=account.dns_label if account else None,
-        epoch=domain.link_epoch,
-        ca=choice.get("ca"),
-        ca_reason=choice.get("reason"),
-    )
+    order = session.get(Order, cert.order_id) if cert is not None and cert.order_id else None
+    return owner_status(domain, account, cert, order.info if order is not None else None)
 
 
 def _claim_status(session: Session, domain: Domain, account_id: int) -> DomainStatus:
-    account = session.get(Account, account_id)
     claim = session.scalar(
         select(DomainClaim).where(
             DomainClaim.domain_id == domain.id, DomainClaim.account_id == account_id
         )
     )
-    live = claim is not None and claim.expires_at > utcnow()
-    problems: list[dict[str, str]]
-    state: str
-    if claim is not None and live and claim.state == CLAIM_LOST:
-        state, problems = DnsState.CLAIMED_ELSEWHERE, list(claim.problems or [])
-    elif claim is not None and live:
-        problems = list(claim.problems or [])
-        state = DnsState.PENDING if not problems else DnsState.NOT_PROVEN
-        if problems and problems[0].get("code") != "ownership_not_proven":
-            state = domain.dns_state if domain.account_id is None else DnsState.POINTS_ELSEWHERE
-    elif domain.account_id is not None:
-        state, problems = DnsState.CLAIMED_ELSEWHERE, [lost_problem(domain.unicode_name)]
-    else:
-        state = DnsState.NOT_PROVEN
-        problems = [
-            {
-                "code": "claim_expired",
-                "message": (
-                    f"{domain.unicode_name} is not your account's: DNS did not name the account "
-                    "before the claim expired, or the name was released or deleted since."
-                ),
-                "fix": "Set up the DNS records shown, then save the domain again.",
-            }
-        ]
-    return DomainStatus(
-        domain=domain.name,
-        unicode_name=domain.unicode_name,
-        account=account.name if account else None,
-        dns_state=state,
-        cert_state="none",
-        problems=problems,
-        issuer=None,
-        not_before=None,
-        not_after=None,
-        next_attempt_at=domain.next_attempt_at if live else None,
-        failure_class=None,
-        wanted=live,
-        dns_label=account.dns_label if account else None,
-    )
+    return claim_status(domain, session.get(Account, account_id), claim, utcnow())
 
 
 def domain_status(store: Store, name: str) -> DomainStatus:
@@ -419,6 +253,8 @@ def domain_status(store: Store, name: str) -> DomainStatus:
 
 
 def list_domains(store: Store) -> list[DomainStatus]:
+    """Every domain, in name order (small installations and tests; lists page with
+    find_domains)."""
     with store.session() as session:
         domains = session.scalars(select(Domain).order_by(Domain.name)).all()
         return [status_of(session, d) for d in domains]
@@ -431,14 +267,7 @@ def domain_events(store: Store, name: str, limit: int = 100) -> list[dict[str, A
             select(Event).where(Event.domain_id == domain.id).order_by(Event.id.desc()).limit(limit)
         ).all()
         return [
-            {
-                "at": e.at.isoformat(),
-                "kind": e.kind,
-                "dns_state": e.dns_state,
-                "cert_state": e.cert_state,
-                "message": e.message,
-                "detail": e.detail,
-            }
+            event_json(e.at, e.kind, e.dns_state, e.cert_state, e.message, e.detail)
             for e in reversed(rows)
         ]
 
@@ -475,6 +304,12 @@ def summary_of(account: Account) -> AccountSummary:
         created_at=account.created_at,
         upstreams=list(account.upstreams) if account.upstreams else None,
     )
+
+
+def account_dcv_secret(store: Store, account_ref: str | int) -> str | None:
+    """The secret the account's `_acme-challenge` delegation labels are made with."""
+    with store.session() as session:
+        return find_account(session, account_ref).dcv_secret
 
 
 def account_label(store: Store, account_ref: str | int) -> str:
@@ -538,6 +373,40 @@ def list_accounts(store: Store, *, after_id: int = 0, limit: int = 100) -> list[
         return [summary_of(a) for a in accounts]
 
 
+@dataclass(frozen=True)
+class DomainQuery:
+    """Which domains a list holds: every filter is optional, all given ones apply.
+
+    `owner` limits the list to one account's domains (the account that DNS proved owns them).
+    `prefix` is a prefix of the ASCII (A-label) name.
+    """
+
+    dns_state: str | None = None
+    cert_state: str | None = None
+    failure_class: str | None = None
+    owner: int | None = None
+    prefix: str = ""
+
+    def key(self) -> dict[str, object]:
+        """The filters, for the digest that binds a page cursor to its query."""
+        return {
+            "dns_state": self.dns_state,
+            "cert_state": self.cert_state,
+            "failure_class": self.failure_class,
+            "owner": self.owner,
+            "prefix": self.prefix,
+        }
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest string above every string starting with `prefix` (None: no bound)."""
+    while prefix and prefix[-1] == "\U0010ffff":
+        prefix = prefix[:-1]
+    if not prefix:
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def find_domains(
     store: Store,
     *,
@@ -545,23 +414,52 @@ def find_domains(
     cert_state: str | None = None,
     after: str = "",
     limit: int = 100,
+    query: DomainQuery | None = None,
 ) -> list[DomainStatus]:
-    """Domains in name order, optionally in one DNS and/or certificate state, after `after`."""
+    """Domains in name order, optionally filtered (`query`, or the two states), after `after`.
+
+    Each filter has an index that goes on by name (migration 0017), so a page is a range scan
+    of one index from `after`, however many domains there are; no count is taken.
+    """
+    wanted = query or DomainQuery(dns_state=dns_state, cert_state=cert_state)
     # Loading accounts and certificates up front lets status_of() find them without a query
     # per domain.
-    query = (
+    select_domains = (
         select(Domain)
         .where(Domain.name > after)
         .order_by(Domain.name)
         .limit(limit)
         .options(selectinload(Domain.account), selectinload(Domain.current_certificate))
     )
-    if dns_state is not None:
-        query = query.where(Domain.dns_state == dns_state)
-    if cert_state is not None:
-        query = query.where(Domain.cert_state == cert_state)
+    if wanted.dns_state is not None:
+        select_domains = select_domains.where(Domain.dns_state == wanted.dns_state)
+    if wanted.cert_state is not None:
+        select_domains = select_domains.where(Domain.cert_state == wanted.cert_state)
+    if wanted.failure_class is not None:
+        select_domains = select_domains.where(Domain.failure_class == wanted.failure_class)
+    if wanted.owner is not None:
+        select_domains = select_domains.where(Domain.account_id == wanted.owner)
+    if wanted.prefix:
+        # A range on the name (which the indexes can seek to) and LIKE to be exact whatever
+        # the collation.
+        select_domains = select_domains.where(
+            Domain.name >= wanted.prefix, Domain.name.startswith(wanted.prefix, autoescape=True)
+        )
+        end = _prefix_end(wanted.prefix)
+        if end is not None:
+            select_domains = select_domains.where(Domain.name < end)
     with store.session() as session:
-        return [status_of(session, d) for d in session.scalars(query).all()]
+        domains = session.scalars(select_domains).all()
+        # The orders that say which CA issued each certificate, in one query: status_of()
+        # then finds them in the session.
+        order_ids = {
+            d.current_certificate.order_id
+            for d in domains
+            if d.current_certificate is not None and d.current_certificate.order_id is not None
+        }
+        if order_ids:
+            session.scalars(select(Order).where(Order.id.in_(order_ids))).all()
+        return [status_of(session, d) for d in domains]
 
 
 def domain_status_for(store: Store, name: str, account_id: int | None) -> DomainStatus:

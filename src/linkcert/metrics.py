@@ -4,8 +4,9 @@ Three sources, one exposition:
 - counters this process increments (orders, failures, notifications, deliveries) and gauges
   other parts set (the CA rate-limit budget): `linkcert.counters`;
 - the edge's running totals, read at scrape time from its `EdgeCounters` (`track_edge`);
-- installation-wide facts read from the store at scrape time with a few grouped queries,
-  cached for a few seconds so that several scrapers cost one set of queries. These are the
+- installation-wide facts from a summary of the store: a few grouped queries run in the
+  background at most once a minute (`metrics_store_refresh_seconds`), never by a scrape
+  itself (see StoreCollector), so scraping costs no query at any fleet size. These are the
   same in every process: aggregate them with max(), not sum().
 
 No series is per domain: 100,000 domains must not make 100,000 series. Expiry is a histogram
@@ -42,6 +43,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy import case, extract, func, or_, select
+from sqlalchemy.orm import Session
 
 from linkcert.counters import (
     CA_FAILOVERS,
@@ -320,8 +322,57 @@ class StoreSnapshot:
     pending_deliveries: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
 
 
-def read_snapshot(store: Store, now: datetime) -> StoreSnapshot:
-    """The installation-wide numbers, in a handful of grouped queries (no row per domain)."""
+def _read_expiry(session: Session, now: datetime) -> tuple[list[int], float, datetime | None]:
+    """The days-to-expiry histogram of kept domains' current certificates: counts per
+    bucket, the sum of seconds left, and the soonest expiry."""
+    bounds = [now + timedelta(days=days) for days in EXPIRY_BUCKET_DAYS]
+    bucket = case(
+        *[(Certificate.not_after <= bound, index) for index, bound in enumerate(bounds)],
+        else_=len(bounds),
+    )
+    # Bucketed in a sub-select and grouped outside, so that PostgreSQL groups by a column
+    # rather than by an expression whose bound parameters it cannot match.
+    current = (
+        select(bucket.label("bucket"), Certificate.not_after.label("not_after"))
+        .select_from(Domain)
+        .join(Certificate, Certificate.id == Domain.current_certificate_id)
+        .where(Domain.wanted.is_(True))
+        .subquery()
+    )
+    expiry_counts = [0] * (len(bounds) + 1)
+    epoch_sum = 0.0
+    soonest: datetime | None = None
+    for index, count, epochs, earliest in session.execute(
+        select(
+            current.c.bucket,
+            func.count(),
+            func.sum(extract("epoch", current.c.not_after)),
+            func.min(current.c.not_after),
+        ).group_by(current.c.bucket)
+    ):
+        expiry_counts[int(index)] = int(count)
+        epoch_sum += float(epochs or 0)
+        if earliest is not None and (soonest is None or earliest < soonest):
+            soonest = earliest
+    total = sum(expiry_counts)
+    seconds_sum = epoch_sum - total * now.timestamp()
+
+    return expiry_counts, seconds_sum, soonest
+
+
+# The expiry histogram reads every current certificate's end date, the costliest part of the
+# summary (about 4 s at a million domains): it is read again only every this many refreshes.
+EXPIRY_EVERY = 10
+
+
+def read_snapshot(
+    store: Store, now: datetime, previous: StoreSnapshot | None = None
+) -> StoreSnapshot:
+    """The installation-wide numbers, in a handful of grouped queries (no row per domain).
+
+    With `previous`, the expiry histogram is carried over from it (moved to `now`) instead of
+    being read again.
+    """
     with store.session() as session:
         states: dict[tuple[str, str], int] = {
             (str(dns), str(cert)): 0 for dns in DnsState for cert in CertState
@@ -334,38 +385,14 @@ def read_snapshot(store: Store, now: datetime) -> StoreSnapshot:
             states[(dns_state, cert_state)] = int(count)
         not_wanted = int(session.scalar(select(func.count()).where(Domain.wanted.is_(False))) or 0)
 
-        bounds = [now + timedelta(days=days) for days in EXPIRY_BUCKET_DAYS]
-        bucket = case(
-            *[(Certificate.not_after <= bound, index) for index, bound in enumerate(bounds)],
-            else_=len(bounds),
-        )
-        # Bucketed in a sub-select and grouped outside, so that PostgreSQL groups by a column
-        # rather than by an expression whose bound parameters it cannot match.
-        current = (
-            select(bucket.label("bucket"), Certificate.not_after.label("not_after"))
-            .select_from(Domain)
-            .join(Certificate, Certificate.id == Domain.current_certificate_id)
-            .where(Domain.wanted.is_(True))
-            .subquery()
-        )
-        expiry_counts = [0] * (len(bounds) + 1)
-        epoch_sum = 0.0
-        soonest: datetime | None = None
-        for index, count, epochs, earliest in session.execute(
-            select(
-                current.c.bucket,
-                func.count(),
-                func.sum(extract("epoch", current.c.not_after)),
-                func.min(current.c.not_after),
-            ).group_by(current.c.bucket)
-        ):
-            expiry_counts[int(index)] = int(count)
-            epoch_sum += float(epochs or 0)
-            if earliest is not None and (soonest is None or earliest < soonest):
-                soonest = earliest
-        total = sum(expiry_counts)
-        seconds_sum = epoch_sum - total * now.timestamp()
-
+        if previous is not None:
+            expiry_counts = list(previous.expiry_counts)
+            total = sum(expiry_counts)
+            elapsed = (now - previous.taken_at).total_seconds()
+            seconds_sum = previous.expiry_seconds_sum - total * elapsed
+            soonest = previous.soonest_expiry
+        else:
+            expiry_counts, seconds_sum, soonest = _read_expiry(session, now)
         free = or_(Domain.lease_until.is_(None), Domain.lease_until < now)
         due_count, oldest_due = session.execute(
             select(func.count(), func.min(Domain.next_attempt_at)).where(
@@ -394,38 +421,80 @@ def read_snapshot(store: Store, now: datetime) -> StoreSnapshot:
     )
 
 
+# How old the store's summary may get before a scrape asks for a new one (in the background).
+DEFAULT_REFRESH_SECONDS = 60.0
+
+
 class StoreCollector(Collector):
-    """Installation-wide gauges from the store, read at most once per `cache_seconds`."""
+    """Installation-wide gauges from a summary of the store, refreshed in the background.
+
+    A scrape never reads the store itself, except the very first one (there is nothing to
+    show yet). Each scrape answers from the summary in memory; one that finds it older than
+    `refresh_seconds` starts a refresh in a thread of its own and still answers at once with
+    the summary it has. So however often Prometheus (or several of them) scrapes, the grouped
+    queries over the domains run at most once per `refresh_seconds` per process, and no
+    scrape waits for them. `linkcert_store_summary_age_seconds` says how old the figures are.
+    """
 
     def __init__(
         self,
         store: Store,
         *,
-        cache_seconds: float = 5.0,
+        cache_seconds: float = DEFAULT_REFRESH_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = utcnow,
+        background: bool = True,
     ) -> None:
         self.store = store
         self.cache_seconds = cache_seconds
         self.monotonic = monotonic
         self.clock = clock
+        self.background = background
         self._lock = threading.Lock()
         self._cached: tuple[float, StoreSnapshot | None] | None = None
+        self._refreshing: threading.Thread | None = None
+        self._reads = 0
+
+    def _read(self) -> StoreSnapshot | None:
+        cached = self._cached[1] if self._cached is not None else None
+        self._reads += 1
+        carry = cached is not None and self._reads % EXPIRY_EVERY != 1
+        try:
+            return read_snapshot(self.store, self.clock(), cached if carry else None)
+        except Exception:
+            log.exception("reading metrics from the store failed")
+            return None
+
+    def _refresh(self) -> None:
+        snapshot = self._read()
+        with self._lock:
+            self._cached = (self.monotonic(), snapshot)
+            self._refreshing = None
 
     def snapshot(self) -> StoreSnapshot | None:
-        """The cached snapshot, refreshed when older than `cache_seconds`; None if the store
-        could not be read (the scrape still answers, with linkcert_store_up 0)."""
-        # One scrape refreshes while the others wait and reuse its result.
+        """The summary in memory; None if the store could not be read (the scrape still
+        answers, with linkcert_store_up 0). A stale one is refreshed in the background."""
         with self._lock:
-            if self._cached is not None and self.monotonic() - self._cached[0] < self.cache_seconds:
-                return self._cached[1]
-            try:
-                snapshot: StoreSnapshot | None = read_snapshot(self.store, self.clock())
-            except Exception:
-                log.exception("reading metrics from the store failed")
-                snapshot = None
+            cached = self._cached
+            if cached is not None and self.monotonic() - cached[0] < self.cache_seconds:
+                return cached[1]
+            if cached is not None and self.background:
+                if self._refreshing is None:
+                    self._refreshing = threading.Thread(
+                        target=self._refresh, name="linkcert-metrics-summary", daemon=True
+                    )
+                    self._refreshing.start()
+                return cached[1]
+            # The first scrape (or no background refresh): read now, the others wait for it.
+            snapshot = self._read()
             self._cached = (self.monotonic(), snapshot)
             return snapshot
+
+    def wait_for_refresh(self, timeout: float | None = None) -> None:
+        """Wait for a background refresh under way, if any (for tests and benchmarks)."""
+        thread = self._refreshing
+        if thread is not None:
+            thread.join(timeout)
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self.snapshot()
@@ -436,7 +505,14 @@ class StoreCollector(Collector):
         )
         if snapshot is None:
             return
-        yield from _store_families(snapshot, self.clock())
+        now = self.clock()
+        yield GaugeMetricFamily(
+            "linkcert_store_summary_age_seconds",
+            "How old the store's figures below are: they are read in the background, at most "
+            "once per metrics_store_refresh_seconds.",
+            value=max(0.0, (now - snapshot.taken_at).total_seconds()),
+        )
+        yield from _store_families(snapshot, now)
 
 
 def _store_families(snapshot: StoreSnapshot, now: datetime) -> Iterable[Metric]:
@@ -511,8 +587,11 @@ class _ProcessMetrics(Collector):
         yield from PROCESS_REGISTRY.collect()
 
 
-def registry_for(store: Store | None, *, cache_seconds: float = 5.0) -> CollectorRegistry:
-    """A registry exposing this process's metrics and, given a store, the store's."""
+def registry_for(
+    store: Store | None, *, cache_seconds: float = DEFAULT_REFRESH_SECONDS
+) -> CollectorRegistry:
+    """A registry exposing this process's metrics and, given a store, the store's (refreshed
+    at most once per `cache_seconds`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ProcessMetrics())
     if store is not None:
@@ -524,10 +603,12 @@ def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def metrics_router(store: Store | None) -> APIRouter:
+def metrics_router(
+    store: Store | None, refresh_seconds: float = DEFAULT_REFRESH_SECONDS
+) -> APIRouter:
     """GET /metrics, without authentication (like any Prometheus target): it holds counts
     only, never a domain name or an account."""
-    registry = registry_for(store)
+    registry = registry_for(store, cache_seconds=refresh_seconds)
     router = APIRouter()
 
     # A plain function, so FastAPI runs it in its thread pool: the store queries block.
@@ -541,9 +622,12 @@ def metrics_router(store: Store | None) -> APIRouter:
 class MetricsListener:
     """A /metrics HTTP listener of its own (prometheus_client's, in a daemon thread)."""
 
-    def __init__(self, listen: str, store: Store | None) -> None:
+    def __init__(
+        self, listen: str, store: Store | None, refresh_seconds: float = DEFAULT_REFRESH_SECONDS
+    ) -> None:
         host, port = parse_host_port(listen)
-        self._server, self._thread = start_http_server(port, host, registry_for(store))
+        registry = registry_for(store, cache_seconds=refresh_seconds)
+        self._server, self._thread = start_http_server(port, host, registry)
 
     @property
     def port(self) -> int:
@@ -555,5 +639,7 @@ class MetricsListener:
         self._thread.join(timeout=5)
 
 
-def serve_metrics(listen: str, store: Store | None) -> MetricsListener:
-    return MetricsListener(listen, store)
+def serve_metrics(
+    listen: str, store: Store | None, refresh_seconds: float = DEFAULT_REFRESH_SECONDS
+) -> MetricsListener:
+    return MetricsListener(listen, store, refresh_seconds)

@@ -29,13 +29,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import idna
 from publicsuffixlist import PublicSuffixList
-
-if TYPE_CHECKING:
-    from linkcert.config import Settings
 
 __all__ = [
     "STORED_NAMES",
@@ -44,10 +41,24 @@ __all__ = [
     "ErrorCode",
     "NamePolicy",
     "is_within",
+    "lookup_form",
     "normalize",
     "registrable_domain",
     "validate",
 ]
+
+
+class NameSettings(Protocol):
+    """The settings the platform's name policy is made of (of `Settings`, or the few the short
+    commands read)."""
+
+    @property
+    def allow_test_domains(self) -> bool: ...
+    @property
+    def platform_domains(self) -> tuple[str, ...]: ...
+    @property
+    def cname_targets(self) -> tuple[str, ...]: ...
+
 
 # Limits from RFC 1035, counted in octets of the ASCII (A-label) form.
 MAX_NAME_OCTETS = 253
@@ -126,7 +137,7 @@ class NamePolicy:
         object.__setattr__(self, "_platform_ascii", tuple(normalized))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> NamePolicy:
+    def from_settings(cls, settings: NameSettings) -> NamePolicy:
         """The platform's policy: the one every command, the API, the pages and the worker use.
 
         Every platform name is refused: `platform_domains`, the CNAME targets and the
@@ -135,7 +146,7 @@ class NamePolicy:
         return cls(settings.allow_test_domains, platform_names(settings))
 
 
-def platform_names(settings: Settings) -> tuple[str, ...]:
+def platform_names(settings: NameSettings) -> tuple[str, ...]:
     """The platform's own names, which no account may claim: `platform_domains`, each CNAME
     target and the registrable domain it is in."""
     names: list[str] = list(settings.platform_domains)
@@ -229,6 +240,15 @@ def validate(name: str, policy: NamePolicy | None = None) -> DomainName:
         unicode=".".join(labels.unicode),
         registrable=_registrable(labels),
     )
+
+
+def lookup_form(name: str, policy: NamePolicy | None = None) -> str:
+    """The form a stored name is looked up by: its normalized ASCII form, or, for a name that
+    no longer validates (say, after a policy change), simple folding, so it is still found."""
+    try:
+        return validate(name, policy or STORED_NAMES).ascii
+    except Exception:
+        return name.strip().rstrip(".").lower()
 
 
 def normalize(name: str) -> str:

@@ -16,11 +16,16 @@ into ownership (`Domain.account_id`). Names verified before accounts had labels 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from linkcert.config import Settings
+if TYPE_CHECKING:
+    from linkcert.config import Settings
 
 TXT_PREFIX = "_linkcert."
 TXT_VALUE_PREFIX = "linkcert="
@@ -132,3 +137,38 @@ def lost_problem(domain: str) -> dict[str, str]:
             "linkcert then gives it to your account. Otherwise choose another domain."
         ),
     }
+
+
+# --- Delegated DNS-01 ---------------------------------------------------------------------
+# A customer may delegate the ACME DNS-01 challenge of their name to the platform:
+# `_acme-challenge.<name> CNAME <dcv label>.<dcv zone>`. The label is HMAC-SHA256 of the name
+# under the account's own secret (`Account.dcv_secret`, never shown): stable for as long as the
+# account lives (no key rotation changes it), different for every (account, name), and not
+# computable by anyone else, so nobody can point a name at another account's label or learn
+# anything from one. It names the account, so the delegation also proves ownership.
+
+DCV_PREFIX = "_acme-challenge."
+DCV_LABEL_CHARS = 26  # 130 bits in lowercase base32
+
+
+def dcv_label(account_secret: str, domain: str) -> str:
+    """The DNS-01 delegation label of `domain` (ASCII form) for the account with this secret."""
+    digest = hmac.new(
+        account_secret.encode("ascii"),
+        domain.strip().rstrip(".").lower().encode("ascii"),
+        hashlib.sha256,
+    ).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:DCV_LABEL_CHARS]
+
+
+def dcv_name(domain: str) -> str:
+    return f"{DCV_PREFIX}{domain}"
+
+
+def dcv_target(zone: str, label: str) -> str:
+    return f"{label}.{zone.strip().rstrip('.').lower()}"
+
+
+def dcv_record(domain: str, zone: str, label: str) -> DnsRecord:
+    """The record that delegates `domain`'s DNS-01 challenge to the platform."""
+    return DnsRecord(dcv_name(domain), "CNAME", dcv_target(zone, label) + ".")

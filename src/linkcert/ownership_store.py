@@ -19,6 +19,7 @@ from linkcert.ownership import (
     PROOF_DNS,
     PROOF_LEGACY,
     PROOF_OPERATOR,
+    dcv_label,
     lost_problem,
 )
 from linkcert.store import Account, DomainClaim
@@ -55,12 +56,19 @@ def claims_recheck_at(session: Session, domain: Domain, now: datetime) -> dateti
     return now + delay
 
 
+def dcv_label_of(account: Account | None, domain: Domain) -> str | None:
+    """The account's `_acme-challenge` delegation label for the name (see ownership.py)."""
+    if account is None or not account.dcv_secret:
+        return None
+    return dcv_label(account.dcv_secret, domain.name)
+
+
 def owner_proven(domain: Domain, verdict: DnsVerdict) -> bool:
     """Whether DNS still shows the owner's choice of the platform."""
     owner = domain.account
     if owner is None:
         return False
-    if owner.dns_label in verdict.labels:
+    if verdict.names(owner.dns_label, dcv_label_of(owner, domain) if verdict.dcv else None):
         return True
     # Names verified under the shared target before accounts had labels, and brand domains
     # an operator approved: the platform's shared target (or edge addresses) still counts,
@@ -83,11 +91,22 @@ def settle(session: Session, domain: Domain, verdict: DnsVerdict, now: datetime)
     if owner_proven(domain, verdict):
         _lose(session, domain, claims)
         return True
-    winner = next((c for c in claims if c.account.dns_label in verdict.labels), None)
+    winner = next(
+        (
+            c
+            for c in claims
+            if verdict.names(
+                c.account.dns_label, dcv_label_of(c.account, domain) if verdict.dcv else None
+            )
+        ),
+        None,
+    )
     if winner is None:
         for claim in claims:
             claim.state = CLAIM_PENDING
-            claim.problems = verdict.account_problems(claim.account.dns_label)
+            claim.problems = verdict.account_problems(
+                claim.account.dns_label, dcv_label_of(claim.account, domain)
+            )
         return False
     previous = domain.account
     account = session.get(Account, winner.account_id)

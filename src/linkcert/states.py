@@ -20,6 +20,9 @@ class DnsState(StrEnum):
     MOVED = "moved"  # was ok and secured, no longer reaches the platform
     NOT_PROVEN = "not_proven"  # reaches the platform, but DNS does not name this account
     CLAIMED_ELSEWHERE = "claimed_elsewhere"  # DNS names another account, which owns the name
+    # Does not point to us yet, but `_acme-challenge` is delegated to the account: certificates
+    # come by DNS-01 before the switch.
+    DELEGATED = "delegated"
 
 
 class CertState(StrEnum):
@@ -46,6 +49,8 @@ class FailureClass(StrEnum):
     CA_UNAVAILABLE = "ca_unavailable"
     RATE_LIMITED = "rate_limited"
     CA_REJECTED = "ca_rejected"
+    # The DNS-01 record could not be written in (or seen on) the platform's delegation zone.
+    DCV_UPDATE_FAILED = "dcv_update_failed"
     INTERNAL = "internal"
 
 
@@ -59,6 +64,30 @@ DNS_STATE_TEXT: dict[DnsState, str] = {
     DnsState.MOVED: "The domain no longer points to us",
     DnsState.NOT_PROVEN: "Your DNS does not name your account yet",
     DnsState.CLAIMED_ELSEWHERE: "The domain's DNS names another account",
+    DnsState.DELEGATED: "Certificate checks are delegated to us; the domain does not point to "
+    "us yet",
+}
+
+# What a secured domain whose traffic has not switched yet reads, wherever its status shows.
+SECURED_IN_ADVANCE = "Secured in advance: switch your CNAME when ready"
+
+
+class DcvState(StrEnum):
+    """The `_acme-challenge` delegation of a domain, when the platform offers one."""
+
+    OK = "ok"  # delegated to the owner's label, and CAA lets the CA validate by dns-01
+    MISSING = "missing"
+    WRONG_TARGET = "wrong_target"  # a CNAME, but not to the owner's label
+    CAA_FORBIDS = "caa_forbids"  # delegated, but CAA validationmethods leave out dns-01
+    LOOKUP_FAILED = "lookup_failed"
+
+
+DCV_STATE_TEXT: dict[DcvState, str] = {
+    DcvState.OK: "In place: certificates come through it (DNS-01)",
+    DcvState.MISSING: "Not set up",
+    DcvState.WRONG_TARGET: "Points to the wrong target",
+    DcvState.CAA_FORBIDS: "In place, but CAA does not allow DNS-01",
+    DcvState.LOOKUP_FAILED: "Could not be read",
 }
 
 CERT_STATE_TEXT: dict[CertState, str] = {

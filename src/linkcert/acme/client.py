@@ -42,7 +42,13 @@ from linkcert.acme.errors import (
 )
 from linkcert.acme.failures import problem_code, problem_detail, translate
 from linkcert.acme.network import RetryingNetwork
-from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
+from linkcert.acme.orders import (
+    AcmeStatus,
+    Dns01Challenge,
+    Http01Challenge,
+    OrderInfo,
+    RenewalWindow,
+)
 from linkcert.acme.revocation import RevocationReason
 from linkcert.acme.settings import AcmeSettings
 from linkcert.redact import masked_url
@@ -227,40 +233,64 @@ class AcmeClient:
         listed with `authorization_status` valid and need no answer; one without an HTTP-01
         challenge and still pending raises AcmeRejected.
         """
-        self._require_account()
         found: list[Http01Challenge] = []
+        for url, domain, status, challenge in self._challenges(order, challenges.HTTP01):
+            found.append(
+                Http01Challenge(
+                    domain=domain,
+                    token=challenge.chall.encode("token"),
+                    key_authorization=challenge.chall.key_authorization(self._key.jwk),
+                    url=challenge.uri,
+                    authorization_url=url,
+                    authorization_status=status,
+                    status=AcmeStatus(challenge.status.name),
+                )
+            )
+        return found
+
+    def dns01_challenges(self, order: OrderInfo) -> list[Dns01Challenge]:
+        """The DNS-01 challenge of each of the order's authorizations (as http01_challenges)."""
+        found: list[Dns01Challenge] = []
+        for url, domain, status, challenge in self._challenges(order, challenges.DNS01):
+            found.append(
+                Dns01Challenge(
+                    domain=domain,
+                    token=challenge.chall.encode("token"),
+                    validation=challenge.chall.validation(self._key.jwk),
+                    url=challenge.uri,
+                    authorization_url=url,
+                    authorization_status=status,
+                    status=AcmeStatus(challenge.status.name),
+                )
+            )
+        return found
+
+    def _challenges(
+        self, order: OrderInfo, kind: type[challenges.KeyAuthorizationChallenge]
+    ) -> list[tuple[str, str, AcmeStatus, messages.ChallengeBody]]:
+        """Each pending authorization's challenge of `kind`: (url, domain, status, body)."""
+        self._require_account()
+        found = []
+        name = kind.typ
         for url in order.authorization_urls:
             with self._step(f"loading the authorization for {order.domain}") as session:
                 authorization = messages.Authorization.from_json(
                     self._post_as_get(session, url).json()
                 )
-                domain = authorization.identifier.value
-                authorization_status = AcmeStatus(authorization.status.name)
-                offered = [
-                    c for c in authorization.challenges if isinstance(c.chall, challenges.HTTP01)
-                ]
-                if not offered:
-                    if authorization_status is AcmeStatus.VALID:
-                        continue
-                    raise AcmeRejected(
-                        f"the CA offers no http-01 challenge for {domain}, the only kind "
-                        "linkcert answers"
-                    )
-                challenge = offered[0]
-                found.append(
-                    Http01Challenge(
-                        domain=domain,
-                        token=challenge.chall.encode("token"),
-                        key_authorization=challenge.chall.key_authorization(self._key.jwk),
-                        url=challenge.uri,
-                        authorization_url=url,
-                        authorization_status=authorization_status,
-                        status=AcmeStatus(challenge.status.name),
-                    )
+            domain = authorization.identifier.value
+            authorization_status = AcmeStatus(authorization.status.name)
+            offered = [c for c in authorization.challenges if isinstance(c.chall, kind)]
+            if not offered:
+                if authorization_status is AcmeStatus.VALID:
+                    continue
+                raise AcmeRejected(
+                    f"the CA offers no {name} challenge for {domain}, the kind linkcert "
+                    "chose to answer"
                 )
+            found.append((url, domain, authorization_status, offered[0]))
         return found
 
-    def answer(self, challenge: Http01Challenge) -> None:
+    def answer(self, challenge: Http01Challenge | Dns01Challenge) -> None:
         """Tell the CA the key authorization is published: it starts validating.
 
         Does nothing for a challenge that needs no answer (already valid or being validated).
@@ -271,7 +301,12 @@ class AcmeClient:
         action = f"asking the CA to validate {challenge.domain}"
         try:
             with self._step(action) as session:
-                self._post(session, challenge.url, challenges.HTTP01Response())
+                response: challenges.ChallengeResponse = (
+                    challenges.DNS01Response()
+                    if isinstance(challenge, Dns01Challenge)
+                    else challenges.HTTP01Response()
+                )
+                self._post(session, challenge.url, response)
         except AcmeRejected:
             # The challenge may have moved on since it was listed (answered before a restart,
             # or validated meanwhile): the CA then refuses the answer, and there is nothing to do.

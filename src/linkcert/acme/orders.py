@@ -123,6 +123,25 @@ class Http01Challenge:
 
 
 @dataclass(frozen=True)
+class Dns01Challenge:
+    """What DNS must hold for one name: a TXT record `_acme-challenge.<domain>` (here reached
+    through the customer's delegation) with `validation`, then `AcmeClient.answer`."""
+
+    domain: str
+    token: str
+    validation: str  # the TXT value: base64url(SHA-256(key authorization))
+    url: str
+    authorization_url: str
+    authorization_status: AcmeStatus
+    status: AcmeStatus
+
+    @property
+    def needs_answer(self) -> bool:
+        """False when the CA already validated the name (or is validating it)."""
+        return self.authorization_status is AcmeStatus.PENDING and self.status is AcmeStatus.PENDING
+
+
+@dataclass(frozen=True)
 class RenewalWindow:
     """When the CA suggests renewing a certificate (RFC 9773, ACME Renewal Information).
 

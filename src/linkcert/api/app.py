@@ -101,7 +101,8 @@ def create_app(
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(deliveries_router, prefix=API_PREFIX)
-    app.include_router(metrics_router(store))  # unauthenticated: counts only, see docs/alerts.md
+    # Unauthenticated: counts only, see docs/alerts.md.
+    app.include_router(metrics_router(store, settings.metrics_store_refresh_seconds))
     if settings.api_docs:
         install_docs(app)
     if mount is not None:

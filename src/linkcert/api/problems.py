@@ -38,6 +38,7 @@ TITLES: dict[str, str] = {
     "no-tracking-domain": "No link tracking domain",
     "method-not-allowed": "Method not allowed",
     "malformed-json": "Malformed JSON",
+    "invalid-cursor": "Invalid page cursor",
     "unsupported-media-type": "Unsupported media type",
     "validation-error": "Invalid request",
     "invalid-domain": "Invalid domain name",

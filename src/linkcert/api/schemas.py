@@ -13,8 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from linkcert.config import Settings
 from linkcert.domains import AccountSummary, DomainStatus
-from linkcert.ownership import proof_records
-from linkcert.states import CERT_STATE_TEXT, DNS_STATE_TEXT, CertState, DnsState
+from linkcert.ownership import dcv_record, proof_records
+from linkcert.states import (
+    CERT_STATE_TEXT,
+    DCV_STATE_TEXT,
+    DNS_STATE_TEXT,
+    SECURED_IN_ADVANCE,
+    CertState,
+    DcvState,
+    DnsState,
+)
 from linkcert.store import ApiToken, utcnow
 from linkcert.store.models import OPERATOR_TOKEN
 
@@ -124,6 +132,27 @@ class DomainStatusOut(BaseModel):
             "at a domain's root needs. Each has name, type, value and zone (one zone-file line)."
         ),
     )
+    dcv_record: dict[str, str] | None = Field(
+        default=None,
+        description="With a delegation zone configured (`dcv_zone`): the record that "
+        "delegates the domain's certificate checks to the platform, "
+        "`_acme-challenge.<domain> CNAME <label>.<dcv_zone>`, to add before the CNAME so "
+        "that the domain is secured before the switch (name, type, value, zone). Null "
+        "otherwise.",
+    )
+    dcv_state: str | None = Field(
+        default=None,
+        description=f"The delegation as last checked, one of: {', '.join(DcvState)}; null "
+        "when no delegation zone is configured or it was not checked yet.",
+    )
+    dcv_state_text: str | None = Field(
+        default=None, description="The delegation's state in words, for customers."
+    )
+    challenge: str | None = Field(
+        default=None,
+        description="How the current certificate was validated: `http-01`, or `dns-01` "
+        "through the delegation. Null without a certificate from linkcert's CA.",
+    )
     renew_at: datetime | None = Field(
         default=None,
         description="When the worker renews the current certificate (its stored plan). Null "
@@ -146,14 +175,23 @@ class DomainStatusOut(BaseModel):
                 settings.cname_targets, settings.edge_addresses, status.domain, status.dns_label
             )
             data["dns_records"] = [{**r.to_json(), "zone": r.zone_line()} for r in records]
+        if settings is not None and settings.dcv_zone and status.dcv_label:
+            record = dcv_record(status.domain, settings.dcv_zone, status.dcv_label)
+            data["dcv_record"] = {**record.to_json(), "zone": record.zone_line()}
+        if status.dcv_state is not None:
+            data["dcv_state_text"] = _state_text(DCV_STATE_TEXT, DcvState, status.dcv_state)
         # States the worker may add later still come out, as their own name.
         data["dns_state_text"] = _state_text(DNS_STATE_TEXT, DnsState, status.dns_state)
+        if status.secured_in_advance:
+            data["dns_state_text"] = SECURED_IN_ADVANCE
         data["cert_state_text"] = _state_text(CERT_STATE_TEXT, CertState, status.cert_state)
         data["cert_state_note"] = status.note(utcnow())
         return cls.model_validate(data)
 
 
-def _state_text(texts: dict[Any, str], kind: type[DnsState] | type[CertState], value: str) -> str:
+def _state_text(
+    texts: dict[Any, str], kind: type[DnsState] | type[CertState] | type[DcvState], value: str
+) -> str:
     try:
         return texts[kind(value)]
     except (ValueError, KeyError):
@@ -161,8 +199,12 @@ def _state_text(texts: dict[Any, str], kind: type[DnsState] | type[CertState], v
 
 
 class DomainList(BaseModel):
-    items: list[DomainStatusOut]
-    next: str | None = Field(description="The URL of the next page, or null on the last one.")
+    items: list[DomainStatusOut] = Field(description="In name order, at most `limit`.")
+    next: str | None = Field(
+        description="The URL (path and query) of the next page, with the same filters and an "
+        "opaque `cursor`; null on the last page. Follow it as it is.",
+        examples=["/api/v1/domains?limit=100&cursor=WzEsImxpbmtzLmFscGhhLnRlc3QiLCIzZjI..."],
+    )
 
 
 class EventOut(BaseModel):

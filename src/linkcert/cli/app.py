@@ -22,9 +22,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from linkcert.cli.coercion import install as install_plain_coercion
+
 if TYPE_CHECKING:
     from linkcert.config import Settings
+    from linkcert.config_sources import BasicSettings
     from linkcert.store import Store
+    from linkcert.store.reader import StatusReader
+
+install_plain_coercion()
 
 app = typer.Typer(
     name="linkcert",
@@ -112,6 +118,17 @@ def settings(**overrides: Any) -> Settings:
         fail(str(exc))
 
 
+def basic_settings() -> BasicSettings:
+    """The few settings the short commands use, read without the settings model (see
+    linkcert.config_sources), or a clean exit 2 naming the bad one."""
+    from linkcert.config_sources import ConfigError, basic_settings
+
+    try:
+        return basic_settings(_config_file)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -125,7 +142,7 @@ def user_errors(*kinds: type[Exception]) -> Iterator[None]:
         fail(str(exc))
 
 
-def open_store(current: Settings) -> Store:
+def open_store(current: Settings | BasicSettings) -> Store:
     """The store, which must exist at the current schema: only `linkcert migrate` (and
     `linkcert serve`, on SQLite) create or upgrade it. Otherwise one line and exit 2."""
     from linkcert.store import Store, StoreError
@@ -136,3 +153,17 @@ def open_store(current: Settings) -> Store:
     except StoreError as exc:
         fail(str(exc))
     return store
+
+
+def open_reader(current: BasicSettings) -> StatusReader | None:
+    """A lean reader of domains' status (no SQLAlchemy), checked as `open_store` checks the
+    store; None when the database URL is one only the store reads."""
+    from linkcert.redact import masked_url
+    from linkcert.store.reader import open_reader as open_status_reader
+    from linkcert.store.schema import StoreError
+
+    url = current.effective_database_url
+    try:
+        return open_status_reader(url, masked_url(url))
+    except StoreError as exc:
+        fail(str(exc))

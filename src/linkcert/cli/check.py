@@ -1,6 +1,7 @@
 """`linkcert check DOMAIN`: is the domain's DNS ready for a certificate?
 
-Exit status: 0 ready, 1 not ready (the output says why and what to change), 2 bad input or
+Exit status: 0 ready (or, with `dcv_zone`, ready to be secured through the `_acme-challenge`
+delegation before the switch), 1 not ready (the output says why and what to change), 2 bad input or
 usage. Errors go to stderr as one clear line, never as a traceback.
 """
 
@@ -29,6 +30,8 @@ _VERDICTS = {
     "caa_blocked": "is not ready: its CAA records block the certificate authority",
     "dns_error": "is not ready: a DNS lookup failed (this may pass; check again later)",
     "invalid": "is not a domain name we accept",
+    "delegated": "can be secured before the switch: its certificate checks are delegated to "
+    "us (it does not point to us yet)",
 }
 
 
@@ -97,6 +100,15 @@ def check(
             help="Accept names under .test, as the allow_test_domains setting does.",
         ),
     ] = False,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            metavar="NAME",
+            help="Check the _acme-challenge delegation against this account's own label "
+            "(read from the database). Without it, any label in dcv_zone counts.",
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of text.")
     ] = False,
@@ -107,18 +119,20 @@ def check(
     worker that checks the domains customers save.
     """
     import asyncio
+    import dataclasses
 
-    from linkcert.config import ConfigError, load_settings
+    from linkcert.config_sources import ConfigError, basic_settings
     from linkcert.dns.check import DEFAULT_CA_DOMAINS, CheckConfig, State, check_domain
     from linkcert.dns.resolver import ResolverConfigError
     from linkcert.names import NamePolicy
 
     try:
-        current = load_settings(config_file())
+        # Only the settings the check uses: the settings model is for the service's commands.
+        current = basic_settings(config_file())
     except ConfigError as error:
         _usage_error(str(error))
     if allow_test_domains:
-        current = current.model_copy(update={"allow_test_domains": True})
+        current = dataclasses.replace(current, allow_test_domains=True)
     targets = tuple(target or ()) or current.cname_targets
     edges = tuple(edge_address or ()) or current.edge_addresses
     if not targets and not edges:
@@ -133,11 +147,17 @@ def check(
             ca_domains=tuple(ca_domain or current.ca_domains or DEFAULT_CA_DOMAINS),
             account_uri=account_uri,
             challenge_method=challenge_method,
-            any_ca=len(current.cas) > 1 and not ca_domain,
+            any_ca=current.ca_count > 1 and not ca_domain,
             name_policy=NamePolicy.from_settings(current),
             nameservers=tuple(nameserver or current.nameservers),
             timeout=timeout if timeout is not None else current.dns_timeout,
+            dcv_zone=current.dcv_zone,
         )
+        if account is not None:
+            config = dataclasses.replace(
+                config,
+                dcv_label=_account_dcv_label(current.effective_database_url, account, domain),
+            )
         result = asyncio.run(check_domain(domain, config))
     except (ValueError, ResolverConfigError) as error:
         _usage_error(str(error))
@@ -151,7 +171,29 @@ def check(
         from rich.console import Console
 
         _print_report(result, Console(highlight=False))
-    raise typer.Exit(EXIT_READY if result.ready else EXIT_NOT_READY)
+    raise typer.Exit(EXIT_READY if result.securable else EXIT_NOT_READY)
+
+
+def _account_dcv_label(database_url: str, account: str, domain: str) -> str | None:
+    """The account's delegation label for the name, from the database."""
+    from linkcert.domains import NotFound, find_account
+    from linkcert.names import STORED_NAMES, DomainNameError, validate
+    from linkcert.ownership import dcv_label
+    from linkcert.store import Store
+
+    try:
+        name = validate(domain, STORED_NAMES).ascii
+    except DomainNameError:
+        return None  # the check itself says what is wrong with the name
+    store = Store(database_url)
+    try:
+        with store.session() as session:
+            secret = find_account(session, account).dcv_secret
+    except NotFound:
+        _usage_error(f"no account {account!r}")
+    finally:
+        store.close()
+    return dcv_label(secret, name) if secret else None
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -174,6 +216,14 @@ def _print_report(result: CheckResult, console: Console) -> None:
         findings.add_row("CNAME", _ok_or_not(result.cname.ok), result.cname.found)
     if result.caa is not None:
         findings.add_row("CAA", _ok_or_not(result.caa.permits), _caa_summary(result.caa))
+    if result.dcv is not None:
+        dcv = result.dcv
+        found = f"{dcv.name} → {dcv.found}" if dcv.found else f"no CNAME at {dcv.name}"
+        if dcv.expected and not dcv.ok:
+            found += f" (expected {dcv.expected})"
+        if dcv.ok and not dcv.caa_allows:
+            found += " (CAA does not allow dns-01)"
+        findings.add_row("Delegation", _ok_or_not(dcv.ok and dcv.caa_allows), found)
     console.print(Padding(findings, (1, 0, 0, 2), expand=False))
     for problem in result.problems:
         console.print(Text.assemble(("\nProblem ", "bold"), f"[{problem.code}]"))

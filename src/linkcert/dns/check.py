@@ -16,12 +16,14 @@ from typing import Any
 
 import dns.exception
 import dns.name
+from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.TXT import TXT
 
 from linkcert import names
+from linkcert.dns.caa import evaluate
 from linkcert.dns.caa_lookup import CaaFinding, check_caa
 from linkcert.dns.cname import CnameFinding, CnameStatus, check_cname
-from linkcert.dns.problems import Problem, caa_problems, cname_problems
+from linkcert.dns.problems import Problem, caa_problems, cname_problems, dcv_problems
 from linkcert.dns.resolver import DEFAULT_TIMEOUT, Lookup, Resolver, parse_nameserver
 
 DEFAULT_CA_DOMAINS = ("letsencrypt.org",)
@@ -35,6 +37,9 @@ class State(StrEnum):
     CAA_BLOCKED = "caa_blocked"  # the CAA records that apply forbid our CA
     DNS_ERROR = "dns_error"  # a lookup failed: nothing is known to be wrong; try again later
     INVALID = "invalid"  # the name itself is not acceptable
+    # The name does not point to us yet, but its `_acme-challenge` is delegated to the
+    # platform's `dcv_zone`: a certificate can be had by DNS-01 before the switch.
+    DELEGATED = "delegated"
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class CheckConfig:
     timeout: float = DEFAULT_TIMEOUT
     # The account whose records the problems' fixes should name (None: the shared target).
     account_label: str | None = None
+    # Delegated DNS-01: the platform's delegation zone (None: not offered), and the label the
+    # account's `_acme-challenge` CNAME must name there (None: any label in the zone counts).
+    dcv_zone: str | None = None
+    dcv_label: str | None = None
 
     def __post_init__(self) -> None:
         for label, value in (
@@ -78,6 +87,8 @@ class CheckConfig:
         object.__setattr__(
             self, "ca_domains", tuple(_host_name(d, "CA domain") for d in self.ca_domains)
         )
+        if self.dcv_zone is not None:
+            object.__setattr__(self, "dcv_zone", _host_name(self.dcv_zone, "dcv zone"))
         if not self.cname_targets and not self.edge_addresses:
             raise ValueError("give at least one CNAME target (a platform tracking host name)")
         if not self.ca_domains:
@@ -86,6 +97,37 @@ class CheckConfig:
             parse_nameserver(server)
         if self.timeout <= 0:
             raise ValueError("the DNS timeout must be a positive number of seconds")
+
+
+@dataclass(frozen=True)
+class DcvFinding:
+    """What `_acme-challenge.<name>` holds, against the delegation the platform offers."""
+
+    name: str  # `_acme-challenge.<domain>`
+    zone: str
+    found: str | None  # the CNAME's target (no trailing dot); None without a CNAME
+    label: str | None  # the label the target names in the zone, when it is `<label>.<zone>`
+    expected: str | None  # the account's own target; None when the account is not known
+    caa_allows: bool  # the CAA records let the CA validate by dns-01
+    failure: str | None = None  # the lookup failed (SERVFAIL, timeout): nothing is known
+
+    @property
+    def ok(self) -> bool:
+        """The delegation is in place (for the account, when the account is known)."""
+        if self.label is None:
+            return False
+        return self.expected is None or self.found == self.expected
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "name": self.name,
+            "expected": self.expected,
+            "found": self.found,
+            "record": f"{self.name}. CNAME {self.expected}." if self.expected else None,
+            "caa_allows_dns01": self.caa_allows,
+            "lookup_failure": self.failure,
+        }
 
 
 @dataclass(frozen=True)
@@ -101,10 +143,16 @@ class CheckResult:
     # `linkcert=<label>` at `_linkcert.<name>`. Which account, if any, chose the platform.
     labels: frozenset[str] = frozenset()
     txt_labels: frozenset[str] = frozenset()  # those named by TXT records alone
+    dcv: DcvFinding | None = None  # None when no delegation zone is configured
 
     @property
     def ready(self) -> bool:
         return self.state is State.OK
+
+    @property
+    def securable(self) -> bool:
+        """A certificate can be had now: by HTTP-01, or by DNS-01 through the delegation."""
+        return self.state in (State.OK, State.DELEGATED)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; its shape is what `linkcert check --json` prints."""
@@ -115,6 +163,7 @@ class CheckResult:
             "cname": _cname_json(self.cname),
             "account_labels": sorted(self.labels),
             "caa": _caa_json(self.caa),
+            "dcv": self.dcv.to_json() if self.dcv is not None else None,
             "problems": [
                 {"code": p.code, "message": p.message, "fix": p.fix} for p in self.problems
             ],
@@ -137,7 +186,7 @@ async def check_domain(
         return CheckResult(name, State.INVALID, None, None, (problem,))
     if resolver is None:
         resolver = Resolver(config.nameservers, timeout=config.timeout)
-    cname, caa, txt = await asyncio.gather(
+    cname, caa, txt, delegation = await asyncio.gather(
         check_cname(resolver, domain, config.cname_targets, config.edge_addresses),
         check_caa(
             resolver,
@@ -147,7 +196,9 @@ async def check_domain(
             challenge_method=config.challenge_method,
         ),
         resolver.lookup(PROOF_TXT_PREFIX + domain, "TXT"),
+        _delegation_lookup(resolver, domain, config.dcv_zone),
     )
+    dcv = _dcv_finding(domain, config, caa, delegation)
     txt_labels = _txt_labels(txt)
     labels = frozenset(cname.labels) | txt_labels
     targets = config.cname_targets
@@ -156,16 +207,62 @@ async def check_domain(
         targets = (f"{config.account_label}.{targets[0]}", *targets[1:])
     problems = cname_problems(domain, cname, targets, config.edge_addresses)
     permits = bool(caa.permitted_cas) if config.any_ca else caa.permits
+    if dcv is not None and dcv.ok and dcv.caa_allows:
+        permits = True  # DNS-01 through the delegation is what the CA will be asked for
     if not _same_failure(cname, caa, domain) and not (permits and caa.failure is None):
         problems += caa_problems(
             domain, caa, config.cname_targets, config.account_uri, config.challenge_method
         )
-    return CheckResult(
-        domain, _state(cname, caa, permits), cname, caa, tuple(problems), labels, txt_labels
+    state = _state(cname, caa, permits)
+    if dcv is not None:
+        if state is State.POINTS_ELSEWHERE and dcv.ok and dcv.caa_allows:
+            state = State.DELEGATED
+        problems += dcv_problems(domain, dcv, caa, cname.ok, config)
+    return CheckResult(domain, state, cname, caa, tuple(problems), labels, txt_labels, dcv)
+
+
+async def _delegation_lookup(resolver: Resolver, domain: str, zone: str | None) -> Lookup | None:
+    if zone is None:
+        return None
+    return await resolver.lookup(DCV_PREFIX + domain, "CNAME")
+
+
+def _dcv_finding(
+    domain: str, config: CheckConfig, caa: CaaFinding, lookup: Lookup | None
+) -> DcvFinding | None:
+    zone = config.dcv_zone
+    if zone is None or lookup is None:
+        return None
+    found = None
+    failure = None
+    if lookup.failed and lookup.outcome.value in ("servfail", "timeout"):
+        failure = lookup.detail or lookup.outcome.value
+    elif lookup.chain:
+        found = lookup.chain[0].target.rstrip(".").lower()
+    else:
+        for record in lookup.records:
+            if isinstance(record, CNAME):
+                found = str(record.target).rstrip(".").lower()
+                break
+    label = None
+    if found is not None and found.endswith("." + zone):
+        head = found[: -len(zone) - 1]
+        label = head if head and "." not in head else None
+    expected = f"{config.dcv_label}.{zone}" if config.dcv_label else None
+    caa_allows = caa.failure is None and (
+        caa.relevant is None
+        or evaluate(
+            caa.relevant.properties,
+            config.ca_domains[0],
+            account_uri=config.account_uri,
+            challenge_method="dns-01",
+        ).permitted
     )
+    return DcvFinding(DCV_PREFIX + domain, zone, found, label, expected, caa_allows, failure)
 
 
 PROOF_TXT_PREFIX = "_linkcert."
+DCV_PREFIX = "_acme-challenge."
 PROOF_TXT_VALUE = "linkcert="
 
 

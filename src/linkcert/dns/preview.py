@@ -18,7 +18,13 @@ from linkcert.dns.caa import issue_record
 from linkcert.dns.check import CheckConfig, CheckResult, State, check_domain
 from linkcert.dns.resolver import Resolver, ResolverConfigError
 from linkcert.names import DomainNameError, NamePolicy, validate
-from linkcert.ownership import not_proven_problem, proof_records
+from linkcert.ownership import (
+    DCV_PREFIX,
+    dcv_label,
+    dcv_record,
+    not_proven_problem,
+    proof_records,
+)
 
 log = logging.getLogger("linkcert.web")
 
@@ -41,6 +47,8 @@ STATE_TEXT = {
     "dns_error": "Your DNS servers did not answer properly.",
     "invalid": "This is not a domain name we can secure.",
     "not_proven": "The domain points to us, but its DNS does not name your account yet.",
+    "delegated": "The delegation is in place: we can secure this domain before you switch its "
+    "CNAME.",
     "unknown": "We could not check your DNS just now. You can still save: we keep checking.",
 }
 
@@ -98,12 +106,20 @@ class DnsPreview:
         }
 
 
-def pointing_records(settings: Settings, domain: str, label: str | None = None) -> list[DnsRecord]:
+def pointing_records(
+    settings: Settings, domain: str, label: str | None = None, dcv_label: str | None = None
+) -> list[DnsRecord]:
     """What makes `domain` point at the platform: with the account's `label`, the records that
     make it the account's (its own CNAME target and the TXT record); else a CNAME to the first
-    tracking host."""
+    tracking host. With a delegation zone and the account's `dcv_label` for the name, the
+    `_acme-challenge` delegation comes first: added before the switch, it secures the name
+    before traffic arrives."""
+    first: list[DnsRecord] = []
+    if settings.dcv_zone and dcv_label:
+        delegation = dcv_record(domain, settings.dcv_zone, dcv_label)
+        first.append(DnsRecord(delegation.name, delegation.type, delegation.value))
     if label:
-        return [
+        return first + [
             DnsRecord(r.name, r.type, r.value)
             for r in proof_records(settings.cname_targets, settings.edge_addresses, domain, label)
         ]
@@ -114,17 +130,23 @@ def pointing_records(settings: Settings, domain: str, label: str | None = None) 
 
 
 async def preview_dns(
-    settings: Settings, name: str, *, label: str | None = None, timeout: float = PREVIEW_TIMEOUT
+    settings: Settings,
+    name: str,
+    *,
+    label: str | None = None,
+    dcv_secret: str | None = None,
+    timeout: float = PREVIEW_TIMEOUT,
 ) -> DnsPreview:
-    """Check `name` now, for the customer's eyes (the account with DNS `label`, if given);
-    never raises for what DNS answers."""
+    """Check `name` now, for the customer's eyes (the account with DNS `label`, and the secret
+    of its delegation labels, if given); never raises for what DNS answers."""
     policy = NamePolicy.from_settings(settings)
     try:
         valid = validate(name, policy)
     except DomainNameError as error:
         problem = {"code": error.code, "message": error.message, "fix": ""}
         return DnsPreview(name.strip()[:253], name.strip()[:253], "invalid", [], None, [problem])
-    records = pointing_records(settings, valid.ascii, label)
+    delegation = dcv_label(dcv_secret, valid.ascii) if dcv_secret and settings.dcv_zone else None
+    records = pointing_records(settings, valid.ascii, label, delegation)
     try:
         config = CheckConfig(
             cname_targets=settings.cname_targets,
@@ -135,6 +157,8 @@ async def preview_dns(
             nameservers=settings.nameservers,
             timeout=min(settings.dns_timeout, QUERY_TIMEOUT),
             account_label=label,
+            dcv_zone=settings.dcv_zone,
+            dcv_label=delegation,
         )
         resolver = Resolver(config.nameservers, timeout=config.timeout)
         result = await asyncio.wait_for(check_domain(valid.ascii, config, resolver), timeout)
@@ -164,6 +188,8 @@ def _from_result(
                 if r.type == "CNAME"
                 else (label in result.txt_labels if r.type == "TXT" else pointing),
             )
+            if not r.name.startswith(DCV_PREFIX)
+            else DnsRecord(r.name, r.type, r.value, result.dcv is not None and result.dcv.ok)
             for r in records
         ]
     else:
@@ -174,7 +200,8 @@ def _from_result(
     problems = [{"code": p.code, "message": p.message, "fix": p.fix} for p in result.problems]
     found = result.cname.found if result.cname is not None else None
     state = "invalid" if result.state is State.INVALID else result.state.value
-    if label and pointing and label not in result.labels:
+    delegated = result.dcv is not None and result.dcv.ok
+    if label and pointing and label not in result.labels and not delegated:
         problem = not_proven_problem(domain, label, settings.cname_targets, settings.edge_addresses)
         problems.insert(0, problem)
         if state == "ok":

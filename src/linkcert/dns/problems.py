@@ -6,18 +6,23 @@ Codes are stable: support documentation (docs/dns-check.md) and other programs r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from linkcert.dns.caa import (
     CaaProperty,
     CaaValueError,
     Decision,
     Reason,
+    evaluate,
     issue_record,
     parse_issuer_value,
 )
 from linkcert.dns.caa_lookup import CaaFinding, RelevantSet
 from linkcert.dns.cname import CnameFinding, CnameStatus
 from linkcert.dns.resolver import MAX_ALIAS_HOPS, Outcome
+
+if TYPE_CHECKING:
+    from linkcert.dns.check import CheckConfig, DcvFinding
 
 
 @dataclass(frozen=True)
@@ -238,3 +243,62 @@ def _dns_fix(domain: str) -> str:
         f"Check that the domain's DNS hosting works and that its NS records at the registrar "
         f"are right; once {domain} resolves normally, check again."
     )
+
+
+def dcv_problems(
+    domain: str,
+    dcv: DcvFinding,
+    caa: CaaFinding,
+    cname_ok: bool,
+    config: CheckConfig,
+) -> list[Problem]:
+    """What stands between `domain` and a certificate through its `_acme-challenge`
+    delegation. A missing delegation is a problem only while the name does not point to us:
+    then it is what would secure the name before the switch."""
+    record = f"{dcv.name}. CNAME {dcv.expected}." if dcv.expected else None
+    shown = record or f"{dcv.name}. CNAME <your label>.{dcv.zone}. (shown in your account)"
+    if dcv.failure is not None:
+        message = (
+            f"Looking up {dcv.name} failed ({dcv.failure}), so it is not known whether the "
+            "certificate checks of the domain are delegated to us."
+        )
+        return [Problem("dcv_lookup_failed", message, _dns_fix(dcv.name))]
+    if dcv.found is None:
+        if cname_ok:
+            return []
+        message = (
+            f"{dcv.name} has no CNAME record delegating the certificate checks of {domain} to "
+            "us, so the domain can only be secured once it points to us."
+        )
+        fix = f"To be secured before you switch, add this record first: {shown}"
+        return [Problem("dcv_missing", message, fix)]
+    if not dcv.ok:
+        if dcv.label is not None:
+            message = (
+                f"{dcv.name} points to {dcv.found}, which is not your account's delegation "
+                f"target for {domain}."
+            )
+        else:
+            message = f"{dcv.name} points to {dcv.found}, not to us."
+        fix = (
+            f"Replace the CNAME record of {dcv.name} with: {record}"
+            if record
+            else f"Replace the CNAME record of {dcv.name} with: {shown}"
+        )
+        return [Problem("dcv_wrong_target", message, fix)]
+    if not dcv.caa_allows and not cname_ok:
+        finding = CaaFinding(
+            caa.relevant,
+            caa.failure,
+            tuple(
+                evaluate(
+                    caa.relevant.properties if caa.relevant else (),
+                    ca,
+                    account_uri=config.account_uri,
+                    challenge_method="dns-01",
+                )
+                for ca in config.ca_domains
+            ),
+        )
+        return caa_problems(domain, finding, config.cname_targets, config.account_uri, "dns-01")
+    return []

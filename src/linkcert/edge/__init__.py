@@ -12,7 +12,12 @@ await edge.start()
 await edge.aclose()
 """
 
-from linkcert.edge.certs import CertificateCache, DomainContext, UnusableCertificate
+from linkcert.edge.certs import (
+    CertificateCache,
+    CertificateNotLoaded,
+    DomainContext,
+    UnusableCertificate,
+)
 from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
 from linkcert.edge.listen import ListenSpec
@@ -23,6 +28,7 @@ from linkcert.edge.server import Edge, EdgeSettings
 
 __all__ = [
     "CertificateCache",
+    "CertificateNotLoaded",
     "ChallengeBook",
     "ChallengeLookup",
     "DomainContext",

@@ -5,6 +5,13 @@ each of 100,000 domains would cost gigabytes and minutes at start-up, so the cac
 bytes, packed (certstore.py; intermediates shared between domains), and builds a domain's
 context on its first handshake, keeping the most recently used ones in a bounded LRU.
 
+With more domains than are worth holding (a million), the integrator puts only each served
+name's version and link epoch (`put_index`) and the certificate itself when a handshake first
+wants it (`put(..., on_demand=True)`): `context_for` raises CertificateNotLoaded for a name known
+but not loaded, and the TLS layer waits for the load before it goes on (tls.py, http.py).
+Certificates loaded that way are bounded too (`max_loaded`): the oldest loaded is dropped
+first, and loaded again if wanted again.
+
 Not thread-safe: call it from the event loop thread that runs the edge.
 """
 
@@ -25,6 +32,9 @@ logger = logging.getLogger(__name__)
 # meant to cover the names that get clicks at any one time; a colder name pays the build on its
 # next handshake. Measured in bench/RESULTS.md ("Edge").
 DEFAULT_MAX_CONTEXTS = 1024
+# Certificates loaded at their first handshake, held as packed DER by each edge process (about
+# 0.8 KiB each, 1.6 KiB with a public CA's longer certificates): about 50 to 100 MiB.
+DEFAULT_MAX_LOADED = 65_536
 
 
 class DomainContext(ssl.SSLContext):
@@ -36,6 +46,14 @@ class DomainContext(ssl.SSLContext):
 
 class UnusableCertificate(Exception):
     """The stored PEMs for a domain could not be loaded (say, the key does not match)."""
+
+
+class CertificateNotLoaded(Exception):
+    """The name is served, but its certificate is not in memory yet: load it, then ask again."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the certificate of {name} is not loaded yet")
+        self.name = name
 
 
 class _Failed:
@@ -58,17 +76,32 @@ def normalize_name(name: str) -> str:
 class CertificateCache:
     """Domain name → certificate chain and key, with lazily built, LRU-bounded SSL contexts."""
 
-    def __init__(self, *, max_contexts: int = DEFAULT_MAX_CONTEXTS) -> None:
+    def __init__(
+        self, *, max_contexts: int = DEFAULT_MAX_CONTEXTS, max_loaded: int = DEFAULT_MAX_LOADED
+    ) -> None:
         if max_contexts < 1:
             raise ValueError("max_contexts must be at least 1")
+        if max_loaded < 1:
+            raise ValueError("max_loaded must be at least 1")
         self._max_contexts = max_contexts
+        self._max_loaded = max_loaded
         self._stored = CertificateStore()
         self._contexts: OrderedDict[str, DomainContext | _Failed] = OrderedDict()
+        # Names whose certificate was loaded at a handshake, oldest first.
+        self._on_demand: OrderedDict[str, None] = OrderedDict()
         self.contexts_built = 0
         self.context_failures = 0
+        self.loaded_on_demand = 0
 
     def put(
-        self, name: str, chain_pem: bytes, key_pem: bytes, version: int, epoch: int = 0
+        self,
+        name: str,
+        chain_pem: bytes,
+        key_pem: bytes,
+        version: int,
+        epoch: int = 0,
+        *,
+        on_demand: bool = False,
     ) -> None:
         """Serve `chain_pem` (leaf first) and `key_pem` for `name` from the next handshake on.
 
@@ -76,6 +109,7 @@ class CertificateCache:
         reported by `version()` and in logs. `epoch` is the name's link epoch, which tracked
         links on it are signed in (`link_epoch()`). Raises ValueError (pem.PemError) when the
         PEMs are not one or more certificates and exactly one unencrypted private key.
+        `on_demand`: loaded because a handshake wanted it, and so counted against `max_loaded`.
         """
         name = normalize_name(name)
         certificates = pem.certificates_from_pem(chain_pem)
@@ -90,16 +124,54 @@ class CertificateCache:
             context = self._contexts.get(name)
             if isinstance(context, DomainContext):
                 context.version = version
+        if on_demand:
+            self.loaded_on_demand += 1
+            self._on_demand.pop(name, None)
+            self._on_demand[name] = None
+            self._drop_oldest_loaded()
+
+    def put_index(self, name: str, version: int, epoch: int = 0) -> None:
+        """Serve `name` from the next handshake on, its certificate to be loaded then: the
+        handshake's `context_for` raises CertificateNotLoaded until `put` gives it. A name
+        already held at `version` keeps its certificate; at another version, it is dropped."""
+        name = normalize_name(name)
+        if self._stored.put_index(name, version):
+            self._contexts.pop(name, None)
+            self._on_demand.pop(name, None)
+        self._stored.set_epoch(name, epoch)
+
+    def is_loaded(self, name: str) -> bool:
+        """Whether `name` (normalized) is served with its certificate in memory."""
+        return self._stored.is_loaded(name)
+
+    @property
+    def loaded_count(self) -> int:
+        return self._stored.loaded_count
+
+    def _drop_oldest_loaded(self) -> None:
+        while len(self._on_demand) > self._max_loaded:
+            name, _ = self._on_demand.popitem(last=False)
+            if self._stored.unload(name):
+                self._contexts.pop(name, None)
 
     def remove(self, name: str) -> bool:
         """Stop serving `name`; returns whether it was there. Live connections are not cut."""
         name = normalize_name(name)
         self._contexts.pop(name, None)
+        self._on_demand.pop(name, None)
         return self._stored.remove(name)
 
     def names(self) -> list[str]:
         """The names currently served, in no particular order."""
         return self._stored.names()
+
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """Every name served, with its (version, link epoch): for comparing with the store."""
+        return self._stored.versions()
+
+    def max_version(self) -> int:
+        """The highest version served (0 for none)."""
+        return self._stored.max_version()
 
     def version(self, name: str) -> int | None:
         """The version last put for `name`, or None if it is not served."""
@@ -135,7 +207,7 @@ class CertificateCache:
         """The SSL context for `name` (lowercase ASCII), building it if needed.
 
         Returns None for a name that is not served; raises UnusableCertificate if its PEMs do
-        not load.
+        not load, CertificateNotLoaded if it is served but its certificate is not in memory.
         """
         cached = self._contexts.get(name)
         if cached is not None:
@@ -145,6 +217,8 @@ class CertificateCache:
             return cached
         stored = self._stored.get(name)
         if stored is None:
+            if name in self._stored:
+                raise CertificateNotLoaded(name)
             return None
         built: DomainContext | _Failed
         try:

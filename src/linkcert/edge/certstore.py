@@ -10,6 +10,10 @@ and CPython writes to an object whenever it hands it out (its reference count). 
 certificate would be copied, page by page, into every process that serves those names; bytes
 inside one bytearray, and numbers inside arrays, are only ever read.
 
+A row may also hold only a name's version and link epoch, without its bytes ("indexed"): with
+more certificates than are worth holding (a million domains), the edge knows every served name
+from start and loads a certificate's bytes at its first handshake (certs.py).
+
 Not thread-safe: use it from one thread, like the cache around it.
 """
 
@@ -55,6 +59,7 @@ class CertificateStore:
         self._chain_users: list[int] = []
         self._labels: list[str] = []
         self._holes = 0
+        self._loaded = 0  # rows holding their bytes (the others are only indexed)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -62,8 +67,27 @@ class CertificateStore:
     def __contains__(self, name: str) -> bool:
         return name in self._rows
 
+    @property
+    def loaded_count(self) -> int:
+        """Rows holding their certificate's bytes, as opposed to rows only indexed."""
+        return self._loaded
+
+    def is_loaded(self, name: str) -> bool:
+        row = self._rows.get(name)
+        return row is not None and self._leaf_length[row] > 0
+
     def names(self) -> list[str]:
         return list(self._rows)
+
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """Every name with its (version, link epoch)."""
+        version, epoch = self._version, self._epoch
+        return {name: (version[row], epoch[row]) for name, row in self._rows.items()}
+
+    def max_version(self) -> int:
+        """The highest version of any name held (0 for none)."""
+        version = self._version
+        return max((version[row] for row in self._rows.values()), default=0)
 
     @property
     def packed_bytes(self) -> int:
@@ -82,8 +106,9 @@ class CertificateStore:
         self._epoch[self._rows[name]] = epoch
 
     def get(self, name: str) -> StoredCertificate | None:
+        """The row's certificate; None if `name` has no row or only an indexed one."""
         row = self._rows.get(name)
-        if row is None:
+        if row is None or not self._leaf_length[row]:
             return None
         start = self._start[row]
         key_start = start + self._leaf_length[row]
@@ -108,6 +133,8 @@ class CertificateStore:
     ) -> bool:
         """Store or replace `name`'s certificate; returns whether its content changed (a new
         version of the same content only updates the version)."""
+        if not leaf:
+            raise ValueError("a stored certificate cannot be empty")
         row = self._rows.get(name)
         if row is not None and self._same_content(row, leaf, intermediates, key_der):
             self._version[row] = version
@@ -128,6 +155,36 @@ class CertificateStore:
         self._version[row] = version
         self._chain[row] = chain
         self._label[row] = label
+        self._loaded += 1
+        self._compact_if_worth_it()
+        return True
+
+    def put_index(self, name: str, version: int) -> bool:
+        """Know `name` at `version` without its bytes. A row already at that version keeps
+        what it holds; otherwise its bytes are dropped (loaded again when next wanted).
+        Returns whether the row's content was dropped or is new."""
+        row = self._rows.get(name)
+        if row is not None:
+            if self._version[row] == version:
+                return False
+            self._release(row)
+        else:
+            row = self._new_row()
+            self._rows[name] = row
+        self._start[row] = 0
+        self._leaf_length[row] = 0
+        self._key_length[row] = 0
+        self._version[row] = version
+        self._compact_if_worth_it()
+        return True
+
+    def unload(self, name: str) -> bool:
+        """Drop `name`'s bytes, keeping its version and epoch; returns whether it held any."""
+        row = self._rows.get(name)
+        if row is None or not self._leaf_length[row]:
+            return False
+        self._release(row)
+        self._start[row] = self._leaf_length[row] = self._key_length[row] = 0
         self._compact_if_worth_it()
         return True
 
@@ -136,6 +193,7 @@ class CertificateStore:
         if row is None:
             return False
         self._release(row)
+        self._leaf_length[row] = self._key_length[row] = 0
         self._free_rows.append(row)
         self._compact_if_worth_it()
         return True
@@ -145,6 +203,8 @@ class CertificateStore:
     def _same_content(
         self, row: int, leaf: bytes, intermediates: tuple[bytes, ...], key_der: bytes
     ) -> bool:
+        if not self._leaf_length[row]:
+            return False
         start = self._start[row]
         key_start = start + self._leaf_length[row]
         return (
@@ -172,6 +232,9 @@ class CertificateStore:
 
     def _release(self, row: int) -> None:
         """Forget what `row` held: its bytes become a hole, its chain loses a user."""
+        if not self._leaf_length[row]:
+            return  # only indexed: nothing held
+        self._loaded -= 1
         self._holes += self._leaf_length[row] + self._key_length[row]
         chain = self._chain[row]
         self._chain_users[chain] -= 1
@@ -210,6 +273,8 @@ class CertificateStore:
         for row in self._rows.values():
             start = self._start[row]
             length = self._leaf_length[row] + self._key_length[row]
+            if not length:
+                continue
             self._start[row] = len(packed)
             packed += self._blob[start : start + length]
         self._blob = packed

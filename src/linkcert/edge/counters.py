@@ -27,7 +27,8 @@ class EdgeCounters:
     request_timeouts: int = 0
     handshakes_completed: int = 0
     handshakes_failed: Counter[str] = field(default_factory=Counter)
-    """By reason: unknown_name, no_sni, certificate_unusable, not_tls, protocol_version,
+    """By reason: unknown_name, no_sni, certificate_unusable, certificate_unavailable (served,
+    but its certificate could not be loaded in time), not_tls, protocol_version,
     no_shared_cipher, timeout, client_closed, other."""
     connections_refused: Counter[str] = field(default_factory=Counter)
     """Connections closed as soon as they were accepted, by reason: process_cap (this process

@@ -27,7 +27,7 @@ import ipaddress
 import logging
 import ssl
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -39,7 +39,7 @@ from linkcert.edge.proxy import Exchange, ProxyRoutes, build_request_head, peer_
 from linkcert.edge.responses import Response
 from linkcert.edge.routes import Router, host_from_header, proxy_target
 from linkcert.edge.tls import count_handshake_error
-from linkcert.edge.tlssession import TlsSession
+from linkcert.edge.tlssession import CertificateWanted, TlsSession
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ _PAUSED_FOR_WAITING = 2
 # At its bound, a process closes this share of its bound of its oldest idle connections at once.
 _EVICTED_SHARE = 64
 _PAUSED_FOR_UPSTREAM = 4  # proxy mode: the origin is not taking the request body as fast
+_PAUSED_FOR_CERTIFICATE = 8  # the handshake waits for its certificate to be loaded
+
+# Loads a served name's certificate into memory (the integrator's, e.g. from the store);
+# returns whether it is there now.
+CertificateLoader = Callable[[str], Awaitable[bool]]
 
 
 @dataclass(slots=True)
@@ -63,6 +68,8 @@ class Limits:
     first_byte_timeout: float = 5.0
     max_connections: int = 0  # 0: no bound
     max_connections_per_address: int = 0  # 0: no bound
+    # The longest a handshake waits for its certificate to be loaded (see certs.py).
+    certificate_wait: float = 5.0
 
 
 def address_key(peer: object) -> str | None:
@@ -92,8 +99,10 @@ class ConnectionHub:
         limits: Limits,
         tls_context: ssl.SSLContext,
         proxy: ProxyRoutes | None = None,
+        certificate_loader: CertificateLoader | None = None,
     ) -> None:
         self.router = router
+        self.certificate_loader = certificate_loader
         self.proxy = proxy if proxy is not None and proxy.mode != "tracking" else None
         self.counters = counters
         self.limits = limits
@@ -218,6 +227,7 @@ class HttpConnection(asyncio.Protocol):
         "_in_message",
         "_linger",
         "_lingering",
+        "_loading",
         "_messages_begun",
         "_out",
         "_parser",
@@ -276,6 +286,7 @@ class HttpConnection(asyncio.Protocol):
         self._lingering = False
         self._queue: deque[_Queued] = deque()
         self._waiting: asyncio.Task[None] | None = None
+        self._loading: asyncio.Task[None] | None = None
         self._done = False  # no further request will be answered
         self._read_paused = 0
         self._write_paused = False
@@ -339,6 +350,8 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = _NEVER
         if self._waiting is not None:
             self._waiting.cancel()
+        if self._loading is not None:
+            self._loading.cancel()
         for exchange in (self._proxy, self._proxied):
             if exchange is not None:
                 exchange.client_gone()
@@ -504,6 +517,16 @@ class HttpConnection(asyncio.Protocol):
         was_established = tls.established
         try:
             plaintext = tls.receive(data)
+        except CertificateWanted as wanted:
+            loader = self._hub.certificate_loader
+            if wanted.replayable and loader is not None:
+                self._pause_reading(_PAUSED_FOR_CERTIFICATE)
+                self._loading = asyncio.get_running_loop().create_task(
+                    self._load_certificate(wanted.name, loader)
+                )
+            else:
+                self._refuse_handshake()
+            return b""
         except ssl.SSLError as exc:
             if not tls.established:
                 count_handshake_error(self._hub.counters, exc)
@@ -516,6 +539,39 @@ class HttpConnection(asyncio.Protocol):
             self._tls_name = tls.server_name
             self.deadline = self._hub.now + self._hub.limits.idle_timeout
         return plaintext
+
+    async def _load_certificate(self, name: str, loader: CertificateLoader) -> None:
+        """Wait (a bounded time) for `name`'s certificate, then replay the ClientHello."""
+        try:
+            async with asyncio.timeout(self._hub.limits.certificate_wait):
+                loaded = await loader(name)
+        except TimeoutError:
+            loaded = False
+            logger.warning("the certificate of %s did not load in time", name)
+        except Exception:
+            loaded = False
+            logger.exception("loading the certificate of %s failed", name)
+        finally:
+            self._loading = None
+        tls = self._tls
+        if self._done or tls is None:
+            return
+        if not loaded:
+            self._out = []
+            self._refuse_handshake()
+            self._flush()
+            return
+        tls.restart()
+        self._resume_reading(_PAUSED_FOR_CERTIFICATE)
+        self.data_received(b"")
+
+    def _refuse_handshake(self) -> None:
+        """End a handshake whose certificate could not be had: the alert, then close."""
+        assert self._tls is not None
+        self._hub.counters.handshakes_failed["certificate_unavailable"] += 1
+        self._tls.refuse()
+        self._done = True
+        self._close_after_output = True
 
     def on_message_begin(self) -> None:
         self.idle_since = _NEVER

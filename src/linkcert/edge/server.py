@@ -14,7 +14,7 @@ from types import TracebackType
 from linkcert.edge.certs import CertificateCache
 from linkcert.edge.challenges import ChallengeBook
 from linkcert.edge.counters import EdgeCounters
-from linkcert.edge.http import ConnectionHub, HttpConnection, Limits
+from linkcert.edge.http import CertificateLoader, ConnectionHub, HttpConnection, Limits
 from linkcert.edge.listen import ListenSpec, open_listener
 from linkcert.edge.proxy import AccountUpstreams, ProxyRoutes, ProxySettings
 from linkcert.edge.routes import ChallengeSource, Router
@@ -48,6 +48,9 @@ class EdgeSettings:
     # within first_byte_timeout; the TLS handshake then has handshake_timeout to complete.
     first_byte_timeout: float = 5.0
     handshake_timeout: float = 10.0
+    # A handshake for a name whose certificate is not in memory (see CertificateCache.put_index)
+    # waits this long for `certificate_loader` to load it, then gets an alert.
+    certificate_wait: float = 5.0
     # Connections held per process and per client address (IPv4 address or IPv6 /64); over
     # either, a new connection replaces the oldest idle one, or is refused when none is idle.
     # 0: no bound.
@@ -92,9 +95,12 @@ class Edge:
         settings: EdgeSettings | None = None,
         serves: Callable[[str], bool] | None = None,
         account_upstreams: AccountUpstreams | None = None,
+        certificate_loader: CertificateLoader | None = None,
         spool: EventSpool | None = None,
     ) -> None:
-        """`serves(name)` says whether a host name is one linkcert serves (by default the
+        """`certificate_loader(name)` loads a served name's certificate into `certificates`
+        when a handshake wants one that is only indexed there (None: such handshakes fail).
+        `serves(name)` says whether a host name is one linkcert serves (by default the
         router's: a proven, live name in `certificates`); only those are ever relayed in proxy
         mode.
         `account_upstreams(name)` gives a name's own origins (its account's), or None for the
@@ -159,11 +165,19 @@ class Edge:
             first_byte_timeout=settings.first_byte_timeout,
             max_connections=settings.max_connections,
             max_connections_per_address=settings.max_connections_per_address,
+            certificate_wait=settings.certificate_wait,
         )
         self._sni = SniSelector(
             certificates, self.counters, session_tickets=settings.tls_session_tickets
         )
-        self._hub = ConnectionHub(router, self.counters, limits, self._sni.context, self.proxy)
+        self._hub = ConnectionHub(
+            router,
+            self.counters,
+            limits,
+            self._sni.context,
+            self.proxy,
+            certificate_loader=certificate_loader,
+        )
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self.http_port: int | None = None

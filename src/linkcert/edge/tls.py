@@ -3,6 +3,12 @@
 The listener's own context holds no certificate at all. A handshake only completes when the SNI
 callback has switched it to the context of a name in the cache, so an unknown name or a client
 without SNI gets a fatal alert, never some other domain's certificate.
+
+A name served but whose certificate is not in memory yet (certs.py) cannot wait inside the
+callback, which OpenSSL calls synchronously. The callback marks the TLS object with the name
+(`LOAD_ATTRIBUTE`) and ends that attempt; the connection (tlssession.py, http.py) then loads the
+certificate and replays the ClientHello it kept into a fresh TLS object. Nothing of the failed
+attempt reaches the client unless the load fails.
 """
 
 from __future__ import annotations
@@ -11,10 +17,13 @@ import logging
 import ssl
 
 from linkcert.edge import sslctx, tlsconfig
-from linkcert.edge.certs import CertificateCache, UnusableCertificate
+from linkcert.edge.certs import CertificateCache, CertificateNotLoaded, UnusableCertificate
 from linkcert.edge.counters import EdgeCounters
 
 logger = logging.getLogger(__name__)
+
+# Set on an SSLObject whose handshake stopped for want of the named certificate.
+LOAD_ATTRIBUTE = "linkcert_certificate_to_load"
 
 # OpenSSL's reason when an SNI callback ends the handshake: already counted by the callback.
 _REFUSED_BY_CALLBACK = "CALLBACK_FAILED"
@@ -75,6 +84,9 @@ class SniSelector:
             name = name[:-1]
         try:
             context = self._certificates.context_for(name)
+        except CertificateNotLoaded:
+            setattr(connection, LOAD_ATTRIBUTE, name)
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR  # sent only if the load fails
         except UnusableCertificate:
             failures["certificate_unusable"] += 1  # logged once by the cache
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR

@@ -12,26 +12,75 @@ import contextlib
 import ssl
 
 from linkcert.edge.certs import DomainContext
+from linkcert.edge.tls import LOAD_ATTRIBUTE
 
 # One TLS record carries at most 16 KiB of plaintext, and SSLObject.read() returns at most one
 # record's worth, so asking for more gains nothing, while read() allocates the whole size first.
 # glibc usually serves 256 KiB from its heap, but not always: in an in-process benchmark every
 # such read mapped and unmapped fresh pages and cost more than the rest of the request.
 _READ_SIZE = 16 * 1024 + 256
+# A ClientHello fits in one TLS record; past this, nothing is kept for a replay.
+_MAX_HELLO_BYTES = 64 * 1024
+
+
+class CertificateWanted(Exception):
+    """The handshake stopped for want of the named certificate, which is not in memory.
+
+    If `replayable`, load it and `restart()`; otherwise (or if the load fails) `refuse()`,
+    send `take_output()` (the alert) and close.
+    """
+
+    def __init__(self, name: str, *, replayable: bool) -> None:
+        super().__init__(f"the handshake waits for the certificate of {name}")
+        self.name = name
+        self.replayable = replayable
 
 
 class TlsSession:
     """Bytes from the network in, plaintext out; plaintext in, bytes for the network out."""
 
-    __slots__ = ("_incoming", "_object", "_outgoing", "established", "peer_closed", "server_name")
+    __slots__ = (
+        "_alert",
+        "_context",
+        "_hello",
+        "_incoming",
+        "_object",
+        "_outgoing",
+        "established",
+        "peer_closed",
+        "server_name",
+    )
 
     def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._object = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        # What the client sent before the handshake got past choosing a certificate: replayed
+        # into a fresh TLS object if that choice had to wait for a load.
+        self._hello: bytes | None = b""
+        self._alert = b""  # what the stopped attempt would have sent, held back
         self.established = False
         self.peer_closed = False
         self.server_name: str | None = None
+
+    def restart(self) -> None:
+        """Begin the handshake again on a fresh TLS object, from the bytes received so far,
+        once the certificate that CertificateWanted named has been loaded (or was dropped:
+        the new attempt then ends as for any name not served). `receive(b"")` goes on."""
+        hello = self._hello or b""
+        self._hello = None  # one replay at most
+        self._alert = b""
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._object = self._context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._incoming.write(hello)
+
+    def refuse(self) -> None:
+        """Give up on the certificate CertificateWanted named: `take_output()` then holds the
+        alert that ends the handshake."""
+        self._outgoing.write(self._alert)
+        self._alert = b""
 
     def receive(self, data: bytes) -> bytes:
         """Take bytes from the network; return the plaintext they complete (perhaps b"").
@@ -41,10 +90,23 @@ class TlsSession:
         """
         self._incoming.write(data)
         if not self.established:
+            hello = self._hello
+            if hello is not None:
+                hello += data
+                self._hello = hello if len(hello) <= _MAX_HELLO_BYTES else None
             try:
                 self._object.do_handshake()
             except ssl.SSLWantReadError:
+                if hello is not None and self._object.context is not self._context:
+                    self._hello = None  # a certificate was chosen: no replay from here on
                 return b""
+            except ssl.SSLError:
+                wanted = getattr(self._object, LOAD_ATTRIBUTE, None)
+                if wanted is None:
+                    raise
+                self._alert = self._outgoing.read()
+                raise CertificateWanted(wanted, replayable=hello is not None) from None
+            self._hello = None
             self.established = True
             context = self._object.context
             if isinstance(context, DomainContext):

@@ -9,12 +9,12 @@ from linkcert.config import AcmeCa, Settings
 from linkcert.dns.caa import evaluate, issue_record
 from linkcert.dns.check import CheckConfig, CheckResult, State, check_domain
 from linkcert.dns.cname import CnameStatus
-from linkcert.dns.problems import cname_problems
+from linkcert.dns.problems import cname_problems, dcv_problems
 from linkcert.dns.resolver import Resolver
 from linkcert.names import NamePolicy
-from linkcert.ownership import account_target, not_proven_problem
+from linkcert.ownership import account_target, dcv_target, not_proven_problem
 from linkcert.states import DnsState
-from linkcert.worker.lifecycle import DnsCheck, DnsVerdict
+from linkcert.worker.lifecycle import DcvSeen, DnsCheck, DnsVerdict
 
 _STATES = {
     State.OK: DnsState.OK,
@@ -22,6 +22,7 @@ _STATES = {
     State.CAA_BLOCKED: DnsState.CAA_BLOCKED,
     State.DNS_ERROR: DnsState.DNS_ERROR,
     State.INVALID: DnsState.DNS_ERROR,
+    State.DELEGATED: DnsState.DELEGATED,
 }
 
 AccountUris = Callable[[], Mapping[str, str | None]]
@@ -36,6 +37,7 @@ def check_config(settings: Settings) -> CheckConfig:
         name_policy=NamePolicy.from_settings(settings),
         nameservers=settings.nameservers,
         timeout=settings.dns_timeout,
+        dcv_zone=settings.dcv_zone,
     )
 
 
@@ -58,27 +60,40 @@ def make_dns_check(settings: Settings, account_uris: AccountUris) -> DnsCheck:
         config = replace(base, account_uri=uris.get(cas[0].name))
         result = await check_domain(name, config, resolver)
         problems = [{"code": p.code, "message": p.message, "fix": p.fix} for p in result.problems]
-        permitted = permitted_cas(result, cas, uris)
+        dcv = result.dcv
+        method = "dns-01" if dcv is not None and dcv.ok and dcv.caa_allows else "http-01"
+        permitted = permitted_cas(result, cas, uris, method)
         state = _STATES[result.state]
         if len(cas) > 1 and permitted is not None:
             state, problems = _across_cas(result, state, problems, cas, permitted)
+        seen = None
+        if dcv is not None:
+            seen = DcvSeen(dcv.found, dcv.label, dcv.caa_allows, failed=dcv.failure is not None)
         return DnsVerdict(
             state,
             problems,
             permitted,
             labels=result.labels,
             shared=result.cname is not None and result.cname.shared,
-            problems_for=lambda label: account_problems(result, config, label, problems),
+            problems_for=lambda label, dcv_label: account_problems(
+                result, config, label, problems, dcv_label
+            ),
+            dcv=seen,
         )
 
     return dns_check
 
 
 def account_problems(
-    result: CheckResult, config: CheckConfig, label: str, problems: list[dict[str, str]]
+    result: CheckResult,
+    config: CheckConfig,
+    label: str,
+    problems: list[dict[str, str]],
+    dcv_label: str | None = None,
 ) -> list[dict[str, str]]:
     """`problems` (the check's) as the account with `label` must read them: fixes that name
-    its own target, and, when DNS leads to the platform without naming it, what proves it."""
+    its own target and its own delegation, and, when DNS leads to the platform without naming
+    it, what proves it."""
     cname = result.cname
     if cname is None:
         return problems
@@ -87,14 +102,29 @@ def account_problems(
     own = cname_problems(result.domain, cname, (target,) if target else (), config.edge_addresses)
     rest = [p for p in problems if p["code"] not in shared]
     mine = [{"code": p.code, "message": p.message, "fix": p.fix} for p in own]
-    if cname.ok and label not in result.labels:
+    dcv = result.dcv
+    delegated = False
+    if dcv is not None and dcv_label is not None:
+        # The delegation as this account must set it up: its own label, nobody else's.
+        dcv = replace(dcv, expected=dcv_target(dcv.zone, dcv_label))
+        delegated = dcv.ok
+        rest = [p for p in rest if not p["code"].startswith("dcv_")]
+        present = {p["code"] for p in rest}
+        assert result.caa is not None
+        for p in dcv_problems(result.domain, dcv, result.caa, cname.ok, config):
+            if p.code not in present:
+                rest.append({"code": p.code, "message": p.message, "fix": p.fix})
+    if cname.ok and label not in result.labels and not delegated:
         domain, edges = result.domain, config.edge_addresses
         mine.insert(0, not_proven_problem(domain, label, config.cname_targets, edges))
     return mine + rest
 
 
 def permitted_cas(
-    result: CheckResult, cas: tuple[AcmeCa, ...], uris: Mapping[str, str | None]
+    result: CheckResult,
+    cas: tuple[AcmeCa, ...],
+    uris: Mapping[str, str | None],
+    method: str = "http-01",
 ) -> tuple[str, ...] | None:
     """The names of the CAs the relevant CAA set permits; None when it could not be read."""
     finding = result.caa
@@ -105,7 +135,9 @@ def permitted_cas(
         ca.name
         for ca in cas
         if any(
-            evaluate(properties, domain, account_uri=uris.get(ca.name)).permitted
+            evaluate(
+                properties, domain, account_uri=uris.get(ca.name), challenge_method=method
+            ).permitted
             for domain in ca.caa_domains
         )
     )

@@ -50,30 +50,43 @@ def run_edge_processes(settings: Settings) -> int:
     store = Store(settings.effective_database_url)
     try:
         prepare_store(store, keys, create=False)
-        feeds = StoreFeeds(store, keys, cache)
+        feeds = StoreFeeds(store, keys, cache, preload_limit=settings.edge_preload_certificates)
         loaded = feeds.sync_here()
         cursor = feeds.cursor()
+        lazy = bool(feeds.lazy)
     finally:
         # Not one database connection may cross the fork: two processes talking over one
         # socket interleave their messages. Each worker opens an engine of its own.
         store.close()
-    log.info(
-        "loaded %d certificates (%d failed); starting %d edge processes",
-        loaded.loaded,
-        loaded.failed,
-        processes,
-    )
+    if lazy:
+        log.info(
+            "loaded %d names (%d failed), each certificate to be read at its first handshake "
+            "(more than edge_preload_certificates=%d); starting %d edge processes",
+            loaded.loaded,
+            loaded.failed,
+            settings.edge_preload_certificates,
+            processes,
+        )
+    else:
+        log.info(
+            "loaded %d certificates (%d failed); starting %d edge processes",
+            loaded.loaded,
+            loaded.failed,
+            processes,
+        )
     pool = EdgePool(
         PoolSettings(workers=processes, http=settings.http_listen, https=settings.https_listen),
-        _worker_main(settings, cache, cursor),
+        _worker_main(settings, cache, cursor, lazy),
     )
     pool.bind()
     return pool.run()
 
 
-def _worker_main(settings: Settings, cache: CertificateCache, cursor: int) -> WorkerMain:
+def _worker_main(
+    settings: Settings, cache: CertificateCache, cursor: int, lazy: bool
+) -> WorkerMain:
     async def serve(worker: PoolWorker) -> None:
-        preloaded = PreloadedEdge(cache, cursor, worker.http_socket, worker.https_socket)
+        preloaded = PreloadedEdge(cache, cursor, worker.http_socket, worker.https_socket, lazy)
         # Created here, after the fork: the runtime's store (engine) belongs to this worker.
         # One event writer for the machine's spool: worker 0 keeps it (a new one if worker 0
         # is started again; the old one exits with the process that started it).

@@ -2,9 +2,17 @@
 
 The edge keeps certificates in memory and never touches the database on its hot path. This
 module fills its cache (a full pass at start, then new certificates as they appear, with a
-periodic full pass that also drops removed ones), keeps its book of pending HTTP-01 challenges
-(every open order's name and tokens, read each second and at once when a worker announces a
-change), so that any edge process answers for any worker, and writes recorded clicks in batches.
+periodic full pass that also drops removed ones, less often the more names there are), keeps
+its book of pending HTTP-01 challenges (every open order's name and tokens, read each second
+and at once when a worker announces a change), so that any edge process answers for any
+worker, and writes recorded clicks in batches.
+
+With more served names than `preload_limit`, the edge holds every name with its certificate's
+id and link epoch, but a certificate only once a handshake has wanted it (`load_certificate`,
+which reads it from the store: one row by its unique name); the passes then only change the
+names and ids, and a certificate replaced in the store is read again at its next handshake.
+Loading a million certificates at start would take minutes and about a gigabyte per machine;
+the names take seconds and a fifth of that.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from linkcert.edge.certs import CertificateCache
 from linkcert.edge.challenges import ChallengeBook
@@ -34,6 +42,12 @@ log = logging.getLogger("linkcert.feeds")
 # requests from the internet can cause those, so they never take the threads that certificate
 # sync and clicks use, nor more than these.
 CHALLENGE_READ_THREADS = 2
+# Threads for certificates loaded at a handshake (with more names than `preload_limit`).
+CERTIFICATE_READ_THREADS = 2
+# The periodic full pass reads every served name: every 30 s up to this many names, and
+# proportionally less often above (every 5 minutes with a million). Changes made by linkcert's
+# workers are announced and applied at once whatever the interval.
+FULL_PASS_NAMES = 100_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,18 @@ _LIVE = (
 
 Wanted = dict[str, tuple[int, int]]  # name -> (certificate id, link epoch)
 
+# A served name's current certificate, for its first handshake (above `preload_limit`).
+_CURRENT = (
+    select(Domain.link_epoch, Certificate.id, Certificate.chain_pem, Certificate.key_encrypted)
+    .join(Certificate, Certificate.id == Domain.current_certificate_id)
+    .where(
+        Domain.name == bindparam("name"),
+        Certificate.not_after > bindparam("now"),
+        Certificate.revoked_at.is_(None),
+        *_LIVE,
+    )
+)
+
 
 @dataclass
 class SyncResult:
@@ -72,10 +98,22 @@ class StoreFeeds:
         keys: MasterKeys,
         cache: CertificateCache,
         client_ip: ClientIpMode = "truncated",
+        *,
+        preload_limit: int | None = None,
+        lazy: bool | None = None,
     ) -> None:
+        """`preload_limit`: with more served names than this, certificates are loaded at
+        their first handshake (None: always all at once). `lazy`: that decision, when it was
+        made already (by the process that loaded the cache)."""
         self.store = store
         self.keys = keys
         self.cache = cache
+        self.preload_limit = preload_limit
+        self.lazy = lazy
+        self._certificate_threads: ThreadPoolExecutor | None = None
+        self._loading: dict[str, asyncio.Future[bool]] = {}
+        # Names whose stored certificate at this version does not load: not read again.
+        self._unloadable: dict[str, int] = {}
         self.client_ip: ClientIpMode = client_ip
         self.challenges = ChallengeBook(self.read_challenges)
         self._challenge_threads: ThreadPoolExecutor | None = None
@@ -107,10 +145,10 @@ class StoreFeeds:
         return found
 
     def _read_all(
-        self, known: dict[str, tuple[int | None, int | None]]
-    ) -> tuple[list[_Loaded], list[str], dict[str, tuple[OriginSpec, ...]]]:
-        loaded, removed = self._changes(known)
-        return loaded, removed, self._account_upstreams()
+        self, known: dict[str, tuple[int, int]]
+    ) -> tuple[list[_Loaded], Wanted, list[str], dict[str, tuple[OriginSpec, ...]]]:
+        loaded, indexed, removed = self._changes(known)
+        return loaded, indexed, removed, self._account_upstreams()
 
     # --- certificates ------------------------------------------------------------------------
 
@@ -153,14 +191,22 @@ class StoreFeeds:
         return loaded
 
     def _changes(
-        self, known: dict[str, tuple[int | None, int | None]]
-    ) -> tuple[list[_Loaded], list[str]]:
-        """What differs between the store and `known` (the cache's versions), in a thread."""
+        self, known: dict[str, tuple[int, int]]
+    ) -> tuple[list[_Loaded], Wanted, list[str]]:
+        """What differs between the store and `known` (the cache's versions), in a thread:
+        certificates to load, or (lazily) names to index, and names to drop."""
         served = self._served()
+        if self.lazy is None:
+            self.lazy = self.preload_limit is not None and len(served) > self.preload_limit
         stale = {n: v for n, v in served.items() if known.get(n) != v}
-        return self._fetch(stale) if stale else [], [n for n in known if n not in served]
+        removed = [n for n in known if n not in served]
+        if self.lazy:
+            return [], stale, removed
+        return self._fetch(stale) if stale else [], {}, removed
 
-    def _apply(self, loaded: list[_Loaded], removed: list[str]) -> SyncResult:
+    def _apply(
+        self, loaded: list[_Loaded], removed: list[str], indexed: Wanted | None = None
+    ) -> SyncResult:
         # The cache belongs to the event loop: only this step, on the loop, changes it.
         result = SyncResult(removed=len(removed))
         for item in loaded:
@@ -170,31 +216,110 @@ class StoreFeeds:
             except ValueError as exc:
                 result.failed += 1
                 log.error("cannot serve the certificate of %s: %s", item.name, exc)
+        for name, (cert_id, epoch) in (indexed or {}).items():
+            try:
+                self.cache.put_index(name, cert_id, epoch)
+                result.loaded += 1
+            except ValueError as exc:
+                result.failed += 1
+                log.error("cannot serve %s: %s", name, exc)
         for name in removed:
             self.cache.remove(name)
         return result
 
-    def _known(self) -> dict[str, tuple[int | None, int | None]]:
-        return {
-            name: (self.cache.version(name), self.cache.link_epoch(name))
-            for name in self.cache.names()
-        }
+    def _known(self) -> dict[str, tuple[int, int]]:
+        return self.cache.versions()
 
     async def sync(self) -> SyncResult:
         """Make the cache hold exactly what the store says should be served now."""
-        loaded, removed, upstreams = await asyncio.to_thread(self._read_all, self._known())
+        loaded, indexed, removed, upstreams = await asyncio.to_thread(self._read_all, self._known())
         self.upstreams = upstreams
-        return self._apply(loaded, removed)
+        return self._apply(loaded, removed, indexed)
 
     def sync_here(self) -> SyncResult:
         """`sync()` in the calling thread, for a process with no event loop: the edge pool's
         parent loads the cache this way before it forks its workers."""
-        loaded, removed, self.upstreams = self._read_all(self._known())
-        return self._apply(loaded, removed)
+        loaded, indexed, removed, self.upstreams = self._read_all(self._known())
+        return self._apply(loaded, removed, indexed)
 
     def cursor(self) -> int:
         """The newest certificate the cache holds: where an incremental pass starts from."""
-        return max((self.cache.version(n) or 0 for n in self.cache.names()), default=0)
+        return self.cache.max_version()
+
+    # --- certificates loaded at their first handshake ----------------------------------------
+
+    async def load_certificate(self, name: str) -> bool:
+        """Read `name`'s current certificate into the cache, for a handshake that wants it;
+        returns whether the handshake can go on (the certificate is there, or the name turned
+        out not to be served any more and was dropped). Concurrent calls for one name share
+        one read; a caller that stops waiting does not stop it."""
+        loading = self._loading.get(name)
+        if loading is None:
+            loop = asyncio.get_running_loop()
+            loading = loop.create_future()
+            self._loading[name] = loading
+            task = loop.create_task(self._load_one(name))
+            task.add_done_callback(lambda done: self._loaded(name, loading, done))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, name: str, loading: asyncio.Future[bool], task: asyncio.Task[bool]) -> None:
+        del self._loading[name]
+        if task.cancelled():
+            loading.cancel()
+        elif task.exception() is not None:
+            log.warning("cannot load the certificate of %s: %s", name, task.exception())
+            loading.set_result(False)
+        else:
+            loading.set_result(task.result())
+
+    async def _load_one(self, name: str) -> bool:
+        if self.cache.is_loaded(name):
+            return True
+        version = self.cache.version(name)
+        if version is not None and self._unloadable.get(name) == version:
+            return False  # already said why, in the log
+        loop = asyncio.get_running_loop()
+        if self._certificate_threads is None:
+            self._certificate_threads = ThreadPoolExecutor(
+                CERTIFICATE_READ_THREADS, thread_name_prefix="linkcert-certificates"
+            )
+        found = await loop.run_in_executor(self._certificate_threads, self._read_current, name)
+        if found is None:
+            self.cache.remove(name)  # not served any more: the handshake learns so
+            return True
+        if isinstance(found, int):
+            self._unloadable[name] = found
+            return False
+        try:
+            self.cache.put(
+                name, found.chain_pem, found.key_pem, found.version, found.epoch, on_demand=True
+            )
+        except ValueError as exc:
+            log.error("cannot serve the certificate of %s: %s", name, exc)
+            self.cache.put_index(name, found.version, found.epoch)
+            self._unloadable[name] = found.version
+            return False
+        self._unloadable.pop(name, None)
+        return True
+
+    def _read_current(self, name: str) -> _Loaded | int | None:
+        """`name`'s current certificate, decrypted (in a thread); None when the name is not
+        served, the certificate's id when its key does not decrypt (logged)."""
+        # One statement, compiled once (SQLAlchemy caches it), on a bare connection: this runs
+        # for every name's first handshake, so it costs a fraction of an ORM session.
+        with self.store.engine.connect() as connection:
+            row = connection.execute(_CURRENT, {"name": name, "now": utcnow()}).first()
+        if row is None:
+            return None
+        epoch, cert_id, chain_pem, key_encrypted = row
+        if key_encrypted is None:
+            return None
+        try:
+            key_pem = self.keys.decrypt(key_encrypted, cert_key_context(name))
+        except DecryptionError as exc:
+            log.error("cannot load the certificate of %s: %s", name, exc)
+            return int(cert_id)
+        return _Loaded(name, chain_pem.encode("ascii"), key_pem, cert_id, epoch)
 
     async def refresh_domain(self, name: str) -> None:
         """Load (or drop) one domain's certificate now: a worker has just changed it."""
@@ -216,8 +341,30 @@ class StoreFeeds:
                 return [], [name]
             return self._fetch({name: (row[0], row[1])}), []
 
+        if self.lazy:
+            indexed, removed = await asyncio.to_thread(self._current_of, name)
+            self._apply([], [n for n in removed if n in self.cache], indexed)
+            return
         loaded, removed = await asyncio.to_thread(fetch)
         self._apply(loaded, [n for n in removed if n in self.cache])
+
+    def _current_of(self, name: str) -> tuple[Wanted, list[str]]:
+        """`name`'s current certificate id and epoch, or that it is not served (in a thread)."""
+        now = utcnow()
+        with self.store.session() as session:
+            row = session.execute(
+                select(Certificate.id, Domain.link_epoch)
+                .join(Domain, Domain.current_certificate_id == Certificate.id)
+                .where(
+                    Domain.name == name,
+                    Certificate.not_after > now,
+                    Certificate.revoked_at.is_(None),
+                    *_LIVE,
+                )
+            ).first()
+        if row is None:
+            return {}, [name]
+        return {name: (row[0], row[1])}, []
 
     def _newer_than(self, last_id: int) -> Wanted:
         """Current certificates stored after `last_id`: what a cheap incremental pass loads."""
@@ -273,21 +420,25 @@ class StoreFeeds:
                 except Exception as exc:
                     log.warning("challenge sync failed, answering from memory: %s", exc)
                 try:
-                    if loop.time() - last_full >= full_every:
+                    every = full_every * max(1.0, len(self.cache) / FULL_PASS_NAMES)
+                    if loop.time() - last_full >= every:
                         await self.sync()
                         last_full = loop.time()
                         last_id = self.cursor()
                     else:
                         newer = await asyncio.to_thread(self._newer_than, last_id)
-                        if newer:
+                        if newer and self.lazy:
+                            self._apply([], [], newer)
+                        elif newer:
                             self._apply(await asyncio.to_thread(self._fetch, newer), [])
+                        if newer:
                             last_id = max(cert_id for cert_id, _ in newer.values())
                     while not changed.empty():
                         name = changed.get_nowait()
                         if name:
                             await self.refresh_domain(name)
                         else:  # reconnected: notifications may have been missed
-                            last_full = -full_every
+                            last_full = -every
                 except Exception as exc:
                     log.warning("certificate sync failed, serving from memory: %s", exc)
                 with contextlib.suppress(TimeoutError):
@@ -358,6 +509,9 @@ class StoreFeeds:
         if self._challenge_threads is not None:
             self._challenge_threads.shutdown(wait=False, cancel_futures=True)
             self._challenge_threads = None
+        if self._certificate_threads is not None:
+            self._certificate_threads.shutdown(wait=False, cancel_futures=True)
+            self._certificate_threads = None
 
     # --- clicks ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import IO, Any
 import uvicorn
 
 from linkcert.config import ConfigError, Settings
+from linkcert.dcv import DcvSettings, ZoneUpdater
 from linkcert.edge import CertificateCache, Edge, EdgeSettings, ListenSpec, ProxySettings
 from linkcert.edge.fdlimit import connection_budget, raise_open_file_limit
 from linkcert.edge.upstream import PoolSettings, parse_origin
@@ -49,7 +50,7 @@ from linkcert.tracking.spool import EventSpool
 from linkcert.worker.cachoice import CaHealth
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
-from linkcert.worker.retention import keep_clicks_pruned
+from linkcert.worker.retention import keep_clicks_pruned, keep_history_pruned
 
 log = logging.getLogger("linkcert")
 
@@ -134,6 +135,12 @@ def prepare_store(store: Store, keys: MasterKeys, *, create: bool = True) -> Non
 CHALLENGE_REFRESH_WAIT = 5.0
 
 
+def zone_updater(settings: Settings) -> ZoneUpdater | None:
+    """Where DNS-01 answers are written, when a delegation zone (`dcv_zone`) is configured."""
+    dcv = DcvSettings.from_settings(settings)
+    return ZoneUpdater(dcv) if dcv is not None else None
+
+
 def proxy_settings(settings: Settings) -> ProxySettings | None:
     """The edge's proxy mode from the settings; None in tracking mode."""
     if settings.edge_mode == "tracking":
@@ -171,6 +178,7 @@ class PreloadedEdge:
     cursor: int  # StoreFeeds.cursor() after the parent's load
     http: socket.socket | None
     https: socket.socket | None
+    lazy: bool = False  # only names were loaded: certificates come at their first handshake
 
 
 def edge_settings(
@@ -189,6 +197,7 @@ def edge_settings(
         idle_timeout=settings.edge_idle_timeout,
         max_connections=connection_budget(settings.edge_max_connections, open_files),
         max_connections_per_address=settings.edge_max_connections_per_address,
+        certificate_wait=settings.edge_certificate_wait,
         click_repeat_limit=settings.click_repeat_limit,
         click_repeat_window=settings.click_repeat_window_seconds,
         proxy=proxy,
@@ -240,7 +249,14 @@ class Runtime:
         self.stop_event = asyncio.Event()
         self.preloaded = preloaded
         self.cache = preloaded.cache if preloaded is not None else CertificateCache()
-        self.feeds = StoreFeeds(self.store, self.keys, self.cache, settings.event_client_ip)
+        self.feeds = StoreFeeds(
+            self.store,
+            self.keys,
+            self.cache,
+            settings.event_client_ip,
+            preload_limit=settings.edge_preload_certificates,
+            lazy=preloaded.lazy if preloaded is not None else None,
+        )
         self.accounts = CaAccounts(self.store, self.keys, settings)
         self.worker: Worker | None = None
         self.issuer: Issuer | None = None
@@ -274,7 +290,11 @@ class Runtime:
         if self.roles.api:
             await self._start_api()
         if self.settings.metrics_listen:
-            self.metrics_listener = serve_metrics(self.settings.metrics_listen, self.store)
+            self.metrics_listener = serve_metrics(
+                self.settings.metrics_listen,
+                self.store,
+                self.settings.metrics_store_refresh_seconds,
+            )
 
     async def _start_edge(self) -> None:
         preloaded = self.preloaded
@@ -299,6 +319,7 @@ class Runtime:
             click_sink=self.feeds.save_clicks,
             account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
+            certificate_loader=self.feeds.load_certificate,
             spool=self.spool,
         )
         journal_dir = self.settings.data_dir / "edge-journal"
@@ -370,6 +391,7 @@ class Runtime:
             on_challenges=challenges_stored,
             min_margin=timedelta(hours=self.settings.renewal_min_margin_hours),
             notifier=notifier,
+            dcv=zone_updater(self.settings),
         )
         policy = LifecyclePolicy(
             dns_recheck=timedelta(hours=self.settings.dns_recheck_hours),
@@ -402,6 +424,10 @@ class Runtime:
         # Clicks past their retention, deleted in batches.
         self._spawn(
             keep_clicks_pruned(self.store, self.settings.click_retention_days, self.stop_event)
+        )
+        # The domains' history past its retention, likewise.
+        self._spawn(
+            keep_history_pruned(self.store, self.settings.history_retention_days, self.stop_event)
         )
 
     async def _start_api(self) -> None:

@@ -7,11 +7,9 @@ reads never wait on the worker's writes. PostgreSQL is chosen by the URL alone.
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -21,35 +19,20 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from linkcert.config import mask_url_password
+from linkcert.store.schema import MIGRATIONS as MIGRATIONS
+from linkcert.store.schema import DatabaseNotReady as DatabaseNotReady
+from linkcert.store.schema import StoreError as StoreError
+from linkcert.store.schema import cannot_open, check_revision, missing_file
+from linkcert.store.schema import head_revision as head_revision
+from linkcert.store.schema import sqlite_path as sqlite_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 log = logging.getLogger("linkcert.store")
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-_REVISION = re.compile(r'^(down_revision|revision)\s*=\s*(None|"[^"]*")', re.MULTILINE)
 # Connections one process keeps to PostgreSQL (a listener for notifications comes on top).
 POSTGRES_POOL_SIZE = 10
-
-
-class StoreError(Exception):
-    """The database cannot be opened or is not at the expected schema version."""
-
-
-class DatabaseNotReady(StoreError):
-    """There is no linkcert database at the configured URL, or its schema is not current.
-
-    The message is one line that names the URL (password masked) and what to run.
-    """
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file of a `sqlite:///FILE` URL; None for PostgreSQL and in-memory databases."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split("///", 1)[1] if "///" in url else ""
-    return path if path and path != ":memory:" else None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -98,24 +81,6 @@ def _sqlite_opener(path: str) -> Any:
         return sqlite3.connect(target, uri=True, timeout=30, check_same_thread=False)
 
     return connect
-
-
-@cache
-def head_revision() -> str | None:
-    """The newest migration's id, read from the files without loading Alembic.
-
-    Alembic takes longer to import than a short command takes to run, so commands see whether
-    the schema is current with this and one query, and load Alembic only to migrate. None when
-    the files do not make one chain (Alembic then decides).
-    """
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        for kind, value in _REVISION.findall(path.read_text(encoding="utf-8")):
-            if value != "None":
-                (revisions if kind == "revision" else parents).add(value.strip('"'))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
 
 
 def alembic_config(url: str) -> Config:
@@ -183,25 +148,12 @@ class Store:
         url = self.display_url
         path = sqlite_path(self.url)
         if path is not None and not Path(path).is_file():
-            raise DatabaseNotReady(
-                f"no database at {url} (the file does not exist): check database_url and "
-                "data_dir, or run `linkcert migrate` to create a new one"
-            )
+            raise missing_file(url)
         try:
             current = self.schema_revision()
         except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise DatabaseNotReady(f"cannot open the database at {url}: {reason}") from None
-        head = self.head()
-        if current is None:
-            raise DatabaseNotReady(
-                f"the database at {url} has no linkcert schema: run `linkcert migrate` first"
-            )
-        if current != head:
-            raise DatabaseNotReady(
-                f"the database at {url} is at schema {current}, this version needs {head}: "
-                "run `linkcert migrate` first"
-            )
+            raise cannot_open(url, exc.orig, str(exc)) from None
+        check_revision(url, current, self.head())
 
     def schema_revision(self) -> str | None:
         """The schema version stored in the database; None if it has none."""

@@ -47,6 +47,11 @@ def new_dns_label() -> str:
     return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
 
 
+def new_dcv_secret() -> str:
+    """A fresh per-account secret for delegated DNS-01 labels (256 random bits, base32)."""
+    return base64.b32encode(secrets.token_bytes(32)).decode("ascii").rstrip("=").lower()
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always aware UTC in Python, whatever the engine keeps."""
 
@@ -88,6 +93,11 @@ class Account(Base):
     dns_label: Mapped[str] = mapped_column(
         String(32), nullable=True, unique=True, index=True, default=new_dns_label
     )
+    # The secret the account's DNS-01 delegation labels are made with (ownership.dcv_label):
+    # never shown, so that nobody can work out the label of another account's name. Stored,
+    # so that the labels stay the same whatever keys rotate. (Nullable in the schema only so
+    # that the upgrade could add it to existing rows.)
+    dcv_secret: Mapped[str] = mapped_column(String(64), nullable=True, default=new_dcv_secret)
     # Proxy mode: this account's own origins (`http(s)://HOST:PORT`), for platforms with
     # regional trackers; None: the edge's `edge_upstreams`. Set by operators only.
     upstreams: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
@@ -114,7 +124,7 @@ class Domain(Base):
     registrable: Mapped[str] = mapped_column(String(253), index=True)
     # The account that DNS proved owns the name (None while it is only claimed, and once it is
     # deleted or released). Other accounts' claims wait in `domain_claims`.
-    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     kind: Mapped[str] = mapped_column(String(16), default="customer")  # customer | brand
     # How the owner was proven: dns (the account's own CNAME target or TXT record), operator
     # (a brand domain an operator approved), legacy (verified under the shared target before
@@ -127,6 +137,9 @@ class Domain(Base):
     wanted: Mapped[bool] = mapped_column(Boolean, default=True)
     dns_state: Mapped[str] = mapped_column(String(32), default="pending")
     cert_state: Mapped[str] = mapped_column(String(32), default="none")
+    # The owner's `_acme-challenge` delegation as last checked (states.DcvState); None when
+    # the platform offers none (no `dcv_zone`) or it was not checked yet.
+    dcv_state: Mapped[str | None] = mapped_column(String(16), default=None)
     problems: Mapped[list[Any]] = mapped_column(default=list)
     # The worker's schedule: when to look at this domain next, and why it waits.
     next_attempt_at: Mapped[datetime | None] = mapped_column()
@@ -154,6 +167,14 @@ class Domain(Base):
         Index("ix_domains_due", "next_attempt_at"),
         # The edge looks up domains by their current certificate every second (new ones).
         Index("ix_domains_current_certificate", "current_certificate_id"),
+        # The lists (API, console, CLI) go in name order, a page at a time from the last name
+        # seen: each filter has an index that starts with it and goes on by name, so a page is
+        # one range scan whatever the fleet's size. (account_id first also serves the lookups
+        # of an account's domains.)
+        Index("ix_domains_account_name", "account_id", "name"),
+        Index("ix_domains_dns_state_name", "dns_state", "name"),
+        Index("ix_domains_cert_state_name", "cert_state", "name"),
+        Index("ix_domains_failure_name", "failure_class", "name"),
     )
 
 
@@ -191,7 +212,7 @@ class Certificate(Base):
     serial: Mapped[str] = mapped_column(String(64))
     issuer: Mapped[str] = mapped_column(String(400))
     not_before: Mapped[datetime] = mapped_column()
-    not_after: Mapped[datetime] = mapped_column(index=True)
+    not_after: Mapped[datetime] = mapped_column()
     fingerprint_sha256: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     source: Mapped[str] = mapped_column(String(16), default="acme")  # acme | upload
@@ -203,6 +224,10 @@ class Certificate(Base):
     # When to renew: chosen once in the CA's ARI window, or by the share of lifetime left.
     renew_at: Mapped[datetime | None] = mapped_column()
     ari_next_check_at: Mapped[datetime | None] = mapped_column()
+
+    # By end date, with the id: the expiry metrics and the console's expiring filter read end
+    # dates from the index alone, never the rows (whose chains make them large).
+    __table_args__ = (Index("ix_certificates_not_after_id", "not_after", "id"),)
 
 
 class AcmeAccount(Base):

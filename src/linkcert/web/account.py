@@ -33,12 +33,13 @@ from linkcert.domains import (
     DomainStatus,
     NotFound,
     NoTrackingDomain,
+    account_dcv_secret,
     account_label,
     account_summary,
     domain_status_for,
     tracking_domain_status,
 )
-from linkcert.ownership import account_target
+from linkcert.ownership import DCV_PREFIX, account_target
 from linkcert.refusals import Refused
 from linkcert.states import CERT_STATE_TEXT, CertState
 from linkcert.web.guard import (
@@ -155,16 +156,33 @@ def record_groups(records: list[DnsRecord]) -> list[RecordGroup]:
 
     The account's own CNAME and the TXT record each prove the name on their own, so they are a
     choice, not a list; a CAA record is an extra step of its own."""
-    proof = [r for r in records if r.type != "CAA"]
+    delegation = [r for r in records if r.name.startswith(DCV_PREFIX)]
+    proof = [r for r in records if r.type != "CAA" and r not in delegation]
     caa = [r for r in records if r.type == "CAA"]
     groups: list[RecordGroup] = []
+    if delegation:
+        # First, so that the certificate is in place before traffic comes (DNS-01).
+        groups.append(
+            RecordGroup(
+                "dcv",
+                "1. To be secured before you switch, add this record first: it lets us get "
+                "your certificate while your links still go elsewhere, and renew it from then "
+                "on.",
+                [ShownRecord(r) for r in delegation],
+            )
+        )
     types = [r.type for r in proof]
     if types == ["CNAME", "TXT"]:
         cname, txt = proof
         groups.append(
             RecordGroup(
                 "proof",
-                "Add one of these two records: either one proves the domain is yours.",
+                (
+                    "2. Then, when you are ready to switch, point the domain at us with the "
+                    "CNAME record (links are secured from the first click)."
+                    if delegation
+                    else "Add one of these two records: either one proves the domain is yours."
+                ),
                 [
                     ShownRecord(cname, "Recommended: the CNAME record."),
                     ShownRecord(
@@ -225,7 +243,7 @@ def render_account(
     # This account's own CNAME target: what the page tells the customer to point at.
     target = account_target(settings.cname_targets, label)
     records: list[DnsRecord] = (
-        pointing_records(settings, current.domain, current.dns_label)
+        pointing_records(settings, current.domain, current.dns_label, current.dcv_label)
         if current is not None and current.wanted
         else []
     )
@@ -297,7 +315,7 @@ def save_tracking_domain(
         # The records block as a reload shows it, so the page reads the same either way.
         saved = _current(web, account_id)
         records = (
-            pointing_records(web.api.settings, saved.domain, saved.dns_label)
+            pointing_records(web.api.settings, saved.domain, saved.dns_label, saved.dcv_label)
             if saved is not None and saved.wanted
             else []
         )
@@ -336,7 +354,8 @@ async def dns_check(
     if wait is not None:
         return JSONResponse({"error": "Too many checks; wait a moment."}, status_code=429)
     label = account_label(web.api.store, _account_id(visitor))
-    preview = await preview_dns(web.api.settings, domain, label=label)
+    secret = account_dcv_secret(web.api.store, _account_id(visitor))
+    preview = await preview_dns(web.api.settings, domain, label=label, dcv_secret=secret)
     body = {**preview.to_json(), "records_html": records_html(request, preview.records, True)}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

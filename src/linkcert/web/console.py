@@ -9,6 +9,7 @@ the same checks and the same messages.
 
 from __future__ import annotations
 
+import weakref
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -29,13 +30,13 @@ from linkcert.domains import (
     retry_now,
 )
 from linkcert.refusals import Refused
-from linkcert.store import utcnow
+from linkcert.store import Store, utcnow
 from linkcert.uploads import MAX_UPLOAD_BYTES
 from linkcert.web.filters import (
     FILTER_HELP,
     FILTER_LABELS,
+    CountsSummary,
     DomainFilter,
-    count_by_filter,
     find_console_rows,
 )
 from linkcert.web.guard import (
@@ -59,6 +60,22 @@ QUEUE_LIMIT = 500
 HISTORY_SHOWN = 30
 
 RequestId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+# The filters' counts without a search, per store: read at most once a minute (see filters.py).
+_COUNTS: weakref.WeakKeyDictionary[Store, CountsSummary] = weakref.WeakKeyDictionary()
+
+
+def filter_counts(store: Store, search: str) -> dict[DomainFilter, int]:
+    """The filters' counts beside them; none with a search (each count would read the whole
+    fleet again: the search itself already does, once)."""
+    if search:
+        return {}
+    summary = _COUNTS.get(store)
+    if summary is None:
+        summary = _COUNTS.setdefault(store, CountsSummary(store))
+    return summary.counts()
+
+
 CsrfField = Annotated[str | None, Form(max_length=100)]
 BackField = Annotated[str, Form(max_length=600)]
 
@@ -136,7 +153,7 @@ def render_console(
         ],
         "which": which,
         "search": search,
-        "counts": count_by_filter(store, search, now),
+        "counts": {f: f"{n:,}" for f, n in filter_counts(store, search).items()},
         "rows": rows,
         "next_url": console_url(which, search, after=next_after) if next_after else None,
         "here": console_url(which, search),

@@ -18,8 +18,11 @@ from typing import Any, Literal
 from linkcert.domains import DomainStatus
 from linkcert.states import (
     CERT_STATE_TEXT,
+    DCV_STATE_TEXT,
     DNS_STATE_TEXT,
+    SECURED_IN_ADVANCE,
     CertState,
+    DcvState,
     DnsState,
     FailureClass,
     relative_time,
@@ -39,6 +42,7 @@ DNS_TONES: dict[str, Tone] = {
     DnsState.MOVED: "action",
     DnsState.NOT_PROVEN: "action",
     DnsState.CLAIMED_ELSEWHERE: "action",
+    DnsState.DELEGATED: "ok",
 }
 
 CERT_TONES: dict[str, Tone] = {
@@ -74,6 +78,10 @@ FAILURE_FIXES: dict[str, str] = {
     ),
     FailureClass.INTERNAL: (
         "Nothing to do: we retry automatically. If it persists, contact support."
+    ),
+    FailureClass.DCV_UPDATE_FAILED: (
+        "Nothing to do on your side: the problem is in our delegation zone, and we retry "
+        "automatically."
     ),
 }
 
@@ -244,6 +252,8 @@ def _headline(status: DomainStatus, now: datetime) -> tuple[str, Tone]:
             "neutral",
         )
     if cert in SECURED:
+        if dns == DnsState.DELEGATED and cert != CertState.EXPIRING:
+            return f"{SECURED_IN_ADVANCE}.", "ok"
         if dns == DnsState.MOVED:
             return (
                 "Links are still secured, but the domain no longer points to us. Restore the "
@@ -285,6 +295,12 @@ def _headline(status: DomainStatus, now: datetime) -> tuple[str, Tone]:
         return "Getting the certificate failed. We retry automatically.", "error"
     if dns == DnsState.PENDING:
         return "Checking your DNS. This takes a few seconds.", "working"
+    if dns == DnsState.DELEGATED:
+        return (
+            "The delegation is in place: getting your certificate before you switch your "
+            "CNAME. This usually takes under a minute.",
+            "working",
+        )
     return "DNS is ready. Getting your certificate: this usually takes under a minute.", "working"
 
 
@@ -300,6 +316,12 @@ def _facts(status: DomainStatus, now: datetime, source: str | None) -> list[Fact
     if status.ca and status.ca_reason and source != "upload":
         # Only when linkcert chose among several CAs: then the customer sees which and why.
         facts.append(Fact("Certificate authority", f"{status.ca} ({status.ca_reason})"))
+    if status.dcv_state is not None:
+        state = DCV_STATE_TEXT.get(DcvState(status.dcv_state), status.dcv_state)
+        facts.append(Fact("Delegation (_acme-challenge)", state))
+    if status.challenge and source not in ("upload", "upload-private"):
+        how = "DNS-01, through the delegation" if status.challenge == "dns-01" else "HTTP-01"
+        facts.append(Fact("Validated by", how))
     if status.not_before:
         facts.append(Fact("Valid from", "", Moment(status.not_before, now)))
     if status.not_after:

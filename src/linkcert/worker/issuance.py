@@ -28,24 +28,40 @@ from linkcert.acme.errors import (
     ChallengeFailed,
     OrderInvalid,
 )
-from linkcert.acme.orders import AcmeStatus, Http01Challenge, OrderInfo, RenewalWindow
+from linkcert.acme.orders import (
+    AcmeStatus,
+    Dns01Challenge,
+    Http01Challenge,
+    OrderInfo,
+    RenewalWindow,
+)
 from linkcert.acme.revocation import RevocationReason
 from linkcert.certificates import install_certificate
 from linkcert.counters import count_ca_failover, count_ca_order, count_order_started
+from linkcert.dcv import DcvUpdateError, ZoneUpdater
 from linkcert.domains import CA_CHOICE, record_event
 from linkcert.keys import MasterKeys, generate_private_key, private_key_from_pem, private_key_to_pem
 from linkcert.keystore import cert_key_context
 from linkcert.notify import NotificationKind, Notifier
+from linkcert.ownership import dcv_name
+from linkcert.ownership_store import dcv_label_of
 from linkcert.renewal import ari_recheck_delay, plan_renewal
 from linkcert.states import CertState, FailureClass
 from linkcert.store import AcmeAccount, Certificate, Challenge, Domain, Order, Store, utcnow
 from linkcert.store.signals import CERTIFICATES, CHALLENGES, announce
 from linkcert.worker import leases
 from linkcert.worker.cachoice import PERMITTED_CAS, CaHealth, Candidate, plan
-from linkcert.worker.lifecycle import IssuanceFailure
+from linkcert.worker.lifecycle import CHALLENGE_METHOD, IssuanceFailure
 from linkcert.worker.ratelimit import IssuanceBudget, RateLimiter
 
 log = logging.getLogger("linkcert.worker.issuance")
+
+METHOD_DNS01 = "dns-01"
+# Keys of `Order.info` kept when the CA's description of the order is stored again: the CA's
+# choice, the challenge the order answers, and the DNS-01 records still to remove.
+CHALLENGE = "challenge"
+DCV_RECORDS = "dcv_records"
+_KEPT_INFO = (CA_CHOICE, CHALLENGE, DCV_RECORDS)
 
 # An order is open until its certificate is stored or it is given up: the CA's "valid" alone
 # does not close it, since a worker may die between the CA issuing and the store recording it;
@@ -60,7 +76,8 @@ class OrderingClient(Protocol):
     ) -> OrderInfo: ...
     def load_order(self, order_url: str) -> OrderInfo: ...
     def http01_challenges(self, order: OrderInfo) -> list[Http01Challenge]: ...
-    def answer(self, challenge: Http01Challenge) -> None: ...
+    def dns01_challenges(self, order: OrderInfo) -> list[Dns01Challenge]: ...
+    def answer(self, challenge: Http01Challenge | Dns01Challenge) -> None: ...
     def wait_for_authorizations(self, order: OrderInfo, timeout: float | None = None) -> None: ...
     def finalize(self, order: OrderInfo, csr_pem: bytes, timeout: float | None = None) -> str: ...
     def offers_renewal_info(self) -> bool: ...
@@ -98,6 +115,8 @@ class _Work:
     renewing: bool
     current_chain: str | None
     same_ca: bool = True  # the order goes to the CA of the current certificate
+    method: str = "http-01"  # the challenge this order answers ("http-01" or "dns-01")
+    dcv_label: str | None = None  # for dns-01: the owner's label in the delegation zone
 
 
 class Issuer:
@@ -123,8 +142,11 @@ class Issuer:
         on_challenges: Callable[[str], None] | None = None,
         rate_limiter: RateLimiter | None = None,
         health: CaHealth | None = None,
+        dcv: ZoneUpdater | None = None,
     ) -> None:
         self.store = store
+        # Where DNS-01 answers are written (the platform's delegation zone); None: HTTP-01 only.
+        self.dcv = dcv
         if isinstance(accounts, Sequence):
             self.cas = list(accounts)
         else:
@@ -155,6 +177,11 @@ class Issuer:
             await asyncio.to_thread(self._obtain, domain_id)
         except IssuanceFailure:
             raise
+        except DcvUpdateError as exc:
+            # The order is given up (its record removed or never written): the next attempt
+            # places a new one, by whichever method DNS then allows.
+            await asyncio.to_thread(self._close_order, domain_id, "abandoned", str(exc))
+            raise IssuanceFailure(FailureClass.DCV_UPDATE_FAILED, str(exc)) from None
         except ChallengeFailed as exc:
             await asyncio.to_thread(self._close_order, domain_id, "invalid", exc.message)
             raise IssuanceFailure(FailureClass.CHALLENGE_FAILED, _explain(exc)) from None
@@ -304,6 +331,7 @@ class Issuer:
 
     def _obtain(self, domain_id: int) -> None:
         """Order from the best CA; when it is down or limiting, from the next one."""
+        self._remove_leftover_records(domain_id)
         candidates, domain = self._candidates(domain_id)
         if not candidates:
             names = ", ".join(ca.name for ca in self.cas)
@@ -461,7 +489,9 @@ class Issuer:
         """Validate, finalize and store the certificate of a placed order."""
         if info.status is AcmeStatus.INVALID:
             raise OrderInvalid(info.error or "the CA marked the order invalid")
-        if info.status is AcmeStatus.PENDING:
+        if info.status is AcmeStatus.PENDING and work.method == METHOD_DNS01:
+            self._validate_dns01(client, work, info)
+        elif info.status is AcmeStatus.PENDING:
             challenges = client.http01_challenges(info)
             self._publish(domain_id, work.order_id, challenges)
             if self.on_challenges is not None:
@@ -485,6 +515,74 @@ class Issuer:
         self._store_certificate(domain_id, work, chain_pem, facts, window)
         if self.on_certificate is not None:
             self.on_certificate(work.domain)
+
+    def _validate_dns01(self, client: OrderingClient, work: _Work, info: OrderInfo) -> None:
+        """Answer by DNS-01 through the owner's delegation: write the TXT record in the
+        delegation zone, wait until its authoritative servers answer it, tell the CA, wait for
+        its decision, and remove the record whatever the outcome."""
+        if self.dcv is None or work.dcv_label is None:
+            raise DcvUpdateError(
+                "The order is to be validated by DNS-01, but no delegation zone (dcv_zone) is "
+                "configured any more."
+            )
+        label = work.dcv_label
+        pending = [c for c in client.dns01_challenges(info) if c.needs_answer]
+        try:
+            for challenge in pending:
+                # Remembered before it is written, so that a crash leaves nothing behind for
+                # good: the next attempt removes what an earlier one could not.
+                self._remember_record(work.order_id, label, challenge.validation)
+                self.dcv.add_txt(label, challenge.validation)
+            for challenge in pending:
+                self.dcv.wait_published(label, challenge.validation)
+            for challenge in pending:
+                client.answer(challenge)
+            client.wait_for_authorizations(info, self.validation_timeout)
+        finally:
+            self._remove_records(work.order_id)
+
+    def _remember_record(self, order_id: int, label: str, value: str) -> None:
+        with self.store.session() as session:
+            order = session.get(Order, order_id)
+            if order is not None:
+                info = dict(order.info or {})
+                records = [r for r in info.get(DCV_RECORDS, []) if r != [label, value]]
+                info[DCV_RECORDS] = [*records, [label, value]]
+                order.info = info
+
+    def _remove_records(self, order_id: int) -> None:
+        """Remove the order's TXT records from the delegation zone; those that cannot be
+        removed now stay listed on the order for the next attempt."""
+        with self.store.session() as session:
+            order = session.get(Order, order_id)
+            records = list((order.info or {}).get(DCV_RECORDS, [])) if order is not None else []
+        if not records or self.dcv is None:
+            return
+        left = []
+        for label, value in records:
+            try:
+                self.dcv.remove_txt(label, value)
+            except DcvUpdateError as exc:
+                log.warning("a DNS-01 record could not be removed yet: %s", exc)
+                left.append([label, value])
+        with self.store.session() as session:
+            order = session.get(Order, order_id)
+            if order is not None:
+                info = dict(order.info or {})
+                info[DCV_RECORDS] = left
+                order.info = info
+
+    def _remove_leftover_records(self, domain_id: int) -> None:
+        if self.dcv is None:
+            return
+        with self.store.session() as session:
+            ids = [
+                order.id
+                for order in session.scalars(select(Order).where(Order.domain_id == domain_id))
+                if (order.info or {}).get(DCV_RECORDS)
+            ]
+        for order_id in ids:
+            self._remove_records(order_id)
 
     def _open_order(self, domain_id: int, account_id: int, ca_name: str, reason: str) -> _Work:
         with self.store.session() as session:
@@ -519,6 +617,12 @@ class Issuer:
                 .limit(1)
             )
             context = cert_key_context(domain.name)
+            method = CHALLENGE_METHOD.get()
+            if method == METHOD_DNS01 and self.dcv is None:
+                method = "http-01"
+            if order is not None:
+                method = str((order.info or {}).get(CHALLENGE, "http-01"))
+            dcv_label = dcv_label_of(domain.account, domain) if method == METHOD_DNS01 else None
             if order is None:
                 # A new key for every certificate, saved (encrypted) with its CSR before the
                 # order exists, so that a resumed order finalizes with the same key.
@@ -529,7 +633,10 @@ class Issuer:
                     domain_id=domain_id,
                     acme_account_id=account_id,
                     status="new",
-                    info={CA_CHOICE: {"ca": ca_name, "reason": reason or None}},
+                    info={
+                        CA_CHOICE: {"ca": ca_name, "reason": reason or None},
+                        CHALLENGE: method,
+                    },
                     key_encrypted=self.keys.encrypt(key_pem, context),
                     csr_pem=csr_pem.decode("ascii"),
                     created_at=utcnow(),
@@ -546,9 +653,11 @@ class Issuer:
                     session,
                     domain,
                     "order_started",
-                    _order_message(renewing, ca_name, reason, several=len(self.cas) > 1),
+                    _order_message(renewing, ca_name, reason, several=len(self.cas) > 1)
+                    + _method_words(method, domain.name, self.dcv, dcv_label),
                     ca=ca_name,
                     ca_reason=reason,
+                    method=method,
                 )
             else:
                 if order.key_encrypted is None:
@@ -561,7 +670,16 @@ class Issuer:
                     )
             chain = current.chain_pem if current is not None else None
             return _Work(
-                domain.name, order.id, order.url, key_pem, csr_pem, renewing, chain, same_ca
+                domain.name,
+                order.id,
+                order.url,
+                key_pem,
+                csr_pem,
+                renewing,
+                chain,
+                same_ca,
+                method,
+                dcv_label,
             )
 
     def _save_order(self, order_id: int, info: OrderInfo) -> None:
@@ -570,8 +688,8 @@ class Issuer:
             if order is not None:
                 order.url = info.url
                 order.status = info.status.value
-                choice = (order.info or {}).get(CA_CHOICE)
-                order.info = {**info.to_json(), **({CA_CHOICE: choice} if choice else {})}
+                kept = {k: v for k, v in (order.info or {}).items() if k in _KEPT_INFO}
+                order.info = {**info.to_json(), **kept}
                 order.updated_at = utcnow()
 
     def _publish(self, domain_id: int, order_id: int, challenges: list[Http01Challenge]) -> None:
@@ -690,6 +808,16 @@ class Issuer:
                 order.error = message[:2000]
                 order.finished_at = utcnow()
                 session.execute(delete(Challenge).where(Challenge.order_id == order.id))
+
+
+def _method_words(method: str, domain: str, dcv: ZoneUpdater | None, label: str | None) -> str:
+    """How the order proves control of the name, for its event."""
+    if method == METHOD_DNS01 and dcv is not None and label is not None:
+        return (
+            f" Validation: DNS-01, through the delegation {dcv_name(domain)} \u2192 "
+            f"{dcv.fqdn(label)}."
+        )
+    return " Validation: HTTP-01, on the domain's own address."
 
 
 def _order_message(renewing: bool, ca: str, reason: str, *, several: bool) -> str:

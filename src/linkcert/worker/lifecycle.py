@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ from linkcert.renewal import renewal_due, renewal_time
 from linkcert.states import (
     TRANSIENT_CA_FAILURES,
     CertState,
+    DcvState,
     DnsState,
     FailureClass,
     state_after_failure,
@@ -42,6 +44,11 @@ log = logging.getLogger("linkcert.worker")
 
 MOVED_RECHECK = timedelta(hours=1)
 ARI_RETRY = timedelta(hours=1)
+# The challenge the issuer answers for the domain of this task: "dns-01" when its
+# `_acme-challenge` is delegated to the owner, else "http-01" (set by each pass).
+CHALLENGE_METHOD: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "CHALLENGE_METHOD", default="http-01"
+)
 # Failures a crash can cause (the CA validated while no edge answered): retried at once, once.
 INTERRUPTIBLE = frozenset({FailureClass.CHALLENGE_FAILED, FailureClass.CA_REJECTED})
 
@@ -90,10 +97,44 @@ class DnsVerdict:
     permitted_cas: tuple[str, ...] | None = None
     labels: frozenset[str] = frozenset()
     shared: bool = True
-    problems_for: Callable[[str], list[dict[str, str]]] | None = None
+    problems_for: Callable[[str, str | None], list[dict[str, str]]] | None = None
+    # Delegated DNS-01 (None when no `dcv_zone` is configured): the label the name's
+    # `_acme-challenge` CNAME names in the delegation zone, and whether CAA lets the CA
+    # validate by dns-01. The label is an account's for this name (`ownership.dcv_label`).
+    dcv: DcvSeen | None = None
 
-    def account_problems(self, label: str) -> list[dict[str, str]]:
-        return self.problems_for(label) if self.problems_for is not None else self.problems
+    def account_problems(self, label: str, dcv_label: str | None = None) -> list[dict[str, str]]:
+        if self.problems_for is None:
+            return self.problems
+        return self.problems_for(label, dcv_label)
+
+    def names(self, dns_label: str, dcv_label: str | None) -> bool:
+        """Whether DNS names the account: its target, its TXT record or its delegation."""
+        if dns_label in self.labels:
+            return True
+        return self.dcv is not None and dcv_label is not None and self.dcv.label == dcv_label
+
+    def dcv_state(self, dcv_label: str | None) -> DcvState | None:
+        """The delegation's state for the account with `dcv_label` (None: none offered)."""
+        if self.dcv is None or dcv_label is None:
+            return None
+        if self.dcv.failed:
+            return DcvState.LOOKUP_FAILED
+        if self.dcv.target is None:
+            return DcvState.MISSING
+        if self.dcv.label != dcv_label:
+            return DcvState.WRONG_TARGET
+        return DcvState.OK if self.dcv.caa_allows else DcvState.CAA_FORBIDS
+
+
+@dataclass(frozen=True)
+class DcvSeen:
+    """What the DNS check found at `_acme-challenge.<name>`."""
+
+    target: str | None  # the CNAME's target, None without one
+    label: str | None  # its label in the delegation zone, when it is `<label>.<dcv_zone>`
+    caa_allows: bool
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,9 +340,10 @@ class Worker:
             await asyncio.to_thread(self._park, domain_id)
             return
         verdict = await self.dns_check(snap.name)
-        ready = await asyncio.to_thread(self._apply_dns, domain_id, verdict)
-        if not ready:
+        method = await asyncio.to_thread(self._apply_dns, domain_id, verdict)
+        if method is None:
             return
+        CHALLENGE_METHOD.set(method)  # this task's context only, like PERMITTED_CAS
         if not await asyncio.to_thread(self._still_wanted, domain_id):
             await asyncio.to_thread(self._park, domain_id)
             return
@@ -419,29 +461,53 @@ class Worker:
             if domain is not None and domain.current_certificate is not None:
                 domain.current_certificate.ari_next_check_at = self.clock() + ARI_RETRY
 
-    def _apply_dns(self, domain_id: int, verdict: DnsVerdict) -> bool:
+    def _apply_dns(self, domain_id: int, verdict: DnsVerdict) -> str | None:
+        """Record what DNS says; return the challenge to answer when a certificate can be
+        had now ("http-01", or "dns-01" through the owner's delegation), else None."""
         now = self.clock()
         with self.store.session() as session:
             domain = session.get(Domain, domain_id)
             if domain is None:
-                return False
+                return None
             previous = domain.dns_state
             domain.dns_checked_at = now
             proven = ownership.settle(session, domain, verdict, now)
             if domain.account_id is None:
                 # Nobody's claim is proven: wait for DNS, or for good once every claim expired.
-                return self._unowned(session, domain, verdict, now)
-            owner_label = domain.account.dns_label if domain.account is not None else ""
-            domain.problems = verdict.account_problems(owner_label)
+                self._unowned(session, domain, verdict, now)
+                return None
+            owner = domain.account
+            owner_label = owner.dns_label if owner is not None else ""
+            owner_dcv = ownership.dcv_label_of(owner, domain) if verdict.dcv else None
+            domain.problems = verdict.account_problems(owner_label, owner_dcv)
+            dcv_state = verdict.dcv_state(owner_dcv)
+            domain.dcv_state = dcv_state.value if dcv_state is not None else None
+            delegated = proven and dcv_state is DcvState.OK
             if proven:
                 # Proven by the operator (an approved brand domain) or before accounts had their
                 # own targets: "not yet proven to be yours" would contradict the secured status.
                 domain.problems = [
                     p for p in domain.problems if p.get("code") != "ownership_not_proven"
                 ]
-            if verdict.state == DnsState.OK and not proven:
+            if verdict.state in (DnsState.OK, DnsState.DELEGATED) and not proven:
                 # The name leads to the platform, but no longer names its owner's account.
                 verdict = DnsVerdict(DnsState.POINTS_ELSEWHERE, domain.problems)
+            if verdict.state == DnsState.DELEGATED and not delegated:
+                # Delegated, but to another label than the owner's: not through this account.
+                verdict = DnsVerdict(DnsState.POINTS_ELSEWHERE, domain.problems)
+            if verdict.state == DnsState.DELEGATED:
+                domain.dns_state = DnsState.DELEGATED
+                domain.moved_since = None
+                if previous != DnsState.DELEGATED:
+                    domain.attempts = 0
+                    record_event(
+                        session,
+                        domain,
+                        "dns_delegated",
+                        "The certificate checks of the domain are delegated to us: it is "
+                        "secured by DNS-01 before its CNAME points here.",
+                    )
+                return "dns-01"
             if verdict.state == DnsState.OK:
                 domain.dns_state = DnsState.OK
                 domain.moved_since = None
@@ -453,17 +519,26 @@ class Worker:
                         "dns_back",
                         "The domain points to us again; renewals resume.",
                     )
+                elif previous == DnsState.DELEGATED:
+                    record_event(
+                        session,
+                        domain,
+                        "dns_switched",
+                        "The domain now points to us; its certificate was already in place.",
+                    )
                 elif previous != DnsState.OK:
                     domain.attempts = 0
                     record_event(session, domain, "dns_ok", "DNS is set up correctly.")
-                return True
+                return "dns-01" if delegated else "http-01"
             domain.attempts += 1
             secured_before = domain.current_certificate_id is not None and previous in (
                 DnsState.OK,
                 DnsState.MOVED,
+                DnsState.DELEGATED,
             )
             if secured_before and verdict.state == DnsState.POINTS_ELSEWHERE:
-                return self._moved(session, domain, verdict, now)
+                self._moved(session, domain, verdict, now, delegated=previous == DnsState.DELEGATED)
+                return None
             domain.dns_state = verdict.state
             domain.failure_class = (
                 FailureClass.CAA_FORBIDS
@@ -476,14 +551,18 @@ class Worker:
             if previous != verdict.state:
                 message = verdict.problems[0]["message"] if verdict.problems else verdict.state
                 record_event(session, domain, "dns_not_ready", message, problems=verdict.problems)
-            return False
+            return None
 
     def _unowned(
         self, session: Session, domain: Domain, verdict: DnsVerdict, now: datetime
     ) -> bool:
         claims = ownership.live_claims(session, domain, now)
         domain.problems = (
-            verdict.account_problems(claims[0].account.dns_label) if claims else verdict.problems
+            verdict.account_problems(
+                claims[0].account.dns_label, ownership.dcv_label_of(claims[0].account, domain)
+            )
+            if claims
+            else verdict.problems
         )
         state = DnsState.NOT_PROVEN if verdict.state == DnsState.OK else verdict.state
         if domain.dns_state != state:
@@ -500,7 +579,15 @@ class Worker:
             domain.next_attempt_at = None
         return False
 
-    def _moved(self, session: Session, domain: Domain, verdict: DnsVerdict, now: datetime) -> bool:
+    def _moved(
+        self,
+        session: Session,
+        domain: Domain,
+        verdict: DnsVerdict,
+        now: datetime,
+        *,
+        delegated: bool = False,
+    ) -> bool:
         """A secured domain whose DNS left us: stop renewing, keep serving, release later."""
         if domain.dns_state != DnsState.MOVED:
             domain.dns_state = DnsState.MOVED
@@ -509,6 +596,15 @@ class Worker:
                 "The domain no longer points to us: renewals stop, and the current certificate "
                 "keeps serving links until it expires."
             )
+            if delegated:
+                message = (
+                    "The delegation of the domain's certificate checks to us is gone and the "
+                    "domain does not point to us: the certificate cannot be renewed and expires "
+                    f"on {domain.current_certificate.not_after:%Y-%m-%d} UTC. Restore the "
+                    "delegation or switch the CNAME before then."
+                    if domain.current_certificate is not None
+                    else "The delegation of the domain's certificate checks to us is gone."
+                )
             record_event(session, domain, "moved", message, problems=verdict.problems)
             self._tell(session, NotificationKind.MOVED, domain, message)
         moved_since = domain.moved_since or now

@@ -1,4 +1,4 @@
-"""/domains: link tracking domains by name. Operators list them all; an account sees its own."""
+"""/domains: link tracking domains by name. Operators list them all; an account its own."""
 
 from __future__ import annotations
 
@@ -6,38 +6,117 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
 
-from linkcert.api.deps import ApiContextDep, CurrentPrincipal, OperatorPrincipal
-from linkcert.api.problems import not_found, problem_responses
-from linkcert.api.routes.paging import next_page
-from linkcert.api.schemas import DomainList, DomainStatusOut
-from linkcert.domains import NotFound, delete_domain, domain_status_for, find_domains
-from linkcert.states import CertState, DnsState
+from linkcert.api.deps import (
+    ApiContextDep,
+    CurrentPrincipal,
+    OperatorPrincipal,
+    account_not_found,
+)
+from linkcert.api.problems import ProblemError, not_found, problem_responses
+from linkcert.api.routes.paging import (
+    MAX_CURSOR_LENGTH,
+    BadCursor,
+    cursor_page,
+    decode_cursor,
+    encode_cursor,
+)
+from linkcert.api.schemas import MAX_ID, DomainList, DomainStatusOut
+from linkcert.domains import (
+    DomainQuery,
+    NotFound,
+    delete_domain,
+    domain_status_for,
+    find_domains,
+)
+from linkcert.states import CertState, DnsState, FailureClass
 
 router = APIRouter(tags=["domains"])
 
 
-@router.get("/domains", responses=problem_responses(401, 403, 422, 429))
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+@router.get("/domains", responses=problem_responses(400, 401, 404, 422, 429))
 def get_domains(
     request: Request,
-    _: OperatorPrincipal,
+    principal: CurrentPrincipal,
     context: ApiContextDep,
     dns_state: DnsState | None = None,
     cert_state: CertState | None = None,
-    after: Annotated[str, Query(max_length=253, description="Start after this name.")] = "",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    failure_class: Annotated[
+        FailureClass | None,
+        Query(description="Only domains whose last attempt failed for this reason."),
+    ] = None,
+    account_id: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_ID, description="Only the domains this account owns (operator)."),
+    ] = None,
+    prefix: Annotated[
+        str,
+        Query(
+            max_length=253,
+            description="Only names that start with this (ASCII form, e.g. `links.` or `xn--`).",
+        ),
+    ] = "",
+    cursor: Annotated[
+        str,
+        Query(
+            max_length=MAX_CURSOR_LENGTH,
+            description="Where the page starts: the `cursor` of the previous page's `next`. "
+            "It is opaque and only valid with the same filters, for the same token.",
+        ),
+    ] = "",
+    after: Annotated[
+        str,
+        Query(
+            max_length=253,
+            description="Start after this name (earlier form of `cursor`, still accepted).",
+            deprecated=True,
+        ),
+    ] = "",
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description="Domains per page (default 100).")
+    ] = DEFAULT_PAGE,
 ) -> DomainList:
-    """List domains in name order, optionally only those in a given state (operator)."""
-    statuses = find_domains(
-        context.store,
+    """List domains in name order, a page at a time (`limit`, default 100, at most 1000).
+
+    An operator sees every domain; an account token sees the domains its account owns. Filters
+    combine. `next` is the URL of the following page (an opaque `cursor`), or null on the last
+    page; no total is counted.
+    """
+    owner = account_id
+    if not principal.is_operator:
+        if account_id is not None and account_id != principal.account_id:
+            raise account_not_found(account_id)
+        owner = principal.account_id
+    query = DomainQuery(
         dns_state=dns_state.value if dns_state else None,
         cert_state=cert_state.value if cert_state else None,
-        after=after,
-        limit=limit,
+        failure_class=failure_class.value if failure_class else None,
+        owner=owner,
+        prefix=prefix.strip().lower(),
     )
-    last = statuses[-1].domain if statuses else None
+    # The viewer is part of the query: one token's cursor is refused for another's.
+    scope = {**query.key(), "viewer": principal.account_id or "operator"}
+    start = after
+    if cursor:
+        try:
+            start = decode_cursor(cursor, scope)
+        except BadCursor as exc:
+            raise ProblemError(
+                400,
+                "invalid-cursor",
+                f"The page cursor is not valid here: {exc}.",
+                fix="Start again from the first page (no `cursor`), and follow each page's "
+                "`next` URL as it is.",
+            ) from None
+    # One row more than the page tells whether a next page exists, without a count.
+    statuses = find_domains(context.store, after=start, limit=limit + 1, query=query)
+    page, more = statuses[:limit], len(statuses) > limit
     return DomainList(
-        items=[DomainStatusOut.of(s) for s in statuses],
-        next=next_page(request, len(statuses), limit, last),
+        items=[DomainStatusOut.of(s) for s in page],
+        next=cursor_page(request, encode_cursor(page[-1].domain, scope)) if more else None,
     )
 
 

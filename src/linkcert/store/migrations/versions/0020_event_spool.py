@@ -3,8 +3,8 @@
 Edges now hand their click and open events to a spool on their machine, and the event writer
 inserts them; how far it got in each segment is kept with the events it inserted.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0020
+Revises: 0019
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import linkcert.store.models
 
 _UTC = linkcert.store.models.UTCDateTime
 
-revision = "0016"
-down_revision = "0015"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
