@@ -14,40 +14,9 @@ from sqlalchemy import func, select
 from linkcert.events.store import event_json
 from linkcert.events.writer import DATABASE_ENV, SpoolWriter
 from linkcert.store import EventSpoolSegment, LinkEvent, Store
-from linkcert.tracking.spool import EventSpool, link_part
-from linkcert.tracking.tokens import TrackedLink
+from linkcert.tracking.spool import EventSpool
 from tests.api_support import make_world
-
-DOMAIN = "links.alpha.test"  # make_world's first account's
-
-
-def _link(number: int) -> bytes:
-    return link_part(
-        DOMAIN,
-        TrackedLink(
-            link_id=number,
-            destination=f"https://shop.example/{number}",
-            data=f"n={number}".encode(),
-            minted_at=1_700_000_000,
-            epoch=0,
-            key_id=1,
-            version=2,
-        ),
-    )
-
-
-def _fill(spool: EventSpool, first: int, count: int) -> None:
-    """Events numbered from `first` (in their link's data), over 50 links."""
-    parts = [_link(number) for number in range(50)]
-    for number in range(first, first + count):
-        spool.append(
-            parts[number % 50],
-            1_800_000_000.0 + number / 1000,
-            number % 3 == 0,
-            f"192.0.2.{number % 200}",
-            b"Mozilla/5.0 (spool test)" if number % 2 else None,
-            "head" if number % 5 == 0 else None,
-        )
+from tests.events_support import fill_spool, spool_link
 
 
 def _events(store: Store) -> list[LinkEvent]:
@@ -73,9 +42,9 @@ def test_spooled_events_are_inserted_in_order_in_batches_with_their_values(
     spool = EventSpool(tmp_path / "spool", segment_bytes=64 * 1024)
     spool.open()
     writer = SpoolWriter(store, tmp_path / "spool", "truncated", batch=700)
-    _fill(spool, 0, 3000)  # over several segments
+    fill_spool(spool, 0, 3000)  # over several segments
     assert writer.drain() == 3000
-    _fill(spool, 3000, 10)
+    fill_spool(spool, 3000, 10)
     # A writer started afresh (its predecessor's memory lost) goes on where the store says.
     writer = SpoolWriter(store, tmp_path / "spool", "truncated", batch=700)
     assert writer.drain() == 10
@@ -104,7 +73,7 @@ def test_spooled_events_are_inserted_in_order_in_batches_with_their_values(
 def test_a_long_user_agent_is_cut_and_odd_bytes_kept_readable(store: Store, tmp_path: Path) -> None:
     spool = EventSpool(tmp_path / "spool")
     spool.open()
-    spool.append(_link(1), 1_800_000_000.0, False, None, b"\xff" + b"a" * 2000, None)
+    spool.append(spool_link(1), 1_800_000_000.0, False, None, b"\xff" + b"a" * 2000, None)
     spool.close()
     assert SpoolWriter(store, tmp_path / "spool", "full").drain() == 1
     (event,) = [event_json(row) for row in _events(store)]
@@ -147,7 +116,7 @@ def test_a_writer_killed_mid_stream_leaves_no_event_out_and_none_twice(
     spool = EventSpool(directory, segment_bytes=256 * 1024)
     spool.open()
     total = 40_000
-    _fill(spool, 0, total)
+    fill_spool(spool, 0, total)
     spool.close()
     log = tmp_path / "writer.log"
     first = _writer(db_url, directory, log)
@@ -194,10 +163,10 @@ def test_an_edge_process_killed_mid_stream_leaves_what_it_spooled(
         "import sys, time\n"
         "from pathlib import Path\n"
         "from linkcert.tracking.spool import EventSpool\n"
-        "from tests.test_events_spool import _fill\n"
+        "from tests.events_support import fill_spool\n"
         "spool = EventSpool(Path(sys.argv[1]), segment_bytes=128 * 1024)\n"
         "spool.open()\n"
-        "_fill(spool, 0, 9000)\n"
+        "fill_spool(spool, 0, 9000)\n"
         "print('spooled', flush=True)\n"
         "time.sleep(600)\n"
     )
