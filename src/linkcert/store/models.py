@@ -32,6 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Ids are 32-bit integer columns; a larger number in a request could only fail in the database.
+MAX_ID = 2_147_483_647
+
 # The two kinds of API token (`api_tokens.kind`).
 ACCOUNT_TOKEN = "account"  # noqa: S105  (a kind, not a secret)
 OPERATOR_TOKEN = "operator"  # noqa: S105
