@@ -61,6 +61,8 @@ class EdgeFigures:
     pss_after: int = 0
     rss_after: int = 0
     processes: int = 0
+    pss_held: int = 0
+    held_seconds: int = 0
 
 
 def client_context(root_pem: Path | None) -> ssl.SSLContext:
@@ -316,6 +318,11 @@ def measure(
     figures.steady["distinct_names_drawn"] = len(set(drawn))
     memory = memory_of_tree(pid_of())
     figures.pss_after, figures.rss_after = memory.pss, memory.rss
+    if args.hold:
+        # Past the first full comparison with the store, which reads every served name.
+        time.sleep(max(0.0, started + args.hold - time.monotonic()))
+        figures.pss_held = memory_of_tree(pid_of()).pss
+        figures.held_seconds = round(time.monotonic() - started)
 
 
 def describe(figures: EdgeFigures) -> str:
@@ -335,16 +342,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--zipf", type=float, default=1.0, help="the Zipf exponent s")
     parser.add_argument("--caddy", type=int, default=0, help="also Caddy with this many names")
+    parser.add_argument("--caddy-only", action="store_true", help="only Caddy (with --caddy)")
     parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE settings")
+    parser.add_argument(
+        "--hold", type=float, default=0.0, help="measure PSS again this many seconds from start"
+    )
     args = parser.parse_args(argv)
     fixture = million_fixture.existing(million_fixture.database_url(args.database))
     extra = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory(prefix="million-edge-") as tmp:
         run_dir = Path(tmp)
-        figures = run_linkcert(fixture, args.processes, run_dir, args, extra)
-        print(describe(figures), flush=True)
-        tail = (run_dir / "edge.log").read_text(errors="replace").splitlines()[-5:]
-        print("\n".join(tail), file=sys.stderr)
+        if not args.caddy_only:
+            figures = run_linkcert(fixture, args.processes, run_dir, args, extra)
+            print(describe(figures), flush=True)
+            log = (run_dir / "edge.log").read_text(errors="replace").splitlines()
+            print("\n".join(line for line in log if "loaded" in line), file=sys.stderr)
         if args.caddy:
             from bench.million_caddy import run_caddy
 

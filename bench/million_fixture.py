@@ -12,7 +12,8 @@ or, from code:
     fixture.name(i)      # the name of domain i (1..n)
 
 What is written is what the product writes once each domain has been proven and secured: an
-account per domain (or `accounts` accounts, domains dealt out among them), each domain proven
+account per domain (or `accounts` accounts, domains dealt out among them; each account with its
+DNS label, delegated-DNS secret and tracking domain, its first domain), each domain proven
 by DNS (`proof` dns), DNS `ok`, certificate `active`, its current certificate with the chain
 (leaf, then the intermediate) as PEM, the private key encrypted under the master key and bound
 to the domain's name, serial, issuer, fingerprint, renewal time by the product's own rule, and
@@ -321,7 +322,10 @@ def create_database(database: str, *, replace: bool) -> str:
 
 
 _COPIES = {
-    "accounts": "COPY accounts (id, name, contact_emails, dns_label, created_at) FROM STDIN",
+    "accounts": (
+        "COPY accounts (id, name, contact_emails, dns_label, dcv_secret, tracking_domain_id,"
+        " created_at) FROM STDIN"
+    ),
     "domains": (
         "COPY domains (id, name, unicode_name, registrable, account_id, kind, proof, link_epoch,"
         " wanted, dns_state, cert_state, problems, next_attempt_at, attempts,"
@@ -414,6 +418,11 @@ def _write_all(
                 f"Customer {a:0{NAME_DIGITS}d}",
                 json.dumps([f"ops@c{a:0{NAME_DIGITS}d}.test"]),
                 hashlib.sha256(f"label {a}".encode()).hexdigest()[:16],
+                base64.b32encode(hashlib.sha256(f"dcv {a}".encode()).digest())
+                .decode("ascii")
+                .rstrip("=")
+                .lower(),
+                a,  # its first domain (domains are dealt out to accounts in turn)
                 stamp - ISSUED_OVER - dt.timedelta(days=1),
             )
         )

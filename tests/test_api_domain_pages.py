@@ -232,7 +232,15 @@ def test_the_indexes_are_migrated_both_ways(store: Store) -> None:
     def indexes() -> set[str]:
         return {str(i["name"]) for i in inspect(store.engine).get_indexes("domains")}
 
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from linkcert.store import Base
+
     assert {"ix_domains_account_name", "ix_domains_dns_state_name"} <= indexes()
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in differences if "ix_domains" in repr(d) or "ix_cert" in repr(d)] == []
     assert "ix_domains_account_id" not in indexes()
     config = alembic_config(store.url)
     with store.engine.begin() as connection:

@@ -205,6 +205,32 @@ def test_a_refresh_reads_the_store_in_a_few_grouped_statements(store: Store) -> 
     assert counts[0] == counts[1] <= 6, counts
 
 
+def test_the_expiry_histogram_is_carried_between_its_reads(store: Store) -> None:
+    """Most refreshes leave the certificates alone and move the last histogram to now."""
+    installation(store)
+    now = utcnow()
+    full = metrics.read_snapshot(store, now)
+    later = now + timedelta(minutes=1)
+    with statements_in_this_thread(store) as seen:
+        carried = metrics.read_snapshot(store, later, full)
+    assert not [s for s in seen if "certificates" in s], seen
+    assert carried.expiry_counts == full.expiry_counts
+    assert carried.soonest_expiry == full.soonest_expiry
+    total = sum(full.expiry_counts)
+    assert carried.expiry_seconds_sum == pytest.approx(full.expiry_seconds_sum - total * 60)
+    fresh = metrics.read_snapshot(store, later)
+    assert fresh.expiry_seconds_sum == pytest.approx(carried.expiry_seconds_sum, rel=1e-6)
+
+    seconds = [0.0]
+    collector = metrics.StoreCollector(store, cache_seconds=1, monotonic=lambda: seconds[0])
+    reads = []
+    for _ in range(2 * metrics.EXPIRY_EVERY):
+        with statements_in_this_thread(store) as seen:
+            collector._refresh()
+        reads.append(any("certificates" in s for s in seen))
+    assert reads.count(True) == 2 and reads[0], reads
+
+
 def test_an_unreadable_store_still_answers_with_store_up_0(tmp_path: Path) -> None:
     unmigrated = Store(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     try:

@@ -56,6 +56,11 @@ class Principal:
     def may_see_account(self, account_id: int) -> bool:
         return self.is_operator or self.account_id == account_id
 
+    @property
+    def decider(self) -> str:
+        """Who took a decision with this token, as brand requests record it (`decided_by`)."""
+        return f"operator token {self.token_id} ({self.token_name})"
+
 
 def hash_token(plain: str) -> str:
     return hashlib.sha256(plain.encode("utf-8")).hexdigest()

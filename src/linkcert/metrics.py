@@ -43,6 +43,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy import case, extract, func, or_, select
+from sqlalchemy.orm import Session
 
 from linkcert.counters import (
     CA_FAILOVERS,
@@ -321,8 +322,57 @@ class StoreSnapshot:
     pending_deliveries: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
 
 
-def read_snapshot(store: Store, now: datetime) -> StoreSnapshot:
-    """The installation-wide numbers, in a handful of grouped queries (no row per domain)."""
+def _read_expiry(session: Session, now: datetime) -> tuple[list[int], float, datetime | None]:
+    """The days-to-expiry histogram of kept domains' current certificates: counts per
+    bucket, the sum of seconds left, and the soonest expiry."""
+    bounds = [now + timedelta(days=days) for days in EXPIRY_BUCKET_DAYS]
+    bucket = case(
+        *[(Certificate.not_after <= bound, index) for index, bound in enumerate(bounds)],
+        else_=len(bounds),
+    )
+    # Bucketed in a sub-select and grouped outside, so that PostgreSQL groups by a column
+    # rather than by an expression whose bound parameters it cannot match.
+    current = (
+        select(bucket.label("bucket"), Certificate.not_after.label("not_after"))
+        .select_from(Domain)
+        .join(Certificate, Certificate.id == Domain.current_certificate_id)
+        .where(Domain.wanted.is_(True))
+        .subquery()
+    )
+    expiry_counts = [0] * (len(bounds) + 1)
+    epoch_sum = 0.0
+    soonest: datetime | None = None
+    for index, count, epochs, earliest in session.execute(
+        select(
+            current.c.bucket,
+            func.count(),
+            func.sum(extract("epoch", current.c.not_after)),
+            func.min(current.c.not_after),
+        ).group_by(current.c.bucket)
+    ):
+        expiry_counts[int(index)] = int(count)
+        epoch_sum += float(epochs or 0)
+        if earliest is not None and (soonest is None or earliest < soonest):
+            soonest = earliest
+    total = sum(expiry_counts)
+    seconds_sum = epoch_sum - total * now.timestamp()
+
+    return expiry_counts, seconds_sum, soonest
+
+
+# The expiry histogram reads every current certificate's end date, the costliest part of the
+# summary (about 4 s at a million domains): it is read again only every this many refreshes.
+EXPIRY_EVERY = 10
+
+
+def read_snapshot(
+    store: Store, now: datetime, previous: StoreSnapshot | None = None
+) -> StoreSnapshot:
+    """The installation-wide numbers, in a handful of grouped queries (no row per domain).
+
+    With `previous`, the expiry histogram is carried over from it (moved to `now`) instead of
+    being read again.
+    """
     with store.session() as session:
         states: dict[tuple[str, str], int] = {
             (str(dns), str(cert)): 0 for dns in DnsState for cert in CertState
@@ -335,38 +385,14 @@ def read_snapshot(store: Store, now: datetime) -> StoreSnapshot:
             states[(dns_state, cert_state)] = int(count)
         not_wanted = int(session.scalar(select(func.count()).where(Domain.wanted.is_(False))) or 0)
 
-        bounds = [now + timedelta(days=days) for days in EXPIRY_BUCKET_DAYS]
-        bucket = case(
-            *[(Certificate.not_after <= bound, index) for index, bound in enumerate(bounds)],
-            else_=len(bounds),
-        )
-        # Bucketed in a sub-select and grouped outside, so that PostgreSQL groups by a column
-        # rather than by an expression whose bound parameters it cannot match.
-        current = (
-            select(bucket.label("bucket"), Certificate.not_after.label("not_after"))
-            .select_from(Domain)
-            .join(Certificate, Certificate.id == Domain.current_certificate_id)
-            .where(Domain.wanted.is_(True))
-            .subquery()
-        )
-        expiry_counts = [0] * (len(bounds) + 1)
-        epoch_sum = 0.0
-        soonest: datetime | None = None
-        for index, count, epochs, earliest in session.execute(
-            select(
-                current.c.bucket,
-                func.count(),
-                func.sum(extract("epoch", current.c.not_after)),
-                func.min(current.c.not_after),
-            ).group_by(current.c.bucket)
-        ):
-            expiry_counts[int(index)] = int(count)
-            epoch_sum += float(epochs or 0)
-            if earliest is not None and (soonest is None or earliest < soonest):
-                soonest = earliest
-        total = sum(expiry_counts)
-        seconds_sum = epoch_sum - total * now.timestamp()
-
+        if previous is not None:
+            expiry_counts = list(previous.expiry_counts)
+            total = sum(expiry_counts)
+            elapsed = (now - previous.taken_at).total_seconds()
+            seconds_sum = previous.expiry_seconds_sum - total * elapsed
+            soonest = previous.soonest_expiry
+        else:
+            expiry_counts, seconds_sum, soonest = _read_expiry(session, now)
         free = or_(Domain.lease_until.is_(None), Domain.lease_until < now)
         due_count, oldest_due = session.execute(
             select(func.count(), func.min(Domain.next_attempt_at)).where(
@@ -427,10 +453,14 @@ class StoreCollector(Collector):
         self._lock = threading.Lock()
         self._cached: tuple[float, StoreSnapshot | None] | None = None
         self._refreshing: threading.Thread | None = None
+        self._reads = 0
 
     def _read(self) -> StoreSnapshot | None:
+        cached = self._cached[1] if self._cached is not None else None
+        self._reads += 1
+        carry = cached is not None and self._reads % EXPIRY_EVERY != 1
         try:
-            return read_snapshot(self.store, self.clock())
+            return read_snapshot(self.store, self.clock(), cached if carry else None)
         except Exception:
             log.exception("reading metrics from the store failed")
             return None

@@ -24,10 +24,9 @@ from linkcert.states import (
     DnsState,
 )
 from linkcert.store import ApiToken, utcnow
+from linkcert.store.models import MAX_ID as MAX_ID
 from linkcert.store.models import OPERATOR_TOKEN
 
-# Ids are 32-bit integer columns; a larger number could only fail in the database.
-MAX_ID = 2_147_483_647
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 

@@ -32,6 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Ids are 32-bit integer columns; a larger number in a request could only fail in the database.
+MAX_ID = 2_147_483_647
+
 # The two kinds of API token (`api_tokens.kind`).
 ACCOUNT_TOKEN = "account"  # noqa: S105  (a kind, not a secret)
 OPERATOR_TOKEN = "operator"  # noqa: S105
@@ -212,7 +215,7 @@ class Certificate(Base):
     serial: Mapped[str] = mapped_column(String(64))
     issuer: Mapped[str] = mapped_column(String(400))
     not_before: Mapped[datetime] = mapped_column()
-    not_after: Mapped[datetime] = mapped_column(index=True)
+    not_after: Mapped[datetime] = mapped_column()
     fingerprint_sha256: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     source: Mapped[str] = mapped_column(String(16), default="acme")  # acme | upload
@@ -224,6 +227,10 @@ class Certificate(Base):
     # When to renew: chosen once in the CA's ARI window, or by the share of lifetime left.
     renew_at: Mapped[datetime | None] = mapped_column()
     ari_next_check_at: Mapped[datetime | None] = mapped_column()
+
+    # By end date, with the id: the expiry metrics and the console's expiring filter read end
+    # dates from the index alone, never the rows (whose chains make them large).
+    __table_args__ = (Index("ix_certificates_not_after_id", "not_after", "id"),)
 
 
 class AcmeAccount(Base):
@@ -350,6 +357,19 @@ class LinkEvent(Base):
 
     # The API reads an account's events by id; retention deletes oldest first by id.
     __table_args__ = (Index("ix_link_events_account", "account_id", "id"),)
+
+
+class EventSpoolSegment(Base):
+    """How far the event writer has inserted one edge spool segment (linkcert.tracking.spool).
+
+    Moved in the same transaction as the events it inserts, so that a writer that dies never
+    inserts a spooled event twice nor skips one; removed once the segment's file is deleted."""
+
+    __tablename__ = "event_spool_segments"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class EventCursor(Base):

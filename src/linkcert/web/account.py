@@ -15,12 +15,7 @@ from fastapi import APIRouter, Body, Form, Response
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from linkcert.api.problems import ProblemError
-from linkcert.api.routes.tracking_domain import (
-    post_tracking_domain_retry,
-    put_tracking_domain,
-)
-from linkcert.api.schemas import TrackingDomainIn
+from linkcert import account_domain
 from linkcert.brand import (
     BrandRequestStatus,
     BrandRequestView,
@@ -39,7 +34,7 @@ from linkcert.domains import (
     domain_status_for,
     tracking_domain_status,
 )
-from linkcert.ownership import DCV_PREFIX, account_target
+from linkcert.ownership import DCV_PREFIX, ClaimPolicy, account_target
 from linkcert.refusals import Refused
 from linkcert.states import CERT_STATE_TEXT, CertState
 from linkcert.web.guard import (
@@ -301,22 +296,26 @@ def save_tracking_domain(
             "domain", "Enter your link tracking domain, such as links.example.com.", None, domain
         )
         return _refused(request, web, visitor, problem, 422)
-    response = Response()
     try:
-        put_tracking_domain(
-            account_id, TrackingDomainIn(domain=domain), visitor.principal, web.api, response
+        saved = account_domain.save(
+            web.api.store,
+            account_id,
+            domain,
+            web.api.policy,
+            ClaimPolicy.from_settings(web.api.settings),
+            web.api.wake_worker,
         )
-    except ProblemError as exc:
+    except Refused as exc:
         return _refused(
-            request, web, visitor, FormProblem("domain", exc.detail, exc.fix, domain), exc.status
+            request, web, visitor, FormProblem("domain", exc.message, exc.fix, domain), exc.status
         )
-    notice = "saved" if response.status_code == 202 else "unchanged"
+    notice = "saved" if saved.changed else "unchanged"
     if from_script(request):
         # The records block as a reload shows it, so the page reads the same either way.
-        saved = _current(web, account_id)
+        now = _current(web, account_id)
         records = (
-            pointing_records(web.api.settings, saved.domain, saved.dns_label, saved.dcv_label)
-            if saved is not None and saved.wanted
+            pointing_records(web.api.settings, now.domain, now.dns_label, now.dcv_label)
+            if now is not None and now.wanted
             else []
         )
         return JSONResponse(
@@ -370,15 +369,15 @@ def retry(
     require_csrf(request, visitor, csrf_token or request.headers.get(CSRF_HEADER))
     account_id = _account_id(visitor)
     try:
-        post_tracking_domain_retry(account_id, visitor.principal, web.api)
-    except ProblemError as exc:
+        account_domain.retry(web.api.store, account_id, web.api.wake_worker)
+    except Refused as exc:
         if from_script(request):
-            return JSONResponse({"error": exc.detail, "fix": exc.fix}, status_code=exc.status)
+            return JSONResponse({"error": exc.message, "fix": exc.fix}, status_code=exc.status)
         return render_account(
             request,
             web,
             visitor,
-            problem=FormProblem("retry", exc.detail, exc.fix, ""),
+            problem=FormProblem("retry", exc.message, exc.fix, ""),
             status_code=exc.status,
         )
     if from_script(request):

@@ -18,8 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from linkcert import brand
-from linkcert.api.routes.brand_requests import decided_by
-from linkcert.api.schemas import MAX_ID
 from linkcert.brand import UPLOADABLE, BrandRequestStatus, brand_request, list_brand_requests
 from linkcert.domains import (
     Conflict,
@@ -31,6 +29,7 @@ from linkcert.domains import (
 )
 from linkcert.refusals import Refused
 from linkcert.store import Store, utcnow
+from linkcert.store.models import MAX_ID
 from linkcert.uploads import MAX_UPLOAD_BYTES
 from linkcert.web.filters import (
     FILTER_HELP,
@@ -350,7 +349,7 @@ _NOTICES = {"approve": "approved", "reject": "rejected"}
 
 
 def _by(visitor: OperatorVisitor) -> str:
-    return decided_by(visitor.principal)
+    return visitor.principal.decider
 
 
 @router.post(CONSOLE + "/brand-requests/{request_id}/{decision}")

@@ -19,7 +19,6 @@ from linkcert.api.deps import ApiContext, ApiContextDep, CurrentPrincipal, Opera
 from linkcert.api.problems import ProblemError, not_found, problem_for_refusal, problem_responses
 from linkcert.api.routes.paging import next_page
 from linkcert.api.schemas import MAX_ID, Id
-from linkcert.auth import Principal
 from linkcert.brand import (
     MAX_NOTE_CHARS,
     BrandRequestStatus,
@@ -80,10 +79,6 @@ class UploadIn(BaseModel):
 
 
 # --- what the routes do: the brand use cases; a `Refused` answers as its problem document ---
-
-
-def decided_by(principal: Principal) -> str:
-    return f"operator token {principal.token_id} ({principal.token_name})"
 
 
 def upload_keys(context: ApiContext) -> MasterKeys:
@@ -177,7 +172,7 @@ def post_approve(
 ) -> BrandRequestOut:
     """Approve (operator): the domain is secured automatically, like any other."""
     return BrandRequestOut.of(
-        brand.approve(context.store, request_id, decided_by(principal), context.wake_worker)
+        brand.approve(context.store, request_id, principal.decider, context.wake_worker)
     )
 
 
@@ -189,7 +184,7 @@ def post_reject(
     request_id: RequestId, principal: OperatorPrincipal, context: ApiContextDep
 ) -> BrandRequestOut:
     """Reject a waiting request (operator)."""
-    return BrandRequestOut.of(brand.reject(context.store, request_id, decided_by(principal)))
+    return BrandRequestOut.of(brand.reject(context.store, request_id, principal.decider))
 
 
 @router.post(
@@ -212,6 +207,6 @@ def post_upload(
             request_id,
             body.certificate,
             body.private_key,
-            decided_by(principal),
+            principal.decider,
         ).view
     )

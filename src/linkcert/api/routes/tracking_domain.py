@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy.exc import IntegrityError
 
+from linkcert import account_domain
 from linkcert.api.deps import (
     ApiContext,
     ApiContextDep,
@@ -18,47 +18,44 @@ from linkcert.api.deps import (
     account_not_found,
     require_account_access,
 )
-from linkcert.api.problems import ProblemError, problem_responses
+from linkcert.api.problems import ProblemError, problem_for_refusal, problem_responses
 from linkcert.api.routes.accounts import AccountId
 from linkcert.api.schemas import DomainStatusOut, EventList, EventOut, TrackingDomainIn
 from linkcert.domains import (
-    Conflict,
     DomainStatus,
     NotFound,
     NoTrackingDomain,
-    TooEarly,
-    TooManyClaims,
     domain_events,
-    domain_status_for,
     remove_tracking_domain,
-    retry_now,
-    save_tracking_domain,
-    tracking_domain_status,
 )
-from linkcert.names import DomainNameError
 from linkcert.ownership import ClaimPolicy
+from linkcert.refusals import Refused
 
 router = APIRouter(tags=["tracking domain"])
 
 PATH = "/accounts/{account_id}/tracking-domain"
 
 
-def _no_tracking_domain(account_id: int) -> ProblemError:
-    return ProblemError(
-        404,
-        "no-tracking-domain",
-        f"Account {account_id} has no link tracking domain.",
-        fix=f"Save one with PUT /api/v1/accounts/{account_id}/tracking-domain.",
-    )
+# What to do next, in this API's terms, where the use case's words are about the account.
+_API_FIXES = {
+    "no-tracking-domain": "Save one with PUT /api/v1/accounts/{account_id}/tracking-domain.",
+    "domain-detached": "Save it again with PUT /api/v1/accounts/{account_id}/tracking-domain.",
+}
+
+
+def _problem(exc: Refused, account_id: int) -> ProblemError:
+    """A refusal of the tracking-domain use cases as this API's problem document."""
+    problem = problem_for_refusal(exc)
+    if exc.slug in _API_FIXES:
+        problem.fix = _API_FIXES[exc.slug].format(account_id=account_id)
+    return problem
 
 
 def _current(context: ApiContext, account_id: int) -> DomainStatus:
     try:
-        return tracking_domain_status(context.store, account_id)
-    except NoTrackingDomain:
-        raise _no_tracking_domain(account_id) from None
-    except NotFound:
-        raise account_not_found(account_id) from None
+        return account_domain.current_status(context.store, account_id)
+    except Refused as exc:
+        raise _problem(exc, account_id) from None
 
 
 @router.get(PATH, responses=problem_responses(401, 404, 422, 429))
@@ -93,44 +90,18 @@ def put_tracking_domain(
     """
     require_account_access(principal, account_id)
     try:
-        saved, changed = save_tracking_domain(
+        saved = account_domain.save(
             context.store,
             account_id,
             body.domain,
             context.policy,
             ClaimPolicy.from_settings(context.settings),
+            context.wake_worker,
         )
-    except DomainNameError as exc:
-        raise ProblemError(
-            422,
-            "invalid-domain",
-            exc.message,
-            code=exc.code,
-            fix="Enter the host name your tracking links use, such as links.example.com.",
-        ) from None
-    except NotFound:
-        raise account_not_found(account_id) from None
-    except TooManyClaims as exc:
-        raise ProblemError(
-            409,
-            "too-many-claims",
-            str(exc).capitalize() + ".",
-            fix="Create the DNS records shown for a domain you saved before, or wait for the "
-            "unproven ones to expire.",
-        ) from None
-    except (Conflict, IntegrityError):
-        raise ProblemError(
-            409,
-            "conflict",
-            "That domain is already used by another account.",
-            fix="Choose a domain of your own; if it is yours, contact support.",
-        ) from None
-    if changed:
-        context.wake_worker()
-    response.status_code = status.HTTP_202_ACCEPTED if changed else status.HTTP_200_OK
-    return DomainStatusOut.of(
-        domain_status_for(context.store, saved.name, account_id), context.settings
-    )
+    except Refused as exc:
+        raise _problem(exc, account_id) from None
+    response.status_code = status.HTTP_202_ACCEPTED if saved.changed else status.HTTP_200_OK
+    return DomainStatusOut.of(saved.status, context.settings)
 
 
 @router.delete(PATH, responses=problem_responses(401, 404, 422, 429))
@@ -146,7 +117,7 @@ def delete_tracking_domain(
     try:
         return DomainStatusOut.of(remove_tracking_domain(context.store, account_id))
     except NoTrackingDomain:
-        raise _no_tracking_domain(account_id) from None
+        raise _problem(account_domain.no_tracking_domain(account_id), account_id) from None
     except NotFound:
         raise account_not_found(account_id) from None
 
@@ -164,7 +135,7 @@ def get_tracking_domain_events(
     try:
         events = domain_events(context.store, current.domain, limit=limit)
     except NotFound:
-        raise _no_tracking_domain(account_id) from None
+        raise _problem(account_domain.no_tracking_domain(account_id), account_id) from None
     return EventList(domain=current.domain, items=[EventOut.model_validate(e) for e in events])
 
 
@@ -181,25 +152,8 @@ def post_tracking_domain_retry(
     Refused (409) for a detached domain, and while the CA has asked us to wait.
     """
     require_account_access(principal, account_id)
-    current = _current(context, account_id)
     try:
-        retried = retry_now(context.store, current.domain, account_id)
-    except NotFound:
-        raise _no_tracking_domain(account_id) from None
-    except Conflict as exc:
-        raise ProblemError(
-            409,
-            "domain-detached",
-            str(exc),
-            fix=f"Save it again with PUT /api/v1/accounts/{account_id}/tracking-domain.",
-        ) from None
-    except TooEarly as exc:
-        raise ProblemError(
-            409,
-            "retry-too-early",
-            str(exc),
-            fix="Nothing to do: linkcert retries by itself at that time.",
-            extra={"not_before": exc.not_before.isoformat()},
-        ) from None
-    context.wake_worker()
+        retried = account_domain.retry(context.store, account_id, context.wake_worker)
+    except Refused as exc:
+        raise _problem(exc, account_id) from None
     return DomainStatusOut.of(retried, context.settings)
