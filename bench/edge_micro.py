@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
@@ -74,12 +75,22 @@ async def _serve(recording: str) -> None:
     store = Store(database)
     if recording == "store":
         store.migrate()
+    elif recording == "spool":
+        store.close()
 
     async def write(batch: Sequence[Click]) -> None:
         # As `linkcert edge` does: a thread writes each batch as events.
         count(batch)
         await asyncio.to_thread(save_events, store, list(batch), "truncated")
 
+    spool = None
+    if recording == "spool":
+        # As `linkcert edge` does: events appended to the spool, the writer (another process,
+        # started by the parent) inserts them.
+        from linkcert.tracking.spool import EventSpool
+
+        spool = EventSpool(Path(os.environ["LINKCERT_BENCH_SPOOL_DIR"]))
+        spool.open()
     edge = Edge(
         tracking_key=tracking_key_from_secret(SECRET),
         certificates=certificates,
@@ -88,6 +99,7 @@ async def _serve(recording: str) -> None:
         settings=EdgeSettings(
             http="127.0.0.1:0", https="127.0.0.1:0", record_events=recording != "off"
         ),
+        spool=spool,
     )
     await edge.start()
     print(edge.http_port, edge.https_port, flush=True)
@@ -102,6 +114,31 @@ async def _serve(recording: str) -> None:
 
 class _Server:
     def __init__(self, loop_name: str, recording: str = "count") -> None:
+        import tempfile
+
+        environment = dict(os.environ)
+        self.writer: subprocess.Popen[bytes] | None = None
+        self.writer_cpu_final = 0.0
+        self.database: str | None = None
+        self._spool_dir: tempfile.TemporaryDirectory[str] | None = None
+        if recording == "spool":
+            from linkcert.events.writer import DATABASE_ENV
+            from linkcert.store import Store
+
+            self._spool_dir = tempfile.TemporaryDirectory()
+            spool = Path(self._spool_dir.name) / "spool"
+            self.database = database = os.environ.get("LINKCERT_BENCH_EVENTS_DB") or (
+                f"sqlite:///{self._spool_dir.name}/events.sqlite3"
+            )
+            store = Store(database)
+            store.migrate()
+            store.close()
+            environment["LINKCERT_BENCH_SPOOL_DIR"] = str(spool)
+            spool.mkdir()
+            self.writer = subprocess.Popen(
+                [sys.executable, "-m", "linkcert.events.writer", "--spool", str(spool)],
+                env={**os.environ, DATABASE_ENV: database},
+            )
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -116,20 +153,56 @@ class _Server:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=environment,
         )
         assert self.process.stdout is not None
         http_port, https_port = self.process.stdout.readline().split()
         self.http_port, self.https_port = int(http_port), int(https_port)
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self.process.pid)
+
+    def writer_cpu_seconds(self) -> float:
+        return 0.0 if self.writer is None else _cpu_seconds(self.writer.pid)
+
+    def events_stored(self) -> int:
+        """After stop(): how many events the writer inserted."""
+        from sqlalchemy import func, select
+
+        from linkcert.store import LinkEvent, Store
+
+        assert self.database is not None
+        store = Store(self.database)
+        with store.session() as session:
+            count = int(session.scalar(select(func.count()).select_from(LinkEvent)) or 0)
+        store.close()
+        return count
 
     def stop(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()
         self.process.wait(timeout=30)
+        if self.writer is not None:
+            # Let it insert what is spooled, so that its CPU time counts every event.
+            assert self._spool_dir is not None
+            spool = Path(self._spool_dir.name) / "spool"
+            for _ in range(1200):
+                if not list(spool.glob("*.spool")):
+                    break
+                time.sleep(0.05)
+            self.writer_cpu_final = self.writer_cpu_seconds()
+            self.writer.terminate()
+            self.writer.wait(timeout=60)
+
+    def cleanup(self) -> None:
+        if self._spool_dir is not None:
+            self._spool_dir.cleanup()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # The client side -------------------------------------------------------------------------
@@ -251,7 +324,9 @@ async def _handshakes_per_second(port: int, concurrency: int, seconds: float) ->
     return completed, time.monotonic() - started
 
 
-async def _route_cost(version: int, distinct: int, repeat_limit: int, record: bool = True) -> None:
+async def _route_cost(
+    version: int, distinct: int, repeat_limit: int, record: bool = True, spool: bool = False
+) -> None:
     """The edge's own work for one verified click, in this process: parsing the target,
     verifying the token (or finding it verified), and recording the click. Best of 15 runs of
     20,000 clicks, so other load on the machine matters less than in the loopback runs. With
@@ -273,6 +348,14 @@ async def _route_cost(version: int, distinct: int, repeat_limit: int, record: bo
     # certificate cache, as in the product.
     cache = CertificateCache()
     cache.put(DOMAIN, *_self_signed(DOMAIN), 1)
+    import tempfile
+
+    from linkcert.tracking.spool import EventSpool
+
+    spool_dir = tempfile.TemporaryDirectory()
+    event_spool = EventSpool(Path(spool_dir.name)) if spool else None
+    if event_spool is not None:
+        event_spool.open()
     router = Router(
         tracking_key=tracking_key_from_secret(SECRET),
         recorder=recorder,
@@ -282,6 +365,7 @@ async def _route_cost(version: int, distinct: int, repeat_limit: int, record: bo
         link_epoch=cache.link_epoch,
         repeats=RepeatLimiter(repeat_limit, 600.0) if repeat_limit else None,
         record=record,
+        spool=event_spool,
     )
     clicks = 20_000
     agent = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0"
@@ -298,10 +382,13 @@ async def _route_cost(version: int, distinct: int, repeat_limit: int, record: bo
         await asyncio.sleep(0)  # let the recorder hand its batches to the sink
     print(
         f"route cost per verified click (v{version} tokens, {distinct} distinct, repeat limit "
-        f"{repeat_limit or 'off'}, recording {'on' if record else 'off'}):"
+        f"{repeat_limit or 'off'}, recording {'spooled' if spool else 'on' if record else 'off'}):"
         f" {best / clicks * 1e6:.2f} us"
     )
     await recorder.aclose()
+    if event_spool is not None:
+        event_spool.close()
+    spool_dir.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -320,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--recording",
-        choices=["off", "count", "store"],
+        choices=["off", "count", "store", "spool"],
         default="count",
         help="clicks not recorded; recorded and counted (the default); recorded and written "
         "as events, as `linkcert edge` does, to SQLite or to the database named by "
@@ -335,15 +422,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         _run_loop(
             "asyncio",
             lambda: _route_cost(
-                args.token_version, args.distinct, args.repeat_limit, args.recording != "off"
+                args.token_version,
+                args.distinct,
+                args.repeat_limit,
+                args.recording != "off",
+                args.recording == "spool",
             ),
         )
         return
 
     server = _Server(args.server_loop, args.recording)
+    requests_counted = 0
+    writer_before = 0.0
     try:
         if args.only in (None, "requests"):
             cpu_before = server.cpu_seconds()
+            writer_before = server.writer_cpu_seconds()
             count, elapsed = _run_loop(
                 "uvloop",
                 lambda: _requests_per_second(
@@ -362,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f" {count / elapsed:,.0f}/s; server used {cpu:.1f} CPU-s,"
                 f" {count / max(cpu, 1e-9):,.0f} requests per server CPU-second"
             )
+            requests_counted = count
         if args.only in (None, "handshakes"):
             cpu_before = server.cpu_seconds()
             count, elapsed = _run_loop(
@@ -379,6 +474,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
     finally:
         server.stop()
+    if server.writer is not None:
+        writer_cpu = server.writer_cpu_final - writer_before
+        stored = server.events_stored()
+        print(
+            f"event writer: {writer_cpu:.2f} CPU-s during the run,"
+            f" {requests_counted / max(writer_cpu, 1e-9):,.0f} events per writer CPU-second;"
+            f" {stored:,} events in the store for {requests_counted:,} answers counted"
+        )
+    server.cleanup()
 
 
 def _run_loop(loop_name: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -23,6 +23,8 @@ from typing import Any
 import aiormq
 import pytest
 
+from linkcert.tracking.spool import EventSpool, link_part
+from linkcert.tracking.tokens import TrackedLink
 from tests.certs_support import ThrowawayCA, pem
 
 BROKER_URL = os.environ.get("LINKCERT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -139,3 +141,37 @@ async def delete_broker_objects(exchange: str, queue: str) -> None:
         await channel.exchange_delete(exchange)
     finally:
         await connection.close()
+
+
+# The event spool's tests ------------------------------------------------------------------
+
+SPOOL_DOMAIN = "links.alpha.test"  # make_world's first account's
+
+
+def spool_link(number: int) -> bytes:
+    return link_part(
+        SPOOL_DOMAIN,
+        TrackedLink(
+            link_id=number,
+            destination=f"https://shop.example/{number}",
+            data=f"n={number}".encode(),
+            minted_at=1_700_000_000,
+            epoch=0,
+            key_id=1,
+            version=2,
+        ),
+    )
+
+
+def fill_spool(spool: EventSpool, first: int, count: int) -> None:
+    """Events numbered from `first` (in their link's data), over 50 links."""
+    parts = [spool_link(number) for number in range(50)]
+    for number in range(first, first + count):
+        spool.append(
+            parts[number % 50],
+            1_800_000_000.0 + number / 1000,
+            number % 3 == 0,
+            f"192.0.2.{number % 200}",
+            b"Mozilla/5.0 (spool test)" if number % 2 else None,
+            "head" if number % 5 == 0 else None,
+        )

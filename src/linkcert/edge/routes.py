@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from linkcert.tracking import (
 )
 from linkcert.tracking.machines import AgentMatcher, MachinePolicy
 from linkcert.tracking.repeats import RepeatLimiter
+from linkcert.tracking.spool import EventSpool, SpoolFull, link_part
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ _MAX_KEY_AUTHORIZATION_CHARS = 1024
 # skips the base64 and HMAC work (about a quarter of a click's time in the edge). Each entry
 # is at most a few KiB (a token and its destination, both bounded); the oldest goes first.
 VERIFIED_TOKENS_KEPT = 4096
+_now = time.time
+_UNKNOWN = "\0unknown"  # a user agent not yet looked up
 
 
 class Router:
@@ -72,19 +76,29 @@ class Router:
         repeats: RepeatLimiter | None = None,
         machines: MachinePolicy | None = None,
         record: bool = True,
+        spool: EventSpool | None = None,
     ) -> None:
+        """Clicks and opens go to `spool` when given (appended before the answer), else to
+        `recorder`."""
         self._keys = TrackingKeys.of(tracking_key)
         self._link_epoch = link_epoch
         self._repeats = repeats
         self._machines = machines or MachinePolicy(agents=AgentMatcher())
+        self._machine_reason = self._machines.reason
+        agents = self._machines.agents
+        self._known_agents: dict[bytes, str | None] = agents.known if agents is not None else {}
+        self._soon_after_mint = self._machines.soon_after_mint
         self._record = record
         self._recorder = recorder
+        self._spool = spool
+        self._spool_failed_at = float("-inf")
         self._challenge_lookup = challenge_lookup
         self._challenge_timeout = challenge_timeout
         self._counters = counters
-        # (host, token) → what read_token returned and the redirect it makes. Only valid tokens
-        # are kept, so a flood of forged ones only costs their own verification.
-        self._verified: dict[tuple[str, bytes], tuple[TrackedLink, Response]] = {}
+        # (host, token) → what read_token returned, the redirect it makes and the link's part
+        # of a spooled event. Only valid tokens are kept, so a flood of forged ones only costs
+        # their own verification.
+        self._verified: dict[tuple[str, bytes], tuple[TrackedLink, Response, bytes]] = {}
 
     def route(
         self,
@@ -155,7 +169,7 @@ class Router:
         if host is None:
             return responses.MISSING_HOST
         try:
-            link, redirect = self._verify(host, token)
+            link, redirect, part = self._verify(host, token)
         except InvalidToken as exc:
             if exc.reason == "unserved":
                 self._counters.unserved_hosts += 1
@@ -175,13 +189,37 @@ class Router:
             or client is None
             or repeats.allow((client, host, token, is_open, method == b"HEAD"))
         ):
-            now = datetime.now(UTC)
-            machine = self._machines.reason(method, user_agent, link.minted_at, now.timestamp())
-            kind: TrackedKind = "open" if is_open else "click"
-            recorded = self._recorder.record(
-                Click(host, link.link_id, kind, now, link, peer or client, user_agent, machine)
-            )
+            spool = self._spool
             counters = self._counters
+            if spool is not None:
+                at = _now()
+                # MachinePolicy.reason, with its usual case (a user agent seen before) inline.
+                if method == b"HEAD":
+                    machine: str | None = "head"
+                else:
+                    machine = self._known_agents.get(user_agent, _UNKNOWN) if user_agent else None
+                    minted = link.minted_at
+                    if machine is _UNKNOWN:
+                        machine = self._machine_reason(method, user_agent, minted, at)
+                    elif (
+                        machine is None
+                        and minted is not None
+                        and 0 <= at - minted < self._soon_after_mint
+                    ):
+                        machine = "soon_after_mint"
+                try:
+                    spool.append(part, at, is_open, peer or client, user_agent, machine)
+                    recorded = True
+                except SpoolFull as exc:
+                    recorded = False
+                    self._spool_failed(exc)
+            else:
+                now = datetime.now(UTC)
+                machine = self._machines.reason(method, user_agent, link.minted_at, now.timestamp())
+                kind: TrackedKind = "open" if is_open else "click"
+                recorded = self._recorder.record(
+                    Click(host, link.link_id, kind, now, link, peer or client, user_agent, machine)
+                )
             if not recorded:
                 counters.clicks_dropped += 1
             else:
@@ -197,7 +235,13 @@ class Router:
             return responses.OPEN_PIXEL
         return redirect
 
-    def _verify(self, host: str, token: bytes) -> tuple[TrackedLink, Response]:
+    def _spool_failed(self, exc: SpoolFull) -> None:
+        now = time.monotonic()
+        if now - self._spool_failed_at >= 10.0:
+            self._spool_failed_at = now
+            logger.error("cannot spool click and open events: %s; answering without them", exc)
+
+    def _verify(self, host: str, token: bytes) -> tuple[TrackedLink, Response, bytes]:
         """The link a token stands for on `host`, and its redirect; raises InvalidToken.
 
         Only names the edge serves (proven, not deleted or released) answer links, on HTTP as
@@ -210,7 +254,8 @@ class Router:
         verified = self._verified.get((host, token))
         if verified is None:
             link = read_token(self._keys, host, token.decode("latin-1"))
-            verified = (link, responses.redirect(link.destination.encode("ascii")))
+            part = link_part(host, link) if self._spool is not None else b""
+            verified = (link, responses.redirect(link.destination.encode("ascii")), part)
             if len(self._verified) >= VERIFIED_TOKENS_KEPT:
                 del self._verified[next(iter(self._verified))]
             self._verified[host, token] = verified

@@ -22,6 +22,7 @@ from linkcert.edge.tls import SniSelector
 from linkcert.tracking import ClickRecorder, ClickSink, TrackingKeys
 from linkcert.tracking.machines import AgentMatcher, MachinePolicy
 from linkcert.tracking.repeats import RepeatLimiter
+from linkcert.tracking.spool import EventSpool
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class Edge:
         serves: Callable[[str], bool] | None = None,
         account_upstreams: AccountUpstreams | None = None,
         certificate_loader: CertificateLoader | None = None,
+        spool: EventSpool | None = None,
     ) -> None:
         """`certificate_loader(name)` loads a served name's certificate into `certificates`
         when a handshake wants one that is only indexed there (None: such handshakes fail).
@@ -102,7 +104,9 @@ class Edge:
         router's: a proven, live name in `certificates`); only those are ever relayed in proxy
         mode.
         `account_upstreams(name)` gives a name's own origins (its account's), or None for the
-        global list."""
+        global list.
+        `spool` (opened) takes the click and open events instead of `click_sink`: each is
+        appended before its answer, for the event writer to insert (linkcert.events.writer)."""
         self.settings = settings = settings or EdgeSettings()
         if settings.http is None and settings.https is None:
             raise ValueError("EdgeSettings needs an http or an https listen address (or both)")
@@ -133,7 +137,9 @@ class Edge:
             ),
             machines=MachinePolicy(settings.event_machine_seconds, AgentMatcher()),
             record=settings.record_events,
+            spool=spool,
         )
+        self.spool = spool
         self.proxy: ProxyRoutes | None = None
         proxy_settings = settings.proxy
         if proxy_settings is not None and proxy_settings.mode != "tracking":
@@ -258,6 +264,8 @@ class Edge:
         for server in self._servers:
             await server.wait_closed()
         await self.clicks.aclose()
+        if self.spool is not None:
+            self.spool.close()
         self._state = "closed"
 
     async def __aenter__(self) -> Edge:

@@ -89,7 +89,14 @@ def _worker_main(
     async def serve(worker: PoolWorker) -> None:
         preloaded = PreloadedEdge(cache, cursor, worker.http_socket, worker.https_socket, lazy)
         # Created here, after the fork: the runtime's store (engine) belongs to this worker.
-        runtime = Runtime(worker_settings(settings, worker.index), EDGE_ROLES, preloaded=preloaded)
+        # One event writer for the machine's spool: worker 0 keeps it (a new one if worker 0
+        # is started again; the old one exits with the process that started it).
+        runtime = Runtime(
+            worker_settings(settings, worker.index),
+            EDGE_ROLES,
+            preloaded=preloaded,
+            event_writer=worker.index == 0,
+        )
         try:
             await runtime.start()
             await worker.stopping.wait()

@@ -30,6 +30,7 @@ from linkcert.events.broker import run_broker
 from linkcert.events.dispatch import run_dispatch
 from linkcert.events.journal import Journal, report_lost
 from linkcert.events.store import run_retention
+from linkcert.events.writer import WriterChild
 from linkcert.hostport import parse_host_port
 from linkcert.keys import DecryptionError, MasterKeyError, MasterKeys
 from linkcert.keystore import check_master_key
@@ -45,6 +46,7 @@ from linkcert.store import Store, StoreError
 from linkcert.store.db import sqlite_path
 from linkcert.ticketkeys import follow_ticket_keys, keep_ticket_keys
 from linkcert.tracking import TrackingKeys
+from linkcert.tracking.spool import EventSpool
 from linkcert.worker.cachoice import CaHealth
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
@@ -219,8 +221,12 @@ class Runtime:
         preloaded: PreloadedEdge | None = None,
         *,
         create_database: bool = True,
+        event_writer: bool = True,
     ) -> None:
+        """`event_writer`: whether this process keeps the event writer of its edge's spool
+        running (an edge pool gives that to one of its processes)."""
         self.settings = settings
+        self.event_writer = event_writer
         # `linkcert serve` creates (and migrates) a SQLite database; a process of one role
         # needs one made by `linkcert migrate`.
         self.create_database = create_database
@@ -256,6 +262,8 @@ class Runtime:
         self.issuer: Issuer | None = None
         self.edge: Edge | None = None
         self.journal: Journal | None = None
+        self.spool: EventSpool | None = None
+        self.writer: WriterChild | None = None
         self.api_server: uvicorn.Server | None = None
         self.metrics_listener: MetricsListener | None = None
         self.sole_worker = SoleWorker.for_store(self.store) if roles.worker else None
@@ -296,6 +304,14 @@ class Runtime:
             await self.feeds.sync()
         else:
             http, https = preloaded.http, preloaded.https
+        spool_dir = self.settings.data_dir / "event-spool"
+        if self.settings.record_events:
+            # Events go out of the edge through the spool, to the event writer.
+            self.spool = EventSpool(spool_dir)
+            try:
+                await asyncio.to_thread(self.spool.open)
+            except OSError as exc:
+                raise ConfigError(f"cannot keep the event spool in {spool_dir}: {exc}") from None
         self.edge = Edge(
             tracking_key=self.tracking_key,
             certificates=self.cache,
@@ -304,14 +320,15 @@ class Runtime:
             account_upstreams=self.feeds.upstreams_of,
             settings=edge_settings(self.settings, http, https, share_ports=self.roles.share_ports),
             certificate_loader=self.feeds.load_certificate,
+            spool=self.spool,
         )
         journal_dir = self.settings.data_dir / "edge-journal"
         await asyncio.to_thread(report_lost, journal_dir)
         await self.edge.start()
         track_edge(self.edge.counters)
-        if self.settings.record_events:
-            self.journal = Journal(journal_dir, self.edge.clicks)
-            self._spawn(self.journal.run(self.stop_event))
+        if self.spool is not None and self.event_writer:
+            self.writer = WriterChild(self.store, spool_dir, self.settings.event_client_ip)
+            self._spawn(self.writer.keep(self.stop_event))
         track_origins(self.edge.proxy.registry if self.edge.proxy is not None else None)
         if self.settings.edge_session_tickets:
             self._spawn(
@@ -449,6 +466,8 @@ class Runtime:
             await self.edge.aclose()
             if self.journal is not None:
                 self.journal.remove()
+            if self.writer is not None:
+                await self.writer.aclose()
             track_edge(None)
             track_origins(None)
         if self.metrics_listener is not None:

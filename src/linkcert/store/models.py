@@ -359,6 +359,19 @@ class LinkEvent(Base):
     __table_args__ = (Index("ix_link_events_account", "account_id", "id"),)
 
 
+class EventSpoolSegment(Base):
+    """How far the event writer has inserted one edge spool segment (linkcert.tracking.spool).
+
+    Moved in the same transaction as the events it inserts, so that a writer that dies never
+    inserts a spooled event twice nor skips one; removed once the segment's file is deleted."""
+
+    __tablename__ = "event_spool_segments"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class EventCursor(Base):
     """How far a consumer that linkcert feeds itself (the broker, the webhook batches) has got."""
 

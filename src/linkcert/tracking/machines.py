@@ -42,6 +42,12 @@ class AgentMatcher:
         self._pattern = re.compile(alternatives, re.IGNORECASE) if alternatives else None
         self._cache: dict[bytes, str | None] = {}
 
+    @property
+    def known(self) -> dict[bytes, str | None]:
+        """The answers remembered (read only): a hot path may look there first and call
+        `reason` only for a user agent missing from it."""
+        return self._cache
+
     def reason(self, user_agent: bytes) -> str | None:
         cache = self._cache
         try:
