@@ -220,7 +220,50 @@ def console(store: Store, repetitions: int) -> dict[str, Any]:
     results["counts summary (background, once a minute)"] = median_ms(
         lambda: read_counts(store, now), 3, warmup=1
     )
+    results.update(console_pages(store, middle or "", repetitions))
     return {k: round(v, 1) for k, v in results.items()}
+
+
+def console_pages(store: Store, middle: str, repetitions: int) -> dict[str, float]:
+    """Whole console pages (GET /console ...) as an operator's browser asks for them, the
+    counts summary warm (read by a first load that is not timed)."""
+    import re
+
+    token, _ = create_token(store, None, "bench console")
+    app = create_app(store, Settings(allow_test_domains=True), rate_limit=None)
+    base = "http://127.0.0.1"
+    out: dict[str, float] = {}
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+            form = await client.get("/login")
+            found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert found is not None
+            answer = await client.post(
+                "/login",
+                data={"token": token, "csrf_token": found.group(1)},
+                headers={"Origin": base},
+            )
+            assert answer.status_code == 303, answer.text
+            await client.get("/console")  # reads the counts summary
+            for label, url in (
+                ("page GET /console", "/console"),
+                ("page GET /console?after=<middle name>", f"/console?after={middle}"),
+                ("page GET /console?filter=failing", "/console?filter=failing"),
+                ("page GET /console?filter=expiring", "/console?filter=expiring"),
+            ):
+                times = []
+                for round_ in range(repetitions + 2):
+                    started = time.perf_counter()
+                    response = await client.get(url)
+                    assert response.status_code == 200, response.status_code
+                    if round_ >= 2:
+                        times.append((time.perf_counter() - started) * 1000)
+                out[label] = statistics.median(times)
+
+    asyncio.run(run())
+    return out
 
 
 # --- /metrics ---------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from linkcert.domains import create_account, set_tracking_domain
+from linkcert.names import NamePolicy
 from linkcert.store import Store
 
 # What the service needs and a short command does not.
@@ -93,13 +95,18 @@ def test_help_loads_no_settings_model() -> None:
 
 
 def test_domain_status_reads_sqlite_without_sqlalchemy(data_env: dict[str, str]) -> None:
-    argv = ["domain", "status", "links.nowhere.test", "--json", "--events", "--wait", "0"]
+    store = Store(f"sqlite:///{Path(data_env['LINKCERT_DATA_DIR']) / 'linkcert.sqlite3'}")
+    create_account(store, "shop")
+    set_tracking_domain(store, "shop", "links.shop.test", NamePolicy(allow_test_domains=True))
+    store.close()
+    argv = ["domain", "status", "links.shop.test", "--json", "--events", "--wait", "0"]
     loaded = _loaded(argv, data_env)
     assert "linkcert.store.reader" in loaded  # it did read the store
     assert "sqlite3" in loaded
     assert loaded & SERVICE_ONLY == set()
     assert "sqlalchemy.orm" not in loaded
     assert loaded & MODEL_ONLY == set()
+    assert "rich" not in loaded  # JSON needs no console
 
 
 def test_domain_status_with_a_config_file_loads_no_model(
@@ -120,6 +127,7 @@ def test_check_loads_dns_only(data_env: dict[str, str]) -> None:
     assert "dns" in loaded  # it did check
     assert loaded & SERVICE_ONLY == {"dns"}
     assert loaded & MODEL_ONLY == set()
+    assert "rich" not in loaded
 
 
 def test_a_setting_the_short_commands_do_not_parse_goes_through_the_model(

@@ -16,15 +16,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from linkcert.cli.coercion import install as install_plain_coercion
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from linkcert.config import Settings
     from linkcert.config_sources import BasicSettings
     from linkcert.store import Store
@@ -45,7 +45,7 @@ EXIT_NO = 1
 EXIT_USAGE = 2
 
 
-class SafeConsole(Console):
+def _safe_console(stderr: bool) -> Console:
     """A console that never writes a control character from a value to the terminal.
 
     Every string it prints (messages, table cells) passes through `printable` before Rich
@@ -53,15 +53,40 @@ class SafeConsole(Console):
     as `\\x1b`, `\\x00` or `\\u202e` instead of acting on the operator's terminal. Rich's own
     styling is added afterwards and is not affected.
     """
+    from rich.console import Console
 
-    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
-        from linkcert.text import printable
+    from linkcert.text import printable
 
-        return super().render_str(printable(text), *args, **kwargs)
+    class SafeConsole(Console):
+        def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
+            return super().render_str(printable(text), *args, **kwargs)
+
+    return SafeConsole(stderr=stderr)
 
 
-console = SafeConsole()
-err_console = SafeConsole(stderr=True)
+class _ConsoleOnUse:
+    """The safe console, made (and Rich imported) on first use: Rich takes longer to import
+    than a command printing JSON takes to run."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            self._console = _safe_console(self._stderr)
+        return getattr(self._console, name)
+
+
+console = cast("Console", _ConsoleOnUse(stderr=False))
+err_console = cast("Console", _ConsoleOnUse(stderr=True))
+
+
+def escape(text: str) -> str:
+    """`text` made safe to put in Rich markup (Rich's own escape, imported on use)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def plain_table(*headers: str, **options: Any) -> Any:

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from linkcert.cli.app import (
     EXIT_NO,
     app,
     basic_settings,
     console,
+    escape,
     fail,
     open_reader,
     open_store,
