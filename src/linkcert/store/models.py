@@ -230,7 +230,11 @@ class Certificate(Base):
 
     # By end date, with the id: the expiry metrics and the console's expiring filter read end
     # dates from the index alone, never the rows (whose chains make them large).
-    __table_args__ = (Index("ix_certificates_not_after_id", "not_after", "id"),)
+    # By order: deleting an order past retention checks that no certificate names it.
+    __table_args__ = (
+        Index("ix_certificates_not_after_id", "not_after", "id"),
+        Index("ix_certificates_order_id", "order_id"),
+    )
 
 
 class AcmeAccount(Base):
