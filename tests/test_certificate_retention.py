@@ -7,7 +7,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select
 
 from linkcert.certificates import install_certificate
 from linkcert.config import ConfigError, Settings, load_settings
@@ -15,7 +18,8 @@ from linkcert.counters import CERTIFICATES_PRUNED
 from linkcert.events.store import claim_cursor, release_cursor
 from linkcert.keys import MasterKeys, generate_master_key, generate_private_key, private_key_to_pem
 from linkcert.keystore import cert_key_context
-from linkcert.store import AcmeAccount, Certificate, Domain, Order, Store, utcnow
+from linkcert.store import AcmeAccount, Base, Certificate, Domain, Order, Store, utcnow
+from linkcert.store.db import alembic_config
 from linkcert.worker.issuance import DCV_RECORDS, Issuer, IssuingCa, OrderingClient
 from linkcert.worker.retention import (
     CERTIFICATE_LEASE_NAME,
@@ -281,3 +285,22 @@ async def test_a_deleted_domains_certificates_go_once_expired_past_retention(
     later = utcnow() + 131 * DAY
     assert await prune_certificates(store, 30, pause=0, now=later) == 1
     assert certificate_ids(store) == set()
+
+
+def test_the_certificates_order_index_is_migrated_both_ways(store: Store) -> None:
+    """Deleting an order checks that no certificate names it: by index, not a table scan."""
+
+    def indexes() -> set[str]:
+        return {str(i["name"]) for i in inspect(store.engine).get_indexes("certificates")}
+
+    assert "ix_certificates_order_id" in indexes()
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in differences if "ix_certificates" in repr(d)] == []
+    config = alembic_config(store.url)
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0020")
+    assert "ix_certificates_order_id" not in indexes()
+    store.migrate()
+    assert "ix_certificates_order_id" in indexes()
