@@ -143,6 +143,8 @@ class Domain(Base):
     # The owner's `_acme-challenge` delegation as last checked (states.DcvState); None when
     # the platform offers none (no `dcv_zone`) or it was not checked yet.
     dcv_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    # ... and the target its `_acme-challenge` CNAME named then (None without one).
+    dcv_found: Mapped[str | None] = mapped_column(String(253), default=None)
     problems: Mapped[list[Any]] = mapped_column(default=list)
     # The worker's schedule: when to look at this domain next, and why it waits.
     next_attempt_at: Mapped[datetime | None] = mapped_column()
