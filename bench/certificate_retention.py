@@ -6,11 +6,12 @@ Fills a PostgreSQL schema (migrated) with N secured domains, each with three cer
 and their finished ACME orders, as after two renewals: one replaced and expired 100 days ago
 (past the 30-day retention), one replaced and still valid for 20 days, and the current one.
 One domain in 20 has renewals failing: its current certificate expired 200 days ago (it must
-stay, and the pass must go past it). Rows are about the product's size (a 1.9 KB chain, a
-key blob; the chain compresses, so no sizes are reported). Then one pass of
-`prune_certificates` (30 days) deletes the N certificates past retention and their orders;
-prints the time, the rate, the rows left, and with `--explain` the plan of one batch's
-candidate query.
+stay, and the pass must go past it); one in 10 has an order that failed 150 days ago. Ids
+follow time, as in the product. Rows are about the product's size (a 1.9 KB chain, a key
+blob; the chain compresses, so no sizes are reported). Then one pass of `prune_certificates`
+(30 days) deletes the N certificates past retention and their orders, then the failed orders
+(looking at every order started over 30 days ago once); prints the time, the rate, the rows
+left, and with `--explain` the plan of one batch's candidate query.
 """
 
 from __future__ import annotations
@@ -34,28 +35,37 @@ INSERT INTO domains (id, name, unicode_name, registrable, kind, link_epoch, want
 SELECT i, 'links.c' || i || '.test', 'links.c' || i || '.test', 'c' || i || '.test', 'customer',
        0, true, 'ok', 'active', '[]', 0, false, now(), now()
 FROM generate_series(1, :n) AS i;
--- Orders 3i-2, 3i-1, 3i: the old, the replaced, the current certificate's.
+-- Ids in the order things happened, as in the product: the old certificates' orders
+-- (d, started 190 days ago), the failed ones (n + f, 150 days), the replaced certificates'
+-- (2n + d, 70 days), the current ones' (3n + d, 10 days); a certificate has its order's id.
 INSERT INTO orders (id, domain_id, acme_account_id, status, info, key_encrypted, csr_pem,
                     created_at, updated_at, finished_at)
-SELECT o, (o + 2) / 3, 1, 'valid', '{"ca_choice": {"ca": "bench"}}',
-       decode(repeat('ab', 180), 'hex'), repeat('C', 560), now(), now(), now()
-FROM generate_series(1, 3 * :n) AS o;
+SELECT k * :n + d, d, 1, 'valid', '{"ca_choice": {"ca": "bench"}}',
+       decode(repeat('ab', 180), 'hex'), repeat('C', 560),
+       now() - (CASE k WHEN 0 THEN 190 WHEN 2 THEN 70 ELSE 10 END) * interval '1 day', now(),
+       now() - (CASE k WHEN 0 THEN 190 WHEN 2 THEN 70 ELSE 10 END) * interval '1 day'
+FROM generate_series(1, :n) AS d, (VALUES (0), (2), (3)) AS ks (k);
+INSERT INTO orders (id, domain_id, acme_account_id, status, info, key_encrypted, csr_pem,
+                    created_at, updated_at, finished_at)
+SELECT :n + f, 10 * f, 1, 'invalid', '{}', decode(repeat('ab', 180), 'hex'),
+       repeat('C', 560), now() - interval '150 days', now(), now() - interval '150 days'
+FROM generate_series(1, :n / 10) AS f;
 INSERT INTO certificates (id, domain_id, chain_pem, key_encrypted, serial, issuer, not_before,
                           not_after, fingerprint_sha256, order_id, source, private_ca,
                           created_at)
-SELECT o, (o + 2) / 3, repeat('M', 1900), decode(repeat('cd', 180), 'hex'),
-       md5(o::text), 'Bench CA', now() - interval '150 days',
-       CASE o % 3
-         WHEN 1 THEN now() - interval '100 days'
+SELECT k * :n + d, d, repeat('M', 1900), decode(repeat('cd', 180), 'hex'),
+       md5((k * :n + d)::text), 'Bench CA', now() - interval '150 days',
+       CASE k
+         WHEN 0 THEN now() - interval '100 days'
          WHEN 2 THEN now() + interval '20 days'
-         ELSE CASE WHEN ((o + 2) / 3) % 20 = 0 THEN now() - interval '200 days'
+         ELSE CASE WHEN d % 20 = 0 THEN now() - interval '200 days'
                    ELSE now() + interval '80 days' END
        END,
-       md5(o::text) || md5(o::text), o, 'acme', false, now()
-FROM generate_series(1, 3 * :n) AS o;
-UPDATE domains SET current_certificate_id = 3 * id;
-SELECT setval(pg_get_serial_sequence('certificates', 'id'), 3 * :n);
-SELECT setval(pg_get_serial_sequence('orders', 'id'), 3 * :n);
+       md5((k * :n + d)::text) || md5(d::text), k * :n + d, 'acme', false, now()
+FROM generate_series(1, :n) AS d, (VALUES (0), (2), (3)) AS ks (k);
+UPDATE domains SET current_certificate_id = 3 * :n + id;
+SELECT setval(pg_get_serial_sequence('certificates', 'id'), 4 * :n);
+SELECT setval(pg_get_serial_sequence('orders', 'id'), 4 * :n);
 """
 
 CANDIDATES = """

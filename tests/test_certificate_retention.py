@@ -72,6 +72,7 @@ def install(
                 info=order_info or {},
                 key_encrypted=key,
                 csr_pem="csr",
+                created_at=not_after - 91 * DAY,
                 finished_at=not_after - 90 * DAY,
             )
             session.add(order)
@@ -254,7 +255,8 @@ async def test_one_worker_at_a_time(store: Store) -> None:
     release_cursor(store, CERTIFICATE_LEASE_NAME, "other-worker")
     assert await prune_certificates(store, 30, pause=0, now=NOW, owner="this-worker") == 1
     # The pass gave the lease back when it ended.
-    assert claim_cursor(store, CERTIFICATE_LEASE_NAME, "other-worker", timedelta(minutes=5)) == 0
+    taken = claim_cursor(store, CERTIFICATE_LEASE_NAME, "other-worker", timedelta(minutes=5))
+    assert taken is not None
 
 
 class _NoCa:
@@ -304,3 +306,56 @@ def test_the_certificates_order_index_is_migrated_both_ways(store: Store) -> Non
     assert "ix_certificates_order_id" not in indexes()
     store.migrate()
     assert "ix_certificates_order_id" in indexes()
+
+
+def add_order(
+    store: Store,
+    domain_id: int,
+    started: datetime,
+    *,
+    ended: bool = True,
+    info: dict[str, object] | None = None,
+) -> int:
+    with store.session() as session:
+        account = session.scalar(select(AcmeAccount))
+        assert account is not None
+        order = Order(
+            domain_id=domain_id,
+            acme_account_id=account.id,
+            status="invalid" if ended else "pending",
+            info=info or {},
+            key_encrypted=b"key",
+            csr_pem="csr",
+            created_at=started,
+            finished_at=started + timedelta(minutes=5) if ended else None,
+        )
+        session.add(order)
+        session.flush()
+        return order.id
+
+
+def order_ids(store: Store) -> set[int]:
+    with store.session() as session:
+        return set(session.scalars(select(Order.id)))
+
+
+async def test_orders_that_ended_without_a_certificate_go_after_retention(
+    store: Store,
+) -> None:
+    domain_id = add_domain(store)
+    current = install(store, domain_id, NOW + 60 * DAY)  # with its order, started long ago
+    with store.session() as session:
+        served = session.get(Certificate, current).order_id  # type: ignore[union-attr]
+    add_order(store, domain_id, NOW - 100 * DAY)  # failed: goes
+    still_open = add_order(store, domain_id, NOW - 90 * DAY, ended=False)
+    records = add_order(store, domain_id, NOW - 80 * DAY, info={DCV_RECORDS: [["l", "v"]]})
+    recent = add_order(store, domain_id, NOW - 10 * DAY)
+
+    assert await prune_certificates(store, 30, batch=2, pause=0, now=NOW) == 0
+    assert order_ids(store) == {served, still_open, records, recent}
+
+    # The next passes take up from where the last stopped, and reach the recent one in time.
+    assert await prune_certificates(store, 30, batch=2, pause=0, now=NOW + 19 * DAY) == 0
+    assert recent in order_ids(store)
+    assert await prune_certificates(store, 30, batch=2, pause=0, now=NOW + 21 * DAY) == 0
+    assert order_ids(store) == {served, still_open, records}

@@ -22,8 +22,18 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from linkcert.counters import count_certificates_pruned, count_clicks_pruned
-from linkcert.events.store import claim_cursor, release_cursor
-from linkcert.store import Certificate, Challenge, Click, Domain, Event, Order, Store, utcnow
+from linkcert.events.store import advance_cursor, claim_cursor, release_cursor
+from linkcert.store import (
+    Certificate,
+    Challenge,
+    Click,
+    Domain,
+    Event,
+    EventCursor,
+    Order,
+    Store,
+    utcnow,
+)
 from linkcert.worker.issuance import DCV_RECORDS
 
 log = logging.getLogger("linkcert.worker.retention")
@@ -156,6 +166,10 @@ async def keep_history_pruned(
 # from the delegation zone, in which case only its key is erased. Keys of other rows (the
 # current certificate, an upload that reuses a key, an open order) are never touched: each
 # row holds its own encrypted copy.
+#
+# Orders that ended without a certificate (failed or given up) hold a key too, and a domain
+# whose validations keep failing places one a day: they go once started more than the same
+# number of days ago.
 
 CERTIFICATE_BATCH = 500  # rows of about 2 KB each: 1 MB of deletes per transaction
 CERTIFICATE_LEASE_NAME = "certificate_retention"
@@ -223,6 +237,55 @@ def _drop_orders(session: Session, order_ids: set[int]) -> None:
         session.execute(delete(Order).where(Order.id.in_(doomed)))
 
 
+def prune_failed_orders_batch(
+    store: Store, before: datetime, owner: str, batch: int = CERTIFICATE_BATCH
+) -> tuple[int, bool]:
+    """Delete the ACME orders started before `before` that ended without a certificate, up
+    to `batch` of them looked at from the position kept in the pass's lease row; returns how
+    many went, and whether more orders that old are left to look at.
+
+    Orders are looked at once each, in id order (the order they were started in), up to the
+    first one started after `before`. An order a certificate came from goes with that
+    certificate instead; one still open, or with records left to remove from the delegation
+    zone, is left in place (rare: orders end within days, and the records go at the next
+    attempt).
+    """
+    with store.session() as session:
+        position = session.scalar(
+            select(EventCursor.last_id).where(
+                EventCursor.name == CERTIFICATE_LEASE_NAME, EventCursor.lease_owner == owner
+            )
+        )
+        if position is None:
+            return 0, False  # the lease went to another worker: its pass goes on
+        rows = session.execute(
+            select(Order.id, Order.created_at, Order.finished_at, Order.info)
+            .where(Order.id > position)
+            .order_by(Order.id)
+            .limit(batch)
+        ).all()
+        old = []
+        for row in rows:
+            if row.created_at >= before:
+                break
+            old.append(row)
+        ended = [
+            row.id
+            for row in old
+            if row.finished_at is not None and not (row.info or {}).get(DCV_RECORDS)
+        ]
+        issued = set(
+            session.scalars(select(Certificate.order_id).where(Certificate.order_id.in_(ended)))
+        )
+        doomed = [order_id for order_id in ended if order_id not in issued]
+        if doomed:
+            session.execute(delete(Challenge).where(Challenge.order_id.in_(doomed)))
+            session.execute(delete(Order).where(Order.id.in_(doomed)))
+        if old:
+            advance_cursor(session, CERTIFICATE_LEASE_NAME, owner, old[-1].id)
+        return len(doomed), len(old) == batch
+
+
 async def prune_certificates(
     store: Store,
     retention_days: float,
@@ -233,37 +296,52 @@ async def prune_certificates(
     stop: asyncio.Event | None = None,
     owner: str | None = None,
 ) -> int:
-    """One pass over the certificates past retention, batch by batch, while this process
-    holds the pass's lease (another worker running a pass: none here; returns 0)."""
+    """One pass over the certificates past retention, batch by batch, then over the orders
+    that ended without a certificate, while this process holds the pass's lease (another
+    worker running a pass: none here). Returns how many certificates went."""
     before = (now or utcnow()) - timedelta(days=retention_days)
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:certificate-retention"
-    total = 0
+    certificates = orders = 0
     after: Position | None = None
+    certificates_left = orders_left = True
     try:
-        while True:
+        while certificates_left or orders_left:
             # Taken, or extended, before each batch: a pass another worker runs is left to it.
             held = await asyncio.to_thread(
                 claim_cursor, store, CERTIFICATE_LEASE_NAME, owner, CERTIFICATE_LEASE
             )
             if held is None:
                 break
-            deleted, after = await asyncio.to_thread(
-                prune_certificates_batch, store, before, batch, after
-            )
-            total += deleted
-            count_certificates_pruned(deleted)
-            if after is None or (stop is not None and stop.is_set()):
+            if certificates_left:
+                deleted, after = await asyncio.to_thread(
+                    prune_certificates_batch, store, before, batch, after
+                )
+                certificates += deleted
+                count_certificates_pruned(deleted)
+                certificates_left = after is not None
+            else:
+                deleted, orders_left = await asyncio.to_thread(
+                    prune_failed_orders_batch, store, before, owner, batch
+                )
+                orders += deleted
+            if stop is not None and stop.is_set():
                 break
             await asyncio.sleep(pause)
     finally:
         await asyncio.to_thread(release_cursor, store, CERTIFICATE_LEASE_NAME, owner)
-    if total:
+    if certificates:
         log.info(
             "deleted %d certificates served by no domain that expired before %s",
-            total,
+            certificates,
             f"{before:%Y-%m-%d} UTC",
         )
-    return total
+    if orders:
+        log.info(
+            "deleted %d ACME orders started before %s that ended without a certificate",
+            orders,
+            f"{before:%Y-%m-%d} UTC",
+        )
+    return certificates
 
 
 async def keep_certificates_pruned(
