@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, exists, or_, select
@@ -79,15 +80,13 @@ async def keep_clicks_pruned(
     store: Store, retention_days: float, stop: asyncio.Event, interval: float = PRUNE_INTERVAL
 ) -> None:
     """Prune at start and then every `interval` seconds until `stop`; 0 days keeps clicks."""
-    if retention_days <= 0:
-        return
-    while not stop.is_set():
-        try:
-            await prune_clicks(store, retention_days, stop=stop)
-        except Exception as exc:
-            log.warning("pruning old clicks failed, trying again later: %s", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+    await _keep_pruning(
+        "old clicks",
+        lambda: prune_clicks(store, retention_days, stop=stop),
+        retention_days,
+        stop,
+        interval,
+    )
 
 
 # --- the domains' history --------------------------------------------------------------------
@@ -138,15 +137,13 @@ async def keep_history_pruned(
     store: Store, retention_days: float, stop: asyncio.Event, interval: float = PRUNE_INTERVAL
 ) -> None:
     """Prune the domains' history every `interval` seconds until `stop`; 0 days keeps it."""
-    if retention_days <= 0:
-        return
-    while not stop.is_set():
-        try:
-            await prune_history(store, retention_days, stop=stop)
-        except Exception as exc:
-            log.warning("pruning old history events failed, trying again later: %s", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+    await _keep_pruning(
+        "old history events",
+        lambda: prune_history(store, retention_days, stop=stop),
+        retention_days,
+        stop,
+        interval,
+    )
 
 
 # --- certificates no domain serves any more -----------------------------------------------
@@ -348,12 +345,31 @@ async def keep_certificates_pruned(
     store: Store, retention_days: float, stop: asyncio.Event, interval: float = PRUNE_INTERVAL
 ) -> None:
     """Prune old certificates every `interval` seconds until `stop`; 0 days keeps them."""
+    await _keep_pruning(
+        "old certificates",
+        lambda: prune_certificates(store, retention_days, stop=stop),
+        retention_days,
+        stop,
+        interval,
+    )
+
+
+async def _keep_pruning(
+    what: str,
+    one_pass: Callable[[], Awaitable[object]],
+    retention_days: float,
+    stop: asyncio.Event,
+    interval: float,
+) -> None:
+    """Run `one_pass` at start and then every `interval` seconds until `stop`; nothing when the
+    retention is 0 (keep forever). A failed pass is logged and tried again at the next turn:
+    a database briefly away must not end the pruning for good."""
     if retention_days <= 0:
         return
     while not stop.is_set():
         try:
-            await prune_certificates(store, retention_days, stop=stop)
+            await one_pass()
         except Exception as exc:
-            log.warning("pruning old certificates failed, trying again later: %s", exc)
+            log.warning("pruning %s failed, trying again later: %s", what, exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
