@@ -14,6 +14,12 @@ one after the other on the same two ports, since Pebble validates on one HTTP an
 (b) A wave of new names. linkcert: all saved at once, each done when its edge serves it (every
     name is then checked over HTTPS). Caddy: handshakes for all names, `--concurrency` at a
     time, each done at its verified answer. Reported as certificates per minute.
+(d) DNS-01 through a delegation (`--dns01-reps`, 0 to skip): linkcert's latency, as in (a),
+    for names secured before the switch: each still points elsewhere and delegates its
+    `_acme-challenge` to the platform's zone, served by Knot (Debian's `knot`), where linkcert
+    writes the TXT record with a TSIG-signed update and waits until Knot answers it. Same
+    Pebble: with this row on, every side's Pebble asks a resolver in front of Knot and the DNS
+    server, so the three rows meet the same DNS path.
 
 A verified answer trusts only Pebble's root, with SNI and hostname checking for the name.
 Child processes are stopped on exit, Ctrl-C included; state lives in a temp dir.
@@ -47,6 +53,8 @@ from bench.provisioning.caddy_side import (
 from bench.provisioning.figures import Latency, Machine, Wave, pid_with_argument, ratio
 from bench.provisioning.linkcert_side import LinkcertFailed, LinkcertSide
 from bench.provisioning.world import World
+from linkcert.testbed.knot import DEFAULT_BINARY as KNOTD
+from linkcert.testbed.knot import KnotStartError
 from linkcert.testbed.pebble import PebbleStartError
 
 LATENCY_TARGET = 1.0  # linkcert/Caddy, at most
@@ -72,6 +80,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker-concurrency", type=_positive, help="linkcert's setting")
     parser.add_argument("--caddyfile", type=Path, default=DEFAULT_CADDYFILE)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state)")
+    parser.add_argument(
+        "--dns01-reps",
+        type=int,
+        default=5,
+        help="linkcert latency repetitions by DNS-01 through a delegation (0: skip)",
+    )
     parser.add_argument(
         "--failover-reps",
         type=int,
@@ -134,6 +148,22 @@ async def _run_failover(world: World, workdir: Path, args: argparse.Namespace) -
         await linkcert.stop()
 
 
+async def _run_dns01(world: World, workdir: Path, args: argparse.Namespace) -> Latency:
+    """linkcert's latency for names secured before the switch, by DNS-01."""
+    linkcert = LinkcertSide(
+        world,
+        workdir / "linkcert-dns01",
+        database_url=args.database_url,
+        worker_concurrency=args.worker_concurrency,
+        dns01=True,
+    )
+    try:
+        await linkcert.start()
+        return await runs.latency(linkcert, args.dns01_reps, args.timeout)
+    finally:
+        await linkcert.stop()
+
+
 async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     task = asyncio.current_task()
     assert task is not None
@@ -148,7 +178,10 @@ async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     results: dict[str, tuple[Latency, Wave]] = {}
     # Other work on the machine moves the figures: say how busy it was around the run.
     load_before = os.getloadavg()
-    with World(workdir) as world:
+    dns01 = "linkcert" in sides and args.dns01_reps > 0
+    if dns01 and not shutil.which(KNOTD):
+        raise KnotStartError(f"the DNS-01 row needs Knot ({KNOTD}); or pass --dns01-reps 0")
+    with World(workdir, dns01=dns01) as world:
         for side_name in sides:
             print(f"{side_name}: latency x{args.reps}, then a wave of {args.wave}...", flush=True)
             results[side_name] = await _run_side(side_name, world, workdir, args)
@@ -156,7 +189,22 @@ async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if "linkcert" in sides and args.failover_reps > 0:
             print(f"linkcert, first CA down: latency x{args.failover_reps}...", flush=True)
             failover = await _run_failover(world, workdir, args)
+        by_dns01 = None
+        if dns01:
+            print(f"linkcert, DNS-01 through a delegation: latency x{args.dns01_reps}...")
+            by_dns01 = await _run_dns01(world, workdir, args)
     report = _report(args, results)
+    if by_dns01 is not None:
+        http01 = results["linkcert"][0].median
+        caddy = results["caddy"][0].median if "caddy" in results else None
+        report["dns01"] = {
+            "latency": by_dns01.to_json(),
+            "http01_median_s": round(http01, 4),
+            "caddy_median_s": round(caddy, 4) if caddy is not None else None,
+            "difference_s": round(by_dns01.median - http01, 4),
+            "ratio_to_http01": ratio(by_dns01.median, http01),
+            "ratio_to_caddy": ratio(by_dns01.median, caddy) if caddy is not None else None,
+        }
     if failover is not None:
         one_ca = results["linkcert"][0].median
         failover_ratio = ratio(failover.median, one_ca)
@@ -255,6 +303,20 @@ def render(report: dict[str, Any]) -> str:
     for key, text in (("latency_met", "(a) latency ratio <= 1"), ("wave_met", "(b) ratio >= 10")):
         if key in targets:
             lines.append(f"target {text}: " + ("met" if targets[key] else "NOT met"))
+    by_dns01 = report.get("dns01")
+    if by_dns01 is not None:
+        figures = by_dns01["latency"]
+        versus_caddy = (
+            f", {by_dns01['ratio_to_caddy']:.2f}x Caddy's"
+            if by_dns01.get("ratio_to_caddy") is not None
+            else ""
+        )
+        lines.append(
+            f"linkcert, DNS-01 through a delegation (before the switch): latency median "
+            f"{figures['median_s']:.2f} s, p90 {figures['p90_s']:.2f} s, first name "
+            f"{figures['first_s']:.2f} s; {by_dns01['difference_s']:+.2f} s "
+            f"({by_dns01['ratio_to_http01']:.2f}x) against HTTP-01{versus_caddy}"
+        )
     failover = report.get("failover")
     if failover is not None:
         figures = failover["latency"]
@@ -285,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except asyncio.CancelledError:
         print("stopped; every child process was stopped", file=sys.stderr)
         return 143
-    except (CaddyFailed, LinkcertFailed, PebbleStartError) as exc:
+    except (CaddyFailed, LinkcertFailed, PebbleStartError, KnotStartError) as exc:
         print(f"the benchmark failed: {exc}", file=sys.stderr)
         if not args.keep:
             print("run it again with --keep to look at the logs", file=sys.stderr)

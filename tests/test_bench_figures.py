@@ -50,3 +50,22 @@ def test_table_shows_both_sides_ratios_and_targets() -> None:
     assert "0.50" in table and "10.00" in table
     assert "target (a) latency ratio <= 1: met" in table
     assert "2/2" in table
+
+
+def test_the_dns01_row_stands_next_to_http01_and_caddy() -> None:
+    report: dict[str, Any] = {
+        "settings": {"wave": 1},
+        "latency": {"linkcert": Latency(0.3, [0.25]).to_json()},
+        "wave": {"linkcert": Wave(1, [1.0], 1).to_json()},
+        "dns01": {
+            "latency": Latency(0.4, [0.35, 0.4]).to_json(),
+            "http01_median_s": 0.25,
+            "caddy_median_s": 0.5,
+            "difference_s": 0.125,
+            "ratio_to_http01": 1.5,
+            "ratio_to_caddy": 0.75,
+        },
+    }
+    table = render(report)
+    assert "DNS-01 through a delegation" in table
+    assert "+0.12 s (1.50x) against HTTP-01, 0.75x Caddy's" in table

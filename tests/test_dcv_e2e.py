@@ -167,6 +167,8 @@ async def test_a_domain_is_secured_before_the_switch_and_serves_https_at_once_af
         assert shown.dns_state_text == "Secured in advance: switch your CNAME when ready"
         assert shown.dcv_record is not None and shown.dcv_record["zone"] == record
         assert shown.dcv_state == "ok" and shown.challenge == "dns-01"
+        target = f"{label}.{DCV_ZONE}"
+        assert shown.dcv == {"ok": True, "expected": target, "found": target}
         checked = await asyncio.to_thread(
             CliRunner().invoke,
             app,
@@ -258,14 +260,19 @@ async def wait_claim_problem_dict(
     [
         ({"dcv_tsig_secret": "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE="}, "secret differs"),
         ({"dcv_update_server": f"127.0.0.1:{free_port()}"}, "cannot be reached"),
+        # Written, but the servers asked never answer it: it is removed again.
+        (
+            {"dcv_check_servers": (f"127.0.0.1:{free_port()}",), "dcv_propagation_timeout": 0.5},
+            "still did not answer",
+        ),
     ],
-    ids=["bad-tsig-secret", "update-server-down"],
+    ids=["bad-tsig-secret", "update-server-down", "never-published"],
 )
 async def test_an_update_that_fails_says_why_and_leaves_no_record(
     world: DcvWorld, tmp_path: Path, overrides: dict[str, Any], words: str
 ) -> None:
     runtime, store = await start(world, tmp_path, **overrides)
-    name = f"{'tsig' if 'dcv_tsig_secret' in overrides else 'down'}.customer.test"
+    name = f"{words.split()[0]}-{len(overrides)}.customer.test"
     try:
         save(world, store, "three", name)
         runtime.wake()
@@ -328,5 +335,24 @@ async def test_without_its_delegation_a_renewal_falls_back_to_http01(
         await recheck_until(runtime, store, name, lambda s: s.challenge == "http-01")
         started = [e.detail["method"] for e in events(store, name) if e.kind == "order_started"]
         assert started == ["dns-01", "http-01"]
+    finally:
+        await runtime.aclose()
+
+
+async def test_a_domain_secured_in_advance_that_loses_its_delegation_is_told_before_expiry(
+    world: DcvWorld, tmp_path: Path
+) -> None:
+    runtime, store = await start(world, tmp_path)
+    name = "gone.customer.test"
+    try:
+        save(world, store, "six", name)
+        runtime.wake()
+        await wait_until_secured(store, name)
+        world.knot.remove_name(f"_acme-challenge.{name}")
+        status = await recheck_until(runtime, store, name, lambda s: s.dns_state == "moved")
+        assert status.cert_state == "active"  # it keeps serving until it expires
+        moved = [e for e in events(store, name) if e.kind == "moved"]
+        assert "delegation" in moved[0].message and "cannot be renewed" in moved[0].message
+        assert f"{status.not_after:%Y-%m-%d}" in moved[0].message
     finally:
         await runtime.aclose()

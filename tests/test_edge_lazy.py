@@ -187,3 +187,19 @@ async def test_without_a_loader_a_name_not_loaded_is_refused() -> None:
         with pytest.raises(ssl.SSLError, match="INTERNAL_ERROR"):
             await env.open_https(ALPHA)
     assert env.edge.counters.handshakes_failed == {"certificate_unavailable": 1}
+
+
+def test_packing_the_names_keeps_every_row(authority: TestAuthority) -> None:
+    cache = CertificateCache()
+    cert = authority.issue(ALPHA)
+    cache.put(ALPHA, cert.chain_pem, cert.key_pem, 300, epoch=2)
+    cache.put_index(BETA, 1000, epoch=1)
+    cache.remove(BETA)
+    cache.put_index(GAMMA, 7)
+    cache.pack()
+    assert cache.versions() == {ALPHA: (300, 2), GAMMA: (7, 0)}
+    assert cache.is_loaded(ALPHA) and not cache.is_loaded(GAMMA)
+    context = cache.context_for(ALPHA)
+    assert context is not None and context.version == 300
+    cache.put_index(BETA, 1001)  # a freed row is reused after packing too
+    assert cache.version(BETA) == 1001 and len(cache) == 3

@@ -3,7 +3,9 @@
 Run by `LinkcertSide` as `python -m bench.provisioning.linkcert_child`. It reads its settings
 as the first JSON line on stdin, then commands, one JSON object a line:
 
-    {"op": "accounts", "names": [...]}   create one customer account per name (not timed)
+    {"op": "accounts", "names": [...]}   create one customer account per name (not timed);
+                                         the reply gives each account's DNS label and
+                                         its delegation label for the name
     {"op": "save", "names": [...]}       save each name as its account's tracking domain,
                                          waking the worker after each, as the API would
     {"op": "quit"}
@@ -25,6 +27,7 @@ from linkcert.config import Settings
 from linkcert.domains import create_account, set_tracking_domain
 from linkcert.edge import CertificateCache
 from linkcert.names import NamePolicy
+from linkcert.ownership import dcv_label
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import Store
@@ -40,9 +43,13 @@ def _emit(**event: Any) -> None:
     sys.stdout.flush()
 
 
-def _create_accounts(store: Store, names: list[str]) -> None:
+def _create_accounts(store: Store, names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    targets, labels = {}, {}
     for name in names:
-        create_account(store, name, [f"ops@{name}"])
+        account = create_account(store, name, [f"ops@{name}"])
+        targets[name] = account.dns_label
+        labels[name] = dcv_label(account.dcv_secret, name)
+    return targets, labels
 
 
 def _save(store: Store, names: list[str], wake: Callable[[], None]) -> None:
@@ -95,8 +102,8 @@ async def main() -> None:
             command = json.loads(line)
             names = [str(name) for name in command.get("names", [])]
             if command["op"] == "accounts":
-                await asyncio.to_thread(_create_accounts, store, names)
-                _emit(event="accounts", count=len(names))
+                targets, labels = await asyncio.to_thread(_create_accounts, store, names)
+                _emit(event="accounts", count=len(names), targets=targets, labels=labels)
             elif command["op"] == "save":
                 await asyncio.to_thread(_save, store, names, wake)
                 _emit(event="saved", count=len(names))

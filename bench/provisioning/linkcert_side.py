@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from bench.provisioning import children
 from bench.provisioning.probe import client_context, https_get
-from bench.provisioning.world import EDGE_TARGET, World
+from bench.provisioning.world import DCV_ZONE, EDGE_TARGET, World
 from linkcert.keys import generate_master_key
 from linkcert.testbed.waiting import free_port
 from linkcert.tracking import make_token, tracking_key_from_secret
@@ -48,8 +48,14 @@ class LinkcertSide:
         worker_concurrency: int | None = None,
         log_level: str = "WARNING",
         first_ca_down: bool = False,
+        dns01: bool = False,
     ) -> None:
         self.world = world
+        # Secured before the switch: names delegate `_acme-challenge` to the platform's zone
+        # (in Knot) and still point elsewhere; certificates come by DNS-01.
+        self.dns01 = dns01
+        if dns01:
+            self.name = "dns01"
         # Two CAs, the preferred one down (nothing listens at its address): every order
         # falls over to the second, the world's Pebble.
         self.first_ca_down = first_ca_down
@@ -78,7 +84,7 @@ class LinkcertSide:
             "database_url": self.database_url or f"sqlite:///{self.workdir / 'linkcert.sqlite3'}",
             "acme_directory_url": self.world.directory_url,
             "acme_ca_bundle": str(self.world.ca_bundle),
-            "nameservers": [self.world.dns.nameserver],
+            "nameservers": [self.world.nameserver],
             "cname_targets": [EDGE_TARGET],
             "allow_test_domains": True,
             "http_listen": f"127.0.0.1:{self.world.http_port}",
@@ -88,6 +94,16 @@ class LinkcertSide:
         }
         if self.worker_concurrency is not None:
             values["worker_concurrency"] = self.worker_concurrency
+        if self.dns01:
+            knot = self.world.knot
+            assert knot is not None, "the DNS-01 side needs a world with Knot"
+            values.update(
+                dcv_zone=DCV_ZONE,
+                dcv_update_server=knot.address,
+                dcv_tsig_key_name=knot.update_key_name,
+                dcv_tsig_secret=knot.update_secret,
+                dcv_check_servers=[knot.address],
+            )
         if self.first_ca_down:
             del values["acme_directory_url"], values["acme_ca_bundle"]
             values["acme_cas"] = [
@@ -150,10 +166,14 @@ class LinkcertSide:
         return reply
 
     async def prepare(self, names: list[str], timeout: float = 300.0) -> None:
-        """Create the customers' accounts and their CNAMEs (not part of any timing)."""
-        self.world.point(names)
+        """Create the customers' accounts and their CNAMEs (not part of any timing); for
+        DNS-01, their delegations instead, the names still pointing elsewhere."""
         self._send({"op": "accounts", "names": names})
-        await self._reply("accounts", timeout)
+        reply = await self._reply("accounts", timeout)
+        if self.dns01:
+            self.world.delegate({name: reply["labels"][name] for name in names})
+        else:
+            self.world.point(names, reply["targets"])
 
     def save(self, names: list[str]) -> None:
         """Save the names as tracking domains; `saved` follows once all are written."""

@@ -165,6 +165,10 @@ class CertificateCache:
         """The names currently served, in no particular order."""
         return self._stored.names()
 
+    def pack(self) -> None:
+        """Lay the names out compactly in memory: call before forking (see CertificateStore)."""
+        self._stored.pack()
+
     def versions(self) -> dict[str, tuple[int, int]]:
         """Every name served, with its (version, link epoch): for comparing with the store."""
         return self._stored.versions()

@@ -79,6 +79,22 @@ class CertificateStore:
     def names(self) -> list[str]:
         return list(self._rows)
 
+    def pack(self) -> None:
+        """Lay every name (and row number) out afresh, next to each other in memory.
+
+        For a process about to fork workers: names read from the database sit scattered among
+        the pages the load's temporary objects used, and a worker that walks the names (the
+        periodic full comparison) writes to each one's reference count, copying every page
+        that holds one. Packed, those copies come to the names' own size, not several times
+        it.
+        """
+        rows: dict[str, int] = {}
+        for name, row in self._rows.items():
+            # New objects, allocated one after another (str.join and int.from_bytes make
+            # copies, whereas str(s) and int(i) return the very same object).
+            rows["".join(name)] = int.from_bytes(row.to_bytes(8, "little"), "little")
+        self._rows = rows
+
     def versions(self) -> dict[str, tuple[int, int]]:
         """Every name with its (version, link epoch)."""
         version, epoch = self._version, self._epoch

@@ -59,6 +59,7 @@ PLATFORM_FAILURES = frozenset(
         FailureClass.CA_UNAVAILABLE,
         FailureClass.RATE_LIMITED,
         FailureClass.CA_REJECTED,
+        FailureClass.DCV_UPDATE_FAILED,  # the platform's delegation zone
         FailureClass.INTERNAL,
     }
 )

@@ -259,6 +259,10 @@ _FAILURE_HINTS = {
         "Make sure http://{name}/ reaches us directly: no proxy or CDN in front of it (such as "
         "Cloudflare with the orange cloud on) and no firewall closing port 80."
     ),
+    FailureClass.DCV_UPDATE_FAILED.value: (
+        "Nothing to do on your side: the record we write for {name}'s delegation could not be "
+        "written on our DNS servers; we retry automatically."
+    ),
 }
 
 

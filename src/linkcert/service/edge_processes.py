@@ -54,6 +54,7 @@ def run_edge_processes(settings: Settings) -> int:
         loaded = feeds.sync_here()
         cursor = feeds.cursor()
         lazy = bool(feeds.lazy)
+        cache.pack()
     finally:
         # Not one database connection may cross the fork: two processes talking over one
         # socket interleave their messages. Each worker opens an engine of its own.

@@ -38,7 +38,7 @@ import dns.rrset
 import dns.tsig
 import dns.update
 
-from linkcert.testbed.waiting import free_port
+from linkcert.testbed.waiting import free_port, stop_process
 
 DEFAULT_BINARY = "/usr/sbin/knotd"
 ALGORITHM = "hmac-sha256"
@@ -110,13 +110,7 @@ class KnotServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -283,11 +277,17 @@ zone:
 
 
 class ChasingResolver:
-    """A loopback resolver in front of one authoritative server, following CNAMEs across its
-    zones; UDP and TCP, no cache."""
+    """A loopback resolver in front of authoritative servers, following CNAMEs across their
+    zones; UDP and TCP, no cache.
 
-    def __init__(self, upstream: tuple[str, int], host: str = "127.0.0.1") -> None:
-        self.upstream = upstream
+    Each question goes to the first upstream that does not refuse it (Knot refuses names
+    outside its zones), so Knot can be put in front of another server, such as the project's
+    `LocalDNSServer`, which answers for everything else."""
+
+    def __init__(self, *upstreams: tuple[str, int], host: str = "127.0.0.1") -> None:
+        if not upstreams:
+            raise ValueError("give at least one upstream server")
+        self.upstreams = upstreams
         self.host = host
         self.port = 0
         self._servers: list[socketserver.BaseServer] = []
@@ -385,19 +385,32 @@ class ChasingResolver:
             wire = response.to_wire()
         return wire
 
+    def _ask(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> dns.message.Message | None:
+        """The first upstream's answer that is not a refusal; None when all refuse."""
+        for host, port in self.upstreams:
+            reply, _ = dns.query.udp_with_fallback(
+                dns.message.make_query(name, rdtype), host, port=port, timeout=3
+            )
+            if reply.rcode() != dns.rcode.REFUSED:
+                return reply
+        return None
+
     def _chase(
         self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
     ) -> tuple[dns.rcode.Rcode, list[dns.rrset.RRset]]:
+        """Ask, then ask again for the target of a CNAME the answer ends with (an upstream
+        answers NXDOMAIN for a target outside its data: the chase goes on elsewhere)."""
         answer: list[dns.rrset.RRset] = []
-        host, port = self.upstream
         rcode = dns.rcode.NOERROR
         for _ in range(_MAX_CHASE):
-            reply = dns.query.tcp(dns.message.make_query(name, rdtype), host, port=port, timeout=3)
+            reply = self._ask(name, rdtype)
+            if reply is None:  # in nobody's zones: an empty answer
+                return rcode, answer
             rcode = reply.rcode()
-            if rcode == dns.rcode.REFUSED:  # not a zone of ours: an empty answer
-                return dns.rcode.NOERROR, answer
             answer.extend(reply.answer)
-            if rcode != dns.rcode.NOERROR or rdtype == dns.rdatatype.CNAME:
+            if rdtype == dns.rdatatype.CNAME:
                 break
             if any(rrset.rdtype == rdtype for rrset in reply.answer):
                 break

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -531,10 +532,20 @@ class Issuer:
             for challenge in pending:
                 # Remembered before it is written, so that a crash leaves nothing behind for
                 # good: the next attempt removes what an earlier one could not.
+                started = time.monotonic()
                 self._remember_record(work.order_id, label, challenge.validation)
+                remembered = time.monotonic()
                 self.dcv.add_txt(label, challenge.validation)
-            for challenge in pending:
+                written = time.monotonic()
                 self.dcv.wait_published(label, challenge.validation)
+                log.debug(
+                    "DNS-01 for %s: remembered in %.3f s, written in %.3f s, answered by the "
+                    "zone's servers after %.3f s",
+                    work.domain,
+                    remembered - started,
+                    written - remembered,
+                    time.monotonic() - written,
+                )
             for challenge in pending:
                 client.answer(challenge)
             client.wait_for_authorizations(info, self.validation_timeout)
