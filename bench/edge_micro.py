@@ -391,13 +391,81 @@ async def _route_cost(
     spool_dir.cleanup()
 
 
+async def _route_ab(version: int, distinct: int, rounds: int = 25, clicks: int = 20_000) -> None:
+    """The router's CPU per click with recording off, with the in-memory recorder (its sink
+    doing nothing) and with the spool, measured in turn in one process (`time.process_time`,
+    best of `rounds`), so that the load of a shared machine falls on all three alike."""
+    import tempfile
+
+    from linkcert.edge.certs import CertificateCache
+    from linkcert.edge.counters import EdgeCounters
+    from linkcert.edge.routes import Router
+    from linkcert.tracking import ClickRecorder, tracking_key_from_secret
+    from linkcert.tracking.spool import EventSpool
+
+    targets = [request.split(b" ", 2)[1] for request in click_requests(version, max(distinct, 1))]
+    cache = CertificateCache()
+    cache.put(DOMAIN, *_self_signed(DOMAIN), 1)
+
+    async def no_challenge(token: str) -> str | None:
+        return None
+
+    directory = tempfile.TemporaryDirectory()
+    spool = EventSpool(Path(directory.name))
+    spool.open()
+    recorder = ClickRecorder(lambda batch: None, max_batch=1000, max_pending=10_000_000)
+
+    def router(**options: Any) -> Router:
+        return Router(
+            tracking_key=tracking_key_from_secret(SECRET),
+            recorder=recorder,
+            challenge_lookup=no_challenge,
+            challenge_timeout=1.0,
+            counters=EdgeCounters(),
+            link_epoch=cache.link_epoch,
+            **options,
+        )
+
+    routers = {
+        "off": router(record=False),
+        "in-memory recorder": router(),
+        "spool": router(spool=spool),
+    }
+    agent = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0"
+    best = dict.fromkeys(routers, float("inf"))
+    for _ in range(rounds):
+        for name, each in routers.items():
+            route = each.route
+            started = time.process_time()
+            for number in range(clicks):
+                route(
+                    b"GET",
+                    targets[number % len(targets)],
+                    DOMAIN,
+                    DOMAIN,
+                    "127.0.0.1",
+                    agent,
+                    "127.0.0.1",
+                )
+            best[name] = min(best[name], (time.process_time() - started) / clicks)
+            await asyncio.sleep(0)  # let the recorder empty its queue
+    print(
+        f"router CPU per verified click (v{version} tokens, {distinct} distinct, best of "
+        f"{rounds} x {clicks:,}): "
+        + ", ".join(f"{name} {seconds * 1e6:.2f} us" for name, seconds in best.items())
+    )
+    await recorder.aclose()
+    spool.close()
+    directory.cleanup()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--depth", type=int, default=1, help="requests in flight per connection")
     parser.add_argument("--handshake-concurrency", type=int, default=16)
-    parser.add_argument("--only", choices=["requests", "handshakes", "route"])
+    parser.add_argument("--only", choices=["requests", "handshakes", "route", "route-ab"])
     parser.add_argument("--token-version", type=int, choices=[1, 2], default=2)
     parser.add_argument("--distinct", type=int, default=1, help="distinct tokens clicked")
     parser.add_argument("--server-loop", choices=["asyncio", "uvloop"], default="asyncio")
@@ -409,14 +477,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--recording",
         choices=["off", "count", "store", "spool"],
         default="count",
-        help="clicks not recorded; recorded and counted (the default); recorded and written "
-        "as events, as `linkcert edge` does, to SQLite or to the database named by "
+        help="clicks not recorded; recorded in memory and counted (the default); recorded and "
+        "written as events from a thread of the edge process, as earlier versions did (store); "
+        "spooled, as `linkcert edge` does, and inserted by the event writer in a process of its "
+        "own (spool, its CPU reported apart), into SQLite or the database named by "
         "LINKCERT_BENCH_EVENTS_DB",
     )
     args = parser.parse_args(argv)
 
     if args.serve:
         _run_loop(args.server_loop, lambda: _serve(args.recording))
+        return
+    if args.only == "route-ab":
+        _run_loop("asyncio", lambda: _route_ab(args.token_version, args.distinct))
         return
     if args.only == "route":
         _run_loop(

@@ -8,6 +8,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from linkcert.testbed.waiting import stop_process
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -113,11 +115,4 @@ def cpu_seconds_of_tree(pid: int) -> float:
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     """SIGTERM, then SIGKILL if it does not go in time. Only ever the process we started."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
+    stop_process(process, timeout)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from linkcert.testbed.waiting import free_port
+from linkcert.testbed.waiting import free_port, stop_process
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -140,12 +140,7 @@ def nginx_origin(
         _wait_for_port(port, process)
         yield NginxOrigin(port, prefix, tls is not None)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
         if process.stderr is not None:
             process.stderr.close()
 

@@ -167,6 +167,8 @@ async def test_a_domain_is_secured_before_the_switch_and_serves_https_at_once_af
         assert shown.dns_state_text == "Secured in advance: switch your CNAME when ready"
         assert shown.dcv_record is not None and shown.dcv_record["zone"] == record
         assert shown.dcv_state == "ok" and shown.challenge == "dns-01"
+        target = f"{label}.{DCV_ZONE}"
+        assert shown.dcv == {"ok": True, "expected": target, "found": target}
         checked = await asyncio.to_thread(
             CliRunner().invoke,
             app,

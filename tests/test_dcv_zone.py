@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from linkcert.config import Settings
 from linkcert.dcv import DcvSettings, DcvUpdateError, ZoneUpdater
+from linkcert.domains import create_account, set_tracking_domain
+from linkcert.keys import MasterKeys, generate_master_key
+from linkcert.names import NamePolicy
 from linkcert.ownership import dcv_label, dcv_record
+from linkcert.store import AcmeAccount, Domain, Order, Store
 from linkcert.testbed.knot import ChasingResolver, KnotServer
 from linkcert.testbed.waiting import free_port
+from linkcert.worker.issuance import Issuer, IssuingCa, OrderingClient
 from tests.dcv_support import DCV_ZONE, dcv_settings, start_knot
 
 pytestmark = [pytest.mark.knot]
@@ -24,6 +31,11 @@ def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KnotServer,
     yield server, resolver
     resolver.stop()
     server.stop()
+
+
+class NoAccount:
+    def get(self) -> tuple[OrderingClient, int]:
+        raise AssertionError("no order is placed in these tests")
 
 
 def updater(knot: KnotServer, **overrides: Any) -> ZoneUpdater:
@@ -123,3 +135,45 @@ def test_dcv_settings_come_together_or_not_at_all() -> None:
     assert good.dcv_zone == DCV_ZONE
     assert "c2VjcmV0" not in repr(good)
     assert Settings().dcv_zone is None and DcvSettings.from_settings(Settings()) is None
+
+
+def test_a_record_an_attempt_could_not_remove_is_removed_by_the_next_one(
+    knot: tuple[KnotServer, ChasingResolver], tmp_path: Path
+) -> None:
+    """The issuer notes each DNS-01 record on its order before writing it; a record left
+    behind (the update server was down when it was to be removed, or the worker died) is
+    removed when the domain's next attempt starts."""
+    server, _ = knot
+    store = Store(f"sqlite:///{tmp_path / 'linkcert.sqlite3'}")
+    store.migrate()
+    create_account(store, "left", [])
+    set_tracking_domain(store, "left", "left.customer.test", NamePolicy(allow_test_domains=True))
+    with store.session() as session:
+        domain = session.scalar(select(Domain).where(Domain.name == "left.customer.test"))
+        assert domain is not None
+        account = AcmeAccount(directory_url="https://ca.invalid/dir", key_encrypted=b"-")
+        session.add(account)
+        session.flush()
+        order = Order(domain_id=domain.id, acme_account_id=account.id, csr_pem="-")
+        session.add(order)
+        session.flush()
+        domain_id, order_id = domain.id, order.id
+    zone = updater(server)
+    cas = [IssuingCa("the CA", NoAccount())]  # never asked: nothing is ordered here
+    issuer = Issuer(store, MasterKeys.parse(generate_master_key("t")), cas, dcv=zone)
+    issuer._remember_record(order_id, "label-left", "value-left")
+    zone.add_txt("label-left", "value-left")
+    down = Issuer(
+        store,
+        MasterKeys.parse(generate_master_key("t")),
+        cas,
+        dcv=updater(server, dcv_update_server=f"127.0.0.1:{free_port()}"),
+    )
+    down._remove_leftover_records(domain_id)  # cannot reach the server: kept for later
+    assert server.zone_records(DCV_ZONE, "TXT") != []
+    issuer._remove_leftover_records(domain_id)
+    assert server.zone_records(DCV_ZONE, "TXT") == []
+    with store.session() as session:
+        kept = session.get(Order, order_id)
+        assert kept is not None and kept.info["dcv_records"] == []
+    store.close()

@@ -5,41 +5,26 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from linkcert.brand import brand_request, request_brand_domain
-from linkcert.config import Settings
 from linkcert.domains import create_account, domain_status, set_tracking_domain
-from linkcert.keys import generate_master_key
 from linkcert.names import NamePolicy
 from linkcert.states import CertState, DnsState, FailureClass
 from linkcert.store import Certificate, Domain, Store, utcnow
-from linkcert.web import create_app
 from linkcert.web.filters import DomainFilter, count_by_filter, find_console_rows, is_expiring
 from tests.api_support import World
 from tests.certs_support import ThrowawayCA, pem
-from tests.web_support import BASE, SCRIPT, browser, log_in, page_csrf
+from tests.web_support import BASE, CONSOLE_SETTINGS, SCRIPT, operator, page_csrf
 
 POLICY = NamePolicy(allow_test_domains=True)
-SETTINGS = Settings(
-    allow_test_domains=True,
-    cname_targets=("edge.platform.test",),
-    master_key=generate_master_key("t"),  # type: ignore[arg-type]
-)
+SETTINGS = CONSOLE_SETTINGS
 
 
 @pytest.fixture(scope="module")
 def ca() -> ThrowawayCA:
     return ThrowawayCA.create()
-
-
-async def operator(world: World, settings: Settings = SETTINGS) -> httpx.AsyncClient:
-    app = create_app(world.store, settings, wake=lambda: world.wakes.append(1), rate_limit=None)
-    web = browser(app)
-    await log_in(web, world.operator)
-    return web
 
 
 def set_states(

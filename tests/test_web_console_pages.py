@@ -27,7 +27,7 @@ from linkcert.web.filters import (
     read_counts,
 )
 from tests.api_support import World, make_world
-from tests.test_web_console import SETTINGS, operator
+from tests.web_support import CONSOLE_SETTINGS, operator
 
 
 def add_domains(store: Store, count: int, **values: Any) -> list[str]:
@@ -180,7 +180,7 @@ def _more(store: Store, count: int) -> None:
 
 @asynccontextmanager
 async def served(world: World) -> AsyncIterator[str]:
-    app = create_app(world.store, SETTINGS, rate_limit=None)
+    app = create_app(world.store, CONSOLE_SETTINGS, rate_limit=None)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.ensure_future(server.serve())

@@ -8,8 +8,20 @@ import re
 import httpx
 from fastapi import FastAPI
 
+from linkcert.config import Settings
+from linkcert.keys import generate_master_key
+from linkcert.web import create_app
+from tests.api_support import World
+
 BASE = "http://127.0.0.1"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+#: The settings the console's tests run with: test names allowed, one traffic target.
+CONSOLE_SETTINGS = Settings(
+    allow_test_domains=True,
+    cname_targets=("edge.platform.test",),
+    master_key=generate_master_key("t"),  # type: ignore[arg-type]
+)
 
 
 def browser(app: FastAPI) -> httpx.AsyncClient:
@@ -39,3 +51,11 @@ async def page_csrf(client: httpx.AsyncClient, path: str) -> str:
 
 
 SCRIPT = {"X-Requested-With": "fetch", "Origin": BASE}
+
+
+async def operator(world: World, settings: Settings = CONSOLE_SETTINGS) -> httpx.AsyncClient:
+    """A browser logged in to the console as the world's operator."""
+    app = create_app(world.store, settings, wake=lambda: world.wakes.append(1), rate_limit=None)
+    web = browser(app)
+    await log_in(web, world.operator)
+    return web

@@ -337,6 +337,8 @@ class Settings(BaseModel):
     click_retention_days: float = Field(default=90.0, ge=0)
     # The domains' history (the `events` table: every state change with its reason); 0 keeps it.
     history_retention_days: float = Field(default=400.0, ge=0, le=36500)
+    # Certificates no domain serves any more, kept this long past their end date; 0 keeps them.
+    certificate_retention_days: float = Field(default=30.0, ge=0, le=36500)
     click_repeat_limit: int = Field(default=60, ge=0, le=1_000_000)
     click_repeat_window_seconds: float = Field(default=600.0, gt=0, le=86_400)
     # Secrets

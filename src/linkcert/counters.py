@@ -75,6 +75,13 @@ CLICKS_PRUNED = Counter(
     registry=None,
 )
 
+CERTIFICATES_PRUNED = Counter(
+    "linkcert_certificates_pruned",
+    "Certificates deleted by the workers: served by no domain and expired more than "
+    "certificate_retention_days ago.",
+    registry=None,
+)
+
 _FAILURE_CLASSES = frozenset(item.value for item in FailureClass)
 
 
@@ -129,3 +136,8 @@ def count_store_unavailable(code: str) -> None:
 def count_clicks_pruned(deleted: int) -> None:
     if deleted:
         CLICKS_PRUNED.inc(deleted)
+
+
+def count_certificates_pruned(deleted: int) -> None:
+    if deleted:
+        CERTIFICATES_PRUNED.inc(deleted)

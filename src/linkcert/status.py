@@ -50,6 +50,8 @@ class DomainRow(Protocol):
     def link_epoch(self) -> int: ...
     @property
     def dcv_state(self) -> str | None: ...
+    @property
+    def dcv_found(self) -> str | None: ...
 
 
 class AccountRow(Protocol):
@@ -126,6 +128,7 @@ class DomainStatus:
     # the current certificate was obtained with.
     dcv_label: str | None = field(default=None, repr=False)
     dcv_state: str | None = None
+    dcv_found: str | None = None  # what its `_acme-challenge` CNAME named when last checked
     challenge: str | None = None
 
     @property
@@ -171,6 +174,7 @@ class DomainStatus:
             "ca": self.ca,
             "ca_reason": self.ca_reason,
             "dcv_state": self.dcv_state,
+            "dcv_found": self.dcv_found,
             "challenge": self.challenge,
         }
 
@@ -231,6 +235,7 @@ def owner_status(
         ca_reason=choice.get("reason"),
         dcv_label=_dcv_label(account, domain),
         dcv_state=domain.dcv_state,
+        dcv_found=domain.dcv_found,
         challenge=(order_info.get("challenge") or "http-01") if order_info else None,
     )
 

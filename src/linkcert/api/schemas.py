@@ -139,6 +139,13 @@ class DomainStatusOut(BaseModel):
         "that the domain is secured before the switch (name, type, value, zone). Null "
         "otherwise.",
     )
+    dcv: dict[str, Any] | None = Field(
+        default=None,
+        description="With a delegation zone configured: the delegation as last checked, "
+        "`ok` (in place for this account, and CAA allows dns-01), `expected` (this account's "
+        "target) and `found` (what `_acme-challenge.<domain>` pointed to; null without a "
+        "CNAME). Null otherwise.",
+    )
     dcv_state: str | None = Field(
         default=None,
         description=f"The delegation as last checked, one of: {', '.join(DcvState)}; null "
@@ -177,6 +184,11 @@ class DomainStatusOut(BaseModel):
         if settings is not None and settings.dcv_zone and status.dcv_label:
             record = dcv_record(status.domain, settings.dcv_zone, status.dcv_label)
             data["dcv_record"] = {**record.to_json(), "zone": record.zone_line()}
+            data["dcv"] = {
+                "ok": status.dcv_state == DcvState.OK,
+                "expected": record.value.rstrip("."),
+                "found": status.dcv_found,
+            }
         if status.dcv_state is not None:
             data["dcv_state_text"] = _state_text(DCV_STATE_TEXT, DcvState, status.dcv_state)
         # States the worker may add later still come out, as their own name.

@@ -50,7 +50,11 @@ from linkcert.tracking.spool import EventSpool
 from linkcert.worker.cachoice import CaHealth
 from linkcert.worker.issuance import Issuer
 from linkcert.worker.lifecycle import LifecyclePolicy, Worker
-from linkcert.worker.retention import keep_clicks_pruned, keep_history_pruned
+from linkcert.worker.retention import (
+    keep_certificates_pruned,
+    keep_clicks_pruned,
+    keep_history_pruned,
+)
 
 log = logging.getLogger("linkcert")
 
@@ -428,6 +432,12 @@ class Runtime:
         # The domains' history past its retention, likewise.
         self._spawn(
             keep_history_pruned(self.store, self.settings.history_retention_days, self.stop_event)
+        )
+        # Certificates no domain serves, once expired past their retention.
+        self._spawn(
+            keep_certificates_pruned(
+                self.store, self.settings.certificate_retention_days, self.stop_event
+            )
         )
 
     async def _start_api(self) -> None:

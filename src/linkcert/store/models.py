@@ -143,6 +143,8 @@ class Domain(Base):
     # The owner's `_acme-challenge` delegation as last checked (states.DcvState); None when
     # the platform offers none (no `dcv_zone`) or it was not checked yet.
     dcv_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    # ... and the target its `_acme-challenge` CNAME named then (None without one).
+    dcv_found: Mapped[str | None] = mapped_column(String(253), default=None)
     problems: Mapped[list[Any]] = mapped_column(default=list)
     # The worker's schedule: when to look at this domain next, and why it waits.
     next_attempt_at: Mapped[datetime | None] = mapped_column()
@@ -230,7 +232,11 @@ class Certificate(Base):
 
     # By end date, with the id: the expiry metrics and the console's expiring filter read end
     # dates from the index alone, never the rows (whose chains make them large).
-    __table_args__ = (Index("ix_certificates_not_after_id", "not_after", "id"),)
+    # By order: deleting an order past retention checks that no certificate names it.
+    __table_args__ = (
+        Index("ix_certificates_not_after_id", "not_after", "id"),
+        Index("ix_certificates_order_id", "order_id"),
+    )
 
 
 class AcmeAccount(Base):

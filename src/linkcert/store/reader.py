@@ -53,6 +53,7 @@ class _Domain:
     link_epoch: int
     current_certificate_id: int | None
     dcv_state: str | None = None
+    dcv_found: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class StatusReader:
         rows = self._rows(
             "SELECT id, name, unicode_name, account_id, dns_state, cert_state, problems, "
             "next_attempt_at, failure_class, wanted, link_epoch, current_certificate_id, "
-            "dcv_state FROM domains WHERE name = ?",
+            "dcv_state, dcv_found FROM domains WHERE name = ?",
             lookup_form(name),
         )
         if not rows:
@@ -159,6 +160,7 @@ class StatusReader:
             link_epoch=r[10],
             current_certificate_id=r[11],
             dcv_state=r[12],
+            dcv_found=r[13],
         )
 
     def domain_status(self, name: str) -> DomainStatus:

@@ -38,7 +38,7 @@ import dns.rrset
 import dns.tsig
 import dns.update
 
-from linkcert.testbed.waiting import free_port
+from linkcert.testbed.waiting import free_port, stop_process
 
 DEFAULT_BINARY = "/usr/sbin/knotd"
 ALGORITHM = "hmac-sha256"
@@ -110,13 +110,7 @@ class KnotServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         if self._log is not None:
             self._log.close()
             self._log = None

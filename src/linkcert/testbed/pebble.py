@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from linkcert.acme.settings import AcmeSettings
 from linkcert.testbed.pki import ONE_DAY, ca_certificate, leaf_certificate, private_key_pem
-from linkcert.testbed.waiting import free_port
+from linkcert.testbed.waiting import free_port, stop_process
 
 DEFAULT_BINARY = "/usr/bin/pebble"
 _LISTENER_NAMES = ("localhost",)
@@ -319,13 +319,7 @@ class PebbleServer:
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -1,4 +1,5 @@
-"""Waiting for a condition instead of sleeping a guessed time, and free loopback ports.
+"""Waiting for a condition instead of sleeping a guessed time, for a child process to stop, and
+free loopback ports.
 
 A test that sleeps "long enough" for something to happen is slow when the machine is idle and
 flaky when it is busy. `wait_for` polls the condition and returns as soon as it holds, with a
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -65,3 +67,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not ended within `timeout` seconds; then reap
+    it. Nothing for a process already gone. Only ever for a process the caller started."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -75,6 +75,7 @@ LINK_NO_MINT = 2
 # Room an event needs besides its link's definition: a click, a user agent's and a machine
 # reason's definitions, each with its length.
 _ROOM = 2048
+_BIG_LINK = 64 * 1024
 # Any one record is far below this: a domain (253), data and a destination bounded by the
 # token's own size limit, a user agent cut to MAX_USER_AGENT_BYTES.
 MAX_RECORD_BYTES = 1024 * 1024
@@ -112,7 +113,7 @@ class SpoolFull(Exception):
 class EventSpool:
     """This process's segments: `append` writes one event into the current one.
 
-    The next segment is prepared in a thread while the current one fills (its file written
+    The next segment is prepared in a thread once the current one is half full (its file written
     with zeros, so that its blocks exist and a full file system shows as an error there, and
     then mapped with every page present): a page first touched in a mapping costs a fault of a
     few microseconds, a prepared one nothing. Not thread-safe: `append` from one thread."""
@@ -128,6 +129,7 @@ class EventSpool:
         self._fd = -1
         self._position = 0
         self._limit = 0
+        self._soft_limit = -1
         # This segment's values and their numbers: links and machine reasons, user agents.
         self._values: dict[bytes | str, int] = {}
         self._agents: dict[bytes, int] = {}
@@ -139,7 +141,6 @@ class EventSpool:
         """Create the directory and the first segment (so that a problem shows at start)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._switch(self._prepare_now())
-        self._prepare_next()
 
     def _prepare_now(self) -> _Prepared:
         self._sequence += 1
@@ -167,6 +168,8 @@ class EventSpool:
         self._values = {}
         self._agents = {}
         self._defined = 0
+        self._soft_limit = -1
+        self._make_room(0)
 
     def _close_segment(self) -> None:
         mapped, fd = self._map, self._fd
@@ -189,8 +192,8 @@ class EventSpool:
     ) -> None:
         """Append one event; raises SpoolFull when it cannot. `link` is `link_part()`'s (the
         same object for the same link: it is looked up by value, hashed once)."""
-        if self._position + len(link) + _ROOM > self._limit or self._defined >= MAX_VALUES:
-            self._roll(len(link) + _ROOM)
+        if self._position > self._soft_limit:
+            self._make_room(len(link) + _ROOM)
         values = self._values
         try:
             link_number = values[link]
@@ -229,8 +232,27 @@ class EventSpool:
         _pack_length(mapped, start - 4, end - start)
         self._position = end
 
+    def _make_room(self, size: int) -> None:
+        """Roll to the next segment if `size` more bytes (or more values) would not fit; start
+        preparing the next one when this one is half full; and say up to where `append` need
+        not call this again (`_soft_limit`)."""
+        if self._position + size > self._limit or self._defined >= MAX_VALUES:
+            self._roll(size)
+        half = self._limit // 2
+        if self._next is None and self._position > half:
+            self._prepare_next()
+        # Below the soft limit there is room for any event whose link has up to _BIG_LINK
+        # bytes, and for the next one to be prepared in time.
+        self._soft_limit = self._limit - _BIG_LINK - _ROOM
+        if self._next is None:
+            self._soft_limit = min(self._soft_limit, half)
+        if self._defined >= MAX_VALUES - 3:
+            self._soft_limit = -1
+
     def _define(self, key: bytes | str | None, body: bytes) -> int:
         """Write `body` as the segment's next value; its number."""
+        if self._defined >= MAX_VALUES - 3:
+            self._soft_limit = -1  # every append checks, and the next one rolls
         self._write(body)
         number = self._defined = self._defined + 1
         if key is not None:
@@ -258,9 +280,6 @@ class EventSpool:
             self._switch(prepared if prepared is not None else self._prepare_now())
         except OSError as exc:
             raise SpoolFull(f"cannot start a new spool segment in {self.directory}: {exc}") from exc
-        finally:
-            if self._next is None:
-                self._prepare_next()
 
     def close(self) -> None:
         """Mark the segments finished and let them go (the writer deletes them)."""

@@ -482,6 +482,7 @@ class Worker:
             domain.problems = verdict.account_problems(owner_label, owner_dcv)
             dcv_state = verdict.dcv_state(owner_dcv)
             domain.dcv_state = dcv_state.value if dcv_state is not None else None
+            domain.dcv_found = verdict.dcv.target if verdict.dcv is not None else None
             delegated = proven and dcv_state is DcvState.OK
             if proven:
                 # Proven by the operator (an approved brand domain) or before accounts had their
