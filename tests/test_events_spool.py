@@ -70,6 +70,30 @@ def test_spooled_events_are_inserted_in_order_in_batches_with_their_values(
     assert first["seconds_since_mint"] == 1_800_000_000 - 1_700_000_000
 
 
+def test_a_trailing_writer_reads_a_live_segment_one_pass_behind(
+    store: Store, tmp_path: Path
+) -> None:
+    """Where other processes may see the edge's stores out of order, the writer reads a live
+    segment only up to where whole records reached at its previous pass; all of it once the
+    edge has let the segment go. Nothing is lost or repeated either way."""
+    make_world(store)
+    spool = EventSpool(tmp_path / "spool", segment_bytes=64 * 1024)
+    spool.open()
+    writer = SpoolWriter(store, tmp_path / "spool", "truncated", trail=True)
+    fill_spool(spool, 0, 100)
+    assert writer.drain() == 0  # first sight: only where the records reach is noted
+    fill_spool(spool, 100, 20)
+    assert writer.drain() == 100  # what was whole a pass ago
+    assert writer.drain() == 20
+    fill_spool(spool, 120, 5)
+    spool.close()
+    assert writer.drain() == 5  # let go: read whole at once
+    assert not list((tmp_path / "spool").iterdir())
+    assert [bytes(row.data) for row in _events(store)] == [
+        f"n={n % 50}".encode() for n in range(125)
+    ]
+
+
 def test_a_long_user_agent_is_cut_and_odd_bytes_kept_readable(store: Store, tmp_path: Path) -> None:
     spool = EventSpool(tmp_path / "spool")
     spool.open()

@@ -27,9 +27,10 @@ Values are numbered from 1 in the order of their definitions, anew in each segme
 clicked many times, a common user agent, is written once per segment, and each click is a
 record of some 40 bytes.
 
-The length is written after the body: a reader that finds a nonzero length finds the whole
-body behind it (stores are seen in order by other processes on x86-64; on weaker memory
-models the reader also waits until the edge has moved on, see the writer). A segment is made
+The length is written after the body: on x86-64, whose stores other processes see in order, a
+reader that finds a nonzero length finds the whole body behind it. On CPUs with weaker memory
+ordering the writer trails by a pass: it reads a live segment only as far as whole records
+reached when it last looked (linkcert.events.writer.STRONGLY_ORDERED). A segment is made
 under a temporary name, locked (flock) by its edge for as long as the edge appends to it, and
 only then renamed to `*.spool`: a segment the writer can lock is one no edge will append to
 again.
