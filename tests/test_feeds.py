@@ -255,3 +255,30 @@ async def test_a_stored_certificate_that_does_not_load_is_logged_once_not_fatal(
     assert await feeds.load_certificate(ALPHA)
     assert cache.version(ALPHA) == fixed and cache.is_loaded(ALPHA)
     feeds.close()
+
+
+async def test_the_full_pass_by_slices_finds_changes_and_removals(
+    domains: Store, keys: MasterKeys, ca: ThrowawayCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("linkcert.service.feeds._SLICE", 1)  # a slice per name
+    cache = CertificateCache()
+    feeds = StoreFeeds(domains, keys, cache, preload_limit=0)
+    alpha = install(domains, keys, ca, ALPHA)
+    beta = install(domains, keys, ca, BETA)
+    await feeds.sync()  # decides: names only
+    assert feeds.lazy and cache.versions() == {ALPHA: (alpha, 0), BETA: (beta, 0)}
+    assert (await feeds.sync()).loaded == 0  # nothing changed
+
+    newer = install(domains, keys, ca, ALPHA)
+    with domains.session() as session:
+        domain = session.scalars(select(Domain).where(Domain.name == BETA)).one()
+        assert domain.current_certificate is not None
+        domain.current_certificate.revoked_at = utcnow()
+    result = await feeds.sync()
+    assert (result.loaded, result.removed) == (1, 1)
+    assert cache.versions() == {ALPHA: (newer, 0)}
+
+    # A name put while a pass is under way is not taken for one the store dropped.
+    seen = cache.begin_comparison()
+    cache.put_index(BETA, beta)
+    assert cache.end_comparison(seen) == [ALPHA]

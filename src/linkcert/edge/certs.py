@@ -92,6 +92,8 @@ class CertificateCache:
         self.contexts_built = 0
         self.context_failures = 0
         self.loaded_on_demand = 0
+        # Names put while a comparison with the store is under way (see begin_comparison).
+        self._touched: set[str] | None = None
 
     def put(
         self,
@@ -112,6 +114,8 @@ class CertificateCache:
         `on_demand`: loaded because a handshake wanted it, and so counted against `max_loaded`.
         """
         name = normalize_name(name)
+        if self._touched is not None:
+            self._touched.add(name)
         certificates = pem.certificates_from_pem(chain_pem)
         key_label, key_der = pem.private_key_from_pem(key_pem)
         changed = self._stored.put(
@@ -135,6 +139,8 @@ class CertificateCache:
         handshake's `context_for` raises CertificateNotLoaded until `put` gives it. A name
         already held at `version` keeps its certificate; at another version, it is dropped."""
         name = normalize_name(name)
+        if self._touched is not None:
+            self._touched.add(name)
         if self._stored.put_index(name, version):
             self._contexts.pop(name, None)
             self._on_demand.pop(name, None)
@@ -168,6 +174,23 @@ class CertificateCache:
     def pack(self) -> None:
         """Lay the names out compactly in memory: call before forking (see CertificateStore)."""
         self._stored.pack()
+
+    # Comparing every name with the store, without walking the names held (CertificateStore.
+    # compare says why): begin, compare each name the store serves, end with the names held
+    # that the store did not list, leaving out those put meanwhile.
+
+    def begin_comparison(self) -> bytearray:
+        self._touched = set()
+        return bytearray(self._stored.row_count)
+
+    def compare(self, name: str, version: int, epoch: int, seen: bytearray) -> int:
+        """0: `name` (normalized) is not served; 1: served at `version` and `epoch`; 2: served
+        otherwise."""
+        return self._stored.compare(name, version, epoch, seen)
+
+    def end_comparison(self, seen: bytearray) -> list[str]:
+        touched, self._touched = self._touched or set(), None
+        return [name for name in self._stored.names_not_seen(seen) if name not in touched]
 
     def versions(self) -> dict[str, tuple[int, int]]:
         """Every name served, with its (version, link epoch): for comparing with the store."""

@@ -43,6 +43,7 @@ class CertificateStore:
 
     def __init__(self) -> None:
         self._rows: dict[str, int] = {}
+        self._names: list[str | None] = []  # by row: the name a row holds (None: free)
         self._free_rows: list[int] = []
         self._blob = bytearray()
         self._start = array("Q")  # where the row's leaf begins; its key follows the leaf
@@ -89,11 +90,15 @@ class CertificateStore:
         it.
         """
         rows: dict[str, int] = {}
+        names: list[str | None] = [None] * len(self._names)
         for name, row in self._rows.items():
             # New objects, allocated one after another (str.join and int.from_bytes make
             # copies, whereas str(s) and int(i) return the very same object).
-            rows["".join(name)] = int.from_bytes(row.to_bytes(8, "little"), "little")
+            copy = "".join(name)
+            rows[copy] = int.from_bytes(row.to_bytes(8, "little"), "little")
+            names[row] = copy
         self._rows = rows
+        self._names = names
 
     def versions(self) -> dict[str, tuple[int, int]]:
         """Every name with its (version, link epoch)."""
@@ -102,8 +107,42 @@ class CertificateStore:
 
     def max_version(self) -> int:
         """The highest version of any name held (0 for none)."""
-        version = self._version
-        return max((version[row] for row in self._rows.values()), default=0)
+        # Free rows hold version 0; reading the array touches no object of the names.
+        return max(self._version, default=0)
+
+    def compare(self, name: str, version: int, epoch: int, seen: bytearray) -> int:
+        """Whether `name` is held: 0 not, 1 at `version` and `epoch`, 2 otherwise. Marks its
+        row in `seen` (one byte per row, `row_count` long at least).
+
+        For comparing every name with the store without walking the names: a lookup writes
+        to no object of the name held, where iterating over them would (their reference
+        counts), copying their pages into a process forked after they were loaded.
+        """
+        row = self._rows.get(name)
+        if row is None:
+            return 0
+        seen[row] = 1
+        same = self._version[row] == version and self._epoch[row] == epoch
+        return 1 if same else 2
+
+    @property
+    def row_count(self) -> int:
+        return len(self._start)
+
+    def names_not_seen(self, seen: bytearray) -> list[str]:
+        """The names held whose rows `seen` does not mark."""
+        found: list[str] = []
+        names = self._names
+        row = seen.find(0)
+        while row >= 0:
+            if row >= len(names):
+                break
+            name = names[row]
+            if name is not None:
+                found.append(name)
+            row = seen.find(0, row + 1)
+        # Rows added after `seen` was made are not in it: they are new, not unseen.
+        return found
 
     @property
     def packed_bytes(self) -> int:
@@ -163,6 +202,7 @@ class CertificateStore:
         if row is None:
             row = self._new_row()
             self._rows[name] = row
+            self._names[row] = name
         else:
             self._release(row)
         self._start[row] = start
@@ -187,6 +227,7 @@ class CertificateStore:
         else:
             row = self._new_row()
             self._rows[name] = row
+            self._names[row] = name
         self._start[row] = 0
         self._leaf_length[row] = 0
         self._key_length[row] = 0
@@ -210,6 +251,8 @@ class CertificateStore:
             return False
         self._release(row)
         self._leaf_length[row] = self._key_length[row] = 0
+        self._version[row] = 0
+        self._names[row] = None
         self._free_rows.append(row)
         self._compact_if_worth_it()
         return True
@@ -244,6 +287,7 @@ class CertificateStore:
             self._label,
         ):
             column.append(0)
+        self._names.append(None)
         return len(self._start) - 1
 
     def _release(self, row: int) -> None:

@@ -48,6 +48,8 @@ CERTIFICATE_READ_THREADS = 2
 # proportionally less often above (every 5 minutes with a million). Changes made by linkcert's
 # workers are announced and applied at once whatever the interval.
 FULL_PASS_NAMES = 100_000
+# Names read per query by a full pass when certificates are loaded on demand.
+_SLICE = 20_000
 
 
 @dataclass(frozen=True)
@@ -232,9 +234,53 @@ class StoreFeeds:
 
     async def sync(self) -> SyncResult:
         """Make the cache hold exactly what the store says should be served now."""
+        if self.lazy:
+            return await self._sync_names()
         loaded, indexed, removed, upstreams = await asyncio.to_thread(self._read_all, self._known())
         self.upstreams = upstreams
         return self._apply(loaded, removed, indexed)
+
+    async def _sync_names(self) -> SyncResult:
+        """`sync()` with certificates loaded on demand: the served names are read a slice at a
+        time and each compared with the cache on the loop, so that neither a million-name copy
+        of the store's answer nor one of the cache's is ever made (and the names the process
+        inherited are not walked: see CertificateStore.compare)."""
+        cache = self.cache
+        seen = cache.begin_comparison()
+        stale: Wanted = {}
+        after = 0
+        try:
+            while True:
+                rows, after = await asyncio.to_thread(self._served_slice, after)
+                for name, cert_id, epoch in rows:
+                    if cache.compare(name, cert_id, epoch, seen) != 1:
+                        stale[name] = (cert_id, epoch)
+                if len(rows) < _SLICE:
+                    break
+        finally:
+            removed = cache.end_comparison(seen)
+        self.upstreams = await asyncio.to_thread(self._account_upstreams)
+        return self._apply([], removed, stale)
+
+    def _served_slice(self, after: int) -> tuple[list[tuple[str, int, int]], int]:
+        """Up to _SLICE served domains with an id above `after`, in id order, as (name,
+        certificate id, link epoch), and the last one's id (in a thread)."""
+        now = utcnow()
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Domain.id, Domain.name, Certificate.id, Domain.link_epoch)
+                .join(Certificate, Certificate.id == Domain.current_certificate_id)
+                .where(
+                    Domain.id > after,
+                    Certificate.not_after > now,
+                    Certificate.revoked_at.is_(None),
+                    *_LIVE,
+                )
+                .order_by(Domain.id)
+                .limit(_SLICE)
+            ).all()
+        last = rows[-1][0] if rows else after
+        return [(name, cert_id, epoch) for _, name, cert_id, epoch in rows], last
 
     def sync_here(self) -> SyncResult:
         """`sync()` in the calling thread, for a process with no event loop: the edge pool's
