@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -386,6 +387,25 @@ class DomainQuery:
     failure_class: str | None = None
     owner: int | None = None
     prefix: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        dns_state: StrEnum | None = None,
+        cert_state: StrEnum | None = None,
+        failure_class: StrEnum | None = None,
+        owner: int | None = None,
+        prefix: str = "",
+    ) -> DomainQuery:
+        """The query for filters as a front end took them: states as enums, the prefix as
+        typed (surrounding spaces and case do not matter)."""
+        return cls(
+            dns_state=dns_state.value if dns_state else None,
+            cert_state=cert_state.value if cert_state else None,
+            failure_class=failure_class.value if failure_class else None,
+            owner=owner,
+            prefix=prefix.strip().lower(),
+        )
 
     def key(self) -> dict[str, object]:
         """The filters, for the digest that binds a page cursor to its query."""

@@ -287,13 +287,7 @@ def domain_list(
                 owner = find_account(session, account).id
             except NotFound as exc:
                 fail(str(exc))
-    query = DomainQuery(
-        dns_state=dns_state.value if dns_state else None,
-        cert_state=cert_state.value if cert_state else None,
-        failure_class=failure_class.value if failure_class else None,
-        owner=owner,
-        prefix=prefix.strip().lower(),
-    )
+    query = DomainQuery.of(dns_state, cert_state, failure_class, owner, prefix)
     shown = 0
     last = after
     more = False

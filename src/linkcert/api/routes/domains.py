@@ -90,13 +90,7 @@ def get_domains(
         if account_id is not None and account_id != principal.account_id:
             raise account_not_found(account_id)
         owner = principal.account_id
-    query = DomainQuery(
-        dns_state=dns_state.value if dns_state else None,
-        cert_state=cert_state.value if cert_state else None,
-        failure_class=failure_class.value if failure_class else None,
-        owner=owner,
-        prefix=prefix.strip().lower(),
-    )
+    query = DomainQuery.of(dns_state, cert_state, failure_class, owner, prefix)
     # The viewer is part of the query: one token's cursor is refused for another's.
     scope = {**query.key(), "viewer": principal.account_id or "operator"}
     start = after
