@@ -282,3 +282,30 @@ async def test_the_full_pass_by_slices_finds_changes_and_removals(
     seen = cache.begin_comparison()
     cache.put_index(BETA, beta)
     assert cache.end_comparison(seen) == [ALPHA]
+
+
+async def test_a_store_that_cannot_be_read_fails_the_load_with_one_line_a_minute(
+    domains: Store,
+    keys: MasterKeys,
+    ca: ThrowawayCA,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install(domains, keys, ca, ALPHA)
+    install(domains, keys, ca, BETA)
+    cache = CertificateCache()
+    feeds = StoreFeeds(domains, keys, cache, preload_limit=0)
+    await feeds.sync()
+
+    def unreachable(name: str) -> None:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(feeds, "_read_current", unreachable)
+    with caplog.at_level(logging.WARNING, logger="linkcert.feeds"):
+        assert not await feeds.load_certificate(ALPHA)
+        assert not await feeds.load_certificate(BETA)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot read the certificate of {ALPHA} from the store: connection refused"
+    ]
+    assert ALPHA in cache and not cache.is_loaded(ALPHA)  # still served once the store is back
+    feeds.close()

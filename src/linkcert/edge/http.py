@@ -51,6 +51,7 @@ _PAUSED_FOR_WAITING = 2
 _EVICTED_SHARE = 64
 _PAUSED_FOR_UPSTREAM = 4  # proxy mode: the origin is not taking the request body as fast
 _PAUSED_FOR_CERTIFICATE = 8  # the handshake waits for its certificate to be loaded
+_SLOW_LOG_INTERVAL = 60.0
 
 # Loads a served name's certificate into memory (the integrator's, e.g. from the store);
 # returns whether it is there now.
@@ -111,7 +112,26 @@ class ConnectionHub:
         self.by_address: dict[str, dict[HttpConnection, None]] = {}
         self.draining = False
         self.now = 0.0  # a coarse clock, refreshed by the sweeper
+        self._slow_certificates = 0
+        self._slow_logged_at = -_SLOW_LOG_INTERVAL
         self.all_closed = asyncio.Event()
+
+    def note_slow_certificate(self, name: str) -> None:
+        """Log a certificate that did not load in time: the first at once, then at most one
+        line a minute saying how many more (a database outage would otherwise log one line
+        per handshake)."""
+        self._slow_certificates += 1
+        if self.now - self._slow_logged_at < _SLOW_LOG_INTERVAL:
+            return
+        more = self._slow_certificates - 1
+        logger.warning(
+            "the certificate of %s did not load within %.0f s%s",
+            name,
+            self.limits.certificate_wait,
+            f" (and {more} other handshakes since the last such line)" if more else "",
+        )
+        self._slow_certificates = 0
+        self._slow_logged_at = self.now
 
     def admit(self, connection: HttpConnection, address: str | None) -> str | None:
         """Make room for a new connection; the reason it is refused, or None."""
@@ -547,7 +567,7 @@ class HttpConnection(asyncio.Protocol):
                 loaded = await loader(name)
         except TimeoutError:
             loaded = False
-            logger.warning("the certificate of %s did not load in time", name)
+            self._hub.note_slow_certificate(name)
         except Exception:
             loaded = False
             logger.exception("loading the certificate of %s failed", name)

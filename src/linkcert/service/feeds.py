@@ -116,6 +116,8 @@ class StoreFeeds:
         self._loading: dict[str, asyncio.Future[bool]] = {}
         # Names whose stored certificate at this version does not load: not read again.
         self._unloadable: dict[str, int] = {}
+        self._failed_loads = 0
+        self._failed_logged_at = float("-inf")
         self.client_ip: ClientIpMode = client_ip
         self.challenges = ChallengeBook(self.read_challenges)
         self._challenge_threads: ThreadPoolExecutor | None = None
@@ -313,7 +315,19 @@ class StoreFeeds:
         if task.cancelled():
             loading.cancel()
         elif task.exception() is not None:
-            log.warning("cannot load the certificate of %s: %s", name, task.exception())
+            # A database outage fails every load: one line a minute, with the count.
+            self._failed_loads += 1
+            now = asyncio.get_running_loop().time()
+            if now - self._failed_logged_at >= 60.0:
+                more = self._failed_loads - 1
+                log.warning(
+                    "cannot read the certificate of %s from the store: %s%s",
+                    name,
+                    task.exception(),
+                    f" (and {more} other reads failed since the last such line)" if more else "",
+                )
+                self._failed_loads = 0
+                self._failed_logged_at = now
             loading.set_result(False)
         else:
             loading.set_result(task.result())
