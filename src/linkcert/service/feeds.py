@@ -385,21 +385,8 @@ class StoreFeeds:
         """Load (or drop) one domain's certificate now: a worker has just changed it."""
 
         def fetch() -> tuple[list[_Loaded], list[str]]:
-            now = utcnow()
-            with self.store.session() as session:
-                row = session.execute(
-                    select(Certificate.id, Domain.link_epoch)
-                    .join(Domain, Domain.current_certificate_id == Certificate.id)
-                    .where(
-                        Domain.name == name,
-                        Certificate.not_after > now,
-                        Certificate.revoked_at.is_(None),
-                        *_LIVE,
-                    )
-                ).first()
-            if row is None:
-                return [], [name]
-            return self._fetch({name: (row[0], row[1])}), []
+            wanted, removed = self._current_of(name)
+            return (self._fetch(wanted) if wanted else []), removed
 
         if self.lazy:
             indexed, removed = await asyncio.to_thread(self._current_of, name)
