@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, event
+from sqlalchemy import delete
 
 from linkcert.api.routes.paging import encode_cursor
 from linkcert.domains import DomainQuery, find_domains
 from linkcert.store import Domain, Store
 from tests.api_support import World, app_for, assert_problem, bearer, client
+from tests.store_support import recorded_statements
 
 
 @pytest.fixture
@@ -177,12 +178,6 @@ async def test_an_account_pages_through_its_own_domains_only(
 def test_each_filter_pages_through_an_index(store: Store) -> None:
     """The page query of every filter is a range scan of an index that goes on by name."""
     add_domains(store, (f"d{i:03}.fleet.test" for i in range(300)), None, dns_state="ok")
-    statements: list[tuple[str, Any]] = []
-
-    def record(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM domains" in statement:
-            statements.append((statement, parameters))
-
     expected = {
         DomainQuery(): "name",  # the unique index on name
         DomainQuery(dns_state="ok"): "ix_domains_dns_state_name",
@@ -192,13 +187,9 @@ def test_each_filter_pages_through_an_index(store: Store) -> None:
         DomainQuery(prefix="d1"): "name",
     }
     for query, index in expected.items():
-        statements.clear()
-        event.listen(store.engine, "before_cursor_execute", record)
-        try:
+        with recorded_statements(store) as seen:
             find_domains(store, after="d100.fleet.test", limit=5, query=query)
-        finally:
-            event.remove(store.engine, "before_cursor_execute", record)
-        statement, parameters = statements[0]
+        statement, parameters = next(s for s in seen if s.sql.lstrip().upper().startswith("SELECT"))
         plan = _plan(store, statement, parameters)
         assert "Seq Scan" not in plan and "SCAN domains" not in plan.replace("USING", ""), plan
         if index != "name":

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from linkcert import counters, metrics
 from linkcert.api import create_app
@@ -21,6 +18,7 @@ from linkcert.edge.counters import EdgeCounters
 from linkcert.states import CertState, DnsState
 from linkcert.store import Domain, Store, utcnow
 from tests.notify_support import add_customer, give_certificate
+from tests.store_support import recorded_statements
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SETTINGS = Settings(allow_test_domains=True)
@@ -141,23 +139,6 @@ async def test_counters_and_gauges_set_by_other_parts_appear(store: Store) -> No
     assert not any(name.startswith("linkcert_edge_") for name, _ in gone)
 
 
-@contextmanager
-def statements_in_this_thread(store: Store) -> Iterator[list[str]]:
-    """The SQL statements this thread runs on the store inside the block."""
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
-
-
 def test_scrapes_answer_from_the_summary_without_a_statement(store: Store) -> None:
     """Only the first scrape reads the store; later ones answer from memory, and one that finds
     the summary stale has it read again in the background, not itself."""
@@ -166,7 +147,7 @@ def test_scrapes_answer_from_the_summary_without_a_statement(store: Store) -> No
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     add_customer(store, "a", "links.a.test", [])
-    with statements_in_this_thread(store) as first:
+    with recorded_statements(store) as first:
         samples = parse(metrics.render(registry).decode())
     assert first, "the first scrape reads the store"
     assert value(samples, "linkcert_domains", dns_state="pending", cert_state="none") == 1
@@ -174,19 +155,19 @@ def test_scrapes_answer_from_the_summary_without_a_statement(store: Store) -> No
     add_customer(store, "b", "links.b.test", [])
     for _ in range(20):
         seconds[0] += 2
-        with statements_in_this_thread(store) as during:
+        with recorded_statements(store) as during:
             samples = parse(metrics.render(registry).decode())
         assert during == []
         assert value(samples, "linkcert_domains", dns_state="pending", cert_state="none") == 1
     # Past the refresh interval: this scrape still runs no statement and shows what it has...
     seconds[0] += 30
-    with statements_in_this_thread(store) as stale:
+    with recorded_statements(store) as stale:
         samples = parse(metrics.render(registry).decode())
     assert stale == []
     assert value(samples, "linkcert_domains", dns_state="pending", cert_state="none") == 1
     # ...while the summary is read again beside it, once, for the scrapes after it.
     collector.wait_for_refresh(timeout=30)
-    with statements_in_this_thread(store) as after:
+    with recorded_statements(store) as after:
         samples = parse(metrics.render(registry).decode())
     assert after == []
     assert value(samples, "linkcert_domains", dns_state="pending", cert_state="none") == 2
@@ -199,7 +180,7 @@ def test_a_refresh_reads_the_store_in_a_few_grouped_statements(store: Store) -> 
     for batch in range(2):
         for i in range(5 * (batch + 1)):
             add_customer(store, f"c{batch}{i}", f"links.c{batch}-{i}.test", [])
-        with statements_in_this_thread(store) as seen:
+        with recorded_statements(store) as seen:
             metrics.read_snapshot(store, utcnow())
         counts.append(len(seen))
     assert counts[0] == counts[1] <= 6, counts
@@ -211,9 +192,9 @@ def test_the_expiry_histogram_is_carried_between_its_reads(store: Store) -> None
     now = utcnow()
     full = metrics.read_snapshot(store, now)
     later = now + timedelta(minutes=1)
-    with statements_in_this_thread(store) as seen:
+    with recorded_statements(store) as seen:
         carried = metrics.read_snapshot(store, later, full)
-    assert not [s for s in seen if "certificates" in s], seen
+    assert not [s for s in seen if "certificates" in s.sql], seen
     assert carried.expiry_counts == full.expiry_counts
     assert carried.soonest_expiry == full.soonest_expiry
     total = sum(full.expiry_counts)
@@ -225,9 +206,9 @@ def test_the_expiry_histogram_is_carried_between_its_reads(store: Store) -> None
     collector = metrics.StoreCollector(store, cache_seconds=1, monotonic=lambda: seconds[0])
     reads = []
     for _ in range(2 * metrics.EXPIRY_EVERY):
-        with statements_in_this_thread(store) as seen:
+        with recorded_statements(store) as seen:
             collector._refresh()
-        reads.append(any("certificates" in s for s in seen))
+        reads.append(any("certificates" in s.sql for s in seen))
     assert reads.count(True) == 2 and reads[0], reads
 
 

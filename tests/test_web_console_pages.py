@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from linkcert.store import Certificate, Domain, Store, utcnow
 from linkcert.testbed.waiting import free_port
@@ -27,6 +26,7 @@ from linkcert.web.filters import (
     read_counts,
 )
 from tests.api_support import World, make_world
+from tests.store_support import recorded_statements
 from tests.web_support import CONSOLE_SETTINGS, operator
 
 
@@ -36,22 +36,6 @@ def add_domains(store: Store, count: int, **values: Any) -> list[str]:
         for name in names:
             session.add(Domain(name=name, unicode_name=name, registrable="fleet.test", **values))
     return names
-
-
-@contextmanager
-def statements(store: Store) -> Iterator[list[str]]:
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
 
 
 def all_pages(store: Store, which: DomainFilter, limit: int, search: str = "") -> list[list[str]]:
@@ -131,16 +115,16 @@ def test_counts_are_read_at_most_once_per_interval_and_never_by_a_page_when_warm
 ) -> None:
     seconds = [0.0]
     summary = CountsSummary(world.store, refresh_seconds=60, monotonic=lambda: seconds[0])
-    with statements(world.store) as first:
+    with recorded_statements(world.store) as first:
         assert summary.counts()[DomainFilter.ALL] == 2
     assert first
     add_domains(world.store, 3)
     seconds[0] += 30
-    with statements(world.store) as warm:
+    with recorded_statements(world.store) as warm:
         assert summary.counts()[DomainFilter.ALL] == 2
     assert warm == []
     seconds[0] += 31
-    with statements(world.store) as stale:
+    with recorded_statements(world.store) as stale:
         assert summary.counts()[DomainFilter.ALL] == 2  # shown at once, read again beside
     assert stale == []
     summary.wait_for_refresh(timeout=30)
@@ -157,11 +141,12 @@ async def test_a_console_page_runs_the_same_statements_at_any_fleet_size(world: 
             add_domains(world.store, size)
         else:
             _more(world.store, size)
-        with statements(world.store) as seen:
+        with recorded_statements(world.store) as seen:
             page = await web.get("/console")
         assert page.status_code == 200
-        assert not [s for s in seen if "count(" in s.lower() or "group by" in s.lower()], seen
-        seen_counts.append(len([s for s in seen if "domains" in s]))
+        sqls = [s.sql.lower() for s in seen]
+        assert not [s for s in sqls if "count(" in s or "group by" in s], sqls
+        seen_counts.append(len([s for s in sqls if "domains" in s]))
     assert seen_counts[0] == seen_counts[1], seen_counts
     searched = await web.get("/console?q=d00")
     filters = searched.text.split('<ul class="filters">')[1].split("</ul>")[0]
