@@ -499,6 +499,10 @@ class WriterChild:
                     str(os.getpid()),
                     env={**os.environ, DATABASE_ENV: self.store.url},
                     stdin=asyncio.subprocess.DEVNULL,
+                    # Out of the terminal's process group: a Ctrl-C is for this process,
+                    # which stops the writer itself once the edge has closed its spool (a
+                    # writer interrupted while still starting would print a traceback).
+                    start_new_session=True,
                 )
             except OSError as exc:
                 log.error("cannot start the event writer: %s", exc)
