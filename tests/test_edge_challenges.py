@@ -125,3 +125,20 @@ async def until(predicate: object, attempts: int = 500) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("never happened")
+
+
+async def test_until_every_change_is_announced_an_unknown_name_is_read() -> None:
+    """An edge process that has just started (or lost its listening connection) may not have
+    heard of an order placed a moment ago: the name is read, and the token answered."""
+    store = Store()
+    store.pending["just-ordered.shop.test"] = {"tok-9": "tok-9.thumb"}
+    book = ChallengeBook(store.read)
+    book.announced = False
+    answer = book.answer("just-ordered.shop.test", "tok-9")
+    assert not isinstance(answer, str) and answer is not None
+    assert await answer == "tok-9.thumb"
+    assert store.reads == ["just-ordered.shop.test"]
+
+    book.announced = True  # now every order is announced: a name not held is refused unread
+    assert book.answer("made-up.shop.test", "tok-0") is None
+    assert store.reads == ["just-ordered.shop.test"]

@@ -6,6 +6,11 @@ with the tokens published for it so far (`replace_all` from a periodic read of t
 memory, or refused from memory when its host has no pending order: a flood of made-up tokens
 never reaches the store.
 
+Until the book hears every announcement (`announced`: on PostgreSQL, once the edge listens for
+them and has read everything pending since), a name memory does not know is read too: an edge
+process that has just started, or lost its listening connection, may not have heard of an order
+a worker placed a moment ago, and the CA asks within milliseconds of the worker's answer.
+
 One case is left to the store: a token not (yet) in memory for a name that has a pending order.
 A worker publishes its tokens moments before the CA comes for them, and the feed may not have
 caught up; so the book reads that one name's tokens (`read_name`, which the integrator runs on a
@@ -53,6 +58,9 @@ class ChallengeBook:
         self._reads: dict[str, _Reads] = {}
         self.store_reads = 0  # reads of one name, for a token memory did not have
         self.counters: EdgeCounters | None = None  # the edge's, set by the Edge
+        # Every change of a pending name reaches the book at once; while False, a name the
+        # book does not hold is read from the store rather than refused.
+        self.announced = True
 
     # Feeding ------------------------------------------------------------------------------
 
@@ -100,7 +108,9 @@ class ChallengeBook:
         known = self._tokens.get(token)
         if known is not None and known[0] == host:
             return known[1]
-        if host is None or host not in self._names or self._read_name is None:
+        if host is None or self._read_name is None:
+            return None
+        if host not in self._names and self.announced:
             return None
         return self._read_and_answer(host, token)
 

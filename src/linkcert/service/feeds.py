@@ -453,10 +453,40 @@ class StoreFeeds:
                 self._spawn_refresh(payload)
             # (after a reconnect, the next pass reads every pending challenge anyway)
 
+        catching_up: set[asyncio.Task[None]] = set()
+        connections = [0]  # listening connections made, so a stale catch-up changes nothing
+
+        async def catch_up(connection: int) -> None:
+            # Listening now: what was pending before is read once more, then every change is
+            # announced, and a name memory does not hold can be refused without a read.
+            try:
+                await self.sync_challenges()
+            except Exception as exc:
+                log.warning("challenge sync failed, answering from memory: %s", exc)
+                return
+            if connections[0] == connection:
+                self.challenges.announced = True
+
+        def listening(live: bool) -> None:
+            connections[0] += 1
+            if not live:
+                self.challenges.announced = False
+                return
+            task = loop.create_task(catch_up(connections[0]))
+            catching_up.add(task)
+            task.add_done_callback(catching_up.discard)
+
         listener = None
         if self.store.dialect == "postgresql":
+            self.challenges.announced = False
             listener = asyncio.ensure_future(
-                listen(self.store.url, [CERTIFICATES, CHALLENGES], notified, stop)
+                listen(
+                    self.store.url,
+                    [CERTIFICATES, CHALLENGES],
+                    notified,
+                    stop,
+                    on_listening=listening,
+                )
             )
         last_full = loop.time() - full_every + first_full_after
         last_id = since or 0
@@ -491,6 +521,8 @@ class StoreFeeds:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_first(stop, changed), timeout=interval)
         finally:
+            for task in list(catching_up):
+                task.cancel()
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

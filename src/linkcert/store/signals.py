@@ -54,12 +54,15 @@ async def listen(
     stop: asyncio.Event,
     *,
     reconnect_delay: float = 1.0,
+    on_listening: Callable[[bool], None] | None = None,
 ) -> None:
     """Call `on_notify(channel, payload)` for every notification until `stop` is set.
 
     Reconnects after a lost connection (PostgreSQL restarted, network blip); every reconnect
     also calls `on_notify(channel, "")` on each channel, since notifications sent while we were
-    away are lost and the listener should catch up by reading the store.
+    away are lost and the listener should catch up by reading the store. `on_listening(True)`
+    is called once the channels are listened to (on every connection), `on_listening(False)`
+    when the connection is lost: what was announced in between the caller never heard.
     """
     import psycopg  # only listeners need the driver itself; short commands do not load it
 
@@ -75,8 +78,12 @@ async def listen(
                     for channel in wanted:
                         on_notify(channel, "")
                 first = False
+                if on_listening is not None:
+                    on_listening(True)
                 await _pump(conn, on_notify, stop)
         except (psycopg.Error, OSError) as exc:
+            if on_listening is not None:
+                on_listening(False)
             if stop.is_set():
                 return
             log.warning("listening for changes failed, reconnecting: %s", str(exc).strip())
