@@ -23,6 +23,7 @@ from linkcert.names import NamePolicy
 from linkcert.service.roles import Roles
 from linkcert.service.runtime import Runtime
 from linkcert.store import Order, Store
+from linkcert.testbed.waiting import wait_for_async
 from tests.e2e_support import Platform, start_platform, wait_until_secured
 
 pytestmark = pytest.mark.pebble
@@ -93,6 +94,10 @@ async def test_a_flood_of_unknown_tokens_reads_nothing_while_pebble_validates(
             await runtime.start()
         assert edge_runtime.edge is not None and edge_runtime.edge.http_port is not None
         port = edge_runtime.edge.http_port
+        # Until the edge listens for the workers' announcements (PostgreSQL), it reads a name
+        # it does not know rather than refuse it; from then on memory answers alone.
+        book = edge_runtime.feeds.challenges
+        await wait_for_async(lambda: book.announced, "the edge hearing every announcement")
         floods = [
             asyncio.create_task(flood(port, number, sent, stop))
             for number in range(FLOOD_CONNECTIONS)
