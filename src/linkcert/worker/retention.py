@@ -63,14 +63,13 @@ async def prune_clicks(
 ) -> int:
     """One pass: delete every click older than the retention, batch by batch (until `stop`)."""
     before = (now or utcnow()) - timedelta(days=retention_days)
-    total = 0
-    while True:
-        deleted = await asyncio.to_thread(prune_clicks_batch, store, before, batch)
-        total += deleted
+
+    def one_batch() -> tuple[int, bool]:
+        deleted = prune_clicks_batch(store, before, batch)
         count_clicks_pruned(deleted)
-        if deleted < batch or (stop is not None and stop.is_set()):
-            break
-        await asyncio.sleep(pause)
+        return deleted, deleted >= batch
+
+    total = await _in_batches(one_batch, pause, stop)
     if total:
         log.info("deleted %d clicks recorded before %s", total, f"{before:%Y-%m-%d %H:%M} UTC")
     return total
@@ -121,13 +120,7 @@ async def prune_history(
 ) -> int:
     """One pass: delete the history events older than the retention, batch by batch."""
     before = (now or utcnow()) - timedelta(days=retention_days)
-    total = 0
-    while True:
-        deleted, more = await asyncio.to_thread(prune_history_batch, store, before, batch)
-        total += deleted
-        if not more or (stop is not None and stop.is_set()):
-            break
-        await asyncio.sleep(pause)
+    total = await _in_batches(lambda: prune_history_batch(store, before, batch), pause, stop)
     if total:
         log.info("deleted %d history events recorded before %s", total, f"{before:%Y-%m-%d} UTC")
     return total
@@ -373,3 +366,18 @@ async def _keep_pruning(
             log.warning("pruning %s failed, trying again later: %s", what, exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def _in_batches(
+    one_batch: Callable[[], tuple[int, bool]], pause: float, stop: asyncio.Event | None
+) -> int:
+    """Run `one_batch` (in a thread; it returns how many rows it deleted and whether more may
+    be due) until nothing more is due or `stop`, pausing between batches so that a long pass
+    leaves the database to others; returns the rows deleted."""
+    total = 0
+    while True:
+        deleted, more = await asyncio.to_thread(one_batch)
+        total += deleted
+        if not more or (stop is not None and stop.is_set()):
+            return total
+        await asyncio.sleep(pause)
