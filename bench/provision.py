@@ -132,34 +132,29 @@ async def _run_side(
     return latency, wave
 
 
-async def _run_failover(world: World, workdir: Path, args: argparse.Namespace) -> Latency:
-    """linkcert's latency with two CAs configured and the preferred one down."""
+async def _variant_latency(
+    world: World,
+    workdir: Path,
+    args: argparse.Namespace,
+    directory: str,
+    reps: int,
+    *,
+    first_ca_down: bool = False,
+    dns01: bool = False,
+) -> Latency:
+    """linkcert's latency in a variant of its set-up: two CAs configured and the preferred one
+    down (`first_ca_down`), or names secured before the switch by DNS-01 (`dns01`)."""
     linkcert = LinkcertSide(
         world,
-        workdir / "linkcert-failover",
+        workdir / directory,
         database_url=args.database_url,
         worker_concurrency=args.worker_concurrency,
-        first_ca_down=True,
+        first_ca_down=first_ca_down,
+        dns01=dns01,
     )
     try:
         await linkcert.start()
-        return await runs.latency(linkcert, args.failover_reps, args.timeout)
-    finally:
-        await linkcert.stop()
-
-
-async def _run_dns01(world: World, workdir: Path, args: argparse.Namespace) -> Latency:
-    """linkcert's latency for names secured before the switch, by DNS-01."""
-    linkcert = LinkcertSide(
-        world,
-        workdir / "linkcert-dns01",
-        database_url=args.database_url,
-        worker_concurrency=args.worker_concurrency,
-        dns01=True,
-    )
-    try:
-        await linkcert.start()
-        return await runs.latency(linkcert, args.dns01_reps, args.timeout)
+        return await runs.latency(linkcert, reps, args.timeout)
     finally:
         await linkcert.stop()
 
@@ -188,11 +183,15 @@ async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         failover = None
         if "linkcert" in sides and args.failover_reps > 0:
             print(f"linkcert, first CA down: latency x{args.failover_reps}...", flush=True)
-            failover = await _run_failover(world, workdir, args)
+            failover = await _variant_latency(
+                world, workdir, args, "linkcert-failover", args.failover_reps, first_ca_down=True
+            )
         by_dns01 = None
         if dns01:
             print(f"linkcert, DNS-01 through a delegation: latency x{args.dns01_reps}...")
-            by_dns01 = await _run_dns01(world, workdir, args)
+            by_dns01 = await _variant_latency(
+                world, workdir, args, "linkcert-dns01", args.dns01_reps, dns01=True
+            )
     report = _report(args, results)
     if by_dns01 is not None:
         http01 = results["linkcert"][0].median
