@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from linkcert.edge import CertificateCache
 from linkcert.keys import MasterKeys, generate_master_key
 from linkcert.service.feeds import StoreFeeds
 from linkcert.store import Domain, Store, utcnow
+from linkcert.testbed.statements import recorded_statements
 from linkcert.worker import leases
 
 WORKER_ID = "bench-renewal"
@@ -86,21 +84,6 @@ def _release_all(store: Store) -> None:
         )
 
 
-@contextmanager
-def _captured(store: Store) -> Iterator[list[tuple[str, Any]]]:
-    """The statements (with parameters) the store runs inside the block."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
-
-
 def plans(store: Store, limit: int, fleet_size: int) -> list[str]:
     """The query plans of the ticks' statements, as the engine runs them.
 
@@ -108,7 +91,7 @@ def plans(store: Store, limit: int, fleet_size: int) -> list[str]:
     UPDATE); on SQLite, EXPLAIN QUERY PLAN.
     """
     feeds = StoreFeeds(store, MasterKeys.parse(generate_master_key("bench")), CertificateCache())
-    with _captured(store) as seen:
+    with recorded_statements(store, this_thread=False) as seen:
         leases.claim_due(store, WORKER_ID, utcnow(), limit)
         leases.next_due(store, utcnow())
         feeds._newer_than(fleet_size - NEW_CERTIFICATES)

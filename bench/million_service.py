@@ -32,14 +32,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import event, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 
 from bench import due_ticks
 from linkcert import metrics
@@ -50,6 +49,7 @@ from linkcert.domains import DomainQuery, find_domains
 from linkcert.states import FailureClass
 from linkcert.store import Certificate, Domain, Event, Store, utcnow
 from linkcert.store.models import LinkEvent
+from linkcert.testbed.statements import recorded_statements
 from linkcert.web import create_app
 from linkcert.web.filters import DomainFilter, find_console_rows, read_counts
 from linkcert.worker import leases
@@ -72,20 +72,6 @@ def median_ms(action: Callable[[], object], repetitions: int, warmup: int = 2) -
         if round_ >= warmup:
             times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
-
-
-@contextmanager
-def captured(store: Store) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def record(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
 
 
 def explain(store: Store, statement: str, parameters: Any) -> list[str]:
@@ -186,7 +172,7 @@ def api_pages(store: Store, repetitions: int) -> dict[str, Any]:
                             "ms": round(statistics.median(times), 1),
                         }
                     )
-                with captured(store) as seen:
+                with recorded_statements(store, this_thread=False) as seen:
                     find_domains(store, after=middle, limit=101, query=query)
                 statement, parameters = next(
                     (s, p) for s, p in seen if s.lstrip().startswith("SELECT domains")
@@ -271,11 +257,11 @@ def console_pages(store: Store, middle: str, repetitions: int) -> dict[str, floa
 
 def scrape(store: Store, repetitions: int) -> dict[str, Any]:
     registry = metrics.registry_for(store)
-    with captured(store) as cold_statements:
+    with recorded_statements(store, this_thread=False) as cold_statements:
         started = time.perf_counter()
         metrics.render(registry)
         cold = (time.perf_counter() - started) * 1000
-    with captured(store) as warm_statements:
+    with recorded_statements(store, this_thread=False) as warm_statements:
         warm = median_ms(lambda: metrics.render(registry), repetitions)
     summary = median_ms(lambda: metrics.read_snapshot(store, utcnow()), 3, warmup=1)
     return {

@@ -18,8 +18,8 @@ from sqlalchemy import delete
 from linkcert.api.routes.paging import encode_cursor
 from linkcert.domains import DomainQuery, find_domains
 from linkcert.store import Domain, Store
+from linkcert.testbed.statements import recorded_statements
 from tests.api_support import World, app_for, assert_problem, bearer, client
-from tests.store_support import recorded_statements
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from linkcert.config import Settings
 from linkcert.edge.counters import EdgeCounters
 from linkcert.states import CertState, DnsState
 from linkcert.store import Domain, Store, utcnow
+from linkcert.testbed.statements import recorded_statements
 from tests.notify_support import add_customer, give_certificate
-from tests.store_support import recorded_statements
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SETTINGS = Settings(allow_test_domains=True)

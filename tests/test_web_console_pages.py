@@ -16,6 +16,7 @@ import uvicorn
 from sqlalchemy import select
 
 from linkcert.store import Certificate, Domain, Store, utcnow
+from linkcert.testbed.statements import recorded_statements
 from linkcert.testbed.waiting import free_port
 from linkcert.web import create_app
 from linkcert.web.filters import (
@@ -26,7 +27,6 @@ from linkcert.web.filters import (
     read_counts,
 )
 from tests.api_support import World, make_world
-from tests.store_support import recorded_statements
 from tests.web_support import CONSOLE_SETTINGS, operator
 
 

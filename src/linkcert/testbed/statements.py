@@ -1,4 +1,5 @@
-"""What tests of the store's use share: the SQL statements a block of code runs."""
+"""The SQL statements a block of code runs on the store, for the tests and benchmarks that count
+or explain them."""
 
 from __future__ import annotations
 
