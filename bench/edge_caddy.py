@@ -105,6 +105,32 @@ def _reverse_proxy_instead_of_respond(node: Any, upstream: str) -> None:
             _reverse_proxy_instead_of_respond(value, upstream)
 
 
+def caddy_env(
+    run_dir: Path,
+    directory_url: str,
+    root_pem: Path,
+    https_port: int,
+    storage: Path,
+    ask_url: str,
+) -> dict[str, str]:
+    """The environment the peer's Caddyfile reads, with Caddy's home inside the run."""
+    home = run_dir / "home"
+    home.mkdir(exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        # Caddy and its libraries keep state under the home directory: keep it in the run.
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "ACME_DIRECTORY": directory_url,
+        "ACME_CA_ROOT": str(root_pem),
+        "HTTP_PORT": str(free_port()),
+        "HTTPS_PORT": str(https_port),
+        "CADDY_STORAGE": str(storage),
+        "ASK_URL": ask_url,
+    }
+
+
 def _adapted_config(
     env: dict[str, str], https_port: int, upstream: str | None = None
 ) -> dict[str, Any]:
@@ -139,21 +165,9 @@ class CaddyPeer:
         directory_url = f"https://{LOOPBACK}:{self._dead_ca.port}/dir"
         storage = run_dir / "storage"
         write_storage(storage, directory_url, pki, names)
-        home = run_dir / "home"
-        home.mkdir(exist_ok=True)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            # Caddy and its libraries keep state under the home directory: keep it in the run.
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "XDG_DATA_HOME": str(home / "data"),
-            "ACME_DIRECTORY": directory_url,
-            "ACME_CA_ROOT": str(pki.root_pem),
-            "HTTP_PORT": str(free_port()),
-            "HTTPS_PORT": str(self.https_port),
-            "CADDY_STORAGE": str(storage),
-            "ASK_URL": self._ask.url,
-        }
+        env = caddy_env(
+            run_dir, directory_url, pki.root_pem, self.https_port, storage, self._ask.url
+        )
         config_path = run_dir / "caddy.json"
         config = _adapted_config(env, self.https_port, upstream)
         config_path.write_text(json.dumps(config, indent=1))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 from bench import million_fixture
-from bench.edge_caddy import AskEndpoint, _adapted_config, issuer_key
+from bench.edge_caddy import AskEndpoint, _adapted_config, caddy_env, issuer_key
 from bench.edge_proc import LOOPBACK, DeadPort, stop
 from bench.million_edge import EdgeFigures, measure
 from linkcert.keys import MasterKeys
@@ -64,20 +63,7 @@ def run_caddy(
     written = time.monotonic()
     write_storage(fixture, count, storage, directory_url)
     print(f"caddy storage for {count} names written in {time.monotonic() - written:.0f} s")
-    home = run_dir / "home"
-    home.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_DATA_HOME": str(home / "data"),
-        "ACME_DIRECTORY": directory_url,
-        "ACME_CA_ROOT": str(run_dir / "root.pem"),
-        "HTTP_PORT": str(free_port()),
-        "HTTPS_PORT": str(https_port),
-        "CADDY_STORAGE": str(storage),
-        "ASK_URL": ask.url,
-    }
+    env = caddy_env(run_dir, directory_url, run_dir / "root.pem", https_port, storage, ask.url)
     config_path = run_dir / "caddy.json"
     config_path.write_text(json.dumps(_adapted_config(env, https_port)))
     log = (run_dir / "caddy.log").open("wb")
