@@ -26,7 +26,12 @@ from pydantic import (
 
 from linkcert.config_sources import ENV_PREFIX as ENV_PREFIX
 from linkcert.config_sources import ConfigError as ConfigError
-from linkcert.config_sources import config_path, environment_values, file_values
+from linkcert.config_sources import (
+    config_path,
+    effective_database_url,
+    environment_values,
+    file_values,
+)
 from linkcert.hostport import parse_host_port
 from linkcert.redact import masked_url, shown_url
 
@@ -547,9 +552,7 @@ class Settings(BaseModel):
     @property
     def effective_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.data_dir / 'linkcert.sqlite3'}"
+        return effective_database_url(self.database_url, self.data_dir)
 
     def master_key_text(self) -> str | None:
         """The master key setting, from `master_key` or the file `master_key_file`."""

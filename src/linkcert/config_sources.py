@@ -87,6 +87,13 @@ def environment_values(environ: Mapping[str, str], known: Container[str]) -> dic
 # --- the few settings of the short commands ---------------------------------------------------
 
 
+def effective_database_url(database_url: str | None, data_dir: Path) -> str:
+    """`database_url`, or when none is set, a SQLite file in the data directory."""
+    if database_url:
+        return database_url
+    return f"sqlite:///{data_dir / 'linkcert.sqlite3'}"
+
+
 @dataclass(frozen=True)
 class BasicSettings:
     """The settings `linkcert check` and `linkcert domain status` use."""
@@ -108,9 +115,7 @@ class BasicSettings:
     @property
     def effective_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.data_dir / 'linkcert.sqlite3'}"
+        return effective_database_url(self.database_url, self.data_dir)
 
     @classmethod
     def of(cls, settings: Settings) -> BasicSettings:
